@@ -1,0 +1,23 @@
+"""tuneforge: fine-tune large language models from data to deployment.
+
+`import tuneforge` is cheap: torch and transformers are only imported by the functions that need them.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+if TYPE_CHECKING:
+    from tuneforge.config import TuneforgeConfig
+
+
+def load_config(source: Any = None, overrides: Any = None, **kwargs: Any) -> TuneforgeConfig:
+    """Read a YAML file (or a dict) plus overrides into the typed config; see `tuneforge.config.load_config`."""
+    from tuneforge.config import load_config as _load
+
+    return _load(source, overrides, **kwargs)
+
+
+__all__ = ["__version__", "load_config"]

@@ -1,0 +1,1 @@
+"""Model loading and the tiny real-architecture models used by tests and benchmarks."""
