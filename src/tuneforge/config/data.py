@@ -10,33 +10,115 @@ from tuneforge.config.fields import F, Section
 class DataSection(Section):
     """Datasets, chat template, tokenization, packing and the preprocessing cache."""
 
-    template: str | None = F(None, "")
-    dataset: str | None = F(None, "")
-    eval_dataset: str | None = F(None, "")
-    dataset_dir: str = F('data', "")
-    media_dir: str | None = F(None, "")
-    cutoff_len: int = F(2048, "")
-    train_on_prompt: bool = F(False, "")
-    mask_history: bool = F(False, "")
-    streaming: bool = F(False, "")
-    buffer_size: int = F(16384, "")
-    mix_strategy: Literal['concat', 'interleave_under', 'interleave_over', 'interleave_once'] = F('concat', "")
-    interleave_probs: str | None = F(None, "")
-    overwrite_cache: bool = F(False, "")
-    preprocessing_batch_size: int = F(1000, "")
-    preprocessing_num_workers: int | None = F(None, "")
-    max_samples: int | None = F(None, "")
-    eval_num_beams: int | None = F(None, "")
-    ignore_pad_token_for_loss: bool = F(True, "")
-    val_size: float = F(0.0, "")
-    eval_on_each_dataset: bool = F(False, "")
-    packing: bool | None = F(None, "")
-    neat_packing: bool = F(False, "")
-    tool_format: str | None = F(None, "")
-    default_system: str | None = F(None, "")
-    enable_thinking: bool | None = F(True, "")
-    preserve_thinking: bool = F(False, "")
-    tokenized_path: str | None = F(None, "")
-    data_shared_file_system: bool = F(False, "")
-    strict_data: bool = F(False, "Stop at the first invalid dataset row instead of reporting, counting and skipping it.", lf_default=None)
-    allow_template_mismatch: bool = F(False, "Train even when the chat template's special tokens are missing from the tokenizer's vocabulary.", lf_default=None)
+    template: str | None = F(
+        None,
+        "Chat template that turns conversations into token ids; must match the model (e.g. qwen, llama3).",
+    )
+    dataset: str | None = F(
+        None,
+        "Comma-separated dataset names from dataset_info.json in dataset_dir to train on.",
+    )
+    eval_dataset: str | None = F(None, "Comma-separated dataset names from dataset_info.json to evaluate on.")
+    dataset_dir: str = F("data", "Folder containing dataset_info.json and the local dataset files it names.")
+    media_dir: str | None = F(
+        None,
+        "Folder that relative image, video and audio paths in the data resolve against; defaults to "
+        "dataset_dir.",
+    )
+    cutoff_len: int = F(
+        2048,
+        "Maximum length in tokens of a tokenized example (prompt plus response); longer ones are truncated.",
+    )
+    train_on_prompt: bool = F(
+        False,
+        "Also compute the loss on prompt tokens instead of only on the responses.",
+    )
+    mask_history: bool = F(
+        False,
+        "Train only on the last assistant turn of each conversation; earlier turns are masked from the loss.",
+    )
+    streaming: bool = F(
+        False,
+        "Read datasets lazily as a stream instead of loading them fully; needs max_steps to be set.",
+    )
+    buffer_size: int = F(16384, "Shuffle buffer size, in examples, used when streaming.")
+    mix_strategy: Literal["concat", "interleave_under", "interleave_over", "interleave_once"] = F(
+        "concat",
+        "How several datasets are combined: concatenated, or interleaved with under/over-sampling or once "
+        "each.",
+    )
+    interleave_probs: str | None = F(
+        None,
+        "Comma-separated sampling probabilities, one per dataset, for the interleave strategies.",
+    )
+    overwrite_cache: bool = F(False, "Redo preprocessing instead of reusing the cached tokenized datasets.")
+    preprocessing_batch_size: int = F(1000, "Number of examples tokenized per batch during preprocessing.")
+    preprocessing_num_workers: int | None = F(
+        None,
+        "Number of processes used for preprocessing; unset uses one.",
+    )
+    max_samples: int | None = F(
+        None,
+        "Use at most this many examples from each dataset, for quick runs and debugging.",
+    )
+    eval_num_beams: int | None = F(
+        None,
+        "Beams for beam search when generating during evaluation; unset keeps generation_num_beams.",
+    )
+    ignore_pad_token_for_loss: bool = F(
+        True,
+        "Leave padding tokens out of the loss and out of generated-text metrics.",
+    )
+    val_size: float = F(
+        0.0,
+        "Held-out validation split: a fraction in [0, 1) of the training data, or a whole number of "
+        "examples.",
+    )
+    eval_on_each_dataset: bool = F(
+        False,
+        "Report evaluation metrics separately for every evaluation dataset.",
+    )
+    packing: bool | None = F(
+        None,
+        "Pack several examples into each cutoff_len sequence to avoid padding; unset enables it for "
+        "pre-training only.",
+    )
+    neat_packing: bool = F(
+        False,
+        "Pack examples without attention across example boundaries (needs a supported attention kernel).",
+    )
+    tool_format: str | None = F(
+        None,
+        "Format used to render tool (function) calls and results in prompts; unset uses the template's own.",
+    )
+    default_system: str | None = F(
+        None,
+        "System prompt used for examples that do not carry one; unset uses the template's default.",
+    )
+    enable_thinking: bool | None = F(
+        True,
+        "Reasoning templates: let the model think before answering; false makes the template skip the "
+        "thinking part.",
+    )
+    preserve_thinking: bool = F(
+        False,
+        "Keep the thinking content of earlier assistant turns in the prompt instead of stripping it.",
+    )
+    tokenized_path: str | None = F(
+        None,
+        "Folder to save the tokenized dataset to, or to load it from when it already exists.",
+    )
+    data_shared_file_system: bool = F(
+        False,
+        "Preprocess once for all nodes because they share a file system, rather than once per node.",
+    )
+    strict_data: bool = F(
+        False,
+        "Stop at the first invalid dataset row instead of reporting, counting and skipping it.",
+        lf_default=None,
+    )
+    allow_template_mismatch: bool = F(
+        False,
+        "Train even when the chat template's special tokens are missing from the tokenizer's vocabulary.",
+        lf_default=None,
+    )

@@ -10,12 +10,34 @@ from tuneforge.config.fields import F, Section
 class ExportSection(Section):
     """Writing merged, quantized or converted models with `tuneforge export`."""
 
-    export_dir: str | None = F(None, "")
-    export_size: int = F(5, "")
-    export_device: Literal['cpu', 'auto'] = F('cpu', "")
-    export_quantization_bit: int | None = F(None, "")
-    export_quantization_dataset: str | None = F(None, "")
-    export_quantization_nsamples: int = F(128, "")
-    export_quantization_maxlen: int = F(1024, "")
-    export_legacy_format: bool = F(False, "")
-    export_hub_model_id: str | None = F(None, "")
+    export_dir: str | None = F(
+        None,
+        "Directory where `tuneforge export` writes the merged or converted model.",
+    )
+    export_size: int = F(5, "Maximum size of each exported weight shard, in GB.")
+    export_device: Literal["cpu", "auto"] = F(
+        "cpu",
+        "Device used to merge adapters while exporting: cpu (safe default) or auto (GPU if available, "
+        "faster).",
+    )
+    export_quantization_bit: int | None = F(
+        None,
+        "Bits per weight for GPTQ quantization of the exported model; unset exports unquantized.",
+    )
+    export_quantization_dataset: str | None = F(
+        None,
+        "Path or Hub id of the calibration dataset used for GPTQ export quantization.",
+    )
+    export_quantization_nsamples: int = F(
+        128,
+        "Number of calibration samples used for GPTQ export quantization.",
+    )
+    export_quantization_maxlen: int = F(
+        1024,
+        "Maximum length in tokens of each calibration sample for export quantization.",
+    )
+    export_legacy_format: bool = F(False, "Save weights as PyTorch .bin files instead of safetensors.")
+    export_hub_model_id: str | None = F(
+        None,
+        "Hub repository id to push the exported model to; unset keeps it local.",
+    )

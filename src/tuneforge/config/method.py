@@ -10,65 +10,190 @@ from tuneforge.config.fields import F, Section
 class MethodSection(Section):
     """The training stage and the fine-tuning method: full, freeze, LoRA family, OFT, optimizers."""
 
-    freeze_trainable_layers: int = F(2, "")
-    freeze_trainable_modules: str = F('all', "")
-    freeze_extra_modules: str | None = F(None, "")
-    additional_target: str | None = F(None, "")
-    module_dropout: float = F(0.0, "")
-    oft_rank: int = F(0, "")
-    oft_block_size: int = F(32, "")
-    oft_target: str = F('all', "")
-    create_new_adapter: bool = F(False, "")
-    lora_alpha: int | None = F(None, "")
-    lora_dropout: float = F(0.0, "")
-    lora_rank: int = F(8, "")
-    lora_target: str = F('all', "")
-    loraplus_lr_ratio: float | None = F(None, "")
-    loraplus_lr_embedding: float = F(1e-06, "")
-    use_rslora: bool = F(False, "")
-    use_dora: bool = F(False, "")
-    pissa_init: bool = F(False, "")
-    pissa_iter: int = F(16, "")
-    pissa_convert: bool = F(False, "")
-    use_galore: bool = F(False, "")
-    galore_target: str = F('all', "")
-    galore_rank: int = F(16, "")
-    galore_update_interval: int = F(200, "")
-    galore_scale: float = F(2.0, "")
-    galore_proj_type: Literal['std', 'reverse_std', 'right', 'left', 'full'] = F('std', "")
-    galore_layerwise: bool = F(False, "")
-    use_apollo: bool = F(False, "")
-    apollo_target: str = F('all', "")
-    apollo_rank: int = F(16, "")
-    apollo_update_interval: int = F(200, "")
-    apollo_scale: float = F(32.0, "")
-    apollo_proj: Literal['svd', 'random'] = F('random', "")
-    apollo_proj_type: Literal['std', 'right', 'left'] = F('std', "")
-    apollo_scale_type: Literal['channel', 'tensor'] = F('channel', "")
-    apollo_layerwise: bool = F(False, "")
-    apollo_scale_front: bool = F(False, "")
-    use_badam: bool = F(False, "")
-    badam_mode: Literal['layer', 'ratio'] = F('layer', "")
-    badam_start_block: int | None = F(None, "")
-    badam_switch_mode: Literal['ascending', 'descending', 'random', 'fixed'] | None = F('ascending', "")
-    badam_switch_interval: int | None = F(50, "")
-    badam_update_ratio: float = F(0.05, "")
-    badam_mask_mode: Literal['adjacent', 'scatter'] = F('adjacent', "")
-    badam_verbose: int = F(0, "")
-    pure_bf16: bool = F(False, "")
-    stage: Literal['pt', 'sft', 'rm', 'ppo', 'dpo', 'kto', 'grpo'] = F('sft', "")
-    finetuning_type: Literal['lora', 'oft', 'freeze', 'full'] = F('lora', "")
-    use_llama_pro: bool = F(False, "")
-    use_adam_mini: bool = F(False, "")
-    use_mca: bool = F(False, "")
-    use_hyper_parallel: bool = F(False, "")
-    hyper_parallel_args: str | None = F(None, "")
-    use_muon: bool = F(False, "")
-    use_dft_loss: bool = F(False, "")
-    use_asft_loss: bool = F(False, "")
-    asft_alpha: float = F(0.1, "")
-    use_eaft_loss: bool = F(False, "")
-    eaft_alpha: float = F(1.0, "")
-    freeze_vision_tower: bool = F(True, "")
-    freeze_multi_modal_projector: bool = F(True, "")
-    freeze_language_model: bool = F(False, "")
+    freeze_trainable_layers: int = F(
+        2,
+        "Freeze tuning: number of layers left trainable; positive counts from the last layer, negative from "
+        "the first.",
+    )
+    freeze_trainable_modules: str = F(
+        "all",
+        "Freeze tuning: comma-separated module names inside the trainable layers to train, or all.",
+    )
+    freeze_extra_modules: str | None = F(
+        None,
+        "Freeze tuning: comma-separated extra modules outside the hidden layers to train as well.",
+    )
+    additional_target: str | None = F(
+        None,
+        "Comma-separated modules besides the adapter layers to train fully and save (e.g. "
+        "embed_tokens,lm_head).",
+    )
+    module_dropout: float = F(0.0, "OFT: probability of dropping whole adapter blocks during training.")
+    oft_rank: int = F(0, "OFT: number of orthogonal blocks per layer; 0 derives it from oft_block_size.")
+    oft_block_size: int = F(32, "OFT: size of each orthogonal block; 0 derives it from oft_rank.")
+    oft_target: str = F("all", "OFT: comma-separated module names to adapt, or all for every linear layer.")
+    create_new_adapter: bool = F(
+        False,
+        "Start a fresh adapter on top of the adapters loaded from adapter_name_or_path instead of "
+        "continuing the last one.",
+    )
+    lora_alpha: int | None = F(
+        None,
+        "LoRA scaling numerator; the update is scaled by lora_alpha / lora_rank. Unset means lora_rank * 2.",
+    )
+    lora_dropout: float = F(0.0, "LoRA: dropout probability applied to the adapter's input.")
+    lora_rank: int = F(
+        8,
+        "LoRA: rank of the low-rank update matrices; higher means more trainable parameters.",
+    )
+    lora_target: str = F("all", "LoRA: comma-separated module names to adapt, or all for every linear layer.")
+    loraplus_lr_ratio: float | None = F(
+        None,
+        "LoRA+: learning-rate multiplier for the B matrices relative to A; unset disables LoRA+.",
+    )
+    loraplus_lr_embedding: float = F(1e-06, "LoRA+: learning rate for LoRA embedding layers.")
+    use_rslora: bool = F(
+        False,
+        "Use rank-stabilised LoRA scaling (alpha / sqrt(rank)) instead of alpha / rank.",
+    )
+    use_dora: bool = F(False, "Use DoRA, which splits each weight update into magnitude and direction.")
+    pissa_init: bool = F(
+        False,
+        "Initialise LoRA from the principal singular vectors of the weights (PiSSA) instead of zeros.",
+    )
+    pissa_iter: int = F(16, "PiSSA: iterations of fast SVD; -1 uses the exact SVD.")
+    pissa_convert: bool = F(
+        False,
+        "PiSSA: save the final adapter converted to a plain LoRA adapter usable with the original weights.",
+    )
+    use_galore: bool = F(
+        False,
+        "Train with the GaLore low-rank gradient-projection optimizer (needs the optional galore-torch "
+        "package).",
+    )
+    galore_target: str = F(
+        "all",
+        "GaLore: comma-separated module names whose gradients are projected, or all.",
+    )
+    galore_rank: int = F(16, "GaLore: rank of the gradient projection.")
+    galore_update_interval: int = F(200, "GaLore: steps between recomputations of the projection.")
+    galore_scale: float = F(2.0, "GaLore: scaling factor applied to the projected update.")
+    galore_proj_type: Literal["std", "reverse_std", "right", "left", "full"] = F(
+        "std",
+        "GaLore: which side(s) of the gradient are projected.",
+    )
+    galore_layerwise: bool = F(
+        False,
+        "GaLore: update each layer right after its backward pass to save memory; no gradient accumulation.",
+    )
+    use_apollo: bool = F(
+        False,
+        "Train with the APOLLO memory-efficient optimizer (needs the optional apollo-torch package).",
+    )
+    apollo_target: str = F("all", "APOLLO: comma-separated module names it applies to, or all.")
+    apollo_rank: int = F(16, "APOLLO: rank of the auxiliary low-rank space.")
+    apollo_update_interval: int = F(200, "APOLLO: steps between refreshes of the projection.")
+    apollo_scale: float = F(32.0, "APOLLO: scaling factor applied to the update.")
+    apollo_proj: Literal["svd", "random"] = F("random", "APOLLO: projection built by SVD or at random.")
+    apollo_proj_type: Literal["std", "right", "left"] = F(
+        "std",
+        "APOLLO: which side of the gradient is projected.",
+    )
+    apollo_scale_type: Literal["channel", "tensor"] = F(
+        "channel",
+        "APOLLO: compute the update scaling per channel or per tensor.",
+    )
+    apollo_layerwise: bool = F(
+        False,
+        "APOLLO: update each layer right after its backward pass to save memory; no gradient accumulation.",
+    )
+    apollo_scale_front: bool = F(
+        False,
+        "APOLLO: apply the norm-growth limiter before scaling the gradient rather than after.",
+    )
+    use_badam: bool = F(
+        False,
+        "Train with BAdam, updating one block of parameters at a time (needs the optional badam package).",
+    )
+    badam_mode: Literal["layer", "ratio"] = F(
+        "layer",
+        "BAdam: layer-wise block switching, or ratio-wise sparse updates.",
+    )
+    badam_start_block: int | None = F(
+        None,
+        "BAdam layer mode: index of the first block to update; unset picks per badam_switch_mode.",
+    )
+    badam_switch_mode: Literal["ascending", "descending", "random", "fixed"] | None = F(
+        "ascending",
+        "BAdam layer mode: order in which blocks take turns being updated.",
+    )
+    badam_switch_interval: int | None = F(
+        50,
+        "BAdam layer mode: steps between block switches; -1 never switches.",
+    )
+    badam_update_ratio: float = F(0.05, "BAdam ratio mode: fraction of parameters updated at each step.")
+    badam_mask_mode: Literal["adjacent", "scatter"] = F(
+        "adjacent",
+        "BAdam ratio mode: choose the updated parameters as adjacent runs or scattered.",
+    )
+    badam_verbose: int = F(
+        0,
+        "BAdam: log verbosity; 0 silent, 1 prints the active block, 2 also prints trainable parameters.",
+    )
+    pure_bf16: bool = F(
+        False,
+        "Train entirely in bfloat16 with no float32 master weights (saves memory, needs bf16 hardware).",
+    )
+    stage: Literal["pt", "sft", "rm", "ppo", "dpo", "kto", "grpo"] = F(
+        "sft",
+        "Training stage: pt (pre-training), sft, rm (reward model), ppo, dpo (and other preference losses), "
+        "kto, grpo.",
+    )
+    finetuning_type: Literal["lora", "oft", "freeze", "full"] = F(
+        "lora",
+        "Which parameters are trained: lora adapters, oft adapters, freeze (only some layers) or full.",
+    )
+    use_llama_pro: bool = F(
+        False,
+        "LLaMA Pro: train only the newly expanded blocks (use with freeze or lora tuning).",
+    )
+    use_adam_mini: bool = F(
+        False,
+        "Use the Adam-mini optimizer, which shares learning rates within parameter blocks (optional "
+        "package).",
+    )
+    use_mca: bool = F(False, "Train through Megatron-Core via mcore_adapter (multi-GPU, optional package).")
+    use_hyper_parallel: bool = F(
+        False,
+        "Use the hyper-parallel distributed training backend (multi-GPU, optional package).",
+    )
+    hyper_parallel_args: str | None = F(
+        None,
+        "Path to a YAML or JSON file of settings for the hyper-parallel backend.",
+    )
+    use_muon: bool = F(False, "Use the Muon optimizer for 2-D weight matrices, with AdamW for the rest.")
+    use_dft_loss: bool = F(
+        False,
+        "SFT: use the Dynamic Fine-Tuning loss, which weights each token's loss by its predicted "
+        "probability.",
+    )
+    use_asft_loss: bool = F(
+        False,
+        "SFT: use the anchored SFT loss, DFT plus a KL term towards a reference model to limit drift.",
+    )
+    asft_alpha: float = F(0.1, "Anchored SFT: weight of the KL term towards the reference model.")
+    use_eaft_loss: bool = F(
+        False,
+        "SFT: use the entropy-adaptive fine-tuning loss, which scales each token's loss by the model's "
+        "normalised predictive entropy.",
+    )
+    eaft_alpha: float = F(1.0, "EAFT: exponent controlling how strongly the entropy-based weight varies.")
+    freeze_vision_tower: bool = F(True, "Multimodal models: keep the vision encoder frozen.")
+    freeze_multi_modal_projector: bool = F(
+        True,
+        "Multimodal models: keep the projector between vision encoder and language model frozen.",
+    )
+    freeze_language_model: bool = F(
+        False,
+        "Multimodal models: keep the language model frozen, training only the other parts.",
+    )

@@ -10,8 +10,23 @@ from tuneforge.config.fields import F, Section
 class QuantizationSection(Section):
     """On-the-fly quantization of the base model while training or serving (QLoRA)."""
 
-    quantization_method: Literal['bnb', 'gptq', 'awq', 'aqlm', 'quanto', 'eetq', 'hqq', 'mxfp4', 'fp8'] = F('bnb', "")
-    quantization_bit: int | None = F(None, "")
-    quantization_type: Literal['fp4', 'nf4'] = F('nf4', "")
-    double_quantization: bool = F(True, "")
-    quantization_device_map: Literal['auto'] | None = F(None, "")
+    quantization_method: Literal["bnb", "gptq", "awq", "aqlm", "quanto", "eetq", "hqq", "mxfp4", "fp8"] = F(
+        "bnb",
+        "Library used to quantize the model on the fly; bnb (bitsandbytes) is the usual QLoRA choice.",
+    )
+    quantization_bit: int | None = F(
+        None,
+        "Bits per weight for on-the-fly quantization (typically 4 or 8); unset loads the model unquantized.",
+    )
+    quantization_type: Literal["fp4", "nf4"] = F(
+        "nf4",
+        "bitsandbytes 4-bit data type: nf4 (NormalFloat, the QLoRA default) or fp4.",
+    )
+    double_quantization: bool = F(
+        True,
+        "Also quantize the quantization constants in bitsandbytes 4-bit mode, saving a little more memory.",
+    )
+    quantization_device_map: Literal["auto"] | None = F(
+        None,
+        "Set to auto to spread a quantized model over available devices (4-bit inference only).",
+    )

@@ -10,152 +10,474 @@ from tuneforge.config.fields import F, Section
 class TrainingSection(Section):
     """Trainer settings: batch sizes, schedule, precision, logging, evaluation, checkpoints."""
 
-    use_swanlab: bool = F(False, "")
-    swanlab_project: str | None = F('llamafactory', "")
-    swanlab_workspace: str | None = F(None, "")
-    swanlab_run_name: str | None = F(None, "")
-    swanlab_mode: Literal['cloud', 'local'] = F('cloud', "")
-    swanlab_api_key: str | None = F(None, "")
-    swanlab_logdir: str | None = F(None, "")
-    swanlab_lark_webhook_url: str | None = F(None, "")
-    swanlab_lark_secret: str | None = F(None, "")
-    compute_accuracy: bool = F(False, "")
-    disable_shuffling: bool = F(False, "")
-    early_stopping_steps: int | None = F(None, "")
-    plot_loss: bool = F(False, "")
-    include_effective_tokens_per_second: bool = F(False, "")
-    seed: int = F(42, "")
-    output_dir: str | None = F(None, "")
-    per_device_train_batch_size: int = F(8, "")
-    num_train_epochs: float = F(3.0, "")
-    max_steps: int = F(-1, "")
-    learning_rate: float = F(5e-05, "")
-    lr_scheduler_type: str = F('linear', "")
-    lr_scheduler_kwargs: dict | str | None = F(None, "")
-    warmup_steps: float = F(0, "")
-    optim: str = F('adamw_torch_fused', "")
-    optim_args: str | None = F(None, "")
-    weight_decay: float = F(0.0, "")
-    adam_beta1: float = F(0.9, "")
-    adam_beta2: float = F(0.999, "")
-    adam_epsilon: float = F(1e-08, "")
-    optim_target_modules: list[str] | str | None = F(None, "")
-    gradient_accumulation_steps: int = F(1, "")
-    average_tokens_across_devices: bool = F(True, "")
-    max_grad_norm: float = F(1.0, "")
-    label_smoothing_factor: float = F(0.0, "")
-    bf16: bool = F(False, "")
-    fp16: bool = F(False, "")
-    bf16_full_eval: bool = F(False, "")
-    fp16_full_eval: bool = F(False, "")
-    tf32: bool | None = F(None, "")
-    gradient_checkpointing: bool = F(False, "")
-    gradient_checkpointing_kwargs: dict | str | None = F(None, "")
-    torch_compile: bool = F(False, "")
-    torch_compile_backend: str | None = F(None, "")
-    torch_compile_mode: str | None = F(None, "")
-    use_liger_kernel: bool = F(False, "")
-    liger_kernel_config: dict | None = F(None, "")
-    use_cache: bool = F(False, "")
-    neftune_noise_alpha: float | None = F(None, "")
-    torch_empty_cache_steps: int | None = F(None, "")
-    auto_find_batch_size: bool = F(False, "")
-    logging_strategy: Literal['no', 'steps', 'epoch'] = F('steps', "")
-    logging_steps: float = F(500, "")
-    logging_first_step: bool = F(False, "")
-    log_on_each_node: bool = F(True, "")
-    logging_nan_inf_filter: bool = F(True, "")
-    include_num_input_tokens_seen: str | bool = F('no', "")
-    log_level: str = F('passive', "")
-    log_level_replica: str = F('warning', "")
-    disable_tqdm: bool | None = F(None, "")
-    report_to: list[str] | str | None = F('none', "")
-    run_name: str | None = F(None, "")
-    project: str = F('huggingface', "")
-    trackio_space_id: str | None = F(None, "")
-    trackio_bucket_id: str | None = F(None, "")
-    trackio_static_space_id: str | Literal[False] | None = F(None, "")
-    eval_strategy: Literal['no', 'steps', 'epoch'] = F('no', "")
-    eval_steps: float | None = F(None, "")
-    eval_delay: float = F(0, "")
-    per_device_eval_batch_size: int = F(8, "")
-    prediction_loss_only: bool = F(False, "")
-    eval_on_start: bool = F(False, "")
-    eval_do_concat_batches: bool = F(True, "")
-    eval_use_gather_object: bool = F(False, "")
-    eval_accumulation_steps: int | None = F(None, "")
-    include_for_metrics: list[str] = F([], "")
-    batch_eval_metrics: bool = F(False, "")
-    save_only_model: bool = F(False, "")
-    save_strategy: Literal['no', 'steps', 'epoch', 'best'] = F('steps', "")
-    save_steps: float = F(500, "")
-    save_on_each_node: bool = F(False, "")
-    save_total_limit: int | None = F(None, "")
-    enable_jit_checkpoint: bool = F(False, "")
-    push_to_hub: bool = F(False, "")
-    hub_token: str | None = F(None, "")
-    hub_private_repo: bool | None = F(None, "")
-    hub_model_id: str | None = F(None, "")
-    hub_strategy: Literal['end', 'every_save', 'checkpoint', 'all_checkpoints'] = F('every_save', "")
-    hub_always_push: bool = F(False, "")
-    hub_revision: str | None = F(None, "")
-    load_best_model_at_end: bool = F(False, "")
-    metric_for_best_model: str | None = F(None, "")
-    greater_is_better: bool | None = F(None, "")
-    ignore_data_skip: bool = F(False, "")
-    restore_callback_states_from_checkpoint: bool = F(False, "")
-    full_determinism: bool = F(False, "")
-    data_seed: int | None = F(None, "")
-    use_cpu: bool = F(False, "")
-    accelerator_config: dict | str | None = F(None, "")
-    parallelism_config: dict | None = F(None, "")
-    dataloader_drop_last: bool = F(False, "")
-    dataloader_num_workers: int = F(0, "")
-    dataloader_pin_memory: bool = F(True, "")
-    dataloader_persistent_workers: bool = F(False, "")
-    dataloader_prefetch_factor: int | None = F(None, "")
-    remove_unused_columns: bool = F(True, "")
-    label_names: list[str] | None = F(None, "")
-    train_sampling_strategy: str = F('random', "")
-    length_column_name: str = F('length', "")
-    ddp_find_unused_parameters: bool | None = F(None, "")
-    ddp_bucket_cap_mb: int | None = F(None, "")
-    ddp_broadcast_buffers: bool | None = F(None, "")
-    ddp_static_graph: bool | None = F(None, "")
-    ddp_backend: str | None = F(None, "")
-    ddp_timeout: int = F(1800, "")
-    fsdp: list[str] | str | None = F(None, "")
-    fsdp_config: dict | str | None = F(None, "")
-    deepspeed: dict | str | None = F(None, "")
-    debug: list[str] | str = F('', "")
-    skip_memory_metrics: bool = F(True, "")
-    do_train: bool = F(False, "")
-    do_eval: bool = F(False, "")
-    do_predict: bool = F(False, "")
-    resume_from_checkpoint: str | None = F(None, "")
-    warmup_ratio: float | None = F(None, "")
-    logging_dir: str | None = F(None, "")
-    local_rank: int = F(-1, "")
-    sortish_sampler: bool = F(False, "")
-    predict_with_generate: bool = F(False, "")
-    generation_max_length: int | None = F(None, "")
-    generation_num_beams: int | None = F(None, "")
-    generation_config: str | None = F(None, "")
-    ray_num_workers: int = F(1, "")
-    ray_init_kwargs: dict | str | None = F(None, "")
-    master_addr: str | None = F(None, "")
-    master_port: str | None = F(None, "")
-    fp8: bool = F(False, "")
-    fp8_backend: str = F('auto', "")
-    fp8_enable_fsdp_float8_all_gather: bool = F(False, "")
-    enable_torch_profiler: bool = F(False, "")
-    profiler_output_dir: str | None = F(None, "")
-    profiler_wait_steps: int = F(1, "")
-    profiler_warmup_steps: int = F(1, "")
-    profiler_active_steps: int = F(1, "")
-    profiler_repeat: int = F(1, "")
-    profiler_record_shapes: bool = F(True, "")
-    profiler_profile_memory: bool = F(True, "")
-    profiler_with_stack: bool = F(True, "")
-    profile_modules: str | None = F(None, "")
-    overwrite_output_dir: bool = F(False, "")
+    use_swanlab: bool = F(False, "Log metrics to SwanLab (needs the optional swanlab package).")
+    swanlab_project: str | None = F("llamafactory", "SwanLab: project name for the run.")
+    swanlab_workspace: str | None = F(
+        None,
+        "SwanLab: workspace (user or organisation) that owns the project; unset uses your own.",
+    )
+    swanlab_run_name: str | None = F(None, "SwanLab: experiment name; unset lets SwanLab pick one.")
+    swanlab_mode: Literal["cloud", "local"] = F(
+        "cloud",
+        "SwanLab: upload to the cloud service or keep logs local.",
+    )
+    swanlab_api_key: str | None = F(
+        None,
+        "SwanLab: API key for logging in; prefer the SWANLAB_API_KEY environment variable.",
+    )
+    swanlab_logdir: str | None = F(None, "SwanLab: folder for local log files.")
+    swanlab_lark_webhook_url: str | None = F(
+        None,
+        "SwanLab: Lark (Feishu) webhook URL that receives run notifications.",
+    )
+    swanlab_lark_secret: str | None = F(None, "SwanLab: signing secret for the Lark (Feishu) webhook.")
+    compute_accuracy: bool = F(
+        False,
+        "During evaluation, also report token-level accuracy of next-token predictions (SFT, PT).",
+    )
+    disable_shuffling: bool = F(False, "Feed training examples in dataset order instead of shuffling them.")
+    early_stopping_steps: int | None = F(
+        None,
+        "Stop when the evaluation metric has not improved for this many evaluations; unset disables.",
+    )
+    plot_loss: bool = F(
+        False,
+        "Save PNG plots of the training and evaluation loss curves to output_dir when training ends.",
+    )
+    include_effective_tokens_per_second: bool = F(
+        False,
+        "Report throughput counting only non-padding tokens (effective tokens per second).",
+    )
+    seed: int = F(
+        42,
+        "Random seed set at the start of training, for reproducible initialisation and shuffling.",
+    )
+    output_dir: str | None = F(
+        None,
+        "Directory where checkpoints, the final model or adapter, logs and metrics are written.",
+    )
+    per_device_train_batch_size: int = F(8, "Training examples per device per forward pass.")
+    num_train_epochs: float = F(
+        3.0,
+        "Number of passes over the training data (may be fractional); ignored when max_steps > 0.",
+    )
+    max_steps: int = F(
+        -1,
+        "Total optimizer steps to run; overrides num_train_epochs when positive, -1 disables it.",
+    )
+    learning_rate: float = F(5e-05, "Peak learning rate of the optimizer, reached after warmup.")
+    lr_scheduler_type: str = F(
+        "linear",
+        "Learning-rate schedule, as in transformers' SchedulerType (e.g. linear, cosine, "
+        "constant_with_warmup).",
+    )
+    lr_scheduler_kwargs: dict | str | None = F(
+        None,
+        "Extra arguments for the learning-rate scheduler, as a dict or a JSON string.",
+    )
+    warmup_steps: float = F(
+        0,
+        "Linear warmup from 0 to learning_rate: a whole number of steps, or a fraction in [0, 1) of all "
+        "steps.",
+    )
+    optim: str = F(
+        "adamw_torch_fused",
+        "Optimizer name, as in transformers' OptimizerNames (e.g. adamw_torch, adamw_8bit, adafactor).",
+    )
+    optim_args: str | None = F(None, "Extra optimizer arguments as comma-separated key=value pairs.")
+    weight_decay: float = F(
+        0.0,
+        "Weight decay applied by the optimizer to all weights except biases and normalization layers.",
+    )
+    adam_beta1: float = F(0.9, "Adam beta1: decay rate of the first-moment (mean) estimate.")
+    adam_beta2: float = F(0.999, "Adam beta2: decay rate of the second-moment (variance) estimate.")
+    adam_epsilon: float = F(
+        1e-08,
+        "Adam epsilon: small constant added to the denominator for numerical stability.",
+    )
+    optim_target_modules: list[str] | str | None = F(
+        None,
+        "Module names (list or regex) that GaLore/APOLLO-style optimizers from transformers apply to.",
+    )
+    gradient_accumulation_steps: int = F(
+        1,
+        "Forward/backward passes whose gradients are summed before each optimizer step.",
+    )
+    average_tokens_across_devices: bool = F(
+        True,
+        "Count loss tokens over all devices so the loss is normalised exactly in distributed training.",
+    )
+    max_grad_norm: float = F(1.0, "Clip the global gradient norm to this value; 0 disables clipping.")
+    label_smoothing_factor: float = F(
+        0.0,
+        "Label smoothing: fraction of target probability spread over all tokens; 0 disables it.",
+    )
+    bf16: bool = F(False, "Train with bfloat16 mixed precision (needs hardware bf16 support).")
+    fp16: bool = F(False, "Train with float16 mixed precision and loss scaling (GPU only).")
+    bf16_full_eval: bool = F(
+        False,
+        "Run evaluation fully in bfloat16 instead of mixed precision; faster, slightly less accurate.",
+    )
+    fp16_full_eval: bool = F(
+        False,
+        "Run evaluation fully in float16 instead of mixed precision; faster, slightly less accurate.",
+    )
+    tf32: bool | None = F(
+        None,
+        "Allow TensorFloat-32 matrix math on Ampere or newer NVIDIA GPUs; unset keeps PyTorch's default.",
+    )
+    gradient_checkpointing: bool = F(
+        False,
+        "HF Trainer's gradient checkpointing flag; tuneforge enables checkpointing itself unless "
+        "disable_gradient_checkpointing is set.",
+    )
+    gradient_checkpointing_kwargs: dict | str | None = F(
+        None,
+        "Extra arguments for gradient checkpointing (e.g. use_reentrant), as a dict or JSON string.",
+    )
+    torch_compile: bool = F(False, "Compile the model with torch.compile before training.")
+    torch_compile_backend: str | None = F(
+        None,
+        "torch.compile backend (e.g. inductor); setting it enables torch_compile.",
+    )
+    torch_compile_mode: str | None = F(
+        None,
+        "torch.compile mode (e.g. default, reduce-overhead, max-autotune); setting it enables torch_compile.",
+    )
+    use_liger_kernel: bool = F(
+        False,
+        "Let HF Trainer apply Liger kernels to the model (GPU and the optional liger-kernel package only).",
+    )
+    liger_kernel_config: dict | None = F(
+        None,
+        "Which Liger kernels HF Trainer applies (e.g. rope, rms_norm, fused_linear_cross_entropy).",
+    )
+    use_cache: bool = F(
+        False,
+        "Keep the model's KV cache enabled during training; normally off since training does not need it.",
+    )
+    neftune_noise_alpha: float | None = F(
+        None,
+        "NEFTune: scale of uniform noise added to input embeddings during training (e.g. 5); unset disables.",
+    )
+    torch_empty_cache_steps: int | None = F(
+        None,
+        "Empty the accelerator memory cache every this many steps to lower peak memory; unset never.",
+    )
+    auto_find_batch_size: bool = F(
+        False,
+        "Halve the batch size and retry when running out of memory (needs the accelerate package).",
+    )
+    logging_strategy: Literal["no", "steps", "epoch"] = F(
+        "steps",
+        "When to log training metrics: never, every logging_steps steps, or at the end of each epoch.",
+    )
+    logging_steps: float = F(500, "Steps between log entries; a value below 1 is a fraction of total steps.")
+    logging_first_step: bool = F(False, "Also log the metrics of the very first step.")
+    log_on_each_node: bool = F(
+        True,
+        "In multi-node training, log from the main process of every node instead of only the first node.",
+    )
+    logging_nan_inf_filter: bool = F(
+        True,
+        "Replace NaN or infinite losses in the logs with the recent average; training itself is unaffected.",
+    )
+    include_num_input_tokens_seen: str | bool = F(
+        "no",
+        "Track the number of input tokens seen: all, non_padding, or no (true/false map to all/no).",
+    )
+    log_level: str = F(
+        "passive",
+        "Logging verbosity of the main process (debug, info, warning, error, critical, or passive to leave "
+        "it).",
+    )
+    log_level_replica: str = F(
+        "warning",
+        "Logging verbosity of replica processes in distributed training; same values as log_level.",
+    )
+    disable_tqdm: bool | None = F(
+        None,
+        "Hide progress bars; unset hides them only when logging is at warning level or quieter.",
+    )
+    report_to: list[str] | str | None = F(
+        "none",
+        "Experiment trackers to send logs to (e.g. tensorboard, wandb, mlflow, trackio); none or all.",
+    )
+    run_name: str | None = F(None, "Name of the run shown by experiment trackers.")
+    project: str = F(
+        "huggingface",
+        "Project name used by experiment trackers that group runs into projects (currently Trackio).",
+    )
+    trackio_space_id: str | None = F(
+        None,
+        "Trackio: Hugging Face Space id for live dashboards; unset logs to a local directory only.",
+    )
+    trackio_bucket_id: str | None = F(
+        None,
+        "Trackio: Hugging Face Bucket id that stores the logs; unset lets Trackio derive one.",
+    )
+    trackio_static_space_id: str | Literal[False] | None = F(
+        None,
+        "Trackio: Space id of a static dashboard created after training; false creates none.",
+    )
+    eval_strategy: Literal["no", "steps", "epoch"] = F(
+        "no",
+        "When to evaluate: never, every eval_steps steps, or at the end of each epoch.",
+    )
+    eval_steps: float | None = F(
+        None,
+        "Steps between evaluations; a value below 1 is a fraction of total steps. Unset uses logging_steps.",
+    )
+    eval_delay: float = F(0, "Epochs or steps (per eval_strategy) to wait before the first evaluation.")
+    per_device_eval_batch_size: int = F(8, "Evaluation examples per device per forward pass.")
+    prediction_loss_only: bool = F(
+        False,
+        "During evaluation and prediction, return only the loss, not logits or labels.",
+    )
+    eval_on_start: bool = F(False, "Run one evaluation before training starts, as a sanity check.")
+    eval_do_concat_batches: bool = F(
+        True,
+        "Concatenate evaluation outputs across batches; false keeps them as a list of batches.",
+    )
+    eval_use_gather_object: bool = F(
+        False,
+        "Gather non-tensor evaluation outputs from all devices as Python objects (slower).",
+    )
+    eval_accumulation_steps: int | None = F(
+        None,
+        "Move accumulated evaluation outputs to the CPU every this many steps to save device memory.",
+    )
+    include_for_metrics: list[str] = F([], "Extra data passed to compute_metrics: inputs and/or loss.")
+    batch_eval_metrics: bool = F(
+        False,
+        "Compute evaluation metrics batch by batch instead of holding all logits in memory.",
+    )
+    save_only_model: bool = F(
+        False,
+        "Save only model weights in checkpoints, without optimizer and scheduler state; such checkpoints "
+        "cannot be resumed.",
+    )
+    save_strategy: Literal["no", "steps", "epoch", "best"] = F(
+        "steps",
+        "When to save checkpoints: never, every save_steps steps, each epoch, or whenever the best metric "
+        "improves.",
+    )
+    save_steps: float = F(500, "Steps between checkpoints; a value below 1 is a fraction of total steps.")
+    save_on_each_node: bool = F(
+        False,
+        "In multi-node training, save on every node instead of only the main one (for unshared storage).",
+    )
+    save_total_limit: int | None = F(
+        None,
+        "Keep at most this many checkpoints, deleting the oldest; unset keeps all.",
+    )
+    enable_jit_checkpoint: bool = F(
+        False,
+        "Save a checkpoint when the job receives SIGTERM, for preemptible clusters.",
+    )
+    push_to_hub: bool = F(False, "Push the model to the Hugging Face Hub on every save.")
+    hub_token: str | None = F(
+        None,
+        "Access token for pushing to the Hugging Face Hub; the HF_TOKEN variable also works.",
+    )
+    hub_private_repo: bool | None = F(
+        None,
+        "Create the Hub repository as private; unset follows the organisation's default.",
+    )
+    hub_model_id: str | None = F(
+        None,
+        "Hub repository to push to (user/name); unset uses the name of output_dir.",
+    )
+    hub_strategy: Literal["end", "every_save", "checkpoint", "all_checkpoints"] = F(
+        "every_save",
+        "What to push and when: the final model only, every save, the latest checkpoint, or all checkpoints.",
+    )
+    hub_always_push: bool = F(
+        False,
+        "Push every save even if the previous push has not finished, instead of skipping it.",
+    )
+    hub_revision: str | None = F(None, "Branch, tag or commit of the Hub repository to push to.")
+    load_best_model_at_end: bool = F(
+        False,
+        "Reload the best checkpoint (by metric_for_best_model) when training ends; needs matching save and "
+        "eval strategies.",
+    )
+    metric_for_best_model: str | None = F(
+        None,
+        "Evaluation metric that decides the best checkpoint (e.g. eval_loss, or loss without the prefix).",
+    )
+    greater_is_better: bool | None = F(
+        None,
+        "Whether a higher metric_for_best_model is better; unset means true except for loss metrics.",
+    )
+    ignore_data_skip: bool = F(
+        False,
+        "When resuming, do not fast-forward the data loader to where it stopped; faster, but data order "
+        "changes.",
+    )
+    restore_callback_states_from_checkpoint: bool = F(
+        False,
+        "When resuming, also restore callback states saved in the checkpoint.",
+    )
+    full_determinism: bool = F(
+        False,
+        "Make training fully deterministic with PyTorch's deterministic algorithms; slower.",
+    )
+    data_seed: int | None = F(None, "Seed for data sampling only, independent of seed; unset uses seed.")
+    use_cpu: bool = F(False, "Train on the CPU even when an accelerator is available.")
+    accelerator_config: dict | str | None = F(
+        None,
+        "Extra settings for the accelerate Accelerator, as a dict, JSON string or file path.",
+    )
+    parallelism_config: dict | None = F(
+        None,
+        "accelerate ParallelismConfig for combined data, tensor and context parallelism (multi-GPU).",
+    )
+    dataloader_drop_last: bool = F(False, "Drop the last incomplete batch of each epoch.")
+    dataloader_num_workers: int = F(0, "Worker processes for data loading; 0 loads in the main process.")
+    dataloader_pin_memory: bool = F(
+        True,
+        "Use pinned host memory in data loaders for faster transfers to the GPU.",
+    )
+    dataloader_persistent_workers: bool = F(
+        False,
+        "Keep data-loader worker processes alive between epochs (needs num_workers > 0).",
+    )
+    dataloader_prefetch_factor: int | None = F(
+        None,
+        "Batches each data-loader worker prefetches (needs num_workers > 0).",
+    )
+    remove_unused_columns: bool = F(
+        True,
+        "Drop dataset columns the model's forward does not accept before batching.",
+    )
+    label_names: list[str] | None = F(
+        None,
+        "Names of the input keys that hold labels; unset uses the model's defaults.",
+    )
+    train_sampling_strategy: str = F(
+        "random",
+        "Training sampler: random, sequential, group_by_length or batch_rebalance.",
+    )
+    length_column_name: str = F(
+        "length",
+        "Dataset column with precomputed example lengths, used by length-grouped sampling.",
+    )
+    ddp_find_unused_parameters: bool | None = F(
+        None,
+        "DDP: look for parameters that get no gradient each step (multi-GPU); unset decides automatically.",
+    )
+    ddp_bucket_cap_mb: int | None = F(None, "DDP: gradient bucket size in MB for all-reduce (multi-GPU).")
+    ddp_broadcast_buffers: bool | None = F(
+        None,
+        "DDP: broadcast model buffers from rank 0 at every forward (multi-GPU).",
+    )
+    ddp_static_graph: bool | None = F(
+        None,
+        "DDP: declare that the set of used parameters never changes between steps (multi-GPU).",
+    )
+    ddp_backend: str | None = F(
+        None,
+        "Distributed backend: nccl (NVIDIA GPUs), gloo (CPU), or another supported by PyTorch.",
+    )
+    ddp_timeout: int = F(1800, "Timeout in seconds for distributed collective operations.")
+    fsdp: list[str] | str | None = F(
+        None,
+        "Fully Sharded Data Parallel options (e.g. full_shard auto_wrap) for multi-GPU training.",
+    )
+    fsdp_config: dict | str | None = F(
+        None,
+        "FSDP settings (multi-GPU), as a dict, JSON string or path to a JSON file.",
+    )
+    deepspeed: dict | str | None = F(
+        None,
+        "DeepSpeed config (multi-GPU, needs the optional deepspeed package), as a dict or path to a JSON "
+        "file.",
+    )
+    debug: list[str] | str = F(
+        "",
+        "HF debug features: underflow_overflow (detect inf/NaN activations) or tpu_metrics_debug.",
+    )
+    skip_memory_metrics: bool = F(True, "Skip memory-usage metrics, which slow training down.")
+    do_train: bool = F(False, "Run training.")
+    do_eval: bool = F(False, "Run evaluation on the evaluation set.")
+    do_predict: bool = F(False, "Run prediction on the evaluation set and save the generated outputs.")
+    resume_from_checkpoint: str | None = F(
+        None,
+        "Checkpoint directory to resume training from, restoring optimizer, scheduler and data position.",
+    )
+    warmup_ratio: float | None = F(
+        None,
+        "Deprecated: fraction of total steps used for linear warmup; use a fractional warmup_steps instead.",
+    )
+    logging_dir: str | None = F(
+        None,
+        "Directory for TensorBoard logs; unset uses a folder inside output_dir.",
+    )
+    local_rank: int = F(
+        -1,
+        "Rank of this process on its node, set by the distributed launcher; do not set it by hand.",
+    )
+    sortish_sampler: bool = F(False, "Sample training batches of roughly similar length to reduce padding.")
+    predict_with_generate: bool = F(
+        False,
+        "During evaluation and prediction, generate text and compute text metrics instead of only the loss.",
+    )
+    generation_max_length: int | None = F(
+        None,
+        "Maximum length when generating during evaluation; unset uses the model's generation config.",
+    )
+    generation_num_beams: int | None = F(
+        None,
+        "Beams when generating during evaluation; unset uses the model's generation config.",
+    )
+    generation_config: str | None = F(
+        None,
+        "Path or Hub id of a GenerationConfig to use when generating during evaluation.",
+    )
+    ray_num_workers: int = F(1, "Number of Ray workers (one per GPU) for distributed training with Ray.")
+    ray_init_kwargs: dict | str | None = F(None, "Arguments passed to ray.init(), as a dict or JSON string.")
+    master_addr: str | None = F(
+        None,
+        "Address of the rank-0 node for multi-node training (the MASTER_ADDR variable).",
+    )
+    master_port: str | None = F(
+        None,
+        "Port of the rank-0 node for multi-node training (the MASTER_PORT variable).",
+    )
+    fp8: bool = F(
+        False,
+        "Train with FP8 mixed precision (Hopper-class NVIDIA GPUs; excludes weight quantization).",
+    )
+    fp8_backend: str = F(
+        "auto",
+        "FP8 implementation: auto, or a specific backend such as torchao or te (Transformer Engine).",
+    )
+    fp8_enable_fsdp_float8_all_gather: bool = F(
+        False,
+        "FP8 with FSDP: all-gather weights in float8 to save communication (multi-GPU).",
+    )
+    enable_torch_profiler: bool = F(False, "Record a PyTorch profiler trace during training.")
+    profiler_output_dir: str | None = F(
+        None,
+        "Directory for profiler traces; unset uses a folder inside output_dir.",
+    )
+    profiler_wait_steps: int = F(1, "Profiler: steps to skip before each recording cycle.")
+    profiler_warmup_steps: int = F(1, "Profiler: steps traced but discarded before recording in each cycle.")
+    profiler_active_steps: int = F(1, "Profiler: steps recorded in each cycle.")
+    profiler_repeat: int = F(
+        1,
+        "Profiler: number of wait/warmup/active cycles; 0 repeats until training ends.",
+    )
+    profiler_record_shapes: bool = F(True, "Profiler: record the input shapes of each operator.")
+    profiler_profile_memory: bool = F(True, "Profiler: track memory allocations.")
+    profiler_with_stack: bool = F(True, "Profiler: record Python stack traces of operators (larger traces).")
+    profile_modules: str | None = F(
+        None,
+        "Profiler: comma-separated module names to label separately in traces; unset profiles the whole "
+        "model.",
+    )
+    overwrite_output_dir: bool = F(
+        False,
+        "Allow writing into a non-empty output_dir instead of stopping with an error.",
+    )
