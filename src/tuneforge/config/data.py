@@ -14,11 +14,14 @@ class DataSection(Section):
         None,
         "Chat template that turns conversations into token ids; must match the model (e.g. qwen, llama3).",
     )
-    dataset: str | None = F(
+    dataset: str | list | None = F(
         None,
-        "Comma-separated dataset names from dataset_info.json in dataset_dir to train on.",
+        "Datasets to train on: comma-separated names from dataset_info.json in dataset_dir, file paths, "
+        "or a list of inline entries (the dataset_info.json attributes plus `path`).",
     )
-    eval_dataset: str | None = F(None, "Comma-separated dataset names from dataset_info.json to evaluate on.")
+    eval_dataset: str | list | None = F(
+        None, "Datasets to evaluate on, in the same forms as `dataset` (names, file paths or inline entries)."
+    )
     dataset_dir: str = F("data", "Folder containing dataset_info.json and the local dataset files it names.")
     media_dir: str | None = F(
         None,

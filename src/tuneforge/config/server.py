@@ -21,11 +21,13 @@ class ServerSection(Section):
         lf_default=None,
     )
     served_model_name: str | None = F(
-        None, "Model name reported by /v1/models and in responses (default: the model folder's name).",
+        None,
+        "Model name reported by /v1/models and in responses (default: the model folder's name).",
         lf_default=None,
     )
     max_queue_size: int = F(
-        64, "Requests waiting for the engine beyond which the server answers 429 with Retry-After.",
+        64,
+        "Requests waiting for the engine beyond which the server answers 429 with Retry-After.",
         lf_default=None,
     )
     max_batch_size: int = F(
