@@ -1,0 +1,101 @@
+"""The data records behind every chat template: ``TemplateSpec`` and ``ThinkingSpec``.
+
+Every field is plain text with ``{placeholders}`` (``{content}``, ``{bos}``, ``{eos}``, ``{date}``, ``{system}``,
+``{tools}``) or a small enum; ``templates.yaml`` holds one record per template name. Rendering logic lives in
+``render.py`` and never branches on a template's name.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+
+
+@dataclass(frozen=True)
+class ThinkingSpec:
+    """How a reasoning family writes its thinking block.
+
+    - ``block``: a turn's reasoning, ``{reasoning}`` placeholder (e.g. ``<think>\\n{reasoning}\\n</think>\\n\\n``).
+    - ``empty``: the empty block a turn gets when it has no reasoning ("" = none is inserted).
+    - ``keep``: which assistant turns keep their reasoning: ``after_last_user`` (Qwen3: turns answering the
+      last user query), ``last`` (only the final message), ``none`` (all stripped).
+    - ``empty_on``: which turns get ``empty`` when they carry none: ``kept_last`` (the final message when it is
+      a kept turn; Qwen3), ``all`` (every assistant turn; DeepSeek-V3.1), ``none``.
+    - ``gen_on`` / ``gen_off``: appended to the generation prompt when thinking is on / off.
+    - ``open`` / ``close``: the markers used to split inline reasoning out of content.
+    """
+
+    block: str = "<think>\n{reasoning}\n</think>\n\n"
+    empty: str = "<think>\n\n</think>\n\n"
+    keep: str = "after_last_user"
+    empty_on: str = "kept_last"
+    gen_on: str = ""
+    gen_off: str = "<think>\n\n</think>\n\n"
+    open: str = "<think>"
+    close: str = "</think>"
+
+
+@dataclass(frozen=True)
+class TemplateSpec:
+    """One chat template as data. Fields that are empty strings render nothing.
+
+    Layout of a conversation: ``prefix`` + system + turns (+ ``gen_prompt`` or ``suffix``). A user turn is
+    ``user``; an assistant turn is ``assistant_start`` (prompt side) + ``assistant`` (response side, ends with
+    the end-of-turn marker) + ``turn_sep`` (prompt side). ``system_mode`` says where the system text goes:
+    ``slot`` (its own ``system`` slot), ``prefix`` (raw text after ``prefix``), ``first_user`` / ``last_user``
+    (merged into that user message through ``system_merge``), or ``none`` (unsupported: merged like
+    ``first_user``). Tool results are grouped: ``observation_open`` + items joined by ``observation_sep`` +
+    ``observation_close``.
+    """
+
+    name: str
+    prefix: str = ""
+    system: str = "{content}"
+    system_mode: str = "slot"
+    system_always: bool = False
+    system_merge: str = "{system}\n\n{content}"
+    system_with_tools: str = ""
+    default_system: str = ""
+    user: str = "{content}"
+    assistant_start: str = ""
+    assistant: str = "{content}"
+    assistant_last: str = ""
+    turn_sep: str = ""
+    assistant_start_after_tool: str | None = None
+    observation_open: str = ""
+    observation: str = "{content}"
+    observation_sep: str = ""
+    observation_close: str = ""
+    gen_prompt: str | None = None
+    gen_prompt_after_tool: str | None = None
+    suffix: str = ""
+    strip_content: bool = False
+    stop_words: tuple[str, ...] = ()
+    efficient_eos: bool = False
+    replace_eos: bool = False
+    tool_format: str = "qwen"
+    tools_in: str = "system"
+    tools_system: str = "{system}\n\n{tools}"
+    tools_system_empty: str | None = None
+    tools_user: str = "{tools}{content}"
+    thinking: ThinkingSpec | None = None
+    special_tokens: tuple[str, ...] = ()
+    date: str = "26 Jul 2024"
+    bos: str = ""
+    eos: str = ""
+    aliases: tuple[str, ...] = field(default=())
+    description: str = ""
+
+    @classmethod
+    def from_dict(cls, name: str, data: dict) -> TemplateSpec:
+        """Build a record from a YAML mapping, rejecting unknown keys so typos fail loudly."""
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"template {name!r}: unknown keys {sorted(unknown)}")
+        values = dict(data)
+        if isinstance(values.get("thinking"), dict):
+            values["thinking"] = ThinkingSpec(**values["thinking"])
+        for key in ("stop_words", "special_tokens", "aliases"):
+            if key in values:
+                values[key] = tuple(values[key])
+        return cls(name=name, **values)

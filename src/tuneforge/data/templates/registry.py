@@ -1,0 +1,82 @@
+"""Load ``templates.yaml`` and look templates up by their LLaMA-Factory-compatible names."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from tuneforge.data.templates.record import TemplateSpec
+from tuneforge.data.templates.template import Template
+from tuneforge.data.templates.tools import ToolFormat
+from tuneforge.errors import ConfigError
+
+_DATA = Path(__file__).with_name("templates.yaml")
+
+
+@cache
+def _load() -> tuple[dict[str, TemplateSpec], dict[str, ToolFormat]]:
+    import yaml
+
+    raw = yaml.safe_load(_DATA.read_text(encoding="utf-8"))
+    formats = {name: ToolFormat(name=name, **(body or {})) for name, body in raw["tool_formats"].items()}
+    specs = {name: TemplateSpec.from_dict(name, body or {}) for name, body in raw["templates"].items()}
+    for spec in specs.values():
+        if spec.tool_format not in formats:
+            raise ValueError(f"template {spec.name!r}: unknown tool_format {spec.tool_format!r}")
+    return specs, formats
+
+
+def list_templates() -> list[str]:
+    """All registered template names, sorted."""
+    return sorted(_load()[0])
+
+
+def list_tool_formats() -> list[str]:
+    """All registered tool-format names, sorted."""
+    return sorted(_load()[1])
+
+
+def get_spec(name: str) -> TemplateSpec:
+    """The raw record of template ``name`` (raises ``ConfigError`` naming close matches when unknown)."""
+    specs = _load()[0]
+    if name not in specs:
+        import difflib
+
+        close = difflib.get_close_matches(name, specs, n=3)
+        hint = f" Did you mean {', '.join(close)}?" if close else ""
+        raise ConfigError(f"template: unknown chat template {name!r}.{hint} Known: {', '.join(sorted(specs))}")
+    return specs[name]
+
+
+def get_template(
+    name: str | None,
+    tokenizer: Any = None,
+    *,
+    enable_thinking: bool | None = True,
+    default_system: str | None = None,
+    tool_format: str | None = None,
+) -> Template:
+    """Return the chat template ``name`` bound to its options.
+
+    ``name=None`` wraps the tokenizer's own Jinja chat template (``tokenizer.chat_template``). When a
+    tokenizer is given, its bos/eos strings fill templates whose record leaves them empty (alpaca, vicuna...).
+    ``default_system`` replaces the record's default system prompt; ``tool_format`` picks another tool format.
+    """
+    if name is None:
+        from tuneforge.data.templates.hf import tokenizer_template
+
+        return tokenizer_template(tokenizer, enable_thinking=enable_thinking, default_system=default_system)
+    spec = get_spec(name)
+    formats = _load()[1]
+    if tool_format is not None and tool_format not in formats:
+        raise ConfigError(f"tool_format: unknown {tool_format!r}; known: {', '.join(sorted(formats))}")
+    changes: dict[str, Any] = {}
+    if default_system is not None:
+        changes["default_system"] = default_system
+    if tokenizer is not None:
+        changes["bos"] = spec.bos or (getattr(tokenizer, "bos_token", None) or "")
+        changes["eos"] = spec.eos or (getattr(tokenizer, "eos_token", None) or "")
+    spec = replace(spec, **changes)
+    return Template(spec, formats[tool_format or spec.tool_format], enable_thinking)

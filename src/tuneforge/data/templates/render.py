@@ -1,0 +1,197 @@
+"""Generic renderer: turns a conversation into text segments, each marked prompt or response.
+
+The renderer reads a ``TemplateSpec`` (``record.py``) and a ``ToolFormat`` (``tools.py``); it has no branch
+on template names. ``render_segments`` is the single source for ``Template.render`` (join the texts) and
+``Template.encode_turns`` (group prompt / response segments into training pairs).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tuneforge.data.templates.record import TemplateSpec, ThinkingSpec
+from tuneforge.data.templates.tools import ToolFormat, fill
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A piece of rendered text; ``response`` is True for text the model is trained to produce."""
+
+    text: str
+    response: bool = False
+
+
+@dataclass
+class _Context:
+    spec: TemplateSpec
+    tool_format: ToolFormat
+    enable_thinking: bool | None
+    out: list[Segment]
+
+    def emit(self, slot: str, response: bool = False, **values: str) -> None:
+        spec = self.spec
+        text = fill(slot, bos=spec.bos, eos=spec.eos, date=spec.date, **values)
+        if text:
+            self.out.append(Segment(text, response))
+
+
+def split_reasoning(text: str, thinking: ThinkingSpec | None) -> tuple[str, str]:
+    """Split ``<think>..</think>`` style inline reasoning from content: returns (reasoning, content)."""
+    if thinking is None or thinking.close not in text:
+        return "", text
+    head, _, content = text.partition(thinking.close)
+    reasoning = head.split(thinking.open, 1)[-1]
+    return reasoning.strip("\n"), content.lstrip("\n")
+
+
+def render_segments(
+    spec: TemplateSpec,
+    tool_format: ToolFormat,
+    messages: list[dict],
+    system: str | None = None,
+    tools: list[dict] | None = None,
+    add_generation_prompt: bool = False,
+    enable_thinking: bool | None = True,
+) -> list[Segment]:
+    """Render ``messages`` (roles user / assistant / tool) into segments following ``spec``."""
+    messages = _normalise(spec, messages)
+    if messages and messages[0]["role"] == "system":
+        system, messages = messages[0]["content"], messages[1:]
+    ctx = _Context(spec, tool_format, enable_thinking, [])
+    system_text = spec.default_system if system is None else system
+    tools_text = tool_format.render_tools(tools) if tools else ""
+    ctx.emit(spec.prefix)
+    _emit_system(ctx, system_text, tools_text)
+    _emit_turns(ctx, messages, system_text, tools_text)
+    last_role = messages[-1]["role"] if messages else None
+    if add_generation_prompt:
+        _emit_generation_prompt(ctx, after_tool=last_role == "tool")
+    else:
+        ctx.emit(spec.suffix)
+    return ctx.out
+
+
+def _normalise(spec: TemplateSpec, messages: list[dict]) -> list[dict]:
+    out = []
+    for message in messages:
+        content = message.get("content") or ""
+        if spec.strip_content:
+            content = content.strip()
+        out.append({**message, "content": content})
+    return out
+
+
+def _emit_system(ctx: _Context, system_text: str, tools_text: str) -> None:
+    spec = ctx.spec
+    if spec.system_mode == "prefix":
+        ctx.emit(system_text)
+        return
+    if spec.system_mode != "slot":
+        return
+    content = system_text
+    if tools_text and spec.tools_in == "system":
+        joiner = spec.tools_system_empty if not system_text and spec.tools_system_empty is not None else None
+        content = fill(joiner or spec.tools_system, system=system_text, tools=tools_text)
+    if content or spec.system_always or tools_text:
+        slot = spec.system_with_tools if tools_text and spec.system_with_tools else spec.system
+        ctx.emit(slot, content=content)
+
+
+def _merge_target(spec: TemplateSpec, messages: list[dict]) -> int:
+    users = [i for i, m in enumerate(messages) if m["role"] == "user"]
+    if not users or spec.system_mode == "slot" or spec.system_mode == "prefix":
+        return -1
+    return users[-1] if spec.system_mode == "last_user" else users[0]
+
+
+def _emit_turns(ctx: _Context, messages: list[dict], system_text: str, tools_text: str) -> None:
+    spec = ctx.spec
+    merge_at = _merge_target(spec, messages)
+    tools_at = next((i for i, m in enumerate(messages) if m["role"] == "user"), -1)
+    last_user = max((i for i, m in enumerate(messages) if m["role"] == "user"), default=-1)
+    index = 0
+    while index < len(messages):
+        message = messages[index]
+        role = message["role"]
+        if role == "user":
+            content = message["content"]
+            if index == merge_at and system_text:
+                content = fill(spec.system_merge, system=system_text, content=content)
+            if index == tools_at and tools_text and spec.tools_in == "user":
+                content = fill(spec.tools_user, tools=tools_text, content=content)
+            ctx.emit(spec.user, content=content)
+        elif role == "assistant":
+            after_tool = index > 0 and messages[index - 1]["role"] == "tool"
+            is_last = index == len(messages) - 1
+            _emit_assistant(ctx, message, after_tool, is_last, kept=_kept(spec, index, last_user, is_last))
+        elif role == "tool":
+            end = index
+            while end < len(messages) and messages[end]["role"] == "tool":
+                end += 1
+            _emit_observations(ctx, [m["content"] for m in messages[index:end]])
+            index = end
+            continue
+        else:
+            raise ValueError(f"message {index}: unknown role {role!r} (expected user, assistant or tool)")
+        index += 1
+
+
+def _kept(spec: TemplateSpec, index: int, last_user: int, is_last: bool) -> bool:
+    keep = spec.thinking.keep if spec.thinking else "none"
+    return (keep == "after_last_user" and index > last_user) or (keep == "last" and is_last)
+
+
+def _emit_assistant(ctx: _Context, message: dict, after_tool: bool, is_last: bool, kept: bool) -> None:
+    spec = ctx.spec
+    start = spec.assistant_start
+    if after_tool and spec.assistant_start_after_tool is not None:
+        start = spec.assistant_start_after_tool
+    ctx.emit(start)
+    reasoning, content = _reasoning_of(message, spec.thinking)
+    think_text, think_is_response = _think_text(ctx, reasoning, kept, is_last)
+    if think_text and not think_is_response:
+        ctx.emit(think_text)
+        think_text = ""
+    if message.get("tool_calls"):
+        content = ctx.tool_format.render_calls(content, message["tool_calls"])
+    slot = spec.assistant_last if is_last and spec.assistant_last else spec.assistant
+    ctx.emit(slot, response=True, content=think_text + content)
+    ctx.emit(spec.turn_sep)
+
+
+def _reasoning_of(message: dict, thinking: ThinkingSpec | None) -> tuple[str, str]:
+    reasoning = message.get("reasoning_content")
+    if reasoning is not None:
+        return reasoning.strip("\n"), message["content"].lstrip("\n") if reasoning else message["content"]
+    return split_reasoning(message["content"], thinking)
+
+
+def _think_text(ctx: _Context, reasoning: str, kept: bool, is_last: bool) -> tuple[str, bool]:
+    """The thinking text for one assistant turn and whether it belongs to the response."""
+    thinking = ctx.spec.thinking
+    if thinking is None:
+        return "", False
+    if ctx.enable_thinking is False:
+        reasoning = ""
+    if kept and reasoning:
+        return fill(thinking.block, reasoning=reasoning), True
+    wants_empty = thinking.empty_on == "all" or (thinking.empty_on == "kept_last" and kept and is_last)
+    if not wants_empty or not thinking.empty:
+        return "", False
+    return thinking.empty, ctx.enable_thinking is True
+
+
+def _emit_observations(ctx: _Context, contents: list[str]) -> None:
+    spec = ctx.spec
+    items = [fill(spec.observation, content=c) for c in contents]
+    ctx.emit(spec.observation_open + spec.observation_sep.join(items) + spec.observation_close)
+
+
+def _emit_generation_prompt(ctx: _Context, after_tool: bool) -> None:
+    spec = ctx.spec
+    text = spec.gen_prompt if spec.gen_prompt is not None else spec.assistant_start
+    if after_tool and spec.gen_prompt_after_tool is not None:
+        text = spec.gen_prompt_after_tool
+    elif spec.thinking is not None:
+        text += spec.thinking.gen_on if ctx.enable_thinking is True else spec.thinking.gen_off
+    ctx.emit(text)

@@ -1,0 +1,141 @@
+"""``Template``: one chat template bound to its options, with render / encode / parse helpers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+from tuneforge.data.templates.record import TemplateSpec
+from tuneforge.data.templates.render import Segment, render_segments, split_reasoning
+from tuneforge.data.templates.tools import ToolFormat
+
+Pair = tuple[list[int], list[int]]
+
+
+@dataclass(frozen=True)
+class Template:
+    """A chat template record plus its options; see the package docstring for the thinking semantics."""
+
+    spec: TemplateSpec
+    tool_format: ToolFormat
+    enable_thinking: bool | None = True
+
+    @property
+    def name(self) -> str:
+        """The registered template name."""
+        return self.spec.name
+
+    @property
+    def stop_words(self) -> list[str]:
+        """Strings that end an assistant turn (besides the tokenizer's eos)."""
+        return list(self.spec.stop_words)
+
+    def with_options(self, **changes: Any) -> Template:
+        """A copy whose record fields are changed, e.g. ``with_options(date="01 Jan 2025")``."""
+        return replace(self, spec=replace(self.spec, **changes))
+
+    def segments(
+        self,
+        messages: list[dict],
+        system: str | None = None,
+        tools: list[dict] | None = None,
+        add_generation_prompt: bool = False,
+    ) -> list[Segment]:
+        """The rendered conversation as segments marked prompt or response."""
+        return render_segments(
+            self.spec, self.tool_format, messages, system, tools, add_generation_prompt, self.enable_thinking
+        )
+
+    def render(
+        self,
+        messages: list[dict],
+        system: str | None = None,
+        tools: list[dict] | None = None,
+        add_generation_prompt: bool = False,
+    ) -> str:
+        """The full conversation text, byte-identical to the family's official chat template."""
+        return "".join(s.text for s in self.segments(messages, system, tools, add_generation_prompt))
+
+    def encode_turns(
+        self, tokenizer: Any, messages: list[dict], system: str | None = None, tools: list[dict] | None = None
+    ) -> list[Pair]:
+        """One (prompt_ids, response_ids) pair per assistant turn.
+
+        Concatenating all pairs equals tokenizing ``render(...)`` (without added special tokens) up to the end
+        of the last response; the separator after the final turn belongs to no pair. Response ids end with the
+        end-of-turn token(s); templates with ``efficient_eos`` (ChatGLM, Baichuan) also get the tokenizer's eos
+        appended to each response, as their official prompt builders do.
+        """
+        segments = self.segments(messages, system, tools)
+        while segments and not segments[-1].response:
+            segments.pop()
+        pairs = _encode_segments(tokenizer, segments)
+        if self.spec.efficient_eos and tokenizer.eos_token_id is not None:
+            pairs = [(prompt, response + [tokenizer.eos_token_id]) for prompt, response in pairs]
+        return pairs
+
+    def encode_prompt(
+        self, tokenizer: Any, messages: list[dict], system: str | None = None, tools: list[dict] | None = None
+    ) -> list[int]:
+        """Token ids of the conversation followed by the generation prompt, for inference."""
+        text = self.render(messages, system, tools, add_generation_prompt=True)
+        return tokenizer.encode(text, add_special_tokens=False)
+
+    def stop_token_ids(self, tokenizer: Any) -> list[int]:
+        """Ids of the stop words that are single tokens, plus the tokenizer's eos id."""
+        ids = []
+        for word in self.stop_words:
+            token_ids = tokenizer.encode(word, add_special_tokens=False)
+            if len(token_ids) == 1:
+                ids.append(token_ids[0])
+        if tokenizer.eos_token_id is not None:
+            ids.append(tokenizer.eos_token_id)
+        return list(dict.fromkeys(ids))
+
+    def extract_tool_calls(self, text: str) -> tuple[str, list[dict]]:
+        """Parse the model's tool-call output: (remaining content, OpenAI-style tool calls)."""
+        return self.tool_format.extract(text)
+
+    def split_reasoning(self, text: str) -> tuple[str, str]:
+        """Split generated text into (reasoning, content); reasoning is "" when the template has none."""
+        return split_reasoning(text, self.spec.thinking)
+
+    def to_jinja(self) -> str:
+        """A Jinja chat template equivalent to this record for plain conversations (see ``jinja.py``)."""
+        from tuneforge.data.templates.jinja import spec_to_jinja
+
+        return spec_to_jinja(self.spec)
+
+
+def _encode_segments(tokenizer: Any, segments: list[Segment]) -> list[Pair]:
+    """Tokenize the joined text once and cut it at segment boundaries, so pairs concatenate exactly."""
+    text = "".join(s.text for s in segments)
+    bounds, pos = [], 0
+    for segment in segments:
+        pos += len(segment.text)
+        bounds.append((pos, segment.response))
+    ids, offsets = _tokenize_with_offsets(tokenizer, text)
+    pairs: list[Pair] = []
+    prompt: list[int] = []
+    response: list[int] = []
+    cursor = 0
+    for end, is_response in bounds:
+        chunk = []
+        while cursor < len(ids) and offsets[cursor][0] < end:
+            chunk.append(ids[cursor])
+            cursor += 1
+        if is_response:
+            response += chunk
+            continue
+        if response:
+            pairs.append((prompt, response))
+            prompt, response = [], []
+        prompt += chunk
+    if response:
+        pairs.append((prompt, response))
+    return pairs
+
+
+def _tokenize_with_offsets(tokenizer: Any, text: str) -> tuple[list[int], list[tuple[int, int]]]:
+    encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    return list(encoded["input_ids"]), [tuple(o) for o in encoded["offset_mapping"]]
