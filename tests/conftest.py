@@ -1,0 +1,49 @@
+"""Session-wide fixtures: the offline Qwen tokenizer, tiny random models of each architecture, ../shared."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+SHARED_DIR = Path(__file__).resolve().parents[2] / "shared"
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    """The read-only `shared` folder beside the repository checkout (LF data, fixtures, compat configs)."""
+    if not SHARED_DIR.is_dir():
+        pytest.skip(f"{SHARED_DIR} is absent: these tests need the shared fixtures beside the repository checkout")
+    return SHARED_DIR
+
+
+@pytest.fixture(scope="session")
+def qwen_tokenizer():
+    """The real Qwen2 BPE tokenizer with Qwen2.5-Instruct special tokens and chat template (built offline)."""
+    from tuneforge.models.tokenizer import build_qwen_tokenizer
+
+    return build_qwen_tokenizer("qwen2")
+
+
+def _tiny(tmp_path_factory: pytest.TempPathFactory, arch: str) -> Path:
+    from tuneforge.models.tiny import make_tiny
+
+    return make_tiny(arch, tmp_path_factory.mktemp(f"tiny_{arch}"), layers=2, hidden=64, seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen2(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Folder of a 2-layer, hidden-64 random Qwen2 model with the Qwen2.5-Instruct tokenizer and template."""
+    return _tiny(tmp_path_factory, "qwen2")
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen3(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Folder of a 2-layer, hidden-64 random Qwen3 model with the Qwen3 tokenizer and template."""
+    return _tiny(tmp_path_factory, "qwen3")
+
+
+@pytest.fixture(scope="session")
+def tiny_llama(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Folder of a 2-layer, hidden-64 random Llama model with Llama-3-style special tokens and template."""
+    return _tiny(tmp_path_factory, "llama")
