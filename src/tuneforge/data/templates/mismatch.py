@@ -79,7 +79,7 @@ def _jinja_difference(template: Any, tokenizer: Any) -> str:
     ours = template.render(_SAMPLE)
     if ours == theirs:
         return ""
-    at = next((i for i, (a, b) in enumerate(zip(ours, theirs)) if a != b), min(len(ours), len(theirs)))
+    at = next((i for i, (a, b) in enumerate(zip(ours, theirs, strict=False)) if a != b), min(len(ours), len(theirs)))
     return (
         f"template: {template.name!r} renders differently from the tokenizer's own chat template at character "
         f"{at}: ours {ours[max(0, at - 20) : at + 40]!r} vs tokenizer {theirs[max(0, at - 20) : at + 40]!r}"

@@ -41,8 +41,9 @@ class TemplateSpec:
     Layout of a conversation: ``prefix`` + system + turns (+ ``gen_prompt`` or ``suffix``). A user turn is
     ``user``; an assistant turn is ``assistant_start`` (prompt side) + ``assistant`` (response side, ends with
     the end-of-turn marker) + ``turn_sep`` (prompt side). ``system_mode`` says where the system text goes:
-    ``slot`` (its own ``system`` slot), ``prefix`` (raw text after ``prefix``), ``first_user`` / ``last_user``
-    (merged into that user message through ``system_merge``), or ``none`` (unsupported: merged like
+    ``slot`` (its own ``system`` slot), ``prefix`` (raw text after ``prefix``), ``first_user`` / ``final_user``
+    (merged into that user message through ``system_merge``; ``final_user`` merges only when the
+    conversation ends with a user message, as the official Mistral templates do), or ``none`` (unsupported: merged like
     ``first_user``). Tool results are grouped: ``observation_open`` + items joined by ``observation_sep`` +
     ``observation_close``.
     """

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tuneforge.data.templates.record import TemplateSpec, ThinkingSpec
-from tuneforge.data.templates.tools import ToolFormat, fill
+from tuneforge.data.templates.tools import ToolFormat, fill, to_json
 
 
 @dataclass(frozen=True)
@@ -58,7 +58,7 @@ def render_segments(
     if messages and messages[0]["role"] == "system":
         system, messages = messages[0]["content"], messages[1:]
     ctx = _Context(spec, tool_format, enable_thinking, [])
-    system_text = spec.default_system if system is None else system
+    system_text = fill(spec.default_system, date=spec.date) if system is None else system
     tools_text = tool_format.render_tools(tools) if tools else ""
     ctx.emit(spec.prefix)
     _emit_system(ctx, system_text, tools_text)
@@ -101,7 +101,9 @@ def _merge_target(spec: TemplateSpec, messages: list[dict]) -> int:
     users = [i for i, m in enumerate(messages) if m["role"] == "user"]
     if not users or spec.system_mode == "slot" or spec.system_mode == "prefix":
         return -1
-    return users[-1] if spec.system_mode == "last_user" else users[0]
+    if spec.system_mode == "final_user":  # official Mistral: only when the conversation ends with it
+        return users[-1] if users[-1] == len(messages) - 1 else -1
+    return users[0]
 
 
 def _emit_turns(ctx: _Context, messages: list[dict], system_text: str, tools_text: str) -> None:
@@ -183,7 +185,7 @@ def _think_text(ctx: _Context, reasoning: str, kept: bool, is_last: bool) -> tup
 
 def _emit_observations(ctx: _Context, contents: list[str]) -> None:
     spec = ctx.spec
-    items = [fill(spec.observation, content=c) for c in contents]
+    items = [fill(spec.observation, content=c, content_json=to_json(c)) for c in contents]
     ctx.emit(spec.observation_open + spec.observation_sep.join(items) + spec.observation_close)
 
 

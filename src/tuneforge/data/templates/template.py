@@ -71,7 +71,7 @@ class Template:
             segments.pop()
         pairs = _encode_segments(tokenizer, segments)
         if self.spec.efficient_eos and tokenizer.eos_token_id is not None:
-            pairs = [(prompt, response + [tokenizer.eos_token_id]) for prompt, response in pairs]
+            pairs = [(prompt, [*response, tokenizer.eos_token_id]) for prompt, response in pairs]
         return pairs
 
     def encode_prompt(
