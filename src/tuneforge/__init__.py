@@ -20,4 +20,11 @@ def load_config(source: Any = None, overrides: Any = None, **kwargs: Any) -> Tun
     return _load(source, overrides, **kwargs)
 
 
-__all__ = ["__version__", "load_config"]
+def train(source: Any = None, overrides: Any = None) -> Any:
+    """Train as the config says: `tuneforge.train("my.yaml", ["lora_rank=16"])` (a dict works too)."""
+    from tuneforge.train import run_training
+
+    return run_training(load_config(source, overrides))
+
+
+__all__ = ["__version__", "load_config", "train"]
