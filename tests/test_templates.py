@@ -1,0 +1,199 @@
+"""Chat-template layer: registry, encode_turns on the real Qwen tokenizer, thinking semantics, tool calls,
+tokenizer mismatch detection and Jinja export."""
+
+from __future__ import annotations
+
+import pytest
+
+from tuneforge.data.templates import (
+    TemplateMismatchError,
+    check_template_tokenizer,
+    get_template,
+    list_templates,
+)
+from tuneforge.errors import ConfigError
+
+IM_END = 151645
+TOOLS = [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}]
+CALL = {"type": "function", "function": {"name": "get_weather", "arguments": {"city": "Paris", "days": [1, 2]}}}
+MULTI = [
+    {"role": "user", "content": "Hi"},
+    {"role": "assistant", "content": "Hello!"},
+    {"role": "user", "content": "Weather?"},
+    {"role": "assistant", "content": "", "tool_calls": [CALL]},
+    {"role": "tool", "content": "22C"},
+    {"role": "assistant", "content": "It is 22C."},
+]
+LF_NAMES = [
+    "qwen",
+    "qwen3",
+    "qwen3_nothink",
+    "deepseekr1",
+    "deepseek3",
+    "deepseek",
+    "llama2",
+    "llama3",
+    "llama4",
+    "mistral",
+    "gemma",
+    "gemma2",
+    "gemma3",
+    "glm4",
+    "chatglm3",
+    "baichuan2",
+    "yi",
+    "phi",
+    "phi4",
+    "phi4_mini",
+    "internlm2",
+    "smollm2",
+    "chatml",
+    "alpaca",
+    "vicuna",
+    "zephyr",
+    "default",
+    "empty",
+    "cohere",
+    "granite3",
+]
+
+
+def test_registry_has_lf_names() -> None:
+    assert set(LF_NAMES) <= set(list_templates())
+    assert len(list_templates()) >= 30
+
+
+def test_unknown_template_names_close_matches() -> None:
+    with pytest.raises(ConfigError, match="qwen3"):
+        get_template("qwen_3")
+
+
+@pytest.mark.parametrize("name", ["qwen", "qwen3", "qwen3_nothink"])
+def test_encode_turns_concatenates_to_rendered_text(qwen_tokenizer, name: str) -> None:
+    template = get_template(name)
+    pairs = template.encode_turns(qwen_tokenizer, MULTI, system="Be brief.", tools=TOOLS)
+    assert len(pairs) == 3
+    joined = [i for prompt, response in pairs for i in prompt + response]
+    text = template.render(MULTI, system="Be brief.", tools=TOOLS).removesuffix("\n")
+    assert joined == qwen_tokenizer.encode(text, add_special_tokens=False)
+    for _prompt, response in pairs:
+        assert response[-1] == IM_END
+    assert qwen_tokenizer.decode(pairs[0][1]) == "Hello!<|im_end|>"
+
+
+def test_encode_prompt_ends_with_generation_prompt(qwen_tokenizer) -> None:
+    ids = get_template("qwen").encode_prompt(qwen_tokenizer, MULTI[:1])
+    assert qwen_tokenizer.decode(ids).endswith("<|im_start|>assistant\n")
+    assert get_template("qwen").stop_token_ids(qwen_tokenizer)[0] == IM_END
+
+
+def _response_text(tokenizer, template, messages) -> tuple[str, str]:
+    prompt, response = template.encode_turns(tokenizer, messages)[-1]
+    return tokenizer.decode(prompt), tokenizer.decode(response)
+
+
+def test_qwen3_thinking_semantics(qwen_tokenizer) -> None:
+    """LF semantics: True trains the empty block, False/None put it in the prompt; False drops reasoning."""
+    plain = [{"role": "user", "content": "2+2?"}, {"role": "assistant", "content": "4"}]
+    on = _response_text(qwen_tokenizer, get_template("qwen3", enable_thinking=True), plain)
+    off = _response_text(qwen_tokenizer, get_template("qwen3", enable_thinking=False), plain)
+    auto = _response_text(qwen_tokenizer, get_template("qwen3", enable_thinking=None), plain)
+    assert on[1].startswith("<think>\n\n</think>\n\n4")
+    assert off[0].endswith("<think>\n\n</think>\n\n") and off[1] == "4<|im_end|>"
+    assert auto == off
+    reasoned = [plain[0], {"role": "assistant", "content": "<think>\nadd\n</think>\n\n4"}]
+    assert _response_text(qwen_tokenizer, get_template("qwen3", enable_thinking=None), reasoned)[1].startswith(
+        "<think>\nadd\n</think>"
+    )
+    assert "add" not in get_template("qwen3", enable_thinking=False).render(reasoned)
+    gen = {
+        flag: get_template("qwen3", enable_thinking=flag).render(plain[:1], add_generation_prompt=True)
+        for flag in (True, False, None)
+    }
+    assert (
+        gen[True].endswith("assistant\n") and gen[False].endswith("<think>\n\n</think>\n\n") and gen[None] == gen[False]
+    )
+    assert "<think>" not in get_template("qwen3_nothink").render(plain)
+
+
+def test_qwen3_history_reasoning_dropped_before_last_query() -> None:
+    messages = [
+        {"role": "user", "content": "a"},
+        {"role": "assistant", "content": "b", "reasoning_content": "old"},
+        {"role": "user", "content": "c"},
+        {"role": "assistant", "content": "d", "reasoning_content": "new"},
+    ]
+    text = get_template("qwen3").render(messages)
+    assert "old" not in text and "<think>\nnew\n</think>\n\nd" in text
+
+
+@pytest.mark.parametrize("name", ["qwen", "qwen3", "llama3", "deepseekr1", "granite4", "phi4_mini", "mistral"])
+def test_tool_call_round_trip(name: str) -> None:
+    template = get_template(name)
+    text = template.tool_format.render_calls("", [CALL])
+    content, calls = template.extract_tool_calls(text)
+    assert content == ""
+    assert calls == [CALL]
+
+
+def test_hermes_style_extraction_keeps_content_and_several_calls() -> None:
+    template = get_template("qwen")
+    second = {"type": "function", "function": {"name": "get_time", "arguments": {"tz": {"name": "UTC"}}}}
+    text = template.tool_format.render_calls("Let me check.", [CALL, second])
+    assert template.extract_tool_calls(text) == ("Let me check.", [CALL, second])
+    assert template.extract_tool_calls("no calls here") == ("no calls here", [])
+
+
+def test_split_reasoning() -> None:
+    assert get_template("qwen3").split_reasoning("<think>\nhmm\n</think>\n\nAnswer") == ("hmm", "Answer")
+    assert get_template("qwen").split_reasoning("Answer") == ("", "Answer")
+
+
+def test_llama3_on_qwen_tokenizer_raises_naming_tokens_and_suggesting_qwen(qwen_tokenizer) -> None:
+    with pytest.raises(TemplateMismatchError) as info:
+        check_template_tokenizer(get_template("llama3"), qwen_tokenizer)
+    message = str(info.value)
+    assert "<|start_header_id|>" in message and "<|eot_id|>" in message and "'llama3'" in message
+    assert "`template: qwen" in message
+    assert isinstance(info.value, ConfigError)
+    warnings = check_template_tokenizer(get_template("llama3"), qwen_tokenizer, allow=True)
+    assert any("<|start_header_id|>" in w for w in warnings)
+
+
+def test_matching_template_has_no_token_warning_and_diff_is_reported(qwen_tokenizer) -> None:
+    assert check_template_tokenizer(get_template("qwen"), qwen_tokenizer) == []
+    warnings = check_template_tokenizer(get_template("qwen3_nothink"), qwen_tokenizer)
+    assert len(warnings) == 1 and "renders differently" in warnings[0] and "You are Qwen" in warnings[0]
+
+
+def test_tokenizer_template_wraps_own_jinja(qwen_tokenizer) -> None:
+    template = get_template(None, qwen_tokenizer)
+    named = get_template("qwen")
+    messages = [*MULTI[:2], {"role": "user", "content": "Bye"}, {"role": "assistant", "content": "Bye!"}]
+    assert template.render(messages) == named.render(messages)
+    assert template.encode_turns(qwen_tokenizer, messages) == named.encode_turns(qwen_tokenizer, messages)
+
+
+def test_tokenizer_without_chat_template_is_a_clear_error() -> None:
+    class Bare:
+        chat_template = None
+
+    with pytest.raises(ConfigError, match="no chat_template"):
+        get_template(None, Bare())
+
+
+@pytest.mark.parametrize("name", [n for n in LF_NAMES if n not in ("qwen3", "deepseekr1")])
+def test_to_jinja_matches_render(name: str) -> None:
+    from transformers.utils.chat_template_utils import render_jinja_template
+
+    template = get_template(name)
+    for system in (None, "Be brief."):
+        messages = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Yo"}]
+        full = ([{"role": "system", "content": system}] if system else []) + messages
+        out = render_jinja_template([full], chat_template=template.to_jinja())
+        assert out[0][0] == template.render(messages, system=system)
+
+
+def test_efficient_eos_appends_eos(qwen_tokenizer) -> None:
+    pairs = get_template("chatglm3").encode_turns(qwen_tokenizer, MULTI[:2])
+    assert pairs[0][1][-1] == qwen_tokenizer.eos_token_id
