@@ -204,6 +204,15 @@ def data_stats(config: str | None, overrides: tuple[str, ...]) -> None:
     stats_command(_load(config, overrides))
 
 
+@data_group.command("templates")
+def data_templates() -> None:
+    """List the chat templates tuneforge knows (`template:` in the config)."""
+    from tuneforge.data.templates import list_templates
+
+    for line in list_templates():
+        click.echo(line)
+
+
 @main_group.command("help")
 @click.argument("topic", required=False)
 @click.pass_context
