@@ -1,12 +1,18 @@
-"""Training stages: pt, sft, rm, dpo family, kto, ppo, grpo."""
+"""Training stages: pt and sft (rm, dpo family, kto, ppo, grpo to come).
+
+Import-light on purpose: the CLI imports this package; torch and transformers load inside `run_training`.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from tuneforge.errors import NotBuiltError
+
+def run_training(cfg: Any) -> dict[str, Any]:
+    """Run the training stage the config names and write its outputs to `output_dir`; returns final metrics."""
+    from tuneforge.train.runner import run
+
+    return run(cfg)
 
 
-def run_training(cfg: Any) -> None:
-    """Run the training stage the config names."""
-    raise NotBuiltError("`tuneforge train` is not built yet; the config was read and validated.")
+__all__ = ["run_training"]

@@ -1,0 +1,208 @@
+"""Choose what trains: full fine-tuning, freeze (a few layers), LoRA and its variants, or OFT, through PEFT.
+
+`apply_finetuning(model, cfg, trainable=True)` is the one entry point; `build_loraplus_optimizer` makes the
+LoRA+ parameter groups (B matrices at `loraplus_lr_ratio` times the learning rate).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import TYPE_CHECKING, Any
+
+from tuneforge.errors import TuneforgeError
+
+if TYPE_CHECKING:
+    import torch
+    from transformers import PreTrainedModel
+
+    from tuneforge.config import TuneforgeConfig
+
+logger = logging.getLogger(__name__)
+
+OUTPUT_LAYERS = ("lm_head", "output_layer", "embed_out")
+
+
+def apply_finetuning(model: PreTrainedModel, cfg: TuneforgeConfig, *, trainable: bool = True) -> Any:
+    """Set which parameters train (or load adapters for inference) per `finetuning_type`; returns the model."""
+    kind = cfg.method.finetuning_type
+    if kind in ("lora", "oft"):
+        model = _apply_peft(model, cfg, kind, trainable)
+    elif not trainable:
+        model.requires_grad_(False)
+    elif kind == "full":
+        model.requires_grad_(True)
+    else:
+        _apply_freeze(model, cfg)
+    if trainable:
+        _upcast_trainable(model, cfg)
+        logger.info("%s", describe_trainable(model))
+    return model
+
+
+def describe_trainable(model: Any) -> str:
+    """`trainable params: N || all params: M || trainable%: P` as LLaMA-Factory prints it."""
+    total = sum(p.numel() for p in model.parameters())
+    train = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return f"trainable params: {train:,} || all params: {total:,} || trainable%: {100 * train / max(total, 1):.4f}"
+
+
+# ---- freeze -------------------------------------------------------------------------------------------------
+
+
+def freeze_trainable_names(model: Any, cfg: TuneforgeConfig) -> list[str]:
+    """Names of the parameters left trainable by freeze tuning."""
+    m = cfg.method
+    layers = _num_layers(model)
+    count = m.freeze_trainable_layers
+    if count == 0 or abs(count) > layers:
+        raise TuneforgeError(
+            f"`freeze_trainable_layers: {count}` must be non-zero and at most the model's {layers} layers "
+            "(positive counts from the last layer, negative from the first)."
+        )
+    ids = range(layers - count, layers) if count > 0 else range(-count)
+    modules = None if m.freeze_trainable_modules.strip() == "all" else _split(m.freeze_trainable_modules)
+    extras = _split(m.freeze_extra_modules or "")
+    names = [n for n, _ in model.named_parameters() if _freeze_keeps(n, set(ids), modules, extras)]
+    if not names:
+        raise TuneforgeError(
+            f"Freeze tuning left no trainable parameter: check `freeze_trainable_modules: "
+            f"{m.freeze_trainable_modules}` and `freeze_extra_modules` against the model's module names."
+        )
+    return names
+
+
+def _freeze_keeps(name: str, ids: set[int], modules: list[str] | None, extras: list[str]) -> bool:
+    match = re.search(r"\.layers\.(\d+)\.(.+)$", name)
+    if match and int(match.group(1)) in ids:
+        return modules is None or any(match.group(2).startswith(f"{mod}.") for mod in modules)
+    parts = name.split(".")
+    return any(extra in parts for extra in extras)
+
+
+def _apply_freeze(model: Any, cfg: TuneforgeConfig) -> None:
+    keep = set(freeze_trainable_names(model, cfg))
+    for name, param in model.named_parameters():
+        param.requires_grad_(name in keep)
+
+
+def _num_layers(model: Any) -> int:
+    config = model.config
+    for key in ("num_hidden_layers", "num_layers", "n_layer"):
+        if getattr(config, key, None):
+            return int(getattr(config, key))
+    raise TuneforgeError("Freeze tuning: the model config does not say how many layers it has.")
+
+
+# ---- LoRA / OFT ---------------------------------------------------------------------------------------------
+
+
+def linear_module_names(model: Any) -> list[str]:
+    """Leaf names of every linear layer except the output head: what `lora_target: all` adapts."""
+    names = set()
+    for full_name, module in model.named_modules():
+        leaf = full_name.split(".")[-1]
+        if "Linear" in type(module).__name__ and "lora" not in full_name and leaf not in OUTPUT_LAYERS:
+            names.add(leaf)
+    return sorted(names)
+
+
+def _targets(model: Any, spec: str) -> list[str]:
+    targets = _split(spec)
+    if targets == ["all"]:
+        return linear_module_names(model)
+    known = {name.split(".")[-1] for name, _ in model.named_modules()}
+    missing = [t for t in targets if t not in known]
+    if missing:
+        raise TuneforgeError(
+            f"Adapter target(s) {', '.join(missing)} are not modules of this model; "
+            f"linear layers it has: {', '.join(linear_module_names(model))} (or use `all`)."
+        )
+    return targets
+
+
+def peft_config(model: Any, cfg: TuneforgeConfig, kind: str) -> Any:
+    """The PEFT LoraConfig / OFTConfig for the method settings."""
+    from peft import LoraConfig, OFTConfig, TaskType
+
+    m = cfg.method
+    extra = _split(m.additional_target or "") or None
+    if kind == "oft":
+        return OFTConfig(
+            task_type=TaskType.CAUSAL_LM,
+            r=m.oft_rank,
+            oft_block_size=m.oft_block_size,
+            module_dropout=m.module_dropout,
+            target_modules=_targets(model, m.oft_target),
+            modules_to_save=extra,
+        )
+    init: Any = True
+    if m.pissa_init:
+        init = "pissa" if m.pissa_iter == -1 else f"pissa_niter_{m.pissa_iter}"
+    return LoraConfig(
+        task_type=TaskType.CAUSAL_LM,
+        r=m.lora_rank,
+        lora_alpha=m.lora_alpha if m.lora_alpha is not None else m.lora_rank * 2,
+        lora_dropout=m.lora_dropout,
+        target_modules=_targets(model, m.lora_target),
+        modules_to_save=extra,
+        use_rslora=m.use_rslora,
+        use_dora=m.use_dora,
+        init_lora_weights=init,
+    )
+
+
+def _apply_peft(model: Any, cfg: TuneforgeConfig, kind: str, trainable: bool) -> Any:
+    from peft import PeftModel, get_peft_model
+
+    adapters = _split(cfg.model.adapter_name_or_path or "")
+    resume_last = trainable and adapters and not cfg.method.create_new_adapter
+    to_merge = adapters[:-1] if resume_last else adapters
+    for path in to_merge:
+        model = PeftModel.from_pretrained(model, path).merge_and_unload()
+        logger.info("Merged adapter %s into the base model", path)
+    if resume_last:
+        model = PeftModel.from_pretrained(model, adapters[-1], is_trainable=True)
+        logger.info("Continuing to train adapter %s", adapters[-1])
+        return model
+    if not trainable:
+        return model.requires_grad_(False)
+    checkpointing = getattr(model, "is_activation_checkpointing", None)
+    if checkpointing is None:
+        checkpointing = getattr(model, "is_gradient_checkpointing", False)
+    if checkpointing or getattr(model, "is_quantized", False):
+        model.enable_input_require_grads()
+    return get_peft_model(model, peft_config(model, cfg, kind))
+
+
+def _upcast_trainable(model: Any, cfg: TuneforgeConfig) -> None:
+    """Trainable weights stay float32 unless pure_bf16 asks for half-precision weights throughout."""
+    import torch
+
+    if cfg.method.pure_bf16:
+        return
+    for param in model.parameters():
+        if param.requires_grad and param.dtype != torch.float32:
+            param.data = param.data.to(torch.float32)
+
+
+def build_loraplus_optimizer(model: Any, cfg: TuneforgeConfig, optim_kwargs: dict[str, Any]) -> torch.optim.Optimizer:
+    """AdamW with LoRA+ parameter groups: B matrices learn `loraplus_lr_ratio` times faster."""
+    import torch
+    from peft.optimizers import create_loraplus_optimizer
+
+    if cfg.method.finetuning_type != "lora":
+        raise TuneforgeError("`loraplus_lr_ratio` only applies to `finetuning_type: lora`.")
+    kwargs = {k: v for k, v in optim_kwargs.items() if k != "lr"}
+    return create_loraplus_optimizer(
+        model,
+        torch.optim.AdamW,
+        lr=cfg.training.learning_rate,
+        loraplus_lr_ratio=cfg.method.loraplus_lr_ratio,
+        loraplus_lr_embedding=cfg.method.loraplus_lr_embedding,
+        **kwargs,
+    )
+
+
+def _split(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]

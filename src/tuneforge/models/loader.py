@@ -1,0 +1,236 @@
+"""Load the tokenizer and the causal-LM model a config names: dtype, attention kernel, RoPE scaling, quantization.
+
+Heavy libraries are imported inside the functions: this module is only imported by verbs that load models.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import math
+from typing import TYPE_CHECKING, Any
+
+from tuneforge.errors import TuneforgeError
+
+if TYPE_CHECKING:
+    import torch
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+    from tuneforge.config import TuneforgeConfig
+
+logger = logging.getLogger(__name__)
+
+ATTN_IMPLEMENTATIONS = {
+    "auto": None,  # let transformers pick (sdpa where available)
+    "disabled": "eager",
+    "sdpa": "sdpa",
+    "fa2": "flash_attention_2",
+    "fa3": "flash_attention_3",
+}
+_FLASH_PACKAGES = {"fa2": "flash_attn", "fa3": "flash_attn_interface"}
+
+
+def load_tokenizer(cfg: TuneforgeConfig) -> PreTrainedTokenizerBase:
+    """The tokenizer of `model_name_or_path`, with a pad token and any `add_tokens` / `add_special_tokens`."""
+    from transformers import AutoTokenizer
+
+    m = cfg.model
+    _require_model_path(cfg)
+    tokenizer = AutoTokenizer.from_pretrained(
+        m.model_name_or_path,
+        use_fast=m.use_fast_tokenizer,
+        trust_remote_code=m.trust_remote_code,
+        revision=m.model_revision,
+        cache_dir=m.cache_dir,
+        split_special_tokens=m.split_special_tokens,
+        token=m.hf_hub_token,
+    )
+    if m.add_tokens:
+        tokenizer.add_tokens(_split(m.add_tokens))
+    if m.add_special_tokens:
+        tokenizer.add_special_tokens({"additional_special_tokens": _split(m.add_special_tokens)})
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def attn_implementation(flash_attn: str) -> str | None:
+    """Map LLaMA-Factory's `flash_attn` value to transformers' `attn_implementation` (None: transformers picks)."""
+    if flash_attn not in ATTN_IMPLEMENTATIONS:
+        raise TuneforgeError(f"`flash_attn: {flash_attn}` is unknown; use one of {', '.join(ATTN_IMPLEMENTATIONS)}.")
+    package = _FLASH_PACKAGES.get(flash_attn)
+    if package and not _cuda_available():
+        raise TuneforgeError(f"`flash_attn: {flash_attn}` needs a CUDA GPU; use `flash_attn: sdpa` on this machine.")
+    if package and importlib.util.find_spec(package) is None:
+        raise TuneforgeError(
+            f"`flash_attn: {flash_attn}` needs the `{package}` package (pip install flash-attn); "
+            "or set `flash_attn: sdpa`."
+        )
+    return ATTN_IMPLEMENTATIONS[flash_attn]
+
+
+def model_dtype(cfg: TuneforgeConfig) -> torch.dtype:
+    """The dtype weights are loaded in: bf16/fp16 for pure half training or quantization, else float32.
+
+    Mixed precision (`bf16`/`fp16` without `pure_bf16`) keeps float32 master weights and autocasts.
+    """
+    import torch
+
+    if cfg.method.pure_bf16:
+        return torch.bfloat16
+    if cfg.quantization.quantization_bit is not None:
+        return torch.float16 if cfg.training.fp16 else torch.bfloat16
+    return torch.float32
+
+
+def quantization_config(cfg: TuneforgeConfig) -> Any | None:
+    """A transformers quantization config for `quantization_bit`, or None; clear errors where unsupported."""
+    q = cfg.quantization
+    if q.quantization_bit is None:
+        return None
+    method = q.quantization_method
+    if method == "bnb":
+        return _bnb_config(q)
+    if method == "hqq":
+        _require_package("hqq", "quantization_method: hqq")
+        from transformers import HqqConfig
+
+        return HqqConfig(nbits=q.quantization_bit, axis=1)
+    if method == "eetq":
+        _require_package("eetq", "quantization_method: eetq")
+        if q.quantization_bit != 8:
+            raise TuneforgeError("`quantization_method: eetq` supports only `quantization_bit: 8`.")
+        from transformers import EetqConfig
+
+        return EetqConfig()
+    raise TuneforgeError(
+        f"`quantization_method: {method}` with `quantization_bit` is not supported for training; "
+        "use bnb (bitsandbytes, CUDA), hqq or eetq, or load an already-quantized checkpoint."
+    )
+
+
+def _bnb_config(q: Any) -> Any:
+    bits = q.quantization_bit
+    if bits not in (4, 8):
+        raise TuneforgeError(f"`quantization_bit: {bits}` is not supported by bitsandbytes; use 4 or 8.")
+    if not _cuda_available():
+        raise TuneforgeError(
+            f"`quantization_bit: {bits}` (QLoRA via bitsandbytes) needs a CUDA GPU and the bitsandbytes "
+            "package; this machine has no CUDA device. Remove `quantization_bit` to train unquantized "
+            "(e.g. plain LoRA), or run on a GPU."
+        )
+    _require_package("bitsandbytes", f"quantization_bit: {bits}")
+    import torch
+    from transformers import BitsAndBytesConfig
+
+    if bits == 8:
+        return BitsAndBytesConfig(load_in_8bit=True)
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type=q.quantization_type,
+        bnb_4bit_use_double_quant=q.double_quantization,
+        bnb_4bit_compute_dtype=torch.bfloat16,
+        bnb_4bit_quant_storage=torch.bfloat16,
+    )
+
+
+def rope_parameters(model_config: Any, rope_scaling: str | None, cutoff_len: int) -> dict[str, Any] | None:
+    """RoPE parameters that stretch the context to `cutoff_len` (factor = cutoff_len / trained length)."""
+    if rope_scaling is None:
+        return None
+    current = dict(getattr(model_config, "rope_parameters", None) or {})
+    original = getattr(model_config, "max_position_embeddings", None) or cutoff_len
+    factor = float(max(math.ceil(cutoff_len / original), 1)) if rope_scaling != "dynamic" else 2.0
+    current.update({"rope_type": rope_scaling, "factor": factor})
+    if rope_scaling in ("yarn", "llama3"):
+        current["original_max_position_embeddings"] = original
+    if rope_scaling == "llama3":
+        current.setdefault("low_freq_factor", 1.0)
+        current.setdefault("high_freq_factor", 4.0)
+    return current
+
+
+def load_model(cfg: TuneforgeConfig, tokenizer: PreTrainedTokenizerBase, *, trainable: bool) -> PreTrainedModel:
+    """Load the base causal-LM (no adapters yet) ready for training or inference."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    m = cfg.model
+    _require_model_path(cfg)
+    hub = {"trust_remote_code": m.trust_remote_code, "revision": m.model_revision, "cache_dir": m.cache_dir}
+    model_config = AutoConfig.from_pretrained(m.model_name_or_path, token=m.hf_hub_token, **hub)
+    rope = rope_parameters(model_config, m.rope_scaling, cfg.data.cutoff_len)
+    if rope is not None:
+        model_config.rope_parameters = rope
+        logger.info("RoPE scaling %s with factor %s", rope["rope_type"], rope["factor"])
+    if m.moe_aux_loss_coef is not None and hasattr(model_config, "router_aux_loss_coef"):
+        model_config.router_aux_loss_coef = m.moe_aux_loss_coef
+    kwargs = {"config": model_config, "dtype": model_dtype(cfg), **hub}
+    attn = attn_implementation(m.flash_attn)
+    if attn is not None:
+        kwargs["attn_implementation"] = attn
+    if m.train_from_scratch:
+        model = AutoModelForCausalLM.from_config(**{k: kwargs[k] for k in kwargs if k != "cache_dir"})
+    else:
+        quant = quantization_config(cfg)
+        if quant is not None:
+            kwargs.update(quantization_config=quant, device_map={"": 0})
+        model = AutoModelForCausalLM.from_pretrained(
+            m.model_name_or_path, low_cpu_mem_usage=m.low_cpu_mem_usage, token=m.hf_hub_token, **kwargs
+        )
+    _fit_vocab(model, tokenizer, m.resize_vocab)
+    if trainable:
+        prepare_for_training(model, cfg)
+    else:
+        model.eval()
+    return model
+
+
+def prepare_for_training(model: PreTrainedModel, cfg: TuneforgeConfig) -> None:
+    """No KV cache, gradient checkpointing unless disabled, NEFTune is left to the Trainer."""
+    model.config.use_cache = False
+    if cfg.model.upcast_layernorm:
+        _upcast_norms(model)
+    if cfg.model.disable_gradient_checkpointing or not getattr(model, "supports_gradient_checkpointing", False):
+        return
+    kwargs = {"use_reentrant": cfg.model.use_reentrant_gc}
+    if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.2x name
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+    model.enable_input_require_grads()  # reentrant checkpointing needs inputs that require grad (frozen embeddings)
+
+
+def _upcast_norms(model: Any) -> None:
+    import torch
+
+    for name, param in model.named_parameters():
+        if param.ndim == 1 and "norm" in name:
+            param.data = param.data.to(torch.float32)
+
+
+def _fit_vocab(model: Any, tokenizer: Any, resize: bool) -> None:
+    """Grow the embeddings when tokens were added (as LLaMA-Factory does) or when `resize_vocab` asks."""
+    size = model.get_input_embeddings().weight.shape[0]
+    if len(tokenizer) > size or (resize and len(tokenizer) != size):
+        logger.info("Resizing embeddings from %d to %d tokens", size, len(tokenizer))
+        model.resize_token_embeddings(len(tokenizer), pad_to_multiple_of=64)
+
+
+def _require_model_path(cfg: TuneforgeConfig) -> None:
+    if not cfg.model.model_name_or_path:
+        raise TuneforgeError("`model_name_or_path` is not set; name a local model folder or a Hub id.")
+
+
+def _require_package(package: str, what: str) -> None:
+    if importlib.util.find_spec(package) is None:
+        raise TuneforgeError(f"`{what}` needs the `{package}` package: pip install {package}.")
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def _split(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]

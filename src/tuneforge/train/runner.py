@@ -1,0 +1,44 @@
+"""Dispatch `tuneforge train` to the recipe of the configured stage."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from tuneforge.errors import NotBuiltError, TuneforgeError
+
+if TYPE_CHECKING:
+    from tuneforge.config import TuneforgeConfig
+
+BUILT_STAGES = ("pt", "sft")
+
+
+def check_trainable(cfg: TuneforgeConfig) -> None:
+    """Refuse configs that cannot train before anything heavy is loaded."""
+    if not cfg.model.model_name_or_path:
+        raise TuneforgeError("`model_name_or_path` is not set; name a local model folder or a Hub id.")
+    if not cfg.training.output_dir:
+        raise TuneforgeError("`output_dir` is not set; name the folder that receives the model, logs and metrics.")
+    if cfg.method.stage not in BUILT_STAGES:
+        raise NotBuiltError(
+            f"`stage: {cfg.method.stage}` is not built yet; stages available now: {', '.join(BUILT_STAGES)}."
+        )
+
+
+def run(cfg: TuneforgeConfig) -> dict[str, Any]:
+    """Train as the config says; returns the final metrics."""
+    check_trainable(cfg)
+    _show_info_logs()
+    from tuneforge.train.sft import run_sft
+
+    return run_sft(cfg)
+
+
+def _show_info_logs() -> None:
+    package = logging.getLogger("tuneforge")
+    if package.level == logging.NOTSET:
+        package.setLevel(logging.INFO)
+    if not logging.getLogger().handlers and not package.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("[tuneforge] %(levelname)s %(message)s"))
+        package.addHandler(handler)

@@ -1,0 +1,106 @@
+"""The one Trainer subclass: atomic checkpoints, NaN/inf stop, LoRA+ optimizer. Plus token-accuracy metrics."""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from transformers import Trainer
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+from transformers.utils.import_utils import is_torch_xla_available
+
+from tuneforge.errors import TuneforgeError
+from tuneforge.train.checkpoint import STAGING, publish
+
+logger = logging.getLogger(__name__)
+
+NAN_CAUSES = (
+    "learning_rate too high (try 10x lower or a longer warmup), fp16 overflow (use bf16 or fp32), "
+    "corrupt or empty samples (rows whose labels are all masked), or a model loaded in the wrong dtype"
+)
+
+
+class TuneforgeTrainer(Trainer):
+    """transformers.Trainer with atomic checkpoint saves, a hard stop on non-finite loss and optional LoRA+."""
+
+    def __init__(
+        self,
+        *args: Any,
+        fingerprint: dict[str, str] | None = None,
+        optimizer_factory: Callable[[Any, dict[str, Any]], torch.optim.Optimizer] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        self._fingerprint = fingerprint or {}
+        self._optimizer_factory = optimizer_factory
+        self._staging_dir: str | None = None
+        super().__init__(*args, **kwargs)
+
+    def create_optimizer(self, model: Any = None) -> torch.optim.Optimizer:
+        """Build the optimizer; with `optimizer_factory` (LoRA+) the parameter groups come from it."""
+        if self._optimizer_factory is None or self.optimizer is not None:
+            return super().create_optimizer(model)
+        _, kwargs = Trainer.get_optimizer_cls_and_kwargs(self.args, self.model)
+        kwargs["weight_decay"] = self.args.weight_decay
+        self.optimizer = self._optimizer_factory(self.model, kwargs)
+        return self.optimizer
+
+    def training_step(self, model: Any, inputs: dict[str, Any], num_items_in_batch: Any = None) -> torch.Tensor:
+        """One forward/backward pass; stops training with a clear message when the loss is NaN or infinite."""
+        loss = super().training_step(model, inputs, num_items_in_batch)
+        value = float(loss.detach().float())
+        if not math.isfinite(value):
+            raise TuneforgeError(
+                f"The training loss became {value} at step {self.state.global_step + 1} "
+                f"(epoch {self.state.epoch or 0:.2f}); training stopped. Usual causes: {NAN_CAUSES}."
+            )
+        return loss
+
+    def _get_output_dir(self, trial: Any) -> str:
+        if self._staging_dir is not None:
+            return self._staging_dir
+        return super()._get_output_dir(trial)
+
+    def _save_checkpoint(self, model: Any, trial: Any) -> None:
+        """Write the checkpoint under `.staging/`, then publish it with one atomic rename and rotate old ones."""
+        from transformers.trainer_utils import rotate_checkpoints
+
+        run_dir = Path(self._get_output_dir(trial))
+        self._staging_dir = str(run_dir / STAGING)
+        try:
+            super()._save_checkpoint(model, trial)
+        finally:
+            self._staging_dir = None
+        name = f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+        if self.args.should_save:
+            publish(run_dir / STAGING / name, run_dir / name, self._fingerprint)
+        if self.state.best_global_step:
+            best = run_dir / f"{PREFIX_CHECKPOINT_DIR}-{self.state.best_global_step}"
+            self.state.best_model_checkpoint = str(best) if best.exists() else self.state.best_model_checkpoint
+        if self.args.should_save and not is_torch_xla_available():
+            rotate_checkpoints(
+                output_dir=str(run_dir),
+                save_total_limit=self.args.save_total_limit,
+                best_model_checkpoint=self.state.best_model_checkpoint,
+                use_mtime=False,
+            )
+
+
+def logits_to_predictions(logits: Any, labels: Any) -> torch.Tensor:
+    """Keep only the argmax token ids during evaluation (full logits would not fit in memory)."""
+    if isinstance(logits, (tuple, list)):
+        logits = logits[0]
+    return logits.argmax(dim=-1)
+
+
+def token_accuracy(eval_pred: Any) -> dict[str, float]:
+    """Next-token accuracy over label positions that are not masked (-100)."""
+    preds, labels = np.asarray(eval_pred.predictions), np.asarray(eval_pred.label_ids)
+    preds, labels = preds[:, :-1], labels[:, 1:]
+    mask = labels != -100
+    correct = (preds == labels) & mask
+    return {"accuracy": float(correct.sum() / max(mask.sum(), 1))}

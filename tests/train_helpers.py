@@ -1,0 +1,70 @@
+"""Shared helpers for the training tests: hand-made token datasets and configs for tiny models."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+IGNORE = -100
+
+
+def identity_rows(tokenizer: Any, n: int = 16, seed: int = 0) -> list[dict[str, list[int]]]:
+    """Chat rows "who are you N?" -> "I am Forge N." with the prompt masked, built with the tokenizer's template."""
+    rows = []
+    for i in range(n):
+        prompt = tokenizer.apply_chat_template(
+            [{"role": "user", "content": f"Who are you {i + seed}?"}], tokenize=False, add_generation_prompt=True
+        )
+        answer = f"I am Forge {i + seed}.<|im_end|>\n"
+        p_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        a_ids = tokenizer(answer, add_special_tokens=False)["input_ids"]
+        rows.append({"input_ids": p_ids + a_ids, "labels": [IGNORE] * len(p_ids) + a_ids})
+    return rows
+
+
+def train_data(tokenizer: Any, n: int = 16, eval_n: int = 0, packed: bool = False) -> Any:
+    """A `TrainData` of identity rows with a padding (or flattening) collator."""
+    from datasets import Dataset
+    from transformers import DataCollatorForSeq2Seq, DataCollatorWithFlattening
+
+    from tuneforge.train.sft import TrainData
+
+    rows = identity_rows(tokenizer, n)
+    collator = (
+        DataCollatorWithFlattening(return_position_ids=True, separator_id=IGNORE)
+        if packed
+        else DataCollatorForSeq2Seq(tokenizer, label_pad_token_id=IGNORE, padding=True)
+    )
+    eval_ds = Dataset.from_list(identity_rows(tokenizer, eval_n, seed=1000)) if eval_n else None
+    return TrainData(train=Dataset.from_list(rows), eval=eval_ds, collator=collator)
+
+
+def tiny_config(model: Path, out: Path, **overrides: Any) -> Any:
+    """A config training `model` into `out` on CPU in fp32 with deterministic, quick settings."""
+    from tuneforge.config import load_config
+
+    base = {
+        "model_name_or_path": str(model),
+        "stage": "sft",
+        "finetuning_type": "lora",
+        "template": None,
+        "output_dir": str(out),
+        "per_device_train_batch_size": 4,
+        "learning_rate": 1e-3,
+        "max_steps": 4,
+        "logging_steps": 1,
+        "save_strategy": "no",
+        "report_to": "none",
+        "disable_gradient_checkpointing": True,
+        "disable_tqdm": True,
+        "seed": 0,
+    }
+    base.update(overrides)
+    return load_config({k: v for k, v in base.items() if v is not None})
+
+
+def read_log(out: Path) -> list[dict[str, Any]]:
+    """Records of `out/trainer_log.jsonl`."""
+    path = out / "trainer_log.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
