@@ -12,6 +12,7 @@ import torch
 import yaml
 from transformers import set_seed
 
+from tuneforge.errors import TuneforgeError
 from tuneforge.models.adapters import apply_finetuning, build_loraplus_optimizer
 from tuneforge.models.loader import load_model, load_tokenizer
 from tuneforge.train import checkpoint as ckpt
@@ -35,6 +36,7 @@ class TrainData:
     train: Any
     eval: Any | None
     collator: Any
+    template: Any | None = None
 
 
 def run_sft(cfg: TuneforgeConfig, data: TrainData | None = None, tokenizer: Any = None) -> dict[str, Any]:
@@ -51,8 +53,8 @@ def run_sft(cfg: TuneforgeConfig, data: TrainData | None = None, tokenizer: Any 
 
     set_seed(args.seed)
     tokenizer = tokenizer if tokenizer is not None else load_tokenizer(cfg)
-    attach_chat_template(cfg, tokenizer)
-    data = data or prepare_data(cfg, tokenizer)
+    data = data or prepare_data(cfg, tokenizer)  # stops here when the template does not fit the tokenizer
+    attach_chat_template(tokenizer, data.template)
     model = load_model(cfg, tokenizer, trainable=True)
     model = apply_finetuning(model, cfg, trainable=True)
 
@@ -99,32 +101,27 @@ def run_sft(cfg: TuneforgeConfig, data: TrainData | None = None, tokenizer: Any 
 
 
 def prepare_data(cfg: TuneforgeConfig, tokenizer: Any) -> TrainData:
-    """Tokenized train/eval datasets and collator from the data pipeline."""
+    """Tokenized train/eval datasets from the data pipeline, the collator that fits them, and the template.
+
+    Neat-packed rows (position ids restarting per sample) are collated padding-free into one row without an
+    attention mask, so attention stays within each sample (varlen kernels on GPU, a block-diagonal mask on sdpa).
+    """
+    from tuneforge.data.collate import PaddingCollator, PaddingFreeCollator
     from tuneforge.data.pipeline import prepare_dataset
 
-    prepared = prepare_dataset(cfg, tokenizer, stage=cfg.method.stage)
-    if isinstance(prepared, TrainData):
-        return prepared
-    get = prepared.get if isinstance(prepared, dict) else lambda key: getattr(prepared, key, None)
-    return TrainData(train=get("train"), eval=get("eval"), collator=get("collator"))
+    splits = prepare_dataset(cfg, tokenizer, stage=cfg.method.stage)
+    if splits.train is None or len(splits.train) == 0:
+        raise TuneforgeError("No training rows: set `dataset` (the data report above says why rows were dropped).")
+    if cfg.data.neat_packing:
+        collator: Any = PaddingFreeCollator()
+    else:
+        collator = PaddingCollator(tokenizer.pad_token_id, pad_to_multiple_of=8 if torch.cuda.is_available() else None)
+    return TrainData(train=splits.train, eval=splits.eval, collator=collator, template=splits.template)
 
 
-def attach_chat_template(cfg: TuneforgeConfig, tokenizer: Any) -> None:
-    """Give the tokenizer the training template's Jinja so every runtime formats prompts the same way.
-
-    Stops before training when the template does not fit the tokenizer (unless `allow_template_mismatch`).
-    """
-    if not cfg.data.template:
-        return
-    try:
-        from tuneforge.data.templates import check_template_tokenizer, get_template
-    except ImportError:  # the template registry is not available in this build
-        logger.warning("Template registry unavailable; keeping the tokenizer's own chat template.")
-        return
-    template = get_template(cfg.data.template, tokenizer)
-    if not cfg.data.allow_template_mismatch:
-        check_template_tokenizer(template, tokenizer)
-    jinja = template.to_jinja() if hasattr(template, "to_jinja") else None
+def attach_chat_template(tokenizer: Any, template: Any) -> None:
+    """Give the tokenizer the training template's Jinja so every runtime formats prompts the same way."""
+    jinja = template.to_jinja() if template is not None and hasattr(template, "to_jinja") else None
     if jinja:
         tokenizer.chat_template = jinja
 
