@@ -1,0 +1,139 @@
+"""The preprocessing cache: tokenized splits stored as memory-mapped Arrow files under a content key.
+
+The key hashes everything that changes the output: each data file's content (sha256, remembered per
+path + size + mtime + inode so an unchanged file is not re-read), the tokenizer (class, name, vocabulary
+size, added tokens, chat template and the ids of a probe text), the chat template's record, and every
+data argument that affects tokenization, mixing, splitting or packing. Any change gives a new key.
+
+Location: `$TUNEFORGE_CACHE`, else `<model.cache_dir>/tuneforge-data`, else
+`$TUNEFORGE_CACHE_DIR/data`, else `~/.cache/tuneforge/data`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+FORMAT_VERSION = "1"  # bump when the stored layout or the processing semantics change
+_PROBE = "Hello, 世界! 123 <|im_start|> \n\t naïve café — 😀 def f(x): return x**2"
+
+
+def cache_root(model_cache_dir: str | None = None) -> Path:
+    """Where tokenized datasets are stored."""
+    if os.environ.get("TUNEFORGE_CACHE"):
+        return Path(os.environ["TUNEFORGE_CACHE"]).expanduser()
+    if model_cache_dir:
+        return Path(model_cache_dir).expanduser() / "tuneforge-data"
+    if os.environ.get("TUNEFORGE_CACHE_DIR"):
+        return Path(os.environ["TUNEFORGE_CACHE_DIR"]).expanduser() / "data"
+    return Path.home() / ".cache" / "tuneforge" / "data"
+
+
+def file_digest(path: Path, root: Path) -> str:
+    """sha256 of a file's content, remembered in `root/file-hashes.json` by path, size, mtime and inode."""
+    stat = path.stat()
+    stamp = [stat.st_size, stat.st_mtime_ns, stat.st_ino]
+    index_path = root / "file-hashes.json"
+    index = _read_json(index_path)
+    key = str(path.resolve())
+    entry = index.get(key)
+    if entry and entry[:3] == stamp:
+        return entry[3]
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    index[key] = [*stamp, digest.hexdigest()]
+    _write_json(index_path, index)
+    return digest.hexdigest()
+
+
+def tokenizer_fingerprint(tokenizer: Any) -> dict[str, Any]:
+    """What identifies a tokenizer's behaviour, cheaply (no full-vocabulary hash)."""
+    added = getattr(tokenizer, "added_tokens_decoder", {}) or {}
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    probe = backend.encode(_PROBE, add_special_tokens=False).ids if backend is not None else tokenizer.encode(_PROBE)
+    return {
+        "class": type(tokenizer).__name__,
+        "name": str(getattr(tokenizer, "name_or_path", "")),
+        "size": len(tokenizer),
+        "added": sorted((int(i), str(t)) for i, t in added.items()),
+        "special": {k: str(v) for k, v in sorted((getattr(tokenizer, "special_tokens_map", {}) or {}).items())},
+        "chat_template": getattr(tokenizer, "chat_template", None),
+        "split_special_tokens": bool(getattr(tokenizer, "split_special_tokens", False)),
+        "add_bos": bool(getattr(tokenizer, "add_bos_token", False)),
+        "probe": probe,
+    }
+
+
+def template_record(template: Any) -> Any:
+    """A template's full record as plain data (None for pre-training)."""
+    if template is None:
+        return None
+    parts = {}
+    for attr in ("spec", "tool_format", "enable_thinking"):
+        value = getattr(template, attr, None)
+        parts[attr] = dataclasses.asdict(value) if dataclasses.is_dataclass(value) else repr(value)
+    if not any(v not in (None, "None") for v in parts.values()):
+        parts["repr"] = repr(template)
+    return parts
+
+
+def make_key(parts: dict[str, Any]) -> str:
+    """A stable hex key over JSON-serialisable parts."""
+    blob = json.dumps({"version": FORMAT_VERSION, **parts}, sort_keys=True, default=repr, ensure_ascii=False)
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:32]
+
+
+def entry_dir(root: Path, key: str) -> Path:
+    """The folder that holds one cached result."""
+    return root / key[:2] / key
+
+
+def save_entry(folder: Path, tables: dict[str, Any], meta: dict[str, Any]) -> None:
+    """Write tables (split name -> pyarrow Table) and meta.json atomically into `folder`."""
+    import pyarrow as pa
+
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=folder.parent))
+    try:
+        for name, table in tables.items():
+            with pa.OSFile(str(tmp / f"{name}.arrow"), "wb") as sink, pa.ipc.new_stream(sink, table.schema) as writer:
+                writer.write_table(table)
+        _write_json(tmp / "meta.json", {**meta, "splits": sorted(tables)})
+        if folder.exists():
+            shutil.rmtree(folder)
+        os.replace(tmp, folder)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def load_entry(folder: Path) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """(split name -> memory-mapped datasets.Dataset, meta) or None when absent or incomplete."""
+    meta = _read_json(folder / "meta.json")
+    if not meta or not all((folder / f"{s}.arrow").is_file() for s in meta.get("splits", [])):
+        return None
+    from datasets import Dataset
+
+    return {s: Dataset.from_file(str(folder / f"{s}.arrow")) for s in meta["splits"]}, meta
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, ensure_ascii=False, indent=1), encoding="utf-8")
+    os.replace(tmp, path)

@@ -1,0 +1,331 @@
+"""One entry point: `prepare_dataset(cfg, tokenizer, stage=None) -> DatasetSplits`.
+
+Steps: resolve the datasets (registry, inline entries, plain paths) -> read rows -> `num_samples` /
+`max_samples` -> convert to canonical examples -> tokenize for the stage -> mix -> split off `val_size`
+-> pack the training split. The result is cached on disk (see `cache.py`); an identical second run only
+memory-maps the stored Arrow files.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tuneforge.data import cache
+from tuneforge.data.convert import convert_rows
+from tuneforge.data.loading import data_files, read_dataset, sample_rows
+from tuneforge.data.mixing import mix_tables, parse_probs, split_validation
+from tuneforge.data.packing import pack_table
+from tuneforge.data.process import KINDS, ProcessOptions, process_rows
+from tuneforge.data.registry import DatasetAttr, resolve_datasets
+from tuneforge.data.report import RowReport
+from tuneforge.data.tokens import MemoTokenizer
+from tuneforge.errors import DataError
+
+logger = logging.getLogger("tuneforge.data")
+
+PAIRWISE_STAGES = ("rm", "dpo", "orpo", "simpo")
+UNSUPERVISED_STAGES = ("ppo", "grpo")
+
+
+@dataclass
+class DatasetStat:
+    """Rows read, kept and dropped for one dataset."""
+
+    name: str
+    rows_read: int
+    rows_kept: int
+    rows_dropped: int
+
+
+@dataclass
+class DataStats:
+    """What preprocessing did: per-dataset counts, drop reasons, lengths, packing and cache use."""
+
+    kind: str
+    template: str | None
+    datasets: list[DatasetStat] = field(default_factory=list)
+    drop_reasons: dict[str, int] = field(default_factory=dict)
+    train_rows: int = 0
+    eval_rows: int = 0
+    length_percentiles: dict[str, int] = field(default_factory=dict)
+    packed_rows: int | None = None
+    packing_fill: float | None = None
+    cache_hit: bool = False
+    cache_path: str | None = None
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data (stored in the cache's meta.json)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> DataStats:
+        """Inverse of `to_dict`."""
+        data = dict(data)
+        data["datasets"] = [DatasetStat(**d) for d in data.get("datasets", [])]
+        return cls(**data)
+
+
+@dataclass
+class DatasetSplits:
+    """The tokenized training and evaluation data (datasets.Dataset; eval may be a dict per dataset)."""
+
+    train: Any | None
+    eval: Any | None
+    stats: DataStats
+    template: Any | None = None
+
+
+@dataclass
+class Plan:
+    """Everything `prepare_dataset` needs, resolved from the config."""
+
+    kind: str
+    template: Any | None
+    opts: ProcessOptions
+    train_attrs: list[DatasetAttr]
+    eval_attrs: list[DatasetAttr]
+    data: Any
+    seed: int
+    pack: bool
+    neat: bool
+
+
+def stage_kind(stage: str | None, cfg: Any = None) -> str:
+    """The processing kind for a training stage (`pt`, `sft`, `pairwise`, `kto`, `unsupervised`)."""
+    stage = stage or "sft"
+    if stage in KINDS:
+        if stage == "sft" and cfg is not None:
+            training = getattr(cfg, "training", None)
+            if getattr(training, "predict_with_generate", False) and not getattr(training, "do_train", True):
+                return "unsupervised"
+        return stage
+    if stage == "supervised":
+        return "sft"
+    if stage in PAIRWISE_STAGES:
+        return "pairwise"
+    if stage in UNSUPERVISED_STAGES:
+        return "unsupervised"
+    raise DataError(f"Unknown stage {stage!r} for data preprocessing.")
+
+
+def build_template(cfg: Any, tokenizer: Any) -> Any:
+    """The chat template named by `cfg.data.template`, checked against the tokenizer."""
+    from tuneforge.data.templates import check_template_tokenizer, get_template
+
+    d = cfg.data
+    template = get_template(
+        d.template,
+        tokenizer,
+        enable_thinking=d.enable_thinking,
+        default_system=d.default_system,
+        tool_format=d.tool_format,
+    )
+    check_template_tokenizer(template, tokenizer, allow=bool(getattr(d, "allow_template_mismatch", False)))
+    return template
+
+
+def make_plan(cfg: Any, tokenizer: Any, stage: str | None = None) -> Plan:
+    """Resolve stage, template, datasets and options from the config."""
+    d = cfg.data
+    kind = stage_kind(stage or getattr(cfg.method, "stage", None), cfg)
+    if d.mask_history and d.train_on_prompt:
+        raise DataError("mask_history and train_on_prompt cannot both be true (one masks what the other trains).")
+    pack = bool(d.packing) or bool(d.neat_packing) or (d.packing is None and kind == "pt")
+    if pack and kind not in ("pt", "sft"):
+        logger.warning("packing applies to stages pt and sft only; ignored for %s.", kind)
+        pack = False
+    opts = ProcessOptions(
+        kind=kind,
+        cutoff_len=int(d.cutoff_len),
+        train_on_prompt=bool(d.train_on_prompt),
+        mask_history=bool(d.mask_history),
+        pt_chunking=pack and not d.neat_packing,
+    )
+    train_attrs = resolve_datasets(d.dataset, d.dataset_dir)
+    eval_attrs = resolve_datasets(d.eval_dataset, d.dataset_dir)
+    if not train_attrs and not eval_attrs:
+        raise DataError("No dataset given: set `dataset` (and optionally `eval_dataset`) in the config.")
+    if eval_attrs and d.val_size:
+        raise DataError("Set either val_size or eval_dataset, not both.")
+    template = None if kind == "pt" else build_template(cfg, tokenizer)
+    seed = int(getattr(cfg.training, "data_seed", None) or getattr(cfg.training, "seed", 42))
+    return Plan(kind, template, opts, train_attrs, eval_attrs, d, seed, pack, bool(d.neat_packing))
+
+
+def prepare_dataset(cfg: Any, tokenizer: Any, stage: str | None = None) -> DatasetSplits:
+    """Load, convert, tokenize, mix, split and pack the config's datasets (cached on disk)."""
+    start = time.perf_counter()
+    plan = make_plan(cfg, tokenizer, stage)
+    if plan.data.streaming:
+        from tuneforge.data.streaming import prepare_streaming
+
+        return prepare_streaming(plan, tokenizer)
+    tokenized = getattr(plan.data, "tokenized_path", None)
+    if tokenized and Path(tokenized).exists() and any(Path(tokenized).iterdir()):
+        return _load_tokenized(Path(tokenized), plan)
+    root = cache.cache_root(getattr(cfg.model, "cache_dir", None))
+    folder = cache.entry_dir(root, cache.make_key(_key_parts(plan, tokenizer, root)))
+    hit = None if plan.data.overwrite_cache else cache.load_entry(folder)
+    cached = hit is not None
+    if hit is None:
+        tables, stats = build_tables(plan, tokenizer)
+        stats.cache_path = str(folder)
+        cache.save_entry(folder, tables, {"stats": stats.to_dict()})
+        hit = cache.load_entry(folder)
+        if hit is None:
+            raise DataError(f"The preprocessing cache at {folder} could not be read back; is the disk full?")
+    splits, meta = hit
+    stats = DataStats.from_dict(meta["stats"])
+    stats.cache_hit = cached
+    result = _splits(splits, stats, plan)
+    result.stats.seconds = time.perf_counter() - start
+    if tokenized:
+        _save_tokenized(Path(tokenized), result)
+    return result
+
+
+def _key_parts(plan: Plan, tokenizer: Any, root: Path) -> dict[str, Any]:
+    d = plan.data
+    return {
+        "train": [_attr_key(a, root) for a in plan.train_attrs],
+        "eval": [_attr_key(a, root) for a in plan.eval_attrs],
+        "tokenizer": cache.tokenizer_fingerprint(tokenizer),
+        "template": cache.template_record(plan.template),
+        "opts": asdict(plan.opts),
+        "args": {
+            k: getattr(d, k, None)
+            for k in ("max_samples", "val_size", "mix_strategy", "interleave_probs", "eval_on_each_dataset")
+        },
+        "seed": plan.seed,
+        "pack": [plan.pack, plan.neat],
+        "strict": bool(getattr(d, "strict_data", False)),
+    }
+
+
+def _attr_key(attr: DatasetAttr, root: Path) -> dict[str, Any]:
+    record = attr.record()
+    if attr.source == "file":
+        record["files"] = [[str(p), cache.file_digest(p, root)] for p in data_files(attr)]
+    return record
+
+
+def build_tables(plan: Plan, tokenizer: Any) -> tuple[dict[str, Any], DataStats]:
+    """Run the whole preprocessing; returns split tables (train, eval or eval-<name>) and stats."""
+    report = RowReport(strict=bool(getattr(plan.data, "strict_data", False)))
+    stats = DataStats(kind=plan.kind, template=getattr(plan.template, "name", None))
+    tok = MemoTokenizer(tokenizer)
+    d = plan.data
+    probs = parse_probs(d.interleave_probs, len(plan.train_attrs)) if plan.train_attrs else None
+    train_parts = [_one_dataset(a, plan, tok, report, stats) for a in plan.train_attrs]
+    train = mix_tables(train_parts, d.mix_strategy, probs, plan.seed)
+    tables: dict[str, Any] = {}
+    eval_parts = {a.name: _one_dataset(a, plan, tok, report, stats) for a in plan.eval_attrs}
+    if eval_parts and d.eval_on_each_dataset:
+        tables.update({f"eval-{name}": table for name, table in eval_parts.items() if table.num_rows})
+    elif eval_parts:
+        tables["eval"] = mix_tables(list(eval_parts.values()), "concat", None, plan.seed)
+    elif train is not None and d.val_size:
+        train, tables["eval"] = split_validation(train, float(d.val_size), plan.seed)
+    report.log_summary()
+    stats.drop_reasons = dict(report.reasons())
+    if train is not None:
+        tables["train"] = _finish_train(train, plan, stats)
+    tables = {k: v for k, v in tables.items() if v is not None}
+    stats.eval_rows = sum(t.num_rows for k, t in tables.items() if k.startswith("eval"))
+    return tables, stats
+
+
+def _one_dataset(attr: DatasetAttr, plan: Plan, tok: MemoTokenizer, report: RowReport, stats: DataStats) -> Any:
+    raw = sample_rows(read_dataset(attr, report), attr.num_samples, plan.data.max_samples, plan.seed)
+    examples = convert_rows(raw, attr, report, pretrain=plan.kind == "pt")
+    table = process_rows(examples, plan.template, tok, plan.opts, report)
+    kept = len(examples) if plan.kind == "pt" else table.num_rows
+    dropped = report.dropped(attr.name)
+    stats.datasets.append(DatasetStat(attr.name, len(raw) + _unread(report, attr.name, raw), kept, dropped))
+    if table.num_rows == 0:
+        raise DataError(_no_rows_message(attr.name, report, plan.kind))
+    return table
+
+
+def _unread(report: RowReport, name: str, raw: Any) -> int:
+    """Rows rejected while reading the file (not JSON objects, bad JSON lines)."""
+    numbers = set(raw.numbers)
+    return sum(1 for p in report.problems if p.dataset == name and p.row not in numbers)
+
+
+def _no_rows_message(name: str, report: RowReport, kind: str) -> str:
+    mine = [p for p in report.problems if p.dataset == name]
+    if not mine:
+        return f"Dataset {name!r} is empty."
+    reasons = RowReport(problems=mine).reasons().most_common(3)
+    listed = "; ".join(f"{reason} ({count} rows)" for reason, count in reasons)
+    return (
+        f"Dataset {name!r} has no valid row for stage {kind}: all {len(mine)} rows were rejected. "
+        f"Reasons: {listed}. First: row {mine[0].row}: {mine[0].reason}. Check `formatting`, `columns` and "
+        "`ranking` in its dataset_info.json entry."
+    )
+
+
+def _finish_train(train: Any, plan: Plan, stats: DataStats) -> Any:
+    import numpy as np
+    import pyarrow.compute as pc
+
+    column = "input_ids" if "input_ids" in train.column_names else "chosen_input_ids"
+    lengths = pc.list_value_length(train[column]).to_numpy(zero_copy_only=False)
+    stats.train_rows = int(train.num_rows)
+    if len(lengths):
+        stats.length_percentiles = {f"p{q}": int(np.percentile(lengths, q)) for q in (50, 90, 99)} | {
+            "max": int(lengths.max()),
+            "mean": int(lengths.mean()),
+        }
+    if plan.pack and not plan.opts.pt_chunking:
+        packed = pack_table(train, plan.opts.cutoff_len, plan.neat)
+        stats.packed_rows, stats.packing_fill = packed.rows_out, round(packed.fill, 4)
+        return packed.table
+    if plan.kind == "pt" and plan.opts.pt_chunking and len(lengths):
+        stats.packed_rows, stats.packing_fill = (
+            int(train.num_rows),
+            round(float(lengths.mean()) / plan.opts.cutoff_len, 4),
+        )
+    return train
+
+
+def _splits(splits: dict[str, Any], stats: DataStats, plan: Plan) -> DatasetSplits:
+    evals = {k[len("eval-") :]: v for k, v in splits.items() if k.startswith("eval-")}
+    return DatasetSplits(splits.get("train"), evals or splits.get("eval"), stats, plan.template)
+
+
+def _load_tokenized(path: Path, plan: Plan) -> DatasetSplits:
+    from datasets import DatasetDict, load_from_disk
+
+    logger.warning("Loading the tokenized dataset from tokenized_path=%s; data arguments are ignored.", path)
+    try:
+        loaded = load_from_disk(str(path))
+    except (FileNotFoundError, ValueError) as err:
+        raise DataError(f"tokenized_path {path} does not hold a saved dataset: {err}") from err
+    stats = DataStats(kind=plan.kind, template=getattr(plan.template, "name", None), cache_path=str(path))
+    stats.cache_hit = True
+    if not isinstance(loaded, DatasetDict):
+        stats.train_rows = len(loaded)
+        return DatasetSplits(loaded, None, stats, plan.template)
+    evals = {k[len("eval-") :]: v for k, v in loaded.items() if k.startswith("eval-")}
+    eval_split = evals or loaded.get("validation") or loaded.get("eval")
+    stats.train_rows = len(loaded["train"]) if "train" in loaded else 0
+    return DatasetSplits(loaded.get("train"), eval_split, stats, plan.template)
+
+
+def _save_tokenized(path: Path, result: DatasetSplits) -> None:
+    from datasets import DatasetDict
+
+    parts = {"train": result.train} if result.train is not None else {}
+    if isinstance(result.eval, dict):
+        parts.update({f"eval-{k}": v for k, v in result.eval.items()})
+    elif result.eval is not None:
+        parts["validation"] = result.eval
+    DatasetDict(parts).save_to_disk(str(path))
+    logger.info("Tokenized dataset saved to %s; later runs with tokenized_path load it directly.", path)
