@@ -1,6 +1,6 @@
 """Chat templates as data, with LLaMA-Factory-compatible names.
 
-Records live in ``templates.yaml`` (one per name); ``render.py`` renders any record generically and
+Records live in ``data/*.yaml`` (one per name, a file per family); ``render.py`` renders any record generically and
 ``tools.py`` holds the tool-call formats. Input is the canonical conversation: ``messages`` with roles
 ``user`` / ``assistant`` / ``tool`` (assistant messages may carry OpenAI-style ``tool_calls`` and
 ``reasoning_content``), plus ``system`` and ``tools`` (OpenAI tool schemas).

@@ -80,7 +80,7 @@ def tokenizer_template(
     if tokenizer is None or not getattr(tokenizer, "chat_template", None):
         raise ConfigError(
             "template: not set and the tokenizer has no chat_template; set `template:` to a registered name "
-            "(see `tuneforge templates`), e.g. `template: qwen3`"
+            "(see `tuneforge data templates`), e.g. `template: qwen3`"
         )
     spec = TemplateSpec(name="tokenizer", eos=tokenizer.eos_token or "", bos=tokenizer.bos_token or "")
     return TokenizerTemplate(

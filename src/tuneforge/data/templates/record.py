@@ -1,7 +1,7 @@
 """The data records behind every chat template: ``TemplateSpec`` and ``ThinkingSpec``.
 
 Every field is plain text with ``{placeholders}`` (``{content}``, ``{bos}``, ``{eos}``, ``{date}``, ``{system}``,
-``{tools}``) or a small enum; ``templates.yaml`` holds one record per template name. Rendering logic lives in
+``{tools}``) or a small enum; ``data/*.yaml`` hold one record per template name. Rendering logic lives in
 ``render.py`` and never branches on a template's name.
 """
 
@@ -19,9 +19,14 @@ class ThinkingSpec:
     - ``keep``: which assistant turns keep their reasoning: ``after_last_user`` (Qwen3: turns answering the
       last user query), ``last`` (only the final message), ``none`` (all stripped).
     - ``empty_on``: which turns get ``empty`` when they carry none: ``kept_last`` (the final message when it is
-      a kept turn; Qwen3), ``all`` (every assistant turn; DeepSeek-V3.1), ``none``.
+      a kept turn; Qwen3), ``all`` (every assistant turn; DeepSeek-V3.1),
+      ``off`` (every assistant turn, only when thinking is off; SmolLM3), ``none``.
     - ``gen_on`` / ``gen_off``: appended to the generation prompt when thinking is on / off.
     - ``open`` / ``close``: the markers used to split inline reasoning out of content.
+    - ``user_suffix_off``: appended to every user message when thinking is off (GLM-4.5/4.6 ``/nothink``).
+    - ``system_on`` / ``system_off``: the system slot used when thinking is on / off (None = the record's);
+      ``system_always_on``: emit the system slot even without system text when thinking is on (Gemma-4).
+    - ``default_system_off``: the default system prompt when thinking is off (None = the record's).
     """
 
     block: str = "<think>\n{reasoning}\n</think>\n\n"
@@ -32,6 +37,11 @@ class ThinkingSpec:
     gen_off: str = "<think>\n\n</think>\n\n"
     open: str = "<think>"
     close: str = "</think>"
+    user_suffix_off: str = ""
+    system_on: str | None = None
+    system_off: str | None = None
+    system_always_on: bool = False
+    default_system_off: str | None = None
 
 
 @dataclass(frozen=True)
@@ -45,7 +55,8 @@ class TemplateSpec:
     (merged into that user message through ``system_merge``; ``final_user`` merges only when the
     conversation ends with a user message, as the official Mistral templates do), or ``none`` (unsupported: merged like
     ``first_user``). Tool results are grouped: ``observation_open`` + items joined by ``observation_sep`` +
-    ``observation_close``.
+    ``observation_close``. ``user_with_tools`` (with ``{tools}`` and ``{content}``) replaces the ``user`` slot of
+    the message that carries the tools (``tools_in: user`` / ``last_user``), for tools placed before the turn.
     """
 
     name: str
@@ -78,6 +89,7 @@ class TemplateSpec:
     tools_system: str = "{system}\n\n{tools}"
     tools_system_empty: str | None = None
     tools_user: str = "{tools}{content}"
+    user_with_tools: str = ""
     thinking: ThinkingSpec | None = None
     special_tokens: tuple[str, ...] = ()
     date: str = "26 Jul 2024"

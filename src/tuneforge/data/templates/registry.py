@@ -1,4 +1,4 @@
-"""Load ``templates.yaml`` and look templates up by their LLaMA-Factory-compatible names."""
+"""Load the template records (``data/*.yaml``) and look templates up by their LLaMA-Factory-compatible names."""
 
 from __future__ import annotations
 
@@ -12,20 +12,32 @@ from tuneforge.data.templates.template import Template
 from tuneforge.data.templates.tools import ToolFormat
 from tuneforge.errors import ConfigError
 
-_DATA = Path(__file__).with_name("templates.yaml")
+_DATA = Path(__file__).with_name("data")
 
 
 @cache
 def _load() -> tuple[dict[str, TemplateSpec], dict[str, ToolFormat]]:
     import yaml
 
-    raw = yaml.safe_load(_DATA.read_text(encoding="utf-8"))
-    formats = {name: ToolFormat(name=name, **(body or {})) for name, body in raw["tool_formats"].items()}
-    specs = {name: TemplateSpec.from_dict(name, body or {}) for name, body in raw["templates"].items()}
+    formats: dict[str, ToolFormat] = {}
+    specs: dict[str, TemplateSpec] = {}
+    for path in sorted(_DATA.glob("*.yaml")):
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        for name, body in (raw.get("tool_formats") or {}).items():
+            _unique(formats, name, path)
+            formats[name] = ToolFormat(name=name, **(body or {}))
+        for name, body in (raw.get("templates") or {}).items():
+            _unique(specs, name, path)
+            specs[name] = TemplateSpec.from_dict(name, body or {})
     for spec in specs.values():
         if spec.tool_format not in formats:
             raise ValueError(f"template {spec.name!r}: unknown tool_format {spec.tool_format!r}")
     return specs, formats
+
+
+def _unique(seen: dict, name: str, path: Path) -> None:
+    if name in seen:
+        raise ValueError(f"{path.name}: {name!r} is defined twice in the template data")
 
 
 def list_templates() -> list[str]:
@@ -46,7 +58,10 @@ def get_spec(name: str) -> TemplateSpec:
 
         close = difflib.get_close_matches(name, specs, n=3)
         hint = f" Did you mean {', '.join(close)}?" if close else ""
-        raise ConfigError(f"template: unknown chat template {name!r}.{hint} Known: {', '.join(sorted(specs))}")
+        raise ConfigError(
+            f"template: unknown chat template {name!r}.{hint} Known: {', '.join(sorted(specs))} "
+            "(`tuneforge data templates` lists them with descriptions)"
+        )
     return specs[name]
 
 

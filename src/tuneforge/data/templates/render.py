@@ -58,9 +58,13 @@ def render_segments(
     if messages and messages[0]["role"] == "system":
         system, messages = messages[0]["content"], messages[1:]
     ctx = _Context(spec, tool_format, enable_thinking, [])
-    system_text = fill(spec.default_system, date=spec.date) if system is None else system
+    thinking_off = spec.thinking is not None and enable_thinking is False
+    default = spec.default_system
+    if thinking_off and spec.thinking.default_system_off is not None:
+        default = spec.thinking.default_system_off
+    system_text = fill(default, date=spec.date) if system is None else system
     tools_text = tool_format.render_tools(tools) if tools else ""
-    ctx.emit(spec.prefix)
+    ctx.emit(spec.prefix, tools=tools_text if spec.tools_in == "prefix" else "")
     _emit_system(ctx, system_text, tools_text)
     _emit_turns(ctx, messages, system_text, tools_text)
     last_role = messages[-1]["role"] if messages else None
@@ -92,9 +96,22 @@ def _emit_system(ctx: _Context, system_text: str, tools_text: str) -> None:
     if tools_text and spec.tools_in == "system":
         joiner = spec.tools_system_empty if not system_text and spec.tools_system_empty is not None else None
         content = fill(joiner or spec.tools_system, system=system_text, tools=tools_text)
-    if content or spec.system_always or tools_text:
-        slot = spec.system_with_tools if tools_text and spec.system_with_tools else spec.system
+    slot, always = _system_slot(ctx, bool(tools_text))
+    if content or always or (tools_text and spec.tools_in == "system"):
         ctx.emit(slot, content=content)
+
+
+def _system_slot(ctx: _Context, with_tools: bool) -> tuple[str, bool]:
+    """The system slot text and whether it is emitted even when empty (thinking may change both)."""
+    spec, thinking = ctx.spec, ctx.spec.thinking
+    slot = spec.system_with_tools if with_tools and spec.system_with_tools else spec.system
+    always = spec.system_always
+    if thinking is not None and ctx.enable_thinking is False and thinking.system_off is not None:
+        slot = thinking.system_off
+    if thinking is not None and ctx.enable_thinking is True:
+        slot = thinking.system_on if thinking.system_on is not None else slot
+        always = always or thinking.system_always_on
+    return slot, always
 
 
 def _merge_target(spec: TemplateSpec, messages: list[dict]) -> int:
@@ -109,8 +126,12 @@ def _merge_target(spec: TemplateSpec, messages: list[dict]) -> int:
 def _emit_turns(ctx: _Context, messages: list[dict], system_text: str, tools_text: str) -> None:
     spec = ctx.spec
     merge_at = _merge_target(spec, messages)
-    tools_at = next((i for i, m in enumerate(messages) if m["role"] == "user"), -1)
     last_user = max((i for i, m in enumerate(messages) if m["role"] == "user"), default=-1)
+    tools_at = next((i for i, m in enumerate(messages) if m["role"] == "user"), -1)
+    tools_at = last_user if spec.tools_in == "last_user" else tools_at
+    user_suffix = ""
+    if spec.thinking is not None and ctx.enable_thinking is False:
+        user_suffix = spec.thinking.user_suffix_off
     index = 0
     while index < len(messages):
         message = messages[index]
@@ -119,9 +140,11 @@ def _emit_turns(ctx: _Context, messages: list[dict], system_text: str, tools_tex
             content = message["content"]
             if index == merge_at and system_text:
                 content = fill(spec.system_merge, system=system_text, content=content)
-            if index == tools_at and tools_text and spec.tools_in == "user":
-                content = fill(spec.tools_user, tools=tools_text, content=content)
-            ctx.emit(spec.user, content=content)
+            slot = spec.user
+            if index == tools_at and tools_text and spec.tools_in in ("user", "last_user"):
+                slot = fill(spec.user_with_tools, tools=tools_text) if spec.user_with_tools else slot
+                content = content if spec.user_with_tools else fill(spec.tools_user, tools=tools_text, content=content)
+            ctx.emit(slot, content=content + user_suffix)
         elif role == "assistant":
             after_tool = index > 0 and messages[index - 1]["role"] == "tool"
             is_last = index == len(messages) - 1
@@ -130,7 +153,7 @@ def _emit_turns(ctx: _Context, messages: list[dict], system_text: str, tools_tex
             end = index
             while end < len(messages) and messages[end]["role"] == "tool":
                 end += 1
-            _emit_observations(ctx, [m["content"] for m in messages[index:end]])
+            _emit_observations(ctx, messages[index:end])
             index = end
             continue
         else:
@@ -177,15 +200,27 @@ def _think_text(ctx: _Context, reasoning: str, kept: bool, is_last: bool) -> tup
         reasoning = ""
     if kept and reasoning:
         return fill(thinking.block, reasoning=reasoning), True
-    wants_empty = thinking.empty_on == "all" or (thinking.empty_on == "kept_last" and kept and is_last)
+    wants_empty = (
+        thinking.empty_on == "all"
+        or (thinking.empty_on == "kept_last" and kept and is_last)
+        or (thinking.empty_on == "off" and ctx.enable_thinking is False)
+    )
     if not wants_empty or not thinking.empty:
         return "", False
     return thinking.empty, ctx.enable_thinking is True
 
 
-def _emit_observations(ctx: _Context, contents: list[str]) -> None:
+def _emit_observations(ctx: _Context, results: list[dict]) -> None:
     spec = ctx.spec
-    items = [fill(spec.observation, content=c, content_json=to_json(c)) for c in contents]
+    items = [
+        fill(
+            spec.observation,
+            content=m["content"],
+            content_json=to_json(m["content"]),
+            tool_call_id=m.get("tool_call_id") or "",
+        )
+        for m in results
+    ]
     ctx.emit(spec.observation_open + spec.observation_sep.join(items) + spec.observation_close)
 
 

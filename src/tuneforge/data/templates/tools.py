@@ -1,10 +1,15 @@
 """Tool formats: how tool schemas, tool calls and tool results look for a template family.
 
-A tool format is a data record (``tool_formats`` in ``templates.yaml``) with these fields:
+A tool format is a data record (``data/tool_formats.yaml``) with these fields:
 
-- ``tool``: text for one tool schema; ``{json}`` is the schema as JSON, ``{json_indent4}`` the same indented.
+- ``tool``: text for one tool schema; ``{json}`` is the schema as JSON, ``{json_indent4}`` the same indented,
+  ``{function_json}`` the inner ``function`` object as JSON; ``{name}``, ``{description}``, ``{parameters_json}``,
+  ``{signature}`` (Python-typed ``city: str, n: int``) and ``{params}``: ``params_open`` then one ``param``
+  per parameter (``{name}``, ``{type}`` Python type, ``{description}``) joined by ``param_sep`` (Hermes, Cohere).
 - ``tools_sep``: text between tool schemas; ``tools_block``: the block around them (``{tools}``).
-- ``call``: text for one call, with ``{name}``, ``{arguments}`` (JSON object text) and ``{type}``.
+- ``call``: text for one call, with ``{name}``, ``{arguments}`` (JSON object text), ``{type}``, ``{id}`` (the
+  call's id) and ``{args}``: the arguments one by one through ``arg`` (``{key}``, ``{value}``: strings as is,
+  other values as JSON), joined by ``arg_sep`` (GLM-4.5+ ``<arg_key>``/``<arg_value>`` XML).
 - ``call_sep``, ``calls_open``, ``calls_close``: how several calls are joined and wrapped.
 - ``content_sep``: text between the assistant's own content and its calls (only when content is non-empty);
   ``keep_content: false`` drops the content when the message carries calls (llama3 JSON calls).
@@ -48,11 +53,35 @@ class ToolFormat:
     content_sep: str = ""
     keep_content: bool = True
     single_call: bool = False
+    arg: str = ""
+    arg_sep: str = ""
+    param: str = ""
+    param_sep: str = ""
+    params_open: str = ""
 
     def render_tools(self, tools: list[dict]) -> str:
         """The tools block listing every tool schema."""
-        items = [fill(self.tool, json=to_json(t), json_indent4=to_json(t, indent=4)) for t in tools]
+        items = [self._one_tool(t) for t in tools]
         return fill(self.tools_block, tools=self.tools_sep.join(items))
+
+    def _one_tool(self, tool: dict) -> str:
+        function = tool.get("function", tool)
+        props = (function.get("parameters") or {}).get("properties") or {}
+        params = [
+            fill(self.param, name=k, type=python_type(v), description=str(v.get("description", "")).strip())
+            for k, v in props.items()
+        ]
+        return fill(
+            self.tool,
+            json=to_json(tool),
+            json_indent4=to_json(tool, indent=4),
+            function_json=to_json(function),
+            name=function["name"],
+            description=function.get("description", ""),
+            parameters_json=to_json(function.get("parameters", {})),
+            signature=", ".join(f"{k}: {python_type(v)}" for k, v in props.items()),
+            params=self.params_open + self.param_sep.join(params) if params and self.param else "",
+        )
 
     def render_calls(self, content: str, calls: list[dict]) -> str:
         """Assistant text for ``content`` followed by its tool ``calls`` (OpenAI-style dicts)."""
@@ -70,7 +99,20 @@ class ToolFormat:
         if isinstance(arguments, str):
             arguments = _parse_arguments(arguments)
         args_text = arguments if isinstance(arguments, str) else to_json(arguments)
-        return fill(self.call, name=function["name"], arguments=args_text, type=call.get("type", "function"))
+        return fill(
+            self.call,
+            name=function["name"],
+            arguments=args_text,
+            type=call.get("type", "function"),
+            id=call.get("id") or "",
+            args=self._args(arguments),
+        )
+
+    def _args(self, arguments: Any) -> str:
+        if not self.arg or not isinstance(arguments, dict):
+            return ""
+        items = [fill(self.arg, key=k, value=v if isinstance(v, str) else to_json(v)) for k, v in arguments.items()]
+        return self.arg_sep.join(items)
 
     def extract(self, text: str) -> tuple[str, list[dict]]:
         """Split model output into (content, tool_calls); tool_calls are OpenAI-style dicts with dict args."""
@@ -94,6 +136,24 @@ class ToolFormat:
         for marker in (self.calls_open, self.content_sep):
             content = content.removesuffix(marker) if marker else content
         return content.strip(), calls
+
+
+_PY_TYPES = {"string": "str", "number": "float", "integer": "int", "boolean": "bool"}
+
+
+def python_type(schema: dict) -> str:
+    """The Python type name for a JSON-schema property, as the Hermes / Cohere templates write it."""
+    kind = schema.get("type")
+    if isinstance(kind, str) and kind in _PY_TYPES:
+        return _PY_TYPES[kind]
+    if kind == "array":
+        return f"list[{python_type(schema.get('items') or {})}]"
+    if kind == "object":
+        extra = schema.get("additionalProperties")
+        return f"dict[str, {python_type(extra)}]" if isinstance(extra, dict) else "dict"
+    if isinstance(kind, list):
+        return "Union[" + ",".join(python_type({"type": t}) for t in kind) + "]"
+    return "Any"
 
 
 def _parse_arguments(text: str) -> Any:
