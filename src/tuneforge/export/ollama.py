@@ -1,0 +1,298 @@
+"""Ollama `Modelfile`: FROM, TEMPLATE, SYSTEM and PARAMETER stop lines, translated from the template record.
+
+The TEMPLATE is Go `text/template` text built generically from the record's slots (no per-template code):
+Ollama hands the template `.System` (the system prompt, or the Modelfile's SYSTEM), `.Messages` (each with
+`.Role`, `.Content`, `.Thinking`, `.ToolCalls`), `.Tools` and `.Think` / `.IsThinkSet`. Literal text is
+emitted as quoted Go strings so whitespace trimming (`{{-`) never eats template text.
+
+Ollama conventions that differ from training-time rendering: the generation prompt follows a final user or
+tool message, and a final assistant message is left open (its end-of-turn marker is not written) so the model
+continues it. Tool schemas and call arguments are printed by Ollama as compact Go JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from tuneforge.data.templates.tools import fill
+
+if TYPE_CHECKING:
+    from tuneforge.data.templates import Template
+    from tuneforge.data.templates.record import TemplateSpec, ThinkingSpec
+    from tuneforge.data.templates.tools import ToolFormat
+
+_PLACEHOLDER = re.compile(r"\{(\w+)\}")
+THINK_OFF = "(and $.IsThinkSet (not $.Think))"
+
+
+def lit(text: str) -> str:
+    """Go-template action printing `text` verbatim ("" for empty text)."""
+    return "{{ " + json.dumps(text, ensure_ascii=False) + " }}" if text else ""
+
+
+def slot(spec: TemplateSpec, text: str, **fragments: str) -> str:
+    """Go-template text for a record slot; each `{name}` in `fragments` becomes that Go fragment."""
+    text = fill(text, bos=spec.bos, eos=spec.eos, date=spec.date)
+    out, pos = [], 0
+    for match in _PLACEHOLDER.finditer(text):
+        if match.group(1) not in fragments:
+            continue
+        out += [lit(text[pos : match.start()]), fragments[match.group(1)]]
+        pos = match.end()
+    out.append(lit(text[pos:]))
+    return "".join(out)
+
+
+def _printf(spec: TemplateSpec, text: str, **variables: str) -> str:
+    """A `printf` call building `text` from Go variables (for values that must be assigned, not printed)."""
+    text = fill(text, bos=spec.bos, eos=spec.eos, date=spec.date)
+    args, pieces, pos = [], [], 0
+    for match in _PLACEHOLDER.finditer(text):
+        if match.group(1) in variables:
+            pieces.append(text[pos : match.start()].replace("%", "%%") + "%s")
+            args.append(variables[match.group(1)])
+            pos = match.end()
+    pieces.append(text[pos:].replace("%", "%%"))
+    return "printf " + json.dumps("".join(pieces), ensure_ascii=False) + " " + " ".join(args)
+
+
+def _tools_block(tool_format: ToolFormat) -> str:
+    item = _slot_plain(tool_format.tool, json="{{ $t }}", json_indent4="{{ $t }}")
+    listing = "{{ range $j, $t := $.Tools }}{{ if $j }}" + lit(tool_format.tools_sep) + "{{ end }}" + item + "{{ end }}"
+    return _slot_plain(tool_format.tools_block, tools=listing)
+
+
+def _slot_plain(text: str, **fragments: str) -> str:
+    out, pos = [], 0
+    for match in _PLACEHOLDER.finditer(text):
+        if match.group(1) in fragments:
+            out += [lit(text[pos : match.start()]), fragments[match.group(1)]]
+            pos = match.end()
+    out.append(lit(text[pos:]))
+    return "".join(out)
+
+
+def _line(text: str) -> str:
+    """`text` (starting with an action) trimming the newline before it."""
+    return "{{-" + text[2:] if text.startswith("{{ ") else text
+
+
+def _system_slots(spec: TemplateSpec, with_tools: bool) -> tuple[str, str, bool, bool]:
+    """(slot when thinking is on, slot when off, always-emit on, always-emit off) for the system turn."""
+    slot_text = spec.system_with_tools if with_tools and spec.system_with_tools else spec.system
+    thinking = spec.thinking
+    if thinking is None:
+        return slot_text, slot_text, spec.system_always, spec.system_always
+    on = thinking.system_on if thinking.system_on is not None else slot_text
+    off = thinking.system_off if thinking.system_off is not None else slot_text
+    return on, off, spec.system_always or thinking.system_always_on, spec.system_always
+
+
+def _by_thinking(on: str, off: str) -> str:
+    return on if on == off else "{{ if " + THINK_OFF + " }}" + off + "{{ else }}" + on + "{{ end }}"
+
+
+def _system_slot(spec: TemplateSpec, with_tools: bool, content: str, always_ok: bool) -> str:
+    """The system turn with `content`, thinking-dependent where the record says so."""
+    on, off, always_on, always_off = _system_slots(spec, with_tools)
+    if always_ok:
+        return _by_thinking(slot(spec, on, content=content), slot(spec, off, content=content))
+    guard_on = "{{ if " + ("true" if always_on else "$system") + " }}"
+    guard_off = "{{ if " + ("true" if always_off else "$system") + " }}"
+    return _by_thinking(
+        guard_on + slot(spec, on, content=content) + "{{ end }}",
+        guard_off + slot(spec, off, content=content) + "{{ end }}",
+    )
+
+
+def _system_part(spec: TemplateSpec, tool_format: ToolFormat) -> str:
+    if spec.system_mode == "prefix":
+        return "{{- if $system }}{{ $system }}{{ end }}\n"
+    if spec.system_mode != "slot":
+        return ""
+    plain = _system_slot(spec, False, "{{ $system }}", always_ok=False)
+    if spec.tools_in != "system":
+        return "{{- if true }}" + plain + "{{ end }}\n"
+    tools = _tools_block(tool_format)
+    full = _system_slot(spec, True, slot(spec, spec.tools_system, system="{{ $system }}", tools=tools), True)
+    text = "{{- if $.Tools }}" + full
+    if spec.tools_system_empty is not None:
+        empty = _system_slot(spec, True, slot(spec, spec.tools_system_empty, tools=tools), True)
+        text = "{{- if $.Tools }}{{ if not $system }}" + empty + "{{ else }}" + full + "{{ end }}"
+    return text + "{{ else }}" + plain + "{{ end }}\n"
+
+
+def _user_part(spec: TemplateSpec, tool_format: ToolFormat) -> str:
+    lines = ['{{- if eq .Role "user" }}{{ $content := .Content }}']
+    if spec.system_mode in ("first_user", "none", "final_user"):
+        where = "(eq $i $firstUser)" if spec.system_mode != "final_user" else "(and (eq $i $lastUser) $last)"
+        merged = _printf(spec, spec.system_merge, system="$system", content="$content")
+        lines.append("{{- if and $system " + where + " }}{{ $content = " + merged + " }}{{ end }}")
+    content = "{{ $content }}"
+    if spec.thinking is not None and spec.thinking.user_suffix_off:
+        content += "{{ if " + THINK_OFF + " }}" + lit(spec.thinking.user_suffix_off) + "{{ end }}"
+    plain = slot(spec, spec.user, content=content)
+    if spec.tools_in in ("user", "last_user"):
+        tools = _tools_block(tool_format)
+        if spec.user_with_tools:
+            with_tools = slot(spec, spec.user_with_tools, tools=tools, content=content)
+        else:
+            with_tools = slot(spec, spec.user, content=slot(spec, spec.tools_user, tools=tools, content=content))
+        at = "$firstUser" if spec.tools_in == "user" else "$lastUser"
+        lines.append("{{- if and $.Tools (eq $i " + at + ") }}" + with_tools + "{{ else }}" + plain + "{{ end }}")
+    else:
+        lines.append(_line(plain))
+    return "\n".join(lines) + "\n"
+
+
+def _calls(tool_format: ToolFormat) -> str:
+    call = _slot_plain(
+        tool_format.call, name="{{ $c.Function.Name }}", arguments="{{ $c.Function.Arguments }}", type=lit("function")
+    )
+    listing = (
+        "{{ range $j, $c := .ToolCalls }}{{ if $j }}" + lit(tool_format.call_sep) + "{{ end }}" + call + "{{ end }}"
+    )
+    calls = lit(tool_format.calls_open) + listing + lit(tool_format.calls_close)
+    keep = (
+        "{{ if .Content }}{{ .Content }}" + lit(tool_format.content_sep) + "{{ end }}"
+        if tool_format.keep_content
+        else ""
+    )
+    return "{{ if .ToolCalls }}" + keep + calls + "{{ else }}{{ .Content }}{{ end }}"
+
+
+def _thinking(thinking: ThinkingSpec | None) -> tuple[str, str, str]:
+    """(setup, text before the slot, text inside the slot before the content) for a thinking record."""
+    if thinking is None:
+        return "", "", ""
+    kept = {"after_last_user": "(gt $i $lastUser)", "last": "$last"}.get(thinking.keep, "false")
+    setup = "{{- $r := .Thinking }}{{ if " + THINK_OFF + ' }}{{ $r = "" }}{{ end }}\n'
+    block = _slot_plain(thinking.block, reasoning="{{ $r }}")
+    wants = {"all": "true", "kept_last": "(and " + kept + " $last)"}.get(thinking.empty_on, "")
+    if not wants or not thinking.empty:
+        return setup, "", "{{ if and " + kept + " $r }}" + block + "{{ end }}"
+    empty = lit(thinking.empty)
+    before = (
+        "{{ if not (and " + kept + " $r) }}{{ if and " + wants + " " + THINK_OFF + " }}" + empty + "{{ end }}{{ end }}"
+    )
+    inside = (
+        "{{ if and "
+        + kept
+        + " $r }}"
+        + block
+        + "{{ else if and "
+        + wants
+        + " (not "
+        + THINK_OFF
+        + ") }}"
+        + empty
+        + "{{ end }}"
+    )
+    return setup, before, inside
+
+
+def _assistant_part(spec: TemplateSpec, tool_format: ToolFormat) -> str:
+    start = lit(spec.assistant_start)
+    if spec.assistant_start_after_tool is not None:
+        start = '{{ if eq $prev "tool" }}' + lit(spec.assistant_start_after_tool) + "{{ else }}" + start + "{{ end }}"
+    setup, before, inside = _thinking(spec.thinking)
+    content = inside + _calls(tool_format)
+    last_slot = spec.assistant_last or spec.assistant
+    head = last_slot.split("{content}", 1)[0] + "{content}" if "{content}" in last_slot else last_slot
+    full = slot(spec, spec.assistant, content=content) + lit(spec.turn_sep)
+    return (
+        '{{- else if eq .Role "assistant" }}\n'
+        + setup
+        + _line(start + before + "{{ if $last }}")
+        + slot(spec, head, content=content)
+        + "{{ else }}"
+        + full
+        + "{{ end }}\n"
+    )
+
+
+def _tool_part(spec: TemplateSpec) -> str:
+    item = slot(spec, spec.observation, content="{{ .Content }}", content_json="{{ json .Content }}")
+    opener = (
+        '{{ if ne $prev "tool" }}' + lit(spec.observation_open) + "{{ else }}" + lit(spec.observation_sep) + "{{ end }}"
+    )
+    return '{{- else if eq .Role "tool" }}' + opener + item + "\n{{- end }}\n"
+
+
+def _generation_prompt(spec: TemplateSpec) -> str:
+    text = lit(spec.gen_prompt if spec.gen_prompt is not None else spec.assistant_start)
+    if spec.thinking is not None:
+        text += (
+            "{{ if "
+            + THINK_OFF
+            + " }}"
+            + lit(spec.thinking.gen_off)
+            + "{{ else }}"
+            + lit(spec.thinking.gen_on)
+            + "{{ end }}"
+        )
+    if spec.gen_prompt_after_tool is not None:
+        text = '{{ if eq $prev "tool" }}' + lit(spec.gen_prompt_after_tool) + "{{ else }}" + text + "{{ end }}"
+    return text
+
+
+def _prefix_part(spec: TemplateSpec, tool_format: ToolFormat) -> str:
+    if not spec.prefix:
+        return ""
+    tools = "{{ if $.Tools }}" + _tools_block(tool_format) + "{{ end }}" if spec.tools_in == "prefix" else ""
+    return _line(slot(spec, spec.prefix, tools=tools)) + "\n"
+
+
+def go_template(template: Template) -> str:
+    """The Ollama TEMPLATE (Go text/template) reproducing `template`'s rendering of a conversation."""
+    spec, tool_format = template.spec, template.tool_format
+    close = lit(spec.observation_close)
+    return (
+        '{{- $system := .System }}{{ $prev := "" }}{{ $firstUser := -1 }}{{ $lastUser := -1 }}\n'
+        '{{- range $i, $m := .Messages }}{{ if eq $m.Role "user" }}{{ if lt $firstUser 0 }}{{ $firstUser = $i }}'
+        "{{ end }}{{ $lastUser = $i }}{{ end }}{{ end }}\n"
+        + _prefix_part(spec, tool_format)
+        + _system_part(spec, tool_format)
+        + "{{- range $i, $_ := .Messages }}{{ $last := eq (len (slice $.Messages $i)) 1 }}\n"
+        + '{{- if and (eq $prev "tool") (ne .Role "tool") }}'
+        + close
+        + "{{ end }}\n"
+        + _user_part(spec, tool_format)
+        + _assistant_part(spec, tool_format)
+        + _tool_part(spec)
+        + '{{- if ne .Role "system" }}{{ $prev = .Role }}{{ end }}\n'
+        + "{{- end }}\n"
+        + '{{- if eq $prev "tool" }}'
+        + close
+        + "{{ end }}\n"
+        + '{{- if ne $prev "assistant" }}'
+        + _generation_prompt(spec)
+        + "{{ end }}"
+    )
+
+
+def stop_words(template: Template) -> list[str]:
+    """The strings that end a turn: the template's stop words plus its end-of-sequence text."""
+    words = [*template.stop_words, template.spec.eos]
+    return [w for w in dict.fromkeys(words) if w]
+
+
+def modelfile_text(template: Template, source: str = ".") -> str:
+    """The Modelfile for a model at `source` (a folder of safetensors or a .gguf file) chatting with `template`."""
+    spec = template.spec
+    lines = [f"FROM {source}", "", f'TEMPLATE """{go_template(template)}"""', ""]
+    system = fill(spec.default_system, date=spec.date)
+    if system:
+        lines += [f'SYSTEM """{system}"""', ""]
+    lines += [f"PARAMETER stop {json.dumps(word, ensure_ascii=False)}" for word in stop_words(template)]
+    return "\n".join(lines) + "\n"
+
+
+def write_modelfile(template: Template, out_dir: Path, source: str = ".") -> Path:
+    """Write `Modelfile` into `out_dir` (see `modelfile_text`)."""
+    path = out_dir / "Modelfile"
+    path.write_text(modelfile_text(template, source), encoding="utf-8")
+    return path
