@@ -119,7 +119,7 @@ def test_every_template_plain_conversations_match_go(go_render) -> None:
     assert not mismatches, f"Go rendering differs for {mismatches}"
 
 
-@pytest.mark.parametrize("name", ["qwen", "qwen3", "hermes", "mistral", "deepseek3", "granite3"])
+@pytest.mark.parametrize("name", ["qwen", "qwen3", "mistral", "deepseek3", "granite3"])
 def test_tool_conversations_match_go(go_render, name: str) -> None:
     template = get_template(name)
     cases = [_case(template, m, TOOLS) for m in WITH_TOOLS]
