@@ -1,0 +1,198 @@
+"""`Engine`: the one inference engine behind chat, the API, the web chat and evaluation.
+
+It formats conversations with the training template (so prompts match training byte for byte), hands token ids
+to a backend (the built-in batching Hugging Face backend, or vLLM / SGLang when installed) and turns the
+streamed text into chat deltas (reasoning, content, tool calls). Synchronous and asyncio interfaces share it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import queue
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+from tuneforge.errors import TuneforgeError
+from tuneforge.infer.chat_stream import ChatAssembler, ChatDelta, ChatResult
+from tuneforge.infer.params import SamplingParams
+from tuneforge.infer.requests import Event, Failed, Finished, GenerationRequest
+
+
+class NotARewardModelError(TuneforgeError):
+    """`score` was called but the loaded model has no value head."""
+
+
+@dataclasses.dataclass
+class Prompt:
+    """An encoded chat prompt and whether it already opened a thinking block."""
+
+    ids: list[int]
+    in_reasoning: bool
+    tools: bool
+
+
+class Engine:
+    """Generation and scoring over a backend; build one with `load_engine(cfg)`."""
+
+    def __init__(
+        self,
+        backend: Any,
+        tokenizer: Any,
+        template: Any,
+        defaults: SamplingParams,
+        model_name: str,
+        scorer: Any = None,
+    ) -> None:
+        self.backend, self.tokenizer, self.template = backend, tokenizer, template
+        self.defaults = defaults
+        self.model_name = model_name
+        self.scorer = scorer
+
+    @property
+    def context_len(self) -> int:
+        """Longest prompt plus completion the model accepts, in tokens."""
+        return self.backend.context_len
+
+    # ---- prompts and settings ---------------------------------------------------------------------------
+
+    def sampling(self, **overrides: Any) -> SamplingParams:
+        """Default sampling settings with overrides; template stop words and eos ids are always included."""
+        params = self.defaults.with_overrides(**overrides)
+        stop_ids = [*params.stop_token_ids, *self.template.stop_token_ids(self.tokenizer), *_eos_ids(self)]
+        stops = [*params.stop, *(w for w in self.template.stop_words if _multi_token(self.tokenizer, w))]
+        return dataclasses.replace(params, stop=tuple(dict.fromkeys(stops)), stop_token_ids=tuple(set(stop_ids)))
+
+    def encode_chat(
+        self,
+        messages: list[dict],
+        system: str | None = None,
+        tools: list[dict] | None = None,
+        enable_thinking: bool | None = None,
+    ) -> Prompt:
+        """Token ids of the conversation plus the generation prompt, formatted as in training."""
+        template = self.template
+        if enable_thinking is not None and template.spec.thinking is not None:
+            template = dataclasses.replace(template, enable_thinking=enable_thinking)
+        try:
+            text = template.render(messages, system, tools or None, add_generation_prompt=True)
+        except (ValueError, KeyError, TypeError) as error:
+            raise TuneforgeError(f"Cannot format the conversation with template {template.name!r}: {error}") from None
+        ids = self.tokenizer.encode(text, add_special_tokens=False)
+        thinking = template.spec.thinking
+        opened = bool(thinking) and text.rstrip().endswith(thinking.open)
+        return Prompt(ids, opened, bool(tools))
+
+    def check_length(self, prompt_len: int, max_new_tokens: int | None) -> None:
+        """Raise TuneforgeError when the prompt (plus requested tokens) does not fit the context."""
+        if prompt_len >= self.context_len:
+            raise TuneforgeError(f"The prompt has {prompt_len} tokens; the model's context is {self.context_len}.")
+        if max_new_tokens is not None and prompt_len + max_new_tokens > self.context_len:
+            raise TuneforgeError(
+                f"max_tokens={max_new_tokens} plus the prompt's {prompt_len} tokens exceeds the model's context "
+                f"length {self.context_len}; lower max_tokens."
+            )
+
+    # ---- raw generation ---------------------------------------------------------------------------------
+
+    def submit(self, prompt_ids: list[int], params: SamplingParams, emit: Any) -> GenerationRequest:
+        """Queue a request whose events go to `emit` (called from the engine thread); returns its handle."""
+        request = GenerationRequest(list(prompt_ids), params, emit)
+        self.backend.submit(request)
+        return request
+
+    def events(self, prompt_ids: list[int], params: SamplingParams) -> Iterator[Event]:
+        """Stream the events of one request; closing the iterator early cancels it."""
+        sink: queue.Queue[Event] = queue.Queue()
+        request = self.submit(prompt_ids, params, sink.put)
+        try:
+            while True:
+                event = sink.get()
+                yield event
+                if isinstance(event, (Finished, Failed)):
+                    return
+        finally:
+            request.cancel()
+
+    async def aevents(self, prompt_ids: list[int], params: SamplingParams) -> AsyncIterator[Event]:
+        """Async version of `events` for the API server; cancelled when the consumer stops."""
+        loop = asyncio.get_running_loop()
+        sink: asyncio.Queue[Event] = asyncio.Queue()
+        request = self.submit(prompt_ids, params, lambda e: loop.call_soon_threadsafe(sink.put_nowait, e))
+        try:
+            while True:
+                event = await sink.get()
+                yield event
+                if isinstance(event, (Finished, Failed)):
+                    return
+        finally:
+            request.cancel()
+
+    # ---- chat -------------------------------------------------------------------------------------------
+
+    def assembler(self, prompt: Prompt) -> ChatAssembler:
+        """The delta assembler for one chat prompt."""
+        return ChatAssembler(self.template, tools=prompt.tools, in_reasoning=prompt.in_reasoning)
+
+    def stream_chat(
+        self, messages: list[dict], system: str | None = None, tools: list[dict] | None = None, **overrides: Any
+    ) -> Iterator[ChatDelta]:
+        """Stream an answer as deltas; the last one carries finish_reason and token counts."""
+        enable_thinking = overrides.pop("enable_thinking", None)
+        prompt = self.encode_chat(messages, system, tools, enable_thinking)
+        params = self.sampling(**overrides)
+        self.check_length(len(prompt.ids), None)
+        assembler = self.assembler(prompt)
+        for event in self.events(prompt.ids, params):
+            for delta in assembler.on_event(event):
+                if delta.error is not None:
+                    raise delta.error
+                yield delta
+
+    def chat(
+        self, messages: list[dict], system: str | None = None, tools: list[dict] | None = None, **overrides: Any
+    ) -> ChatResult:
+        """The whole answer at once (same text as joining `stream_chat`)."""
+        result = ChatResult()
+        for delta in self.stream_chat(messages, system, tools, **overrides):
+            result.add(delta)
+        return result
+
+    def generate(self, prompt: str, **overrides: Any) -> tuple[str, str]:
+        """Plain completion of `prompt` (no template): (text, finish_reason)."""
+        ids = self.tokenizer.encode(prompt, add_special_tokens=False)
+        pieces, reason = [], "stop"
+        for event in self.events(ids, self.sampling(**overrides)):
+            if isinstance(event, Failed):
+                raise event.error
+            if isinstance(event, Finished):
+                reason = event.reason
+            else:
+                pieces.append(event.text)
+        return "".join(pieces), reason
+
+    # ---- scoring and lifecycle --------------------------------------------------------------------------
+
+    def score(self, texts: list[str], max_length: int | None = None) -> list[float]:
+        """Reward-model scores of whole texts (value head on the last token); needs a value head."""
+        if self.scorer is None:
+            raise NotARewardModelError(
+                "The loaded model is not a reward model: no value_head.safetensors beside the model or adapter."
+            )
+        return self.scorer(texts, max_length)
+
+    def close(self, timeout: float | None = 30.0) -> None:
+        """Stop accepting requests and finish the running ones."""
+        self.backend.close(timeout)
+
+
+def _eos_ids(engine: Engine) -> list[int]:
+    config = getattr(getattr(engine.backend, "model", None), "generation_config", None)
+    eos = getattr(config, "eos_token_id", None)
+    if eos is None:
+        return []
+    return [int(e) for e in (eos if isinstance(eos, (list, tuple)) else [eos])]
+
+
+def _multi_token(tokenizer: Any, word: str) -> bool:
+    return len(tokenizer.encode(word, add_special_tokens=False)) != 1

@@ -1,0 +1,112 @@
+"""Build an `Engine` from a config: pick the backend, load model + adapters + template, find a value head."""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tuneforge.errors import ConfigError, TuneforgeError
+from tuneforge.infer.engine import Engine
+from tuneforge.infer.params import GenerationDefaults
+
+if TYPE_CHECKING:
+    from tuneforge.config import TuneforgeConfig
+
+logger = logging.getLogger(__name__)
+
+_GPU_BACKENDS = {"vllm": "vllm", "sglang": "sglang", "ktransformers": "ktransformers"}
+
+
+def load_engine(cfg: TuneforgeConfig) -> Engine:
+    """The inference engine the config describes (model, adapters, template, backend, sampling defaults)."""
+    if not cfg.model.model_name_or_path:
+        raise ConfigError("`model_name_or_path` is not set; name the model folder (or Hub id) to chat with.")
+    backend_name = cfg.inference.infer_backend
+    if backend_name != "huggingface":
+        raise _gpu_backend_error(backend_name)
+    from tuneforge.infer.hf_backend import HFBackend
+    from tuneforge.infer.loading import find_value_head, load_for_inference
+
+    model, tokenizer = load_for_inference(cfg)
+    backend = HFBackend(
+        model,
+        tokenizer,
+        max_batch_size=cfg.server.max_batch_size,
+        max_queue_size=cfg.server.max_queue_size,
+        use_cache=cfg.inference.use_kv_cache,
+    )
+    head_path = find_value_head(cfg)
+    scorer = ValueHeadScorer(backend, head_path) if head_path else None
+    return Engine(
+        backend,
+        tokenizer,
+        load_inference_template(cfg, tokenizer),
+        GenerationDefaults.from_config(cfg.generation).params,
+        model_name=served_name(cfg),
+        scorer=scorer,
+    )
+
+
+def load_inference_template(cfg: TuneforgeConfig, tokenizer: Any) -> Any:
+    """The training template (`template`), or the tokenizer's own chat template when unset."""
+    from tuneforge.data.templates import get_template
+
+    d = cfg.data
+    return get_template(
+        d.template,
+        tokenizer,
+        enable_thinking=d.enable_thinking,
+        default_system=d.default_system,
+        tool_format=d.tool_format,
+    )
+
+
+def served_name(cfg: TuneforgeConfig) -> str:
+    """`served_model_name`, else the model folder's name (or the Hub id)."""
+    if cfg.server.served_model_name:
+        return cfg.server.served_model_name
+    path = str(cfg.model.model_name_or_path).rstrip("/")
+    return Path(path).name if Path(path).exists() else path
+
+
+def _gpu_backend_error(name: str) -> TuneforgeError:
+    package = _GPU_BACKENDS.get(name, name)
+    if importlib.util.find_spec(package) is None:
+        return ConfigError(
+            f"`infer_backend: {name}` needs the `{package}` package and a CUDA GPU (pip install {package}); "
+            "or set `infer_backend: huggingface`, which works everywhere."
+        )
+    return ConfigError(
+        f"`infer_backend: {name}` is installed but tuneforge does not drive it yet; "
+        "use `infer_backend: huggingface` (batched, streaming) for now."
+    )
+
+
+class ValueHeadScorer:
+    """Scores texts with the model's last hidden state at the final token through a value head."""
+
+    def __init__(self, backend: Any, head_path: Path) -> None:
+        from tuneforge.infer.loading import load_value_head
+
+        self.backend = backend
+        hidden = backend.model.config.get_text_config().hidden_size
+        self.head = load_value_head(head_path, hidden).to(backend.model.device)
+        logger.info("Loaded value head %s: the model scores texts (reward model)", head_path)
+
+    def __call__(self, texts: list[str], max_length: int | None) -> list[float]:
+        import torch
+
+        tokenizer, model = self.backend.tokenizer, self.backend.model
+        limit = min(max_length or self.backend.context_len, self.backend.context_len)
+        scores = []
+        with torch.inference_mode():
+            for text in texts:
+                ids = tokenizer.encode(text, add_special_tokens=False)[-limit:] or [self.backend.pad_id]
+                tensor = torch.tensor([ids], device=model.device)
+                with self.backend.model_lock:
+                    out = model(input_ids=tensor, output_hidden_states=True)
+                last = out.hidden_states[-1][0, -1].float()
+                scores.append(float(self.head(last)))
+        return scores

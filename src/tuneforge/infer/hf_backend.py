@@ -1,0 +1,219 @@
+"""The built-in Hugging Face backend: a worker thread that decodes queued requests together.
+
+Continuous batching over a left-padded batch with a KV cache: each step the worker admits waiting requests (up to
+`max_batch_size`), prefills them as their own left-padded batch, merges their cache into the running one (padding
+the shorter side on the left), then decodes one token for every row with a single forward pass. Finished rows
+leave the batch at once. Each request's tokens stream to its own `emit` callback.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import TYPE_CHECKING, Any
+
+from tuneforge.infer.requests import Failed, GenerationRequest, RequestQueue
+from tuneforge.infer.rows import Row
+from tuneforge.infer.sampling import sample_batch
+
+if TYPE_CHECKING:
+    import torch
+
+logger = logging.getLogger(__name__)
+
+
+class _Batch:
+    """Tensors of the running batch: token ids or KV cache, attention mask, last tokens."""
+
+    def __init__(self, rows: list[Row], ids: torch.Tensor, mask: torch.Tensor, cache: Any) -> None:
+        self.rows, self.ids, self.mask, self.cache = rows, ids, mask, cache
+
+    def keep(self, indices: list[int]) -> None:
+        """Drop every row not in `indices`."""
+        import torch
+
+        index = torch.tensor(indices, dtype=torch.long, device=self.ids.device)
+        self.rows = [self.rows[i] for i in indices]
+        self.ids, self.mask = self.ids[index], self.mask[index]
+        if self.cache is not None:
+            self.cache.batch_select_indices(index)
+
+
+class HFBackend:
+    """Decodes with a transformers model in a background thread; thread-safe `submit`."""
+
+    def __init__(self, model: Any, tokenizer: Any, *, max_batch_size: int, max_queue_size: int, use_cache: bool):
+        self.model, self.tokenizer = model, tokenizer
+        self.max_batch_size = max(1, max_batch_size)
+        self.use_cache = use_cache
+        self.queue = RequestQueue(max_queue_size)
+        self.model_lock = threading.Lock()
+        self.context_len = int(getattr(model.config, "max_position_embeddings", 0) or 1 << 30)
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        self._can_merge = not any(getattr(layer, "is_sliding", False) for layer in _cache_layers(model))
+        self._cache_kw = _cache_keyword(model)
+        self.peak_batch = 0  # most rows decoded together so far (observability, tests)
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="tuneforge-engine", daemon=True)
+        self._thread.start()
+
+    # ---- public -----------------------------------------------------------------------------------------
+
+    def submit(self, request: GenerationRequest) -> None:
+        """Queue a request (raises QueueFullError / ShuttingDownError)."""
+        self.queue.put(request)
+
+    def pending(self) -> int:
+        """Requests waiting to join the running batch."""
+        return len(self.queue)
+
+    def close(self, timeout: float | None = 30.0) -> None:
+        """Refuse new requests, let queued and running ones finish (up to `timeout` s), stop the thread."""
+        self.queue.close()
+        self._stopped.set()
+        self._thread.join(timeout)
+
+    # ---- worker -----------------------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        import torch
+
+        batch: _Batch | None = None
+        with torch.inference_mode():
+            while True:
+                room = self.max_batch_size - (len(batch.rows) if batch else 0)
+                may_admit = batch is None or self._can_merge
+                wait = 0.05 if batch is None else None
+                new = self.queue.take(room, wait) if room > 0 and may_admit else []
+                if batch is None and not new:
+                    if self._stopped.is_set() and len(self.queue) == 0:
+                        return
+                    continue
+                batch = self._guarded_step(batch, new)
+
+    def _guarded_step(self, batch: _Batch | None, new: list[GenerationRequest]) -> _Batch | None:
+        try:
+            return self._step(batch, new)
+        except Exception as error:  # a model failure must not kill the worker: report it to every request
+            logger.exception("Generation step failed")
+            for row in batch.rows if batch else []:
+                row.fail(error)
+            for request in new:
+                request.emit(Failed(error))
+            return None
+
+    def _step(self, batch: _Batch | None, new: list[GenerationRequest]) -> _Batch | None:
+        if new:
+            fresh = self._prefill(new)
+            batch = fresh if batch is None else _merge(batch, fresh)
+            self.peak_batch = max(self.peak_batch, len(batch.rows))
+        elif batch is not None:
+            self._decode(batch)
+        return _prune(batch)
+
+    def _new_rows(self, requests: list[GenerationRequest]) -> list[Row]:
+        vocab = self.model.config.get_text_config().vocab_size
+        return [Row(r, self.tokenizer, vocab, self.context_len) for r in requests]
+
+    def _prefill(self, requests: list[GenerationRequest]) -> _Batch:
+        import torch
+
+        rows = self._new_rows(requests)
+        width = max(len(r.prompt_ids) for r in requests)
+        ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, request in enumerate(requests):
+            ids[i, width - len(request.prompt_ids) :] = torch.tensor(request.prompt_ids)
+            mask[i, width - len(request.prompt_ids) :] = 1
+        ids, mask = ids.to(self.model.device), mask.to(self.model.device)
+        cache = _new_cache(self.model) if self.use_cache else None
+        logits = self._forward(ids, mask, cache)
+        batch = _Batch(rows, ids, mask, cache)
+        self._sample(batch, logits)
+        return batch
+
+    def _decode(self, batch: _Batch) -> None:
+        inputs = batch.ids[:, -1:] if self.use_cache else batch.ids
+        logits = self._forward(inputs, batch.mask, batch.cache)
+        self._sample(batch, logits)
+
+    def _forward(self, ids: torch.Tensor, mask: torch.Tensor, cache: Any) -> torch.Tensor:
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, -ids.shape[1] :]
+        kwargs = {self._cache_kw: cache, "use_cache": cache is not None}
+        with self.model_lock:
+            out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, logits_to_keep=1, **kwargs)
+        return out.logits[:, -1, :]
+
+    def _sample(self, batch: _Batch, logits: torch.Tensor) -> None:
+        """Pick one token per row, stream it, and append it to the batch tensors."""
+        import torch
+
+        params, counts, generators = zip(*(row.sampling_state for row in batch.rows), strict=True)
+        tokens = sample_batch(logits, list(params), list(counts), list(generators))
+        for row, token in zip(batch.rows, tokens, strict=True):
+            row.record(token)
+            row.accept(token)
+        column = torch.tensor(tokens, dtype=torch.long, device=batch.ids.device)[:, None]
+        batch.ids = torch.cat([batch.ids, column], dim=1)
+        batch.mask = torch.cat([batch.mask, torch.ones_like(column)], dim=1)
+
+
+def _prune(batch: _Batch | None) -> _Batch | None:
+    if batch is None:
+        return None
+    for row in batch.rows:
+        if row.request.cancelled.is_set():
+            row.finish("cancelled")
+    keep = [i for i, row in enumerate(batch.rows) if not row.done]
+    if not keep:
+        return None
+    if len(keep) < len(batch.rows):
+        batch.keep(keep)
+    return batch
+
+
+def _cache_keyword(model: Any) -> str:
+    """`cache` in transformers >= 5.x forward signatures, `past_key_values` before."""
+    import inspect
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
+
+
+def _new_cache(model: Any) -> Any:
+    from transformers import DynamicCache
+
+    return DynamicCache(config=model.config)
+
+
+def _cache_layers(model: Any) -> list[Any]:
+    try:
+        return list(_new_cache(model).layers)
+    except Exception:  # models without a standard cache: treat as non-mergeable
+        return [type("Sliding", (), {"is_sliding": True})()]
+
+
+def _left_pad(tensor: torch.Tensor, width: int, dim: int, value: int = 0) -> torch.Tensor:
+    import torch
+
+    missing = width - tensor.shape[dim]
+    if missing <= 0:
+        return tensor
+    shape = list(tensor.shape)
+    shape[dim] = missing
+    return torch.cat([torch.full(shape, value, dtype=tensor.dtype, device=tensor.device), tensor], dim=dim)
+
+
+def _merge(old: _Batch, new: _Batch) -> _Batch:
+    """One batch holding both: ids, masks and every cache layer left-padded to the same length."""
+    import torch
+
+    width = max(old.ids.shape[1], new.ids.shape[1])
+    ids = torch.cat([_left_pad(old.ids, width, 1), _left_pad(new.ids, width, 1)])
+    mask = torch.cat([_left_pad(old.mask, width, 1), _left_pad(new.mask, width, 1)])
+    if old.cache is not None:
+        # the cache covers every position but the last token (fed at the next step)
+        for a, b in zip(old.cache.layers, new.cache.layers, strict=True):
+            a.keys = torch.cat([_left_pad(a.keys, width - 1, 2), _left_pad(b.keys, width - 1, 2)])
+            a.values = torch.cat([_left_pad(a.values, width - 1, 2), _left_pad(b.values, width - 1, 2)])
+    return _Batch(old.rows + new.rows, ids, mask, old.cache)

@@ -1,0 +1,85 @@
+"""Per-request sampling settings, defaulting to the config's `generation` section."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+from tuneforge.errors import TuneforgeError
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """How one request is decoded. `temperature == 0` or `do_sample=False` decodes greedily.
+
+    `presence_penalty` / `frequency_penalty` follow OpenAI: subtract `presence` once from the logit of every token
+    already generated and `frequency` times its count. `seed` makes sampling reproducible per request.
+    """
+
+    max_new_tokens: int = 1024
+    do_sample: bool = True
+    temperature: float = 0.95
+    top_p: float = 0.7
+    top_k: int = 50
+    repetition_penalty: float = 1.0
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    seed: int | None = None
+    stop: tuple[str, ...] = ()
+    stop_token_ids: tuple[int, ...] = ()
+    skip_special_tokens: bool = True
+
+    @property
+    def greedy(self) -> bool:
+        """True when the next token is the arg-max (no sampling)."""
+        return not self.do_sample or self.temperature <= 1e-5
+
+    def with_overrides(self, **overrides: Any) -> SamplingParams:
+        """A copy with the given fields replaced; `None` values keep the current setting."""
+        known = {f.name for f in fields(self)}
+        unknown = set(overrides) - known
+        if unknown:
+            raise TuneforgeError(f"Unknown sampling setting(s): {', '.join(sorted(unknown))}.")
+        values = {k: v for k, v in overrides.items() if v is not None}
+        for key in ("stop", "stop_token_ids"):
+            if key in values:
+                values[key] = tuple(values[key])
+        return replace(self, **values).validated()
+
+    def validated(self) -> SamplingParams:
+        """Self, after checking ranges; raises TuneforgeError naming the bad setting."""
+        checks = {
+            "max_new_tokens": self.max_new_tokens >= 1,
+            "temperature": self.temperature >= 0,
+            "top_p": 0 < self.top_p <= 1,
+            "top_k": self.top_k >= 0,
+            "repetition_penalty": self.repetition_penalty > 0,
+            "presence_penalty": -2 <= self.presence_penalty <= 2,
+            "frequency_penalty": -2 <= self.frequency_penalty <= 2,
+        }
+        bad = [name for name, ok in checks.items() if not ok]
+        if bad:
+            values = ", ".join(f"{name}={getattr(self, name)}" for name in bad)
+            raise TuneforgeError(f"Sampling setting out of range: {values}.")
+        return self
+
+
+@dataclass(frozen=True)
+class GenerationDefaults:
+    """The `generation` config section turned into a default `SamplingParams`."""
+
+    params: SamplingParams = field(default_factory=SamplingParams)
+
+    @classmethod
+    def from_config(cls, generation: Any) -> GenerationDefaults:
+        """Read `cfg.generation` (do_sample, temperature, top_p, top_k, max_new_tokens, ...)."""
+        params = SamplingParams(
+            max_new_tokens=generation.max_new_tokens,
+            do_sample=generation.do_sample,
+            temperature=generation.temperature,
+            top_p=generation.top_p,
+            top_k=generation.top_k,
+            repetition_penalty=generation.repetition_penalty,
+            skip_special_tokens=generation.skip_special_tokens,
+        )
+        return cls(params.validated())
