@@ -8,6 +8,7 @@ neither attention nor loss crosses a sample boundary when the model uses varlen 
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,7 +56,7 @@ class PaddingCollator:
         }
         if "labels" in features[0]:
             labels = [list(f["labels"]) for f in features]
-            if all(len(lab) == len(i) for lab, i in zip(labels, ids)):
+            if all(len(lab) == len(i) for lab, i in zip(labels, ids, strict=False)):
                 batch["labels"] = _pad(labels, IGNORE, self.pad_to_multiple_of, left)
             else:  # unsupervised: labels are the reference answer, not aligned with the prompt
                 batch["labels"] = _pad(labels, self.pad_token_id, None, left)
@@ -127,7 +128,7 @@ class PaddingFreeCollator:
             labels += lab
             positions += pos
         starts = [i for i, p in enumerate(positions) if p == 0] + [len(positions)]
-        lengths = [b - a for a, b in zip(starts, starts[1:])]
+        lengths = [b - a for a, b in itertools.pairwise(starts)]
         cu = torch.tensor([0, *torch.tensor(lengths).cumsum(0).tolist()], dtype=torch.int32)
         longest = max(lengths, default=0)
         return {

@@ -10,6 +10,7 @@ pre-training only). Placeholders such as identity.json's `{{name}}` are kept ver
 
 from __future__ import annotations
 
+import contextlib
 import json
 from functools import partial
 from typing import Any
@@ -47,7 +48,7 @@ def convert_rows(raw: RawRows, attr: DatasetAttr, report: RowReport, pretrain: b
     else:
         convert = partial(_convert_sharegpt, attr=attr)
     rows, numbers = [], []
-    for number, row in zip(raw.numbers, raw.rows):
+    for number, row in zip(raw.numbers, raw.rows, strict=False):
         try:
             example = convert(row)
         except RowError as err:
@@ -140,13 +141,13 @@ def _alpaca_converter(attr: DatasetAttr) -> Any:
         prompt = row.get(prompt_col) if prompt_col else None
         response = row.get(response_col) if response_col else None
         system = row.get(system_col) if system_col else None
-        if plain and type(prompt) is str and type(response) is str and query.__class__ in (str, type(None)):
-            if system is None or type(system) is str:
-                example = empty_example()
-                content = f"{prompt}\n{query}" if query else prompt
-                example["messages"] = [{"role": "user", "content": content}, {"role": "assistant", "content": response}]
-                example["system"] = system or None
-                return example
+        simple = type(prompt) is str and type(response) is str
+        if plain and simple and isinstance(query, (str, type(None))) and isinstance(system, (str, type(None))):
+            example = empty_example()
+            content = f"{prompt}\n{query}" if query else prompt
+            example["messages"] = [{"role": "user", "content": content}, {"role": "assistant", "content": response}]
+            example["system"] = system or None
+            return example
         return _convert_alpaca_full(row, attr)
 
     return convert
@@ -266,10 +267,8 @@ def _tool_call(call: Any, index: int) -> dict[str, Any]:
         raise RowError(f"turn {index}: a tool call needs a string 'name' and 'arguments'")
     arguments = function.get("arguments", {})
     if isinstance(arguments, str):
-        try:
+        with contextlib.suppress(json.JSONDecodeError):  # a raw string stays: some tools take free text
             arguments = json.loads(arguments)
-        except json.JSONDecodeError:
-            pass  # keep the raw string: some tools take free text
     return {"type": "function", "function": {"name": function["name"], "arguments": arguments}}
 
 

@@ -87,8 +87,7 @@ def read_file(path: Path, name: str, report: RowReport) -> Iterator[tuple[int, d
     elif kind == "text":
         yield from _read_text(path)
     else:
-        for number, row in enumerate(_read_table(path, kind, name).to_pylist(), start=1):
-            yield number, row
+        yield from enumerate(_read_table(path, kind, name).to_pylist(), start=1)
 
 
 def _read_json(path: Path, name: str, report: RowReport) -> Iterator[tuple[int, dict[str, Any]]]:

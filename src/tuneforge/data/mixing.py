@@ -82,7 +82,7 @@ def split_validation(table: Any, val_size: float, seed: int) -> tuple[Any, Any]:
     """(train, eval) with `val_size` rows (> 1) or that fraction (< 1) in eval, shuffled with `seed`."""
     import numpy as np
 
-    count = int(val_size) if val_size > 1 else int(round(table.num_rows * val_size))
+    count = int(val_size) if val_size > 1 else round(table.num_rows * val_size)
     if count <= 0:
         return table, None
     if count >= table.num_rows:

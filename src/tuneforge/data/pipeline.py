@@ -57,6 +57,8 @@ class DataStats:
     cache_hit: bool = False
     cache_path: str | None = None
     seconds: float = 0.0
+    problems: list[str] = field(default_factory=list)  # the bad-row summary (first lines)
+    warnings: list[str] = field(default_factory=list)  # chat template / tokenizer warnings
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data (stored in the cache's meta.json)."""
@@ -86,6 +88,7 @@ class Plan:
 
     kind: str
     template: Any | None
+    warnings: list[str]
     opts: ProcessOptions
     train_attrs: list[DatasetAttr]
     eval_attrs: list[DatasetAttr]
@@ -113,8 +116,8 @@ def stage_kind(stage: str | None, cfg: Any = None) -> str:
     raise DataError(f"Unknown stage {stage!r} for data preprocessing.")
 
 
-def build_template(cfg: Any, tokenizer: Any) -> Any:
-    """The chat template named by `cfg.data.template`, checked against the tokenizer."""
+def build_template(cfg: Any, tokenizer: Any) -> tuple[Any, list[str]]:
+    """The chat template named by `cfg.data.template` and the warnings from checking it against the tokenizer."""
     from tuneforge.data.templates import check_template_tokenizer, get_template
 
     d = cfg.data
@@ -125,8 +128,10 @@ def build_template(cfg: Any, tokenizer: Any) -> Any:
         default_system=d.default_system,
         tool_format=d.tool_format,
     )
-    check_template_tokenizer(template, tokenizer, allow=bool(getattr(d, "allow_template_mismatch", False)))
-    return template
+    warnings = check_template_tokenizer(template, tokenizer, allow=bool(getattr(d, "allow_template_mismatch", False)))
+    for warning in warnings or []:
+        logger.warning("%s", warning)
+    return template, list(warnings or [])
 
 
 def make_plan(cfg: Any, tokenizer: Any, stage: str | None = None) -> Plan:
@@ -152,9 +157,9 @@ def make_plan(cfg: Any, tokenizer: Any, stage: str | None = None) -> Plan:
         raise DataError("No dataset given: set `dataset` (and optionally `eval_dataset`) in the config.")
     if eval_attrs and d.val_size:
         raise DataError("Set either val_size or eval_dataset, not both.")
-    template = None if kind == "pt" else build_template(cfg, tokenizer)
+    template, warnings = (None, []) if kind == "pt" else build_template(cfg, tokenizer)
     seed = int(getattr(cfg.training, "data_seed", None) or getattr(cfg.training, "seed", 42))
-    return Plan(kind, template, opts, train_attrs, eval_attrs, d, seed, pack, bool(d.neat_packing))
+    return Plan(kind, template, warnings, opts, train_attrs, eval_attrs, d, seed, pack, bool(d.neat_packing))
 
 
 def prepare_dataset(cfg: Any, tokenizer: Any, stage: str | None = None) -> DatasetSplits:
@@ -181,7 +186,11 @@ def prepare_dataset(cfg: Any, tokenizer: Any, stage: str | None = None) -> Datas
             raise DataError(f"The preprocessing cache at {folder} could not be read back; is the disk full?")
     splits, meta = hit
     stats = DataStats.from_dict(meta["stats"])
-    stats.cache_hit = cached
+    stats.cache_hit, stats.warnings = cached, plan.warnings
+    if cached and stats.problems:
+        logger.warning(
+            "Invalid rows were skipped when this data was cached (%s):\n%s", folder, "\n".join(stats.problems)
+        )
     result = _splits(splits, stats, plan)
     result.stats.seconds = time.perf_counter() - start
     if tokenized:
@@ -233,6 +242,7 @@ def build_tables(plan: Plan, tokenizer: Any) -> tuple[dict[str, Any], DataStats]
         train, tables["eval"] = split_validation(train, float(d.val_size), plan.seed)
     report.log_summary()
     stats.drop_reasons = dict(report.reasons())
+    stats.problems = report.summary_lines()[:60]
     if train is not None:
         tables["train"] = _finish_train(train, plan, stats)
     tables = {k: v for k, v in tables.items() if v is not None}

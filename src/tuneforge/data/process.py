@@ -264,8 +264,8 @@ def process_rows(examples: RawRows, template: Any, tokenizer: Any, opts: Process
         keys = [pickle.dumps(ex, 5) for ex in chunk]
         if len(done) > _MAX_DONE:
             done.clear()
-        _record({k: ex for k, ex in zip(keys, chunk) if k not in done}.values(), encoder, turns, opts)
-        for number, key, example in zip(examples.numbers[start : start + CHUNK_ROWS], keys, chunk):
+        _record({k: ex for k, ex in zip(keys, chunk, strict=False) if k not in done}.values(), encoder, turns, opts)
+        for number, key, example in zip(examples.numbers[start : start + CHUNK_ROWS], keys, chunk, strict=False):
             item = done.get(key)
             if item is None:
                 item = done[key] = _encode_one(encoder, example, turns, opts)

@@ -61,7 +61,7 @@ class RowReport:
         """Human-readable lines: per dataset the number dropped and the first few problems."""
         lines: list[str] = []
         for name in dict.fromkeys(p.dataset for p in self.problems):
-            mine = [p for p in self.problems if p.dataset == name]
+            mine = sorted((p for p in self.problems if p.dataset == name), key=lambda p: p.row)
             lines.append(f"dataset {name!r}: {len(mine)} invalid row(s) skipped")
             lines.extend(f"  row {p.row}: {p.reason}" for p in mine[:_SHOWN_PER_DATASET])
             if len(mine) > _SHOWN_PER_DATASET:

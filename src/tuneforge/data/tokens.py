@@ -105,7 +105,7 @@ class MemoTokenizer:
         for flags in {k[1:] for k in self._pending}:
             keys = [k for k in self._pending if k[1:] == flags]
             if keys:
-                self._memo.update(zip(keys, _encode_keys(self._tok, keys)))
+                self._memo.update(zip(keys, _encode_keys(self._tok, keys), strict=False))
         self._pending.clear()
 
 
@@ -117,7 +117,8 @@ def _encode_keys(tokenizer: Any, keys: list[tuple[str, bool, int]]) -> list[Any]
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is None:
         out = tokenizer(texts, add_special_tokens=add_special, return_offsets_mapping=True)
-        pairs = [(ids, [tuple(o) for o in spans]) for ids, spans in zip(out["input_ids"], out["offset_mapping"])]
+        spans_all = out["offset_mapping"]
+        pairs = [(ids, [tuple(o) for o in spans]) for ids, spans in zip(out["input_ids"], spans_all, strict=True)]
     else:
         _sync_special(tokenizer, backend)
         pairs = [(e.ids, e.offsets) for e in backend.encode_batch(texts, add_special_tokens=add_special)]

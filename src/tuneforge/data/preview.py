@@ -1,0 +1,142 @@
+"""`tuneforge data preview` and `tuneforge data stats`: look at the tokenized data before training.
+
+Preview prints samples with trained tokens in green and masked (label -100) tokens dimmed, token counts,
+the chat template in use and any template/tokenizer warning. Stats prints rows kept and dropped (and
+why), length percentiles and packing fill.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+IGNORE = -100
+_PAIRS = (("input_ids", "labels"), ("chosen_input_ids", "chosen_labels"), ("rejected_input_ids", "rejected_labels"))
+_PAIRS += (("kl_input_ids", "kl_labels"),)
+
+
+def _console() -> Any:
+    from rich.console import Console
+
+    return Console(highlight=False)
+
+
+def _tokenizer(cfg: Any) -> Any:
+    from tuneforge.models.loader import load_tokenizer
+
+    return load_tokenizer(cfg)
+
+
+def preview_command(cfg: Any, n: int = 3, jsonl: str | None = None, tokenizer: Any = None) -> list[dict[str, Any]]:
+    """Print the first `n` training samples; with `jsonl`, also write every shown sample as a JSON line.
+
+    Returns the samples shown (dicts of token-id lists).
+    """
+    from tuneforge.data.pipeline import prepare_dataset
+
+    tokenizer = tokenizer or _tokenizer(cfg)
+    splits = prepare_dataset(cfg, tokenizer)
+    console = _console()
+    stats = splits.stats
+    console.print(
+        f"[bold]template[/bold]: {stats.template or '(none: pre-training)'}   [bold]stage[/bold]: {stats.kind}"
+    )
+    for warning in stats.warnings:
+        console.print(f"[yellow]warning[/yellow]: {warning}", markup=True)
+    data = splits.train if splits.train is not None else _first_eval(splits.eval)
+    samples = [data[i] for i in range(min(n, len(data)))] if data is not None else []
+    for index, sample in enumerate(samples):
+        console.rule(f"sample {index}")
+        _print_sample(console, tokenizer, sample, stats.kind)
+    if jsonl:
+        write_jsonl(Path(jsonl), samples)
+        console.print(f"wrote {len(samples)} sample(s) to {jsonl}")
+    return samples
+
+
+def _first_eval(value: Any) -> Any:
+    if isinstance(value, dict):
+        return next(iter(value.values()), None)
+    return value
+
+
+def _print_sample(console: Any, tokenizer: Any, sample: dict[str, Any], kind: str) -> None:
+    for ids_key, labels_key in _PAIRS:
+        if ids_key not in sample:
+            continue
+        ids, labels = sample[ids_key], sample.get(labels_key, [])
+        if kind == "unsupervised":
+            console.print(f"[bold]{ids_key}[/bold]: {len(ids)} prompt tokens, {len(labels)} reference tokens")
+            console.print(marked_text(tokenizer, ids, [IGNORE] * len(ids)))
+            console.print(marked_text(tokenizer, labels, labels))
+            continue
+        trained = sum(1 for label in labels if label != IGNORE)
+        console.print(f"[bold]{ids_key}[/bold]: {len(ids)} tokens, {trained} trained, {len(ids) - trained} masked")
+        console.print(marked_text(tokenizer, ids, labels))
+    if "kto_tags" in sample:
+        console.print(f"[bold]kto_tag[/bold]: {'desirable' if sample['kto_tags'] else 'undesirable'}")
+    if "position_ids" in sample:
+        starts = sum(1 for p in sample["position_ids"] if p == 0)
+        console.print(f"[bold]packed[/bold]: {starts} sample(s) in this row (position ids restart at each)")
+
+
+def marked_text(tokenizer: Any, ids: list[int], labels: list[int]) -> Any:
+    """Rich Text of `ids` decoded in runs: trained tokens green, masked tokens dimmed."""
+    from rich.text import Text
+
+    text = Text()
+    run: list[int] = []
+    masked: bool | None = None
+    for token, label in zip(ids, labels, strict=False):
+        is_masked = label == IGNORE
+        if run and is_masked != masked:
+            text.append(tokenizer.decode(run, skip_special_tokens=False), style="dim" if masked else "bold green")
+            run = []
+        run.append(token)
+        masked = is_masked
+    if run:
+        text.append(tokenizer.decode(run, skip_special_tokens=False), style="dim" if masked else "bold green")
+    return text
+
+
+def write_jsonl(path: Path, samples: list[dict[str, Any]]) -> None:
+    """One JSON object per sample: its token columns, plus attention_mask when it has no position_ids."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding="utf-8") as handle:
+        for sample in samples:
+            row = dict(sample)
+            if "input_ids" in row and "position_ids" not in row:
+                row["attention_mask"] = [1] * len(row["input_ids"])
+            handle.write(json.dumps(row) + "\n")
+
+
+def stats_command(cfg: Any, tokenizer: Any = None) -> Any:
+    """Print rows kept and dropped (and why), length percentiles, packing fill; returns the DataStats."""
+    from rich.table import Table
+
+    from tuneforge.data.pipeline import prepare_dataset
+
+    tokenizer = tokenizer or _tokenizer(cfg)
+    stats = prepare_dataset(cfg, tokenizer).stats
+    console = _console()
+    table = Table(title=f"datasets (stage {stats.kind}, template {stats.template})")
+    for column in ("dataset", "rows read", "kept", "dropped"):
+        table.add_column(column, justify="left" if column == "dataset" else "right")
+    for item in stats.datasets:
+        table.add_row(item.name, str(item.rows_read), str(item.rows_kept), str(item.rows_dropped))
+    console.print(table)
+    for reason, count in sorted(stats.drop_reasons.items(), key=lambda kv: -kv[1]):
+        console.print(f"dropped {count}: {reason}")
+    for line in stats.problems:
+        console.print(line, markup=False)
+    console.print(f"train rows: {stats.train_rows}   eval rows: {stats.eval_rows}")
+    if stats.length_percentiles:
+        lengths = "  ".join(f"{k} {v}" for k, v in stats.length_percentiles.items())
+        console.print(f"lengths (tokens): {lengths}")
+    if stats.packing_fill is not None:
+        console.print(f"packing: {stats.packed_rows} rows, {stats.packing_fill:.1%} filled")
+    for warning in stats.warnings:
+        console.print(f"warning: {warning}", markup=False)
+    console.print(f"cache: {'hit' if stats.cache_hit else 'built'} {stats.cache_path or ''}", markup=False)
+    return stats
