@@ -32,6 +32,27 @@ class Prompt:
     tools: bool
 
 
+class AsyncEventStream:
+    """Async iterator over one queued request's events; `cancel` stops it."""
+
+    def __init__(self, request: GenerationRequest, sink: asyncio.Queue[Event]) -> None:
+        self.request, self._sink = request, sink
+
+    def cancel(self) -> None:
+        """Stop decoding this request."""
+        self.request.cancel()
+
+    async def __aiter__(self) -> AsyncIterator[Event]:
+        try:
+            while True:
+                event = await self._sink.get()
+                yield event
+                if isinstance(event, (Finished, Failed)):
+                    return
+        finally:
+            self.request.cancel()
+
+
 class Engine:
     """Generation and scoring over a backend; build one with `load_engine(cfg)`."""
 
@@ -114,19 +135,12 @@ class Engine:
         finally:
             request.cancel()
 
-    async def aevents(self, prompt_ids: list[int], params: SamplingParams) -> AsyncIterator[Event]:
-        """Async version of `events` for the API server; cancelled when the consumer stops."""
+    def open_stream(self, prompt_ids: list[int], params: SamplingParams) -> AsyncEventStream:
+        """Queue a request now (so QueueFullError is raised before any response starts); iterate it async."""
         loop = asyncio.get_running_loop()
         sink: asyncio.Queue[Event] = asyncio.Queue()
         request = self.submit(prompt_ids, params, lambda e: loop.call_soon_threadsafe(sink.put_nowait, e))
-        try:
-            while True:
-                event = await sink.get()
-                yield event
-                if isinstance(event, (Finished, Failed)):
-                    return
-        finally:
-            request.cancel()
+        return AsyncEventStream(request, sink)
 
     # ---- chat -------------------------------------------------------------------------------------------
 

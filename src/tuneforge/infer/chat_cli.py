@@ -1,0 +1,105 @@
+"""`chat_command(cfg)`: an interactive terminal chat on the inference engine.
+
+Commands: `clear` forgets the history, `exit` quits, `/system TEXT` sets the system prompt (`/system` alone resets
+it to `default_system`). Ctrl-C during an answer stops that answer; Ctrl-C at the prompt or end of input (Ctrl-D)
+quits. Empty lines are ignored. Reasoning, when the model thinks, is shown dimmed before the answer.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TextIO
+
+if TYPE_CHECKING:
+    from tuneforge.config import TuneforgeConfig
+
+HELP = "Type a message. Commands: clear (new conversation), /system TEXT (system prompt), exit (quit)."
+
+
+@dataclass
+class ChatSession:
+    """History and system prompt of one terminal conversation."""
+
+    system: str | None = None
+    history: list[dict] = field(default_factory=list)
+
+
+def chat_command(cfg: TuneforgeConfig) -> None:
+    """`tuneforge chat CONFIG`: load the model and chat in the terminal until `exit`, EOF or Ctrl-C."""
+    from tuneforge.infer import load_engine
+
+    engine = load_engine(cfg)
+    try:
+        run_chat(engine, ChatSession(system=cfg.data.default_system), sys.stdin, sys.stdout)
+    finally:
+        engine.close(timeout=5)
+
+
+def run_chat(engine: Any, session: ChatSession, stdin: TextIO, stdout: TextIO) -> None:
+    """The read-answer loop (testable with any text streams)."""
+    print(HELP, file=stdout)
+    while True:
+        line = _read(stdin, stdout)
+        if line is None:
+            print("\nBye.", file=stdout)
+            return
+        text = line.strip()
+        if not text:
+            continue
+        if text == "exit":
+            return
+        if _command(text, session, stdout):
+            continue
+        session.history.append({"role": "user", "content": text})
+        answer = _answer(engine, session, stdout)
+        if answer is None:
+            session.history.pop()  # interrupted: forget the question so the history stays user/assistant
+        else:
+            session.history.append({"role": "assistant", "content": answer})
+
+
+def _read(stdin: TextIO, stdout: TextIO) -> str | None:
+    print("\nUser: ", end="", file=stdout, flush=True)
+    try:
+        line = stdin.readline()
+    except KeyboardInterrupt:
+        return None
+    return line if line else None
+
+
+def _command(text: str, session: ChatSession, stdout: TextIO) -> bool:
+    if text == "clear":
+        session.history.clear()
+        print("History cleared.", file=stdout)
+        return True
+    if text == "/system" or text.startswith("/system "):
+        session.system = text[len("/system") :].strip() or None
+        session.history.clear()
+        print(f"System prompt {'set' if session.system else 'reset'}; history cleared.", file=stdout)
+        return True
+    return False
+
+
+def _answer(engine: Any, session: ChatSession, stdout: TextIO) -> str | None:
+    """Stream one answer; returns its content, or None when interrupted with Ctrl-C."""
+    print("Assistant: ", end="", file=stdout, flush=True)
+    stream = engine.stream_chat(session.history, system=session.system)
+    content, thinking = [], False
+    try:
+        for delta in stream:
+            if delta.reasoning:
+                print(("\033[2m" if not thinking else "") + delta.reasoning, end="", file=stdout, flush=True)
+                thinking = True
+            if delta.content:
+                if thinking:
+                    print("\033[0m\n", end="", file=stdout)
+                    thinking = False
+                content.append(delta.content)
+                print(delta.content, end="", file=stdout, flush=True)
+    except KeyboardInterrupt:
+        stream.close()  # cancels the request in the engine
+        print("\033[0m\n[interrupted]", file=stdout)
+        return None
+    print("\033[0m" if thinking else "", file=stdout)
+    return "".join(content)
