@@ -197,3 +197,72 @@ def test_to_jinja_matches_render(name: str) -> None:
 def test_efficient_eos_appends_eos(qwen_tokenizer) -> None:
     pairs = get_template("chatglm3").encode_turns(qwen_tokenizer, MULTI[:2])
     assert pairs[0][1][-1] == qwen_tokenizer.eos_token_id
+
+
+class _Tok:
+    """Just the bos/eos strings a tokenizer would fill into templates that leave them empty."""
+
+    bos_token = "<s>"
+    eos_token = "</s>"
+
+
+_PIN_MESSAGES = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"}]
+# Templates written without an official fixture: their text for one exchange with a system prompt is pinned here,
+# so any change to the records is visible in review.
+PINNED = {
+    "internlm2": "<s><|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n"
+    "<|im_start|>assistant\nHello!<|im_end|>\n",
+    "vicuna": "Be brief. USER: Hi ASSISTANT:Hello!</s>",
+    "zephyr": "<|system|>\nBe brief.</s>\n<|user|>\nHi</s>\n<|assistant|>\nHello!</s>\n",
+    "default": "System: Be brief.</s>\nHuman: Hi</s>\nAssistant:Hello!</s>\n",
+    "alpaca": "Be brief.\n\n### Instruction:\nHi\n\n### Response:\nHello!</s>\n\n",
+    "baichuan2": "Be brief.<reserved_106>Hi<reserved_107>Hello!",
+    "cohere": "<BOS_TOKEN><|START_OF_TURN_TOKEN|><|SYSTEM_TOKEN|>Be brief.<|END_OF_TURN_TOKEN|>"
+    "<|START_OF_TURN_TOKEN|><|USER_TOKEN|>Hi<|END_OF_TURN_TOKEN|><|START_OF_TURN_TOKEN|><|CHATBOT_TOKEN|>"
+    "Hello!<|END_OF_TURN_TOKEN|>",
+    "llama4": "<|begin_of_text|><|header_start|>system<|header_end|>\n\nBe brief.<|eot|>"
+    "<|header_start|>user<|header_end|>\n\nHi<|eot|><|header_start|>assistant<|header_end|>\n\nHello!<|eot|>",
+    "phi4": "<|im_start|>system<|im_sep|>Be brief.<|im_end|><|im_start|>user<|im_sep|>Hi<|im_end|>"
+    "<|im_start|>assistant<|im_sep|>Hello!<|im_end|>",
+}
+PINNED_GEN = {
+    "internlm2": "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n",
+    "vicuna": "USER: Hi ASSISTANT:",
+    "zephyr": "<|user|>\nHi</s>\n<|assistant|>\n",
+    "default": "Human: Hi</s>\nAssistant:",
+    "alpaca": "### Instruction:\nHi\n\n### Response:\n",
+    "baichuan2": "<reserved_106>Hi<reserved_107>",
+    "cohere": "<|USER_TOKEN|>Hi<|END_OF_TURN_TOKEN|><|START_OF_TURN_TOKEN|><|CHATBOT_TOKEN|>",
+    "llama4": "<|header_start|>user<|header_end|>\n\nHi<|eot|><|header_start|>assistant<|header_end|>\n\n",
+    "phi4": "<|im_start|>user<|im_sep|>Hi<|im_end|><|im_start|>assistant<|im_sep|>",
+}
+
+
+@pytest.mark.parametrize("name", sorted(PINNED))
+def test_templates_without_fixture_render_pinned_text(name: str) -> None:
+    template = get_template(name, _Tok())
+    assert template.render(_PIN_MESSAGES, system="Be brief.") == PINNED[name]
+    assert template.render(_PIN_MESSAGES[:1], add_generation_prompt=True).endswith(PINNED_GEN[name])
+
+
+def test_unknown_template_error_points_to_the_cli_listing() -> None:
+    with pytest.raises(ConfigError, match="tuneforge data templates"):
+        get_template("no_such_template")
+
+
+def test_main_families_have_descriptions() -> None:
+    from tuneforge.data.templates import get_spec
+
+    for name in ("qwen", "qwen3", "llama3", "mistral", "gemma", "phi", "glm4", "deepseekr1", "gpt_oss", "smollm3"):
+        assert get_spec(name).description, name
+
+
+def test_glm_xml_tool_arguments_and_mistral_small_ids() -> None:
+    call = {"id": "abcdefghi", "type": "function", "function": {"name": "f", "arguments": {"a": "x", "n": [1]}}}
+    glm = get_template("glm46").tool_format.render_calls("", [call])
+    expected = "<tool_call>f\n<arg_key>a</arg_key>\n<arg_value>x</arg_value>\n"
+    expected += "<arg_key>n</arg_key>\n<arg_value>[1]</arg_value>\n</tool_call>"
+    assert glm == expected
+    assert get_template("mistral_small32").tool_format.render_calls("", [call]) == (
+        '[TOOL_CALLS]f[CALL_ID]abcdefghi[ARGS]{"a": "x", "n": [1]}'
+    )
