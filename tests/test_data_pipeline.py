@@ -54,8 +54,8 @@ def test_sft_labels_mask_the_prompt(shared_dir, qwen_tokenizer, tmp_path):
 
 
 def _two_turns(tmp_path: Path) -> Path:
-    turns = [["u1", "a1"], ["u2", "a2"]]
-    rows = [{"conversations": [{"from": f, "value": v} for pair in turns for f, v in zip(("human", "gpt"), pair)]}]
+    turns = [("human", "u1"), ("gpt", "a1"), ("human", "u2"), ("gpt", "a2")]
+    rows = [{"conversations": [{"from": role, "value": text} for role, text in turns]}]
     return write_json(tmp_path / "chat.json", rows)
 
 
@@ -96,7 +96,7 @@ def test_empty_responses_are_reported_and_all_empty_is_an_error(shared_dir, qwen
     assert len(splits.train) == 3 and splits.stats.datasets[0].rows_dropped == 1
     assert any("row 3" in line and "empty response" in line for line in splits.stats.problems)
     empty = write_json(tmp_path / "empty.json", alpaca_rows(3, output=""))
-    with pytest.raises(DataError, match="no valid row.*empty response"):
+    with pytest.raises(DataError, match=r"no valid row.*empty response"):
         prepare_dataset(data_config(tmp_path, dataset=str(empty)), qwen_tokenizer)
 
 

@@ -112,7 +112,7 @@ def test_plain_path_without_registry_detects_sharegpt(tmp_path: Path) -> None:
 
 
 def test_missing_registry_and_no_file_is_a_clear_error(tmp_path: Path) -> None:
-    with pytest.raises(DataError, match="dataset_info.json does not exist"):
+    with pytest.raises(DataError, match=r"dataset_info\.json does not exist"):
         resolve_datasets("nowhere", tmp_path)
 
 
@@ -124,7 +124,7 @@ def test_inline_entry_rejects_unknown_keys(tmp_path: Path) -> None:
 def test_hub_dataset_offline_fails_fast_naming_it(monkeypatch: pytest.MonkeyPatch, lf_data: Path) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     (attr,) = resolve_datasets("alpaca_en", lf_data)
-    with pytest.raises(DataError, match="'alpaca_en'.*offline"):
+    with pytest.raises(DataError, match=r"'alpaca_en'.*offline"):
         read_dataset(attr, RowReport())
 
 
