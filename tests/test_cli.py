@@ -41,8 +41,21 @@ def test_help_lists_verbs(args: list[str]) -> None:
 
 def test_top_help_names_every_verb() -> None:
     text = run_cli("--help").stdout
-    for verb in ["train", "chat", "api", "export", "webui", "webchat", "eval", "env", "version", "config", "data",
-                 "make-tiny", "help"]:
+    for verb in [
+        "train",
+        "chat",
+        "api",
+        "export",
+        "webui",
+        "webchat",
+        "eval",
+        "env",
+        "version",
+        "config",
+        "data",
+        "make-tiny",
+        "help",
+    ]:
         assert f"  {verb} " in text, verb
 
 
