@@ -1,0 +1,50 @@
+"""`data preview` and `data stats` logic: marked samples, JSON lines output, counts of kept and dropped rows."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from data_helpers import alpaca_rows, data_config, write_json
+from tuneforge.data.preview import marked_text, preview_command, stats_command
+
+IGNORE = -100
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TUNEFORGE_CACHE", str(tmp_path / "cache"))
+
+
+def test_preview_prints_samples_and_writes_jsonl(qwen_tokenizer, tmp_path, capsys) -> None:
+    path = write_json(tmp_path / "d.json", alpaca_rows(5))
+    out = tmp_path / "samples.jsonl"
+    samples = preview_command(data_config(tmp_path, dataset=str(path)), 2, str(out), tokenizer=qwen_tokenizer)
+    printed = capsys.readouterr().out
+    assert "template: qwen" in printed and "Question 0?" in printed and "trained" in printed
+    lines = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert len(lines) == len(samples) == 2
+    assert set(lines[0]) == {"input_ids", "labels", "attention_mask"}
+    assert len(lines[0]["attention_mask"]) == len(lines[0]["input_ids"])
+
+
+def test_marked_text_styles_trained_and_masked(qwen_tokenizer) -> None:
+    ids = qwen_tokenizer.encode("Hi there", add_special_tokens=False)
+    text = marked_text(qwen_tokenizer, ids, [IGNORE] + ids[1:])
+    styles = [str(span.style) for span in text.spans]
+    assert styles == ["dim", "bold green"] and text.plain == "Hi there"
+
+
+def test_stats_counts_dropped_rows_and_reasons(qwen_tokenizer, tmp_path, capsys) -> None:
+    rows = alpaca_rows(6)
+    rows[1]["output"] = ""
+    rows[4]["instruction"] = 7
+    path = write_json(tmp_path / "d.json", rows)
+    stats = stats_command(data_config(tmp_path, dataset=str(path), neat_packing=True), tokenizer=qwen_tokenizer)
+    (item,) = stats.datasets
+    assert (item.rows_read, item.rows_kept, item.rows_dropped) == (6, 4, 2)
+    assert stats.packing_fill is not None and stats.length_percentiles["max"] > 0
+    printed = capsys.readouterr().out
+    assert "row 2: empty response" in printed and "row 5" in printed
