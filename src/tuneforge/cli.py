@@ -65,22 +65,34 @@ def train_cmd(config: str | None, overrides: tuple[str, ...]) -> None:
 
 @_config_verb("chat", "Chat with a model (and its adapters) in the terminal, streaming.")
 def chat_cmd(config: str | None, overrides: tuple[str, ...]) -> None:
-    _not_built("chat", _load(config, overrides))
+    cfg = _load(config, overrides)
+    from tuneforge.infer.chat_cli import chat_command
+
+    chat_command(cfg)
 
 
 @_config_verb("api", "Serve the model behind an OpenAI-compatible HTTP API.")
 def api_cmd(config: str | None, overrides: tuple[str, ...]) -> None:
-    _not_built("api", _load(config, overrides))
+    cfg = _load(config, overrides)
+    from tuneforge.serve.server import api_command
+
+    api_command(cfg)
 
 
 @_config_verb("export", "Merge adapters and export the model (Hugging Face, Ollama Modelfile, GGUF).")
 def export_cmd(config: str | None, overrides: tuple[str, ...]) -> None:
-    _not_built("export", _load(config, overrides))
+    cfg = _load(config, overrides)
+    from tuneforge.export.runner import export_command
+
+    export_command(cfg)
 
 
 @_config_verb("webchat", "Open a browser chat page on the model.")
 def webchat_cmd(config: str | None, overrides: tuple[str, ...]) -> None:
-    _not_built("webchat", _load(config, overrides))
+    cfg = _load(config, overrides)
+    from tuneforge.webui.webchat import webchat_command
+
+    webchat_command(cfg)
 
 
 @_config_verb("eval", "Evaluate the model on a benchmark task.")
