@@ -1,0 +1,142 @@
+"""`tuneforge export`: merge adapters, then write a Hugging Face folder or a GGUF file, plus an Ollama Modelfile.
+
+Read top to bottom: every check that can fail without a model runs first; the model is loaded and merged;
+everything is written into a temporary folder beside `export_dir` that is renamed into place at the end.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tuneforge.errors import TuneforgeError
+from tuneforge.export import hf, merge, ollama, quantize
+
+if TYPE_CHECKING:
+    from tuneforge.config import TuneforgeConfig
+
+logger = logging.getLogger(__name__)
+
+OFFLINE_VALUES = ("1", "true", "yes", "on")
+
+
+def export_command(cfg: TuneforgeConfig) -> Path:
+    """Export the model the config names into `export_dir`; returns the folder written."""
+    out = hf.check_export_dir(cfg.export.export_dir, cfg.training.overwrite_output_dir)
+    if not cfg.model.model_name_or_path:
+        raise TuneforgeError("`model_name_or_path` is not set; name the base model folder or Hub id to export.")
+    merge.check_mergeable(cfg)
+    quantize.check_export_quantization(cfg)
+    check_hub(cfg)
+    tokenizer, template = load_tokenizer_and_template(cfg)
+    model = merge.load_merged(cfg)
+    with hf.staged_dir(out) as stage:
+        if cfg.export.export_format == "gguf":
+            source = write_gguf_export(model, tokenizer, template, stage, cfg)
+        else:
+            write_hf_export(model, tokenizer, template, stage, cfg)
+            source = "."
+        write_modelfile(template, stage, source)
+    logger.info("Exported to %s", out)
+    if cfg.export.export_hub_model_id:
+        push_to_hub(out, cfg.export.export_hub_model_id, cfg.model.hf_hub_token)
+    return out
+
+
+def load_tokenizer_and_template(cfg: TuneforgeConfig) -> tuple[Any, Any]:
+    """The base tokenizer and the chat template the model was trained with (None: the tokenizer's own)."""
+    from tuneforge.data.templates import get_template
+    from tuneforge.models.loader import load_tokenizer
+
+    tokenizer = load_tokenizer(cfg)
+    d = cfg.data
+    if d.template is None:
+        return tokenizer, None
+    template = get_template(
+        d.template,
+        tokenizer,
+        enable_thinking=d.enable_thinking,
+        default_system=d.default_system,
+        tool_format=d.tool_format,
+    )
+    return tokenizer, template
+
+
+def chat_template_jinja(template: Any) -> str | None:
+    """The training template as Jinja, for the exported tokenizer (None keeps the tokenizer's own)."""
+    return template.to_jinja() if template is not None else None
+
+
+def stop_token_ids(template: Any, tokenizer: Any) -> list[int]:
+    """Token ids that end a turn: the template's stop tokens, else the tokenizer's eos."""
+    if template is not None:
+        return template.stop_token_ids(tokenizer)
+    return [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
+
+
+def write_hf_export(model: Any, tokenizer: Any, template: Any, stage: Path, cfg: TuneforgeConfig) -> None:
+    """A Hugging Face folder (optionally GPTQ-quantized) with tokenizer, generation config and value head."""
+    e = cfg.export
+    target = stage
+    if e.export_quantization_bit is not None:
+        target = stage.parent / f"{stage.name}-merged"
+        target.mkdir()
+    try:
+        hf.write_weights(hf.unique_state_dict(model), target, e.export_size, legacy=e.export_legacy_format)
+        hf.write_model_config(model, target, model.dtype)
+        hf.write_generation_config(model, target, stop_token_ids(template, tokenizer), tokenizer.pad_token_id)
+        hf.write_tokenizer(tokenizer, target, chat_template_jinja(template))
+        if e.export_quantization_bit is not None:
+            quantize.quantize_gptq(target, stage, cfg, tokenizer)
+    finally:
+        if target != stage:
+            shutil.rmtree(target, ignore_errors=True)
+    sources = [cfg.model.model_name_or_path or "", *merge.adapter_paths(cfg)]
+    if hf.copy_value_head(sources, stage):
+        logger.info("Copied the reward model's value head")
+
+
+def write_gguf_export(model: Any, tokenizer: Any, template: Any, stage: Path, cfg: TuneforgeConfig) -> str:
+    """One GGUF file named after the export folder and weight type; returns its Modelfile source."""
+    from tuneforge.export.gguf import write_gguf
+
+    kind = cfg.export.export_gguf_type
+    name = f"{Path(cfg.export.export_dir or 'model').name}-{kind}.gguf"
+    write_gguf(model, tokenizer, stage / name, kind, chat_template=chat_template_jinja(template))
+    return f"./{name}"
+
+
+def write_modelfile(template: Any, stage: Path, source: str) -> None:
+    """The Ollama Modelfile; without a named template only FROM is written (Ollama reads the tokenizer's)."""
+    if template is None:
+        (stage / "Modelfile").write_text(f"FROM {source}\n", encoding="utf-8")
+        return
+    ollama.write_modelfile(template, stage, source)
+
+
+def check_hub(cfg: TuneforgeConfig) -> None:
+    """Refuse `export_hub_model_id` while the Hub is switched off, before any work is done."""
+    if cfg.export.export_hub_model_id and os.environ.get("HF_HUB_OFFLINE", "").lower() in OFFLINE_VALUES:
+        raise TuneforgeError(
+            f"`export_hub_model_id: {cfg.export.export_hub_model_id}` pushes to the Hugging Face Hub, but "
+            "HF_HUB_OFFLINE is set. Unset HF_HUB_OFFLINE (and log in with `hf auth login`), or remove "
+            "`export_hub_model_id` to export locally only."
+        )
+
+
+def push_to_hub(folder: Path, repo_id: str, token: str | None) -> None:
+    """Upload the exported folder to the Hub repository `repo_id` (created when missing)."""
+    from huggingface_hub import HfApi
+
+    api = HfApi(token=token)
+    try:
+        api.create_repo(repo_id, exist_ok=True)
+        api.upload_folder(folder_path=str(folder), repo_id=repo_id, commit_message="Upload model exported by tuneforge")
+    except Exception as exc:  # network, auth and permission errors all end here
+        raise TuneforgeError(
+            f"`export_hub_model_id: {repo_id}`: pushing {folder} to the Hub failed ({exc}). The export itself is "
+            "complete; check your login (`hf auth login`) and network, then upload the folder again."
+        ) from exc
