@@ -41,3 +41,15 @@ class ExportSection(Section):
         None,
         "Hub repository id to push the exported model to; unset keeps it local.",
     )
+    export_format: Literal["hf", "gguf"] = F(
+        "hf",
+        "What `tuneforge export` writes: hf (a Hugging Face folder of safetensors shards, tokenizer and "
+        "Modelfile) or gguf (one GGUF file for llama.cpp / Ollama, plus a Modelfile).",
+        lf_default=None,
+    )
+    export_gguf_type: Literal["f16", "bf16", "f32", "q8_0", "q4_0"] = F(
+        "f16",
+        "Weight type of a GGUF export: f16 / bf16 / f32 keep full quality; q8_0 (8-bit) and q4_0 (4-bit) "
+        "are smaller and faster on CPU at some quality cost.",
+        lf_default=None,
+    )
