@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import pickle
 from functools import partial
 from typing import Any
 
@@ -48,11 +49,18 @@ def convert_rows(raw: RawRows, attr: DatasetAttr, report: RowReport, pretrain: b
     else:
         convert = partial(_convert_sharegpt, attr=attr)
     rows, numbers = [], []
-    for number, row in zip(raw.numbers, raw.rows, strict=False):
-        try:
-            example = convert(row)
-        except RowError as err:
-            report.bad(raw.name, number, str(err))
+    seen: dict[bytes, Any] = {}  # identical rows share one converted example (or one rejection)
+    for number, row in zip(raw.numbers, raw.rows, strict=True):
+        key = pickle.dumps(row, 5)
+        example = seen.get(key)
+        if example is None:
+            try:
+                example = convert(row)
+            except RowError as err:
+                example = err
+            seen[key] = example
+        if isinstance(example, RowError):
+            report.bad(raw.name, number, str(example))
             continue
         rows.append(example)
         numbers.append(number)

@@ -258,10 +258,10 @@ def process_rows(examples: RawRows, template: Any, tokenizer: Any, opts: Process
     if opts.kind == "pt":
         return _process_pretraining(examples, tok, opts)
     encoder, turns = ENCODERS[opts.kind], Turns(template, tok)
-    columns, kto_rows, done = Columns(), [], {}
+    columns, kto_rows, done, key_of = Columns(), [], {}, {}
     for start in range(0, len(examples), CHUNK_ROWS):
         chunk = examples.rows[start : start + CHUNK_ROWS]
-        keys = [pickle.dumps(ex, 5) for ex in chunk]
+        keys = _keys(chunk, key_of)
         if len(done) > _MAX_DONE:
             done.clear()
         _record({k: ex for k, ex in zip(keys, chunk, strict=False) if k not in done}.values(), encoder, turns, opts)
@@ -278,6 +278,17 @@ def process_rows(examples: RawRows, template: Any, tokenizer: Any, opts: Process
     for item in finish_kto(kto_rows, opts) if kto_rows else []:
         columns.add(item)
     return columns.to_table()
+
+
+def _keys(chunk: list[dict[str, Any]], key_of: dict[int, bytes]) -> list[bytes]:
+    """A content key per example; examples shared by identical rows are pickled once (by object id)."""
+    keys = []
+    for example in chunk:
+        key = key_of.get(id(example))
+        if key is None:
+            key = key_of[id(example)] = pickle.dumps(example, 5)
+        keys.append(key)
+    return keys
 
 
 def _encode_one(encoder: Any, example: dict[str, Any], turns: Turns, opts: ProcessOptions) -> Any:

@@ -39,6 +39,11 @@ class MemoTokenizer:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._tok, name)
 
+    @property
+    def tokenizer(self) -> Any:
+        """The wrapped tokenizer."""
+        return self._tok
+
     def __len__(self) -> int:
         return len(self._tok)
 
