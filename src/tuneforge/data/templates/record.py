@@ -57,6 +57,12 @@ class TemplateSpec:
     ``first_user``). Tool results are grouped: ``observation_open`` + items joined by ``observation_sep`` +
     ``observation_close``. ``user_with_tools`` (with ``{tools}`` and ``{content}``) replaces the ``user`` slot of
     the message that carries the tools (``tools_in: user`` / ``last_user``), for tools placed before the turn.
+    ``tools_in`` is ``system``, ``prefix`` (the ``{tools}`` placeholder of ``prefix``), ``user``, ``last_user`` or
+    ``none`` (the record cannot render tools: tools, tool calls and tool results raise ``ConfigError``).
+    ``system_content`` wraps non-empty system text inside the system slot (Command-R7B's developer preamble);
+    ``assistant_with_calls`` replaces the ``assistant`` slot for turns carrying tool calls (Command-R closes
+    those turns differently). Tool results may use ``{call_index}``: the conversation-wide position of the call
+    they answer (by ``tool_call_id``, else by order).
     """
 
     name: str
@@ -66,11 +72,13 @@ class TemplateSpec:
     system_always: bool = False
     system_merge: str = "{system}\n\n{content}"
     system_with_tools: str = ""
+    system_content: str = "{content}"
     default_system: str = ""
     user: str = "{content}"
     assistant_start: str = ""
     assistant: str = "{content}"
     assistant_last: str = ""
+    assistant_with_calls: str = ""
     turn_sep: str = ""
     assistant_start_after_tool: str | None = None
     observation_open: str = ""

@@ -7,10 +7,12 @@ on template names. ``render_segments`` is the single source for ``Template.rende
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from tuneforge.data.templates.record import TemplateSpec, ThinkingSpec
 from tuneforge.data.templates.tools import ToolFormat, fill, to_json
+from tuneforge.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -27,6 +29,9 @@ class _Context:
     tool_format: ToolFormat
     enable_thinking: bool | None
     out: list[Segment]
+    calls_seen: int = 0
+    call_ids: dict[str, int] = field(default_factory=dict)
+    last_calls: int = 0
 
     def emit(self, slot: str, response: bool = False, **values: str) -> None:
         spec = self.spec
@@ -57,6 +62,7 @@ def render_segments(
     messages = _normalise(spec, messages)
     if messages and messages[0]["role"] == "system":
         system, messages = messages[0]["content"], messages[1:]
+    _check_tool_support(spec, tool_format, messages, tools)
     ctx = _Context(spec, tool_format, enable_thinking, [])
     thinking_off = spec.thinking is not None and enable_thinking is False
     default = spec.default_system
@@ -64,6 +70,8 @@ def render_segments(
         default = spec.thinking.default_system_off
     system_text = fill(default, date=spec.date) if system is None else system
     tools_text = tool_format.render_tools(tools) if tools else ""
+    if tools_text and spec.tools_in == "system" and spec.system_mode not in ("slot", "prefix"):
+        system_text = _with_tools(spec, system_text, tools_text)  # merged into a user turn with the system text
     ctx.emit(spec.prefix, tools=tools_text if spec.tools_in == "prefix" else "")
     _emit_system(ctx, system_text, tools_text)
     _emit_turns(ctx, messages, system_text, tools_text)
@@ -72,7 +80,37 @@ def render_segments(
         _emit_generation_prompt(ctx, after_tool=last_role == "tool")
     else:
         ctx.emit(spec.suffix)
+    if tools_text and tools_text not in "".join(s.text for s in ctx.out):
+        raise ConfigError(
+            f"template {spec.name!r}: the conversation's tool schemas would not appear in the rendered text "
+            "(this record places them where this conversation has no slot); pick a template with tool support"
+        )
     return ctx.out
+
+
+def _check_tool_support(spec: TemplateSpec, tool_format: ToolFormat, messages: list[dict], tools: Any) -> None:
+    """Raise instead of silently dropping tools, tool calls or tool results a record cannot render."""
+    has_calls = any(m.get("tool_calls") for m in messages)
+    used = [
+        what
+        for what, present in (
+            ("tool schemas (`tools`)", bool(tools)),
+            ("assistant tool calls", has_calls),
+            ("tool results (role `tool`)", any(m["role"] == "tool" for m in messages)),
+        )
+        if present
+    ]
+    if used and (spec.tools_in == "none" or (has_calls and not tool_format.can_render_calls)):
+        raise ConfigError(
+            f"template {spec.name!r} cannot render {', '.join(used)}: its record has no tool format, and "
+            "dropping them would train on text the model never sees. Remove the tools/function-call columns "
+            "from this dataset or use a template with tool support (`tuneforge data templates`)"
+        )
+
+
+def _with_tools(spec: TemplateSpec, system_text: str, tools_text: str) -> str:
+    joiner = spec.tools_system_empty if not system_text and spec.tools_system_empty is not None else None
+    return fill(joiner or spec.tools_system, system=system_text, tools=tools_text)
 
 
 def _normalise(spec: TemplateSpec, messages: list[dict]) -> list[dict]:
@@ -92,10 +130,9 @@ def _emit_system(ctx: _Context, system_text: str, tools_text: str) -> None:
         return
     if spec.system_mode != "slot":
         return
-    content = system_text
+    content = fill(spec.system_content, content=system_text) if system_text else ""
     if tools_text and spec.tools_in == "system":
-        joiner = spec.tools_system_empty if not system_text and spec.tools_system_empty is not None else None
-        content = fill(joiner or spec.tools_system, system=system_text, tools=tools_text)
+        content = _with_tools(spec, content, tools_text)
     slot, always = _system_slot(ctx, bool(tools_text))
     if content or always or (tools_text and spec.tools_in == "system"):
         ctx.emit(slot, content=content)
@@ -177,9 +214,10 @@ def _emit_assistant(ctx: _Context, message: dict, after_tool: bool, is_last: boo
     if think_text and not think_is_response:
         ctx.emit(think_text)
         think_text = ""
-    if message.get("tool_calls"):
-        content = ctx.tool_format.render_calls(content, message["tool_calls"])
     slot = spec.assistant_last if is_last and spec.assistant_last else spec.assistant
+    if message.get("tool_calls"):
+        content = _render_calls(ctx, content, message["tool_calls"])
+        slot = spec.assistant_with_calls or slot
     ctx.emit(slot, response=True, content=think_text + content)
     ctx.emit(spec.turn_sep)
 
@@ -210,17 +248,31 @@ def _think_text(ctx: _Context, reasoning: str, kept: bool, is_last: bool) -> tup
     return thinking.empty, ctx.enable_thinking is True
 
 
+def _render_calls(ctx: _Context, content: str, calls: list[dict]) -> str:
+    """The calls' text; remembers their conversation-wide positions for the results that answer them."""
+    text = ctx.tool_format.render_calls(content, calls, start=ctx.calls_seen)
+    ctx.last_calls = ctx.calls_seen
+    for call in calls:
+        if call.get("id"):
+            ctx.call_ids.setdefault(call["id"], ctx.calls_seen)
+        ctx.calls_seen += 1
+    return text
+
+
 def _emit_observations(ctx: _Context, results: list[dict]) -> None:
     spec = ctx.spec
-    items = [
-        fill(
-            spec.observation,
-            content=m["content"],
-            content_json=to_json(m["content"]),
-            tool_call_id=m.get("tool_call_id") or "",
+    items = []
+    for position, m in enumerate(results):
+        call_id = m.get("tool_call_id") or ""
+        items.append(
+            fill(
+                spec.observation,
+                content=m["content"],
+                content_json=to_json(m["content"]),
+                tool_call_id=call_id,
+                call_index=str(ctx.call_ids.get(call_id, ctx.last_calls + position)),
+            )
         )
-        for m in results
-    ]
     ctx.emit(spec.observation_open + spec.observation_sep.join(items) + spec.observation_close)
 
 

@@ -92,9 +92,13 @@ class Template:
             ids.append(tokenizer.eos_token_id)
         return list(dict.fromkeys(ids))
 
-    def extract_tool_calls(self, text: str) -> tuple[str, list[dict]]:
-        """Parse the model's tool-call output: (remaining content, OpenAI-style tool calls)."""
-        return self.tool_format.extract(text)
+    def extract_tool_calls(self, text: str, tools: list[dict] | None = None) -> tuple[str, list[dict]]:
+        """Parse the model's tool-call output: (remaining content, OpenAI-style tool calls).
+
+        ``tools`` (the schemas offered) keeps string parameters as strings in formats that write arguments
+        one by one (GLM ``<arg_value>``); calls carry their ``id`` when the format writes one (Mistral-Small-3.2).
+        """
+        return self.tool_format.extract(text, tools)
 
     def split_reasoning(self, text: str) -> tuple[str, str]:
         """Split generated text into (reasoning, content); reasoning is "" when the template has none."""

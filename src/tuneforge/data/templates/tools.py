@@ -4,15 +4,22 @@ A tool format is a data record (``data/tool_formats.yaml``) with these fields:
 
 - ``tool``: text for one tool schema; ``{json}`` is the schema as JSON, ``{json_indent4}`` the same indented,
   ``{function_json}`` the inner ``function`` object as JSON; ``{name}``, ``{description}``, ``{parameters_json}``,
-  ``{signature}`` (Python-typed ``city: str, n: int``) and ``{params}``: ``params_open`` then one ``param``
-  per parameter (``{name}``, ``{type}`` Python type, ``{description}``) joined by ``param_sep`` (Hermes, Cohere).
+  ``{signature}`` (one ``sig_param`` per parameter, ``sig_param_optional`` for those not ``required``, joined
+  by ", ") and ``{params}``: ``params_open`` then one ``param`` per parameter (``{name}``, ``{type}`` Python
+  type, ``{description}``) joined by ``param_sep`` (Hermes, Cohere). A parameter that is not required has its
+  ``{type}`` written through ``optional_type`` (Cohere: ``Optional[{type}]``); ``typing_names`` writes
+  ``List[..]`` / ``Dict[str, ..]`` instead of ``list[..]`` / ``dict``.
 - ``tools_sep``: text between tool schemas; ``tools_block``: the block around them (``{tools}``).
-- ``call``: text for one call, with ``{name}``, ``{arguments}`` (JSON object text), ``{type}``, ``{id}`` (the
-  call's id) and ``{args}``: the arguments one by one through ``arg`` (``{key}``, ``{value}``: strings as is,
-  other values as JSON), joined by ``arg_sep`` (GLM-4.5+ ``<arg_key>``/``<arg_value>`` XML).
+- ``call``: text for one call, with ``{name}``, ``{arguments}`` (JSON object text, indented by
+  ``arguments_indent`` with continuation lines shifted by ``arguments_nest`` spaces when set), ``{type}``,
+  ``{id}`` (the call's id), ``{index}`` (the call's position in the conversation, from 0) and ``{args}``: the
+  arguments one by one through ``arg`` (``{key}``, ``{value}``: strings as is, other values as JSON), joined by
+  ``arg_sep`` (GLM-4.5+ ``<arg_key>``/``<arg_value>`` XML).
 - ``call_sep``, ``calls_open``, ``calls_close``: how several calls are joined and wrapped.
 - ``content_sep``: text between the assistant's own content and its calls (only when content is non-empty);
   ``keep_content: false`` drops the content when the message carries calls (llama3 JSON calls).
+  ``message`` (with ``{content}`` and ``{calls}``) instead lays out the whole message, e.g. Command-R7B's
+  ``<|START_THINKING|>{content}<|END_THINKING|><|START_ACTION|>{calls}<|END_ACTION|>``.
 
 ``extract_tool_calls`` turns ``call`` into a regular expression, so parsing a model's output is driven by the
 same record that renders training data.
@@ -52,12 +59,24 @@ class ToolFormat:
     calls_close: str = ""
     content_sep: str = ""
     keep_content: bool = True
+    message: str = ""
     single_call: bool = False
     arg: str = ""
     arg_sep: str = ""
+    arguments_indent: int = 0
+    arguments_nest: int = 0
     param: str = ""
     param_sep: str = ""
     params_open: str = ""
+    sig_param: str = "{name}: {type}"
+    sig_param_optional: str = ""
+    optional_type: str = "{type}"
+    typing_names: bool = False
+
+    @property
+    def can_render_calls(self) -> bool:
+        """False for formats that have no text for a tool call (rendering calls with them raises)."""
+        return bool(self.call)
 
     def render_tools(self, tools: list[dict]) -> str:
         """The tools block listing every tool schema."""
@@ -66,11 +85,18 @@ class ToolFormat:
 
     def _one_tool(self, tool: dict) -> str:
         function = tool.get("function", tool)
-        props = (function.get("parameters") or {}).get("properties") or {}
-        params = [
-            fill(self.param, name=k, type=python_type(v), description=str(v.get("description", "")).strip())
-            for k, v in props.items()
-        ]
+        parameters = function.get("parameters") or {}
+        props = parameters.get("properties") or {}
+        required = set(parameters.get("required") or ())
+        sig, params = [], []
+        for key, schema in props.items():
+            kind = python_type(schema, self.typing_names)
+            if key not in required:
+                kind = fill(self.optional_type, type=kind)
+            slot = self.sig_param_optional if key not in required and self.sig_param_optional else self.sig_param
+            sig.append(fill(slot, name=key, type=kind))
+            description = str(schema.get("description", "")).strip()
+            params.append(fill(self.param, name=key, type=kind, description=description))
         return fill(
             self.tool,
             json=to_json(tool),
@@ -79,32 +105,44 @@ class ToolFormat:
             name=function["name"],
             description=function.get("description", ""),
             parameters_json=to_json(function.get("parameters", {})),
-            signature=", ".join(f"{k}: {python_type(v)}" for k, v in props.items()),
+            signature=", ".join(sig),
             params=self.params_open + self.param_sep.join(params) if params and self.param else "",
         )
 
-    def render_calls(self, content: str, calls: list[dict]) -> str:
-        """Assistant text for ``content`` followed by its tool ``calls`` (OpenAI-style dicts)."""
+    def render_calls(self, content: str, calls: list[dict], start: int = 0) -> str:
+        """Assistant text for ``content`` followed by its tool ``calls`` (OpenAI-style dicts).
+
+        ``start`` is the conversation-wide index of the first call (the ``{index}`` placeholder).
+        """
+        if not self.can_render_calls:
+            raise ValueError(f"tool format {self.name!r} cannot render tool calls")
         if self.single_call and len(calls) != 1:
             raise ValueError(f"tool format {self.name!r} supports exactly one tool call per message")
-        parts = [self._one_call(call) for call in calls]
+        parts = [self._one_call(call, start + offset) for offset, call in enumerate(calls)]
         text = self.calls_open + self.call_sep.join(parts) + self.calls_close
+        if self.message:
+            return fill(self.message, content=content, calls=text)
         if not self.keep_content or not content:
             return text
         return content + self.content_sep + text
 
-    def _one_call(self, call: dict) -> str:
+    def _one_call(self, call: dict, index: int) -> str:
         function = call.get("function", call)
         arguments = function.get("arguments", {})
         if isinstance(arguments, str):
             arguments = _parse_arguments(arguments)
-        args_text = arguments if isinstance(arguments, str) else to_json(arguments)
+        if isinstance(arguments, str):
+            args_text = arguments
+        else:
+            args_text = to_json(arguments, indent=self.arguments_indent or None)
+            args_text = args_text.replace("\n", "\n" + " " * self.arguments_nest)
         return fill(
             self.call,
             name=function["name"],
             arguments=args_text,
             type=call.get("type", "function"),
             id=call.get("id") or "",
+            index=str(index),
             args=self._args(arguments),
         )
 
@@ -114,45 +152,37 @@ class ToolFormat:
         items = [fill(self.arg, key=k, value=v if isinstance(v, str) else to_json(v)) for k, v in arguments.items()]
         return self.arg_sep.join(items)
 
-    def extract(self, text: str) -> tuple[str, list[dict]]:
-        """Split model output into (content, tool_calls); tool_calls are OpenAI-style dicts with dict args."""
-        head, _, tail = self.call.partition("{arguments}")
-        pattern, decoder = _head_regex(head), json.JSONDecoder()
-        calls, first, pos = [], None, 0
-        while match := pattern.search(text, pos):
-            pos = match.end()
-            try:
-                arguments, end = decoder.raw_decode(text, match.end())
-            except json.JSONDecodeError:
-                continue
-            if not text.startswith(tail, end):
-                continue
-            first = match.start() if first is None else first
-            calls.append({"type": "function", "function": {"name": match.group("name"), "arguments": arguments}})
-            pos = end + len(tail)
-        if not calls:
-            return text, []
-        content = text[:first]
-        for marker in (self.calls_open, self.content_sep):
-            content = content.removesuffix(marker) if marker else content
-        return content.strip(), calls
+    def extract(self, text: str, tools: list[dict] | None = None) -> tuple[str, list[dict]]:
+        """Split model output into (content, tool_calls); tool_calls are OpenAI-style dicts with dict args.
+
+        ``tools`` (the schemas offered to the model) lets formats that write arguments one by one (GLM's
+        ``<arg_value>``) keep string-typed values as strings even when they look like JSON numbers.
+        """
+        from tuneforge.data.templates.parse import extract_calls
+
+        return extract_calls(self, text, tools)
 
 
 _PY_TYPES = {"string": "str", "number": "float", "integer": "int", "boolean": "bool"}
 
 
-def python_type(schema: dict) -> str:
-    """The Python type name for a JSON-schema property, as the Hermes / Cohere templates write it."""
+def python_type(schema: dict, typing_names: bool = False) -> str:
+    """The Python type name for a JSON-schema property, as the Hermes (``list[..]``) / Cohere (``List[..]``)
+    templates write it."""
     kind = schema.get("type")
     if isinstance(kind, str) and kind in _PY_TYPES:
         return _PY_TYPES[kind]
     if kind == "array":
-        return f"list[{python_type(schema.get('items') or {})}]"
+        inner = python_type(schema.get("items") or {}, typing_names)
+        return f"List[{inner}]" if typing_names else f"list[{inner}]"
     if kind == "object":
         extra = schema.get("additionalProperties")
-        return f"dict[str, {python_type(extra)}]" if isinstance(extra, dict) else "dict"
+        value = python_type(extra, typing_names) if isinstance(extra, dict) else None
+        if typing_names:
+            return f"Dict[str, {value or 'Any'}]"
+        return f"dict[str, {value}]" if value else "dict"
     if isinstance(kind, list):
-        return "Union[" + ",".join(python_type({"type": t}) for t in kind) + "]"
+        return "Union[" + ",".join(python_type({"type": t}, typing_names) for t in kind) + "]"
     return "Any"
 
 
@@ -161,16 +191,3 @@ def _parse_arguments(text: str) -> Any:
         return json.loads(text)
     except json.JSONDecodeError:
         return text
-
-
-def _head_regex(head: str) -> re.Pattern[str]:
-    pieces = _FIELD.split(head)
-    out = []
-    for index, piece in enumerate(pieces):
-        if index % 2 == 0:
-            out.append(re.escape(piece))
-        elif piece == "name":
-            out.append(r"(?P<name>[^\"\n<>]+?)")
-        else:
-            out.append(r"\w*")
-    return re.compile("".join(out))

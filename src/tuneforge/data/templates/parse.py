@@ -1,0 +1,127 @@
+"""Parse tool calls out of model output with the same ``ToolFormat`` record that renders them.
+
+Two call layouts are understood:
+
+- ``{arguments}`` formats (Qwen/Hermes ``<tool_call>`` JSON, Llama-3, DeepSeek, Mistral, Command-R...): the
+  text before ``{arguments}`` becomes a regular expression (``{name}`` and ``{id}`` captured) and the arguments
+  are decoded as one JSON value, which must be followed by the rest of the call text.
+- ``{args}`` formats (GLM-4.5+ ``<arg_key>``/``<arg_value>``): the whole call becomes a regular expression and
+  its arguments are read one by one through the format's ``arg`` text. A value is decoded as JSON unless the
+  tool schema says the parameter is a string (or it is not valid JSON), mirroring how it was written.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from tuneforge.data.templates.tools import ToolFormat
+
+_FIELD = re.compile(r"\{(\w+)\}")
+_CAPTURES = {
+    "name": r"(?P<name>[^\"\n<>]+?)",
+    "id": r"(?P<id>[\w\-]*)",
+}
+_XML_CAPTURES = {
+    "name": r"(?P<name>[^\s\"<>]+)",
+    "id": r"(?P<id>[\w\-]*)",
+    "args": r"(?P<args>.*?)",
+    "key": r"(?P<key>.*?)",
+    "value": r"(?P<value>.*?)",
+}
+
+
+def extract_calls(fmt: ToolFormat, text: str, tools: list[dict] | None = None) -> tuple[str, list[dict]]:
+    """Split ``text`` into (content, OpenAI-style tool calls with dict arguments) following ``fmt``."""
+    if not fmt.call:
+        return text, []
+    if "{arguments}" in fmt.call:
+        calls, first = _json_calls(fmt, text)
+    elif "{args}" in fmt.call:
+        calls, first = _xml_calls(fmt, text, _string_params(tools))
+    else:
+        return text, []
+    if not calls:
+        return text, []
+    return _content_before(fmt, text[:first]), calls
+
+
+def _regex(template: str, captures: dict[str, str]) -> str:
+    out = []
+    for index, piece in enumerate(_FIELD.split(template)):
+        if index % 2 == 0:
+            out.append(re.escape(piece))
+        else:
+            out.append(captures.get(piece, r"\w*"))
+    return "".join(out)
+
+
+def _call(match: re.Match[str], arguments: Any) -> dict:
+    call: dict[str, Any] = {"type": "function", "function": {"name": match.group("name"), "arguments": arguments}}
+    call_id = match.groupdict().get("id")
+    if call_id:
+        call = {"id": call_id, **call}
+    return call
+
+
+def _json_calls(fmt: ToolFormat, text: str) -> tuple[list[dict], int]:
+    head, _, tail = fmt.call.partition("{arguments}")
+    pattern, decoder = re.compile(_regex(head, _CAPTURES)), json.JSONDecoder()
+    calls: list[dict] = []
+    first, pos = -1, 0
+    while match := pattern.search(text, pos):
+        pos = match.end()
+        try:
+            arguments, end = decoder.raw_decode(text, match.end())
+        except json.JSONDecodeError:
+            continue
+        if not text.startswith(tail, end):
+            continue
+        first = match.start() if first < 0 else first
+        calls.append(_call(match, arguments))
+        pos = end + len(tail)
+    return calls, first
+
+
+def _xml_calls(fmt: ToolFormat, text: str, strings: dict[str, set[str]]) -> tuple[list[dict], int]:
+    pattern = re.compile(_regex(fmt.call, _XML_CAPTURES), re.DOTALL)
+    arg_pattern = re.compile(_regex(fmt.arg, _XML_CAPTURES), re.DOTALL) if fmt.arg else None
+    calls: list[dict] = []
+    first = -1
+    for match in pattern.finditer(text):
+        name = match.group("name")
+        arguments: dict[str, Any] = {}
+        for arg in arg_pattern.finditer(match.group("args")) if arg_pattern else ():
+            key, value = arg.group("key"), arg.group("value")
+            arguments[key] = value if key in strings.get(name, set()) else _decode(value)
+        first = match.start() if first < 0 else first
+        calls.append(_call(match, arguments))
+    return calls, first
+
+
+def _decode(value: str) -> Any:
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError:
+        return value
+
+
+def _string_params(tools: list[dict] | None) -> dict[str, set[str]]:
+    """Tool name -> its string-typed parameters, from OpenAI tool schemas."""
+    out: dict[str, set[str]] = {}
+    for tool in tools or ():
+        function = tool.get("function", tool)
+        props = (function.get("parameters") or {}).get("properties") or {}
+        out[function.get("name", "")] = {k for k, v in props.items() if v.get("type") == "string"}
+    return out
+
+
+def _content_before(fmt: ToolFormat, content: str) -> str:
+    for marker in (fmt.calls_open, fmt.content_sep):
+        content = content.removesuffix(marker) if marker else content
+    if fmt.message:
+        before, _, after = fmt.message.partition("{content}")
+        content = content.removeprefix(before).removesuffix(after.partition("{calls}")[0])
+    return content.strip()
