@@ -34,7 +34,28 @@ TOOLS = [
         },
     }
 ]
+RICH_TOOLS = [
+    *TOOLS,
+    {
+        "type": "function",
+        "function": {
+            "name": "search",
+            "description": "Search the web",
+            "parameters": {
+                "type": "object",
+                "properties": {
+                    "query": {"type": "string", "description": "What to look for"},
+                    # no array: Command-R+'s `json_spec.items` reads dict.items, so arrays come out List[Union[]]
+                    "news_only": {"type": "boolean", "description": "Only news sites"},
+                    "limit": {"type": "integer", "description": "Most results"},
+                },
+                "required": ["query"],
+            },
+        },
+    },
+]
 CALL = {"type": "function", "function": {"name": "get_weather", "arguments": {"city": "Paris"}}}
+SEARCH = {"type": "function", "function": {"name": "search", "arguments": {"query": "news", "news_only": True}}}
 CALL_ID = {**CALL, "id": "call12345"}  # Mistral-Small needs 9-character call ids
 SYSTEM = "You are a terse assistant."
 
@@ -75,6 +96,18 @@ CASES = {
             _a("It is 22C."),
         ],
         TOOLS,
+        False,
+    ),
+    "tools_rich": (
+        SYSTEM,
+        [
+            _u("Weather in Paris, and news?"),
+            _a("", tool_calls=[{**CALL, "id": "call00001"}, {**SEARCH, "id": "call00002"}]),
+            {"role": "tool", "content": "22C", "tool_call_id": "call00001"},
+            {"role": "tool", "content": "Nothing new.", "tool_call_id": "call00002"},
+            _a("22C and no news."),
+        ],
+        RICH_TOOLS,
         False,
     ),
     "reasoning": (None, [_u("2+2?"), _a("4", reasoning_content="Add two and two.")], None, False),
@@ -118,27 +151,27 @@ V25_BUG = dict.fromkeys(
 HERMES = {"bos": "<|begin_of_text|>", "eos": "<|im_end|>"}
 NOTHINK = {"enable_thinking": False}
 THINK = {"enable_thinking": True}
-SMALL = (*PLAIN, "tools_system_gen", "tools_ids")
-GLM = (*PLAIN, "tools", "tools_system_gen", *REASONING)
+SMALL = (*PLAIN, "tools_system_gen", "tools_ids", "tools_rich")
+GLM = (*PLAIN, "tools", "tools_system_gen", "tools_rich", *REASONING)
 PHI4_BUG = dict.fromkeys(
     PLAIN,
     "llama.cpp's Phi-4-mini template iterates `tools` whenever it is defined, and transformers always passes "
     "tools=None, so it raises TypeError on any conversation without tools",
 )
 COHERE = {"bos": "<BOS_TOKEN>", "eos": "<|END_OF_TURN_TOKEN|>"}
-R_CASES = (*TOOL_CASES, "tools_ids")
-R7B_CASES = (*PLAIN, *TOOL_CASES, "tools_ids")
+R_CASES = (*TOOL_CASES, "tools_ids", "tools_rich")
+R7B_CASES = (*PLAIN, *TOOL_CASES, "tools_ids", "tools_rich")
 R_NONE = {
     "tools_no_content": "Command-R+'s tool_use template writes `message.content|trim` for a calls turn whenever "
     "the key exists, so content None renders as the text 'None' before `Action:`"
 }
 FIDELITY = [
-    Fixture(CT + "Qwen-Qwen2.5-7B-Instruct.jinja", "qwen", (*PLAIN, "tools", "tools_system_gen"), **QWEN),
+    Fixture(CT + "Qwen-Qwen2.5-7B-Instruct.jinja", "qwen", (*PLAIN, "tools", "tools_system_gen", "tools_rich"), **QWEN),
     Fixture(CT + "Qwen-Qwen2-7B-Instruct.jinja", "qwen2", PLAIN, **QWEN),
     Fixture(
         CT + "Qwen-Qwen3-0.6B.jinja",
         "qwen3",
-        (*PLAIN, "tools", "tools_system_gen", "reasoning", "reasoning_multi"),
+        (*PLAIN, "tools", "tools_system_gen", "tools_rich", "reasoning", "reasoning_multi"),
         **QWEN,
     ),
     Fixture(
@@ -150,7 +183,7 @@ FIDELITY = [
         **QWEN,
     ),
     Fixture("models/qwen3-14b-mlx-4bit/tokenizer_config.json", "qwen3", (*PLAIN, "tools"), **QWEN),
-    Fixture(CT + "Qwen-QwQ-32B.jinja", "qwq", (*PLAIN, "tools", "tools_system_gen"), **QWEN),
+    Fixture(CT + "Qwen-QwQ-32B.jinja", "qwq", (*PLAIN, "tools", "tools_system_gen", "tools_rich"), **QWEN),
     Fixture(CT + "Qwen3-Coder.jinja", "qwen3_coder", PLAIN, **QWEN),
     Fixture(CT + "deepseek-ai-DeepSeek-R1-Distill-Qwen-32B.jinja", "deepseekr1", PLAIN, **DS),
     Fixture(CT + "deepseek-ai-DeepSeek-R1-Distill-Llama-8B.jinja", "deepseekr1", PLAIN, **DS),
@@ -172,7 +205,12 @@ FIDELITY = [
     Fixture(CT + "THUDM-chatglm3-6b.jinja", "chatglm3", PLAIN),
     Fixture("models/glm-4-9b-chat/tokenizer_config.json", "glm4", PLAIN),
     Fixture(CT + "ibm-granite-granite-3.3-2B-Instruct.jinja", "granite3", PLAIN, eos="<|end_of_text|>"),
-    Fixture(CT + "ibm-granite-granite-4.0.jinja", "granite4", (*PLAIN, "tools"), eos="<|end_of_text|>"),
+    Fixture(
+        CT + "ibm-granite-granite-4.0.jinja",
+        "granite4",
+        (*PLAIN, "tools", "tools_system_gen", "tools_rich"),
+        eos="<|end_of_text|>",
+    ),
     # SmolLM3's (Unsloth-edited) template drops tool schemas and calls; tuneforge raises instead (test_templates).
     Fixture(CT + "HuggingFaceTB-SmolLM3-3B.jinja", "smollm3", (*PLAIN, *REASONING), **QWEN),
     Fixture(
@@ -184,12 +222,12 @@ FIDELITY = [
         **QWEN,
     ),
     # The tool_use variants render only conversations that come with tools (HF picks them when tools are given).
-    Fixture(CT + "NousResearch-Hermes-3-Llama-3.1-70B-tool_use.jinja", "hermes", TOOL_CASES, **HERMES),
-    Fixture(CT + "NousResearchHermes-2-Pro-Llama-3-8B-tool_use.jinja", "hermes", TOOL_CASES, **HERMES),
+    Fixture(CT + "NousResearch-Hermes-3-Llama-3.1-70B-tool_use.jinja", "hermes", (*TOOL_CASES, "tools_rich"), **HERMES),
+    Fixture(CT + "NousResearchHermes-2-Pro-Llama-3-8B-tool_use.jinja", "hermes", (*TOOL_CASES, "tools_rich"), **HERMES),
     Fixture(
         CT + "llama-cpp-microsoft-Phi-4-mini-instruct.jinja",
         "phi4_mini",
-        (*PLAIN, *TOOL_CASES),
+        (*PLAIN, *TOOL_CASES, "tools_rich"),
         eos="<|endoftext|>",
         xfail=PHI4_BUG,
     ),

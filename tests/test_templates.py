@@ -266,3 +266,93 @@ def test_glm_xml_tool_arguments_and_mistral_small_ids() -> None:
     assert get_template("mistral_small32").tool_format.render_calls("", [call]) == (
         '[TOOL_CALLS]f[CALL_ID]abcdefghi[ARGS]{"a": "x", "n": [1]}'
     )
+
+
+SCHEMAS = [
+    {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "parameters": {
+                "type": "object",
+                "properties": {"city": {"type": "string"}, "zip": {"type": "string"}, "days": {"type": "array"}},
+            },
+        },
+    }
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "keeps_content"),
+    [
+        ("glm4_moe", True),
+        ("glm46", True),
+        ("glm47", True),
+        ("mistral_small32", False),
+        ("command_r_tools", True),
+        ("command_r7b", True),
+        ("qwen3", True),
+    ],
+)
+def test_extract_round_trips_the_rendered_calls_turn(name: str, keeps_content: bool) -> None:
+    """The response text `render` writes for a calls turn parses back to the same calls (and content)."""
+    calls = [
+        {"id": "abcdefghi", "type": "function", "function": {"name": "get_weather", "arguments": ARGS}}
+        for ARGS in ({"city": "Paris", "zip": "75001", "days": [1, 2]}, {"city": "Lyon"})
+    ]
+    messages = [
+        {"role": "user", "content": "Weather?"},
+        {"role": "assistant", "content": "Checking.", "tool_calls": calls},
+    ]
+    template = get_template(name)
+    response = [s.text for s in template.segments(messages, tools=SCHEMAS) if s.response]
+    assert len(response) == 1
+    _reasoning, answer = template.split_reasoning(response[0])  # thinking families: the empty block first
+    content, parsed = template.extract_tool_calls(answer, tools=SCHEMAS)
+    if template.tool_format.call.count("{id}") == 0:
+        calls = [{k: v for k, v in call.items() if k != "id"} for call in calls]
+    assert parsed == calls  # "75001" stays a string for GLM because the schema says so
+    assert content == ("Checking." if keeps_content else "")
+
+
+def test_glm_values_without_schema_decode_json_and_keep_plain_text() -> None:
+    text = "<tool_call>f<arg_key>n</arg_key><arg_value>3</arg_value>"
+    text += "<arg_key>s</arg_key><arg_value>hi</arg_value></tool_call>"
+    assert get_template("glm47").extract_tool_calls(text)[1][0]["function"]["arguments"] == {"n": 3, "s": "hi"}
+
+
+@pytest.mark.parametrize("name", ["gpt_oss", "gemma4", "smollm3"])
+def test_templates_without_tool_support_raise_instead_of_dropping(name: str) -> None:
+    template = get_template(name)
+    plain = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Yo"}]
+    with pytest.raises(ConfigError, match=rf"'{name}' cannot render tool schemas"):
+        template.render(plain, tools=TOOLS)
+    with pytest.raises(ConfigError, match="assistant tool calls, tool results"):
+        template.render(MULTI)
+    assert template.render(plain)  # plain conversations still render
+
+
+def test_merged_system_templates_put_tools_in_the_first_user_turn() -> None:
+    text = get_template("gemma").render([{"role": "user", "content": "Hi"}], system="Be brief.", tools=TOOLS)
+    assert "<start_of_turn>user\nBe brief.\n\n# Tools" in text and '"name": "get_weather"' in text
+
+
+def test_tools_that_cannot_be_placed_raise() -> None:
+    messages = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Yo"}]
+    with pytest.raises(ConfigError, match="tool schemas would not appear"):
+        get_template("mistral_nemo").render(messages, tools=TOOLS)  # its system text only joins a final user turn
+
+
+def test_command_r7b_numbers_calls_across_the_conversation() -> None:
+    call = {"type": "function", "function": {"name": "get_weather", "arguments": {"city": "Paris"}}}
+    turn = [{"role": "assistant", "content": "", "tool_calls": [call, call]}, *[{"role": "tool", "content": "x"}] * 2]
+    text = get_template("command_r7b").render([{"role": "user", "content": "Hi"}, *turn, *turn])
+    assert [text.count(f'"tool_call_id": "{i}"') for i in range(5)] == [2, 2, 2, 2, 0]
+
+
+def test_python_type_names_for_hermes_and_cohere() -> None:
+    from tuneforge.data.templates.tools import python_type
+
+    array = {"type": "array", "items": {"type": "integer"}}
+    assert (python_type(array), python_type(array, typing_names=True)) == ("list[int]", "List[int]")
+    assert (python_type({"type": "object"}), python_type({"type": "object"}, True)) == ("dict", "Dict[str, Any]")

@@ -59,6 +59,7 @@ class TemplateSpec:
     the message that carries the tools (``tools_in: user`` / ``last_user``), for tools placed before the turn.
     ``tools_in`` is ``system``, ``prefix`` (the ``{tools}`` placeholder of ``prefix``), ``user``, ``last_user`` or
     ``none`` (the record cannot render tools: tools, tool calls and tool results raise ``ConfigError``).
+    ``tools_replace_default``: with tools and no system text, the default system prompt is left out (Granite-4).
     ``system_content`` wraps non-empty system text inside the system slot (Command-R7B's developer preamble);
     ``assistant_with_calls`` replaces the ``assistant`` slot for turns carrying tool calls (Command-R closes
     those turns differently). Tool results may use ``{call_index}``: the conversation-wide position of the call
@@ -96,6 +97,7 @@ class TemplateSpec:
     tools_in: str = "system"
     tools_system: str = "{system}\n\n{tools}"
     tools_system_empty: str | None = None
+    tools_replace_default: bool = False
     tools_user: str = "{tools}{content}"
     user_with_tools: str = ""
     thinking: ThinkingSpec | None = None

@@ -68,6 +68,8 @@ def render_segments(
     default = spec.default_system
     if thinking_off and spec.thinking.default_system_off is not None:
         default = spec.thinking.default_system_off
+    if system is None and tools and spec.tools_replace_default:
+        default = ""
     system_text = fill(default, date=spec.date) if system is None else system
     tools_text = tool_format.render_tools(tools) if tools else ""
     if tools_text and spec.tools_in == "system" and spec.system_mode not in ("slot", "prefix"):
