@@ -164,3 +164,26 @@ def test_inline_dataset_entries(shared_dir, qwen_tokenizer, tmp_path):
     assert qwen_tokenizer.decode(splits.train[0]["input_ids"]).endswith(
         "Hello?<|im_end|>\n<|im_start|>assistant\nHi.<|im_end|>"
     )
+
+
+def test_workers_give_the_same_rows_and_report_bad_ones(shared_dir, qwen_tokenizer, tmp_path, monkeypatch):
+    from tuneforge.data import parallel
+
+    monkeypatch.setattr(parallel, "MIN_DISTINCT_ROWS", 10)
+    rows = alpaca_rows(30)
+    rows[17]["output"] = ""
+    path = write_json(tmp_path / "d.json", rows)
+    one = prepare_dataset(data_config(tmp_path, dataset=str(path), preprocessing_num_workers=1), qwen_tokenizer)
+    two = prepare_dataset(data_config(tmp_path, dataset=str(path), preprocessing_num_workers=2), qwen_tokenizer)
+    assert two.train["input_ids"] == one.train["input_ids"] and len(two.train) == 29
+    assert any("row 18" in line for line in two.stats.problems)
+
+
+def test_streaming_yields_tokenized_rows(shared_dir, qwen_tokenizer, tmp_path):
+    cfg = data_config(
+        tmp_path, dataset="identity", streaming=True, buffer_size=8, val_size=2, max_samples=20, max_steps=5
+    )
+    splits = prepare_dataset(cfg, qwen_tokenizer)
+    train, evaluation = list(splits.train), list(splits.eval)
+    assert len(train) == 18 and len(evaluation) == 2
+    assert set(train[0]) == {"input_ids", "labels"} and any(label != IGNORE for label in train[0]["labels"])

@@ -32,7 +32,7 @@ def test_preview_prints_samples_and_writes_jsonl(qwen_tokenizer, tmp_path, capsy
 
 def test_marked_text_styles_trained_and_masked(qwen_tokenizer) -> None:
     ids = qwen_tokenizer.encode("Hi there", add_special_tokens=False)
-    text = marked_text(qwen_tokenizer, ids, [IGNORE] + ids[1:])
+    text = marked_text(qwen_tokenizer, ids, [IGNORE, *ids[1:]])
     styles = [str(span.style) for span in text.spans]
     assert styles == ["dim", "bold green"] and text.plain == "Hi there"
 

@@ -1,0 +1,109 @@
+"""`streaming: true`: rows are read, converted and tokenized lazily as training consumes them (no cache).
+
+Local JSON-lines and text files are read line by line; a JSON array is parsed once; hub datasets use
+`datasets.load_dataset(..., streaming=True)`. Datasets are mixed with `datasets.interleave_datasets` or
+concatenated, shuffled within `buffer_size`, and `val_size` (a row count) is taken from the front. Sample
+packing needs the whole dataset and is not available here (pre-training chunking is).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+from tuneforge.data.convert import convert_rows
+from tuneforge.data.loading import RawRows, data_files, read_file, read_hub
+from tuneforge.data.mixing import parse_probs
+from tuneforge.data.process import process_rows
+from tuneforge.data.report import RowReport
+from tuneforge.data.tokens import MemoTokenizer
+from tuneforge.errors import DataError
+
+logger = logging.getLogger("tuneforge.data")
+STREAM_CHUNK = 256
+_JOBS: dict[str, tuple] = {}  # generator arguments by key (kept for the life of the process)
+
+
+def prepare_streaming(plan: Any, tokenizer: Any) -> Any:
+    """Train/eval `datasets.IterableDataset`s for `plan` (see the module docstring)."""
+    from datasets import IterableDataset
+
+    from tuneforge.data.pipeline import DatasetSplits, DataStats
+
+    d = plan.data
+    if plan.pack and not plan.opts.pt_chunking:
+        raise DataError("packing / neat_packing need the whole dataset; they cannot be combined with streaming.")
+    if d.val_size and (d.val_size < 1 or int(d.val_size) != d.val_size):
+        raise DataError(f"With streaming, val_size must be a row count (an integer >= 1), got {d.val_size}.")
+    parts = [_iterable(IterableDataset, a, plan, tokenizer) for a in plan.train_attrs]
+    train = _mix(parts, d, plan.seed)
+    evals = [_iterable(IterableDataset, a, plan, tokenizer) for a in plan.eval_attrs]
+    evaluation = _mix(evals, d, plan.seed) if evals else None
+    if train is not None:
+        train = train.shuffle(buffer_size=d.buffer_size, seed=plan.seed)
+        if d.val_size and evaluation is None:
+            evaluation, train = train.take(int(d.val_size)), train.skip(int(d.val_size))
+    stats = DataStats(kind=plan.kind, template=getattr(plan.template, "name", None), warnings=plan.warnings)
+    return DatasetSplits(train, evaluation, stats, plan.template)
+
+
+def _iterable(cls: Any, attr: Any, plan: Any, tokenizer: Any) -> Any:
+    """An IterableDataset over `_rows`; the heavy arguments travel by key, so `datasets` does not hash them."""
+    key = f"{id(plan)}-{attr.name}-{len(_JOBS)}"
+    _JOBS[key] = (attr, plan, tokenizer)
+    return cls.from_generator(_rows_by_key, gen_kwargs={"key": key})
+
+
+def _rows_by_key(key: str) -> Iterator[dict[str, Any]]:
+    yield from _rows(*_JOBS[key])
+
+
+def _mix(parts: list[Any], d: Any, seed: int) -> Any:
+    from datasets import concatenate_datasets, interleave_datasets
+
+    if not parts:
+        return None
+    if len(parts) == 1:
+        return parts[0]
+    if d.mix_strategy == "concat":
+        return concatenate_datasets(parts)
+    stopping = {"interleave_under": "first_exhausted", "interleave_over": "all_exhausted"}
+    probs = parse_probs(d.interleave_probs, len(parts))
+    strategy = stopping.get(d.mix_strategy, "all_exhausted_without_replacement")
+    return interleave_datasets(parts, probabilities=probs, seed=seed, stopping_strategy=strategy)
+
+
+def _raw(attr: Any, report: RowReport) -> Iterator[tuple[int, dict[str, Any]]]:
+    if attr.source != "file":
+        yield from enumerate(read_hub(attr), start=1)
+        return
+    for path in data_files(attr):
+        yield from read_file(path, attr.name, report)
+
+
+def _rows(attr: Any, plan: Any, tokenizer: Any) -> Iterator[dict[str, Any]]:
+    """Processed rows of one dataset, produced lazily in chunks of `STREAM_CHUNK` rows."""
+    report = RowReport(strict=bool(getattr(plan.data, "strict_data", False)))
+    tok = MemoTokenizer(tokenizer)
+    limit = plan.data.max_samples
+    rows: list[dict[str, Any]] = []
+    numbers: list[int] = []
+    for count, (number, row) in enumerate(_raw(attr, report)):
+        if limit is not None and count >= limit:
+            break
+        rows.append(row)
+        numbers.append(number)
+        if len(rows) == STREAM_CHUNK:
+            yield from _chunk(RawRows(attr.name, rows, numbers), attr, plan, tok, report)
+            rows, numbers = [], []
+    if rows:
+        yield from _chunk(RawRows(attr.name, rows, numbers), attr, plan, tok, report)
+    report.log_summary()
+
+
+def _chunk(raw: RawRows, attr: Any, plan: Any, tok: MemoTokenizer, report: RowReport) -> Iterator[dict[str, Any]]:
+    """Convert and tokenize one chunk (KTO's mismatched completions and pt blocks stay within the chunk)."""
+    examples = convert_rows(raw, attr, report, pretrain=plan.kind == "pt")
+    table = process_rows(examples, plan.template, tok, plan.opts, report)
+    yield from table.to_pylist()
