@@ -187,3 +187,11 @@ def test_streaming_yields_tokenized_rows(shared_dir, qwen_tokenizer, tmp_path):
     train, evaluation = list(splits.train), list(splits.eval)
     assert len(train) == 18 and len(evaluation) == 2
     assert set(train[0]) == {"input_ids", "labels"} and any(label != IGNORE for label in train[0]["labels"])
+
+
+@pytest.mark.parametrize(
+    ("stage", "dataset", "message"), [("sft", "dpo_en_demo", "preference data"), ("dpo", "identity", "ranking")]
+)
+def test_dataset_that_cannot_serve_the_stage_is_refused(shared_dir, qwen_tokenizer, tmp_path, stage, dataset, message):
+    with pytest.raises(DataError, match=message):
+        prepare_dataset(data_config(tmp_path, stage=stage, dataset=dataset), qwen_tokenizer)

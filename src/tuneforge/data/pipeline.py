@@ -158,9 +158,31 @@ def make_plan(cfg: Any, tokenizer: Any, stage: str | None = None) -> Plan:
         raise DataError("No dataset given: set `dataset` (and optionally `eval_dataset`) in the config.")
     if eval_attrs and d.val_size:
         raise DataError("Set either val_size or eval_dataset, not both.")
+    check_stage_fit(train_attrs + eval_attrs, kind)
     template, warnings = (None, []) if kind == "pt" else build_template(cfg, tokenizer)
     seed = int(getattr(cfg.training, "data_seed", None) or getattr(cfg.training, "seed", 42))
     return Plan(kind, template, warnings, opts, train_attrs, eval_attrs, d, seed, pack, bool(d.neat_packing))
+
+
+def check_stage_fit(attrs: list[DatasetAttr], kind: str) -> None:
+    """Reject datasets that cannot serve the stage (preference data for sft, media LF reads but we do not)."""
+    for attr in attrs:
+        if attr.ranking and kind in ("sft", "kto", "pt"):
+            raise DataError(
+                f"Dataset {attr.name!r} is preference data (ranking: true); it serves stages rm, dpo (and "
+                f"ppo/grpo prompts), not {kind}."
+            )
+        if kind == "pairwise" and attr.formatting is not None and not attr.ranking:
+            raise DataError(
+                f"Stage needs preference data but dataset {attr.name!r} has no `ranking: true` "
+                "(with `chosen` and `rejected` columns) in its entry."
+            )
+        media = [key for key in ("images", "videos", "audios") if attr.columns.get(key)]
+        if media:
+            raise DataError(
+                f"Dataset {attr.name!r} maps {'/'.join(media)} columns: multimodal data is not supported yet; "
+                "remove those columns from its entry to train on the text alone."
+            )
 
 
 def prepare_dataset(cfg: Any, tokenizer: Any, stage: str | None = None) -> DatasetSplits:

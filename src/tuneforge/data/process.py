@@ -13,6 +13,7 @@ collects its text, one batched encode handles all distinct texts, and a serve pa
 from __future__ import annotations
 
 import pickle
+import sys
 from array import array
 from dataclasses import dataclass
 from typing import Any
@@ -259,7 +260,7 @@ def process_rows(examples: RawRows, template: Any, tokenizer: Any, opts: Process
         return _process_pretraining(examples, tok, opts)
     encoder, turns = ENCODERS[opts.kind], Turns(template, tok)
     columns, kto_rows, done, key_of = Columns(), [], {}, {}
-    for start in range(0, len(examples), CHUNK_ROWS):
+    for start in _progress(range(0, len(examples), CHUNK_ROWS), examples.name):
         chunk = examples.rows[start : start + CHUNK_ROWS]
         keys = _keys(chunk, key_of)
         if len(done) > _MAX_DONE:
@@ -278,6 +279,15 @@ def process_rows(examples: RawRows, template: Any, tokenizer: Any, opts: Process
     for item in finish_kto(kto_rows, opts) if kto_rows else []:
         columns.add(item)
     return columns.to_table()
+
+
+def _progress(chunks: range, name: str) -> Any:
+    """A progress bar over chunks for large datasets, shown only on a terminal."""
+    if len(chunks) < 4 or not sys.stderr.isatty():
+        return chunks
+    from tqdm.auto import tqdm
+
+    return tqdm(chunks, desc=f"tokenizing {name}", unit="chunk", leave=False)
 
 
 def _keys(chunk: list[dict[str, Any]], key_of: dict[int, bytes]) -> list[bytes]:
