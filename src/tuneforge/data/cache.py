@@ -11,6 +11,7 @@ Location: `$TUNEFORGE_CACHE`, else `<model.cache_dir>/tuneforge-data`, else
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -50,7 +51,8 @@ def file_digest(path: Path, root: Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     index[key] = [*stamp, digest.hexdigest()]
-    _write_json(index_path, index)
+    with contextlib.suppress(OSError):  # a read-only cache only costs re-hashing next time
+        _write_json(index_path, index)
     return digest.hexdigest()
 
 
@@ -108,8 +110,12 @@ def save_entry(folder: Path, tables: dict[str, Any], meta: dict[str, Any]) -> No
                 writer.write_table(table)
         _write_json(tmp / "meta.json", {**meta, "splits": sorted(tables)})
         if folder.exists():
-            shutil.rmtree(folder)
-        os.replace(tmp, folder)
+            shutil.rmtree(folder, ignore_errors=True)
+        try:
+            os.replace(tmp, folder)
+        except OSError:
+            if not (folder / "meta.json").is_file():  # not another process having stored the same entry
+                raise
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)

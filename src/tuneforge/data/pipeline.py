@@ -198,15 +198,32 @@ def prepare_dataset(cfg: Any, tokenizer: Any, stage: str | None = None) -> Datas
         return _load_tokenized(Path(tokenized), plan)
     root = cache.cache_root(getattr(cfg.model, "cache_dir", None))
     folder = cache.entry_dir(root, cache.make_key(_key_parts(plan, tokenizer, root)))
+    splits, stats = _cached_or_built(plan, tokenizer, folder)
+    result = _splits(splits, stats, plan)
+    result.stats.seconds = time.perf_counter() - start
+    if tokenized:
+        _save_tokenized(Path(tokenized), result)
+    return result
+
+
+def _cached_or_built(plan: Plan, tokenizer: Any, folder: Path) -> tuple[dict[str, Any], DataStats]:
+    """Split datasets from the cache entry `folder`, building and storing it first when needed."""
     hit = None if plan.data.overwrite_cache else cache.load_entry(folder)
     cached = hit is not None
     if hit is None:
         tables, stats = build_tables(plan, tokenizer)
         stats.cache_path = str(folder)
-        cache.save_entry(folder, tables, {"stats": stats.to_dict()})
-        hit = cache.load_entry(folder)
+        try:
+            cache.save_entry(folder, tables, {"stats": stats.to_dict()})
+            hit = cache.load_entry(folder)
+        except OSError as err:
+            logger.warning(
+                "Could not write the preprocessing cache at %s (%s); keeping the data in memory.", folder, err
+            )
         if hit is None:
-            raise DataError(f"The preprocessing cache at {folder} could not be read back; is the disk full?")
+            from datasets import Dataset
+
+            hit = {name: Dataset(table) for name, table in tables.items()}, {"stats": stats.to_dict()}
     splits, meta = hit
     stats = DataStats.from_dict(meta["stats"])
     stats.cache_hit, stats.warnings = cached, plan.warnings
@@ -214,11 +231,7 @@ def prepare_dataset(cfg: Any, tokenizer: Any, stage: str | None = None) -> Datas
         logger.warning(
             "Invalid rows were skipped when this data was cached (%s):\n%s", folder, "\n".join(stats.problems)
         )
-    result = _splits(splits, stats, plan)
-    result.stats.seconds = time.perf_counter() - start
-    if tokenized:
-        _save_tokenized(Path(tokenized), result)
-    return result
+    return splits, stats
 
 
 def _key_parts(plan: Plan, tokenizer: Any, root: Path) -> dict[str, Any]:
