@@ -75,6 +75,7 @@ class LogCallback(TrainerCallback):
         record["tokens_per_sec"] = round(self.clock.tokens_per_sec(state.num_input_tokens_seen), 2)
         record["total_tokens"] = state.num_input_tokens_seen
         record["elapsed_time"] = _hms(self.clock.elapsed())
+        record["elapsed_seconds"] = round(self.clock.elapsed(), 3)
         record["remaining_time"] = _hms(self.clock.remaining(step, total))
         record.update(_gpu_memory())
         return record
