@@ -107,3 +107,12 @@ def test_pairwise_and_kto_collators() -> None:
         [{"input_ids": [1], "labels": [1], "kl_input_ids": [1, 2], "kl_labels": [IGNORE, 2], "kto_tags": True}]
     )
     assert kto["kl_input_ids"].tolist() == [[1, 2]] and kto["kto_tags"].tolist() == [True]
+
+
+def test_plain_packing_packs_without_position_ids(shared_dir, qwen_tokenizer, tmp_path) -> None:
+    from tuneforge.data.pipeline import prepare_dataset
+
+    cfg = data_config(tmp_path, dataset="identity", packing=True, cutoff_len=512)
+    splits = prepare_dataset(cfg, qwen_tokenizer)
+    assert splits.stats.packed_rows == len(splits.train) < 91
+    assert "position_ids" not in splits.train.column_names

@@ -150,7 +150,7 @@ def make_plan(cfg: Any, tokenizer: Any, stage: str | None = None) -> Plan:
         cutoff_len=int(d.cutoff_len),
         train_on_prompt=bool(d.train_on_prompt),
         mask_history=bool(d.mask_history),
-        pt_chunking=pack and not d.neat_packing,
+        pt_chunking=pack and not d.neat_packing and kind == "pt",
     )
     train_attrs = resolve_datasets(d.dataset, d.dataset_dir)
     eval_attrs = resolve_datasets(d.eval_dataset, d.dataset_dir)
