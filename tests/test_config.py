@@ -101,6 +101,7 @@ def test_duplicate_key_is_reported_with_both_lines(tmp_path: Path) -> None:
         ({"train_on_prompt": True, "mask_history": True}, ["train_on_prompt", "mask_history"]),
         ({"quantization_bit": 3, "quantization_method": "bitsandbytes"}, ["quantization_bit"]),
         ({"stage": "ppo"}, ["reward_model"]),
+        ({"use_galore": True}, ["use_galore"]),
         ({"do_train": True, "eval_strategy": "steps"}, ["eval_dataset", "val_size"]),
     ],
 )
