@@ -55,3 +55,55 @@ def base_with_adapters(base: Path, adapters: list[Path]) -> Any:
     for path in adapters[:-1]:
         model = PeftModel.from_pretrained(model, path).merge_and_unload()
     return PeftModel.from_pretrained(model, adapters[-1]).eval()
+
+
+def shrink_vocab(src: Path, out: Path, keep: int = 3000) -> Path:
+    """A copy of the tiny model at `src` keeping its first `keep` BPE tokens and its special tokens (renumbered
+    after them), with the matching embedding rows: the same architecture with a vocabulary small enough for
+    GGUF readers and llama.cpp to load in a blink."""
+    import json
+    import shutil
+
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    data = json.loads((src / "tokenizer.json").read_text(encoding="utf-8"))
+    bpe = data["model"]
+    vocab = {token: i for token, i in bpe["vocab"].items() if i < keep}
+    pairs = [m if isinstance(m, list) else m.split(" ") for m in bpe["merges"]]
+    bpe["merges"] = [p for p in pairs if p[0] in vocab and p[1] in vocab and p[0] + p[1] in vocab]
+    bpe["vocab"] = vocab
+    old_ids = list(range(keep))
+    for n, added in enumerate(data["added_tokens"]):
+        old_ids.append(added["id"])
+        added["id"] = keep + n
+    new_id = {old: new for new, old in enumerate(old_ids)}
+    _remap_ids(data.get("post_processor"), new_id)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "tokenizer.json").write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+    for name in ("tokenizer_config.json", "chat_template.jinja"):
+        if (src / name).exists():
+            shutil.copy(src / name, out / name)
+    model = AutoModelForCausalLM.from_pretrained(src, dtype=torch.float32)
+    rows = model.get_input_embeddings().weight.data[old_ids].clone()
+    model.resize_token_embeddings(len(old_ids))
+    model.get_input_embeddings().weight.data.copy_(rows)
+    for config in (model.config, model.generation_config):
+        for key in ("bos_token_id", "eos_token_id", "pad_token_id"):
+            value = getattr(config, key, None)
+            if value is not None:
+                setattr(config, key, [new_id[v] for v in value] if isinstance(value, list) else new_id[value])
+    model.save_pretrained(out)
+    return out
+
+
+def _remap_ids(node: Any, new_id: dict[int, int]) -> None:
+    """Renumber the token ids a tokenizer.json post-processor adds (e.g. Llama's begin-of-text)."""
+    if isinstance(node, dict):
+        if isinstance(node.get("ids"), list):
+            node["ids"] = [new_id[i] for i in node["ids"]]
+        for value in node.values():
+            _remap_ids(value, new_id)
+    elif isinstance(node, list):
+        for value in node:
+            _remap_ids(value, new_id)

@@ -200,6 +200,7 @@ export_command(export_cfg(sys.argv[1], sys.argv[2]))
 """
 
 
+@pytest.mark.slow
 def test_killed_export_never_looks_complete(tiny_qwen2: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     here = str(Path(__file__).parent)

@@ -137,11 +137,10 @@ def pre_tokenizer(tokenizer_json: dict) -> str:
     )
 
 
-def vocabulary(tokenizer: Any, size: int) -> tuple[list[str], list[int], list[str]]:
-    """(tokens, token types, merges) from tokenizer.json, padded with unused tokens up to `size` rows."""
+def vocabulary(data: dict, size: int) -> tuple[list[str], list[int], list[str]]:
+    """(tokens, token types, merges) from parsed tokenizer.json, padded with unused tokens up to `size` rows."""
     import gguf
 
-    data = json.loads(tokenizer.backend_tokenizer.to_str())
     model = data["model"]
     if model.get("type") != "BPE":
         raise TuneforgeError("GGUF export supports byte-level BPE tokenizers (Qwen, Llama 3) only.")
@@ -160,9 +159,10 @@ def vocabulary(tokenizer: Any, size: int) -> tuple[list[str], list[int], list[st
 
 def add_tokenizer(writer: Any, tokenizer: Any, size: int, chat_template: str | None) -> None:
     """BPE vocabulary, merges, special ids, whether to add bos, and the chat template."""
-    tokens, types, merges = vocabulary(tokenizer, size)
+    data = json.loads(tokenizer.backend_tokenizer.to_str())
+    tokens, types, merges = vocabulary(data, size)
     writer.add_tokenizer_model("gpt2")
-    writer.add_tokenizer_pre(pre_tokenizer(json.loads(tokenizer.backend_tokenizer.to_str())))
+    writer.add_tokenizer_pre(pre_tokenizer(data))
     writer.add_token_list(tokens)
     writer.add_token_types(types)
     writer.add_token_merges(merges)
