@@ -170,6 +170,7 @@ def test_workers_give_the_same_rows_and_report_bad_ones(shared_dir, qwen_tokeniz
     from tuneforge.data import parallel
 
     monkeypatch.setattr(parallel, "MIN_DISTINCT_ROWS", 10)
+    monkeypatch.setattr(parallel, "MIN_CPUS", 1)
     rows = alpaca_rows(30)
     rows[17]["output"] = ""
     path = write_json(tmp_path / "d.json", rows)

@@ -1,6 +1,6 @@
 """Tokenize a large dataset in `preprocessing_num_workers` forked processes, one contiguous shard each.
 
-Used only where it pays on few cores: many distinct rows (duplicates are already encoded once), stages
+Used only where it pays: at least `MIN_CPUS` cores, many distinct rows (duplicates are already encoded once), stages
 whose rows are independent (sft, pairwise, unsupervised) and platforms with `fork` (workers inherit the
 tokenizer and template instead of pickling them). Each worker returns its shard as Arrow IPC bytes plus
 its rejected rows; shards are concatenated in order, so the result equals the single-process one.
@@ -17,6 +17,7 @@ from tuneforge.data.process import ProcessOptions, process_rows
 from tuneforge.data.report import RowReport
 
 MIN_DISTINCT_ROWS = 8000  # below this, starting workers costs more than it saves
+MIN_CPUS = 4  # on 2 cores the Rust tokenizer already keeps both busy; worker processes measured slower there
 _JOB: tuple | None = None
 
 
@@ -24,7 +25,7 @@ def worth_parallel(examples: RawRows, opts: ProcessOptions, workers: int | None)
     """Whether to shard this dataset over worker processes."""
     if not workers or workers < 2 or opts.kind not in ("sft", "pairwise", "unsupervised"):
         return False
-    if "fork" not in multiprocessing.get_all_start_methods():
+    if "fork" not in multiprocessing.get_all_start_methods() or (os.cpu_count() or 1) < MIN_CPUS:
         return False
     return len({id(ex) for ex in examples.rows}) >= MIN_DISTINCT_ROWS
 
