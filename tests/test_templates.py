@@ -337,6 +337,11 @@ def test_merged_system_templates_put_tools_in_the_first_user_turn() -> None:
     assert "<start_of_turn>user\nBe brief.\n\n# Tools" in text and '"name": "get_weather"' in text
 
 
+def test_prefix_system_templates_list_tools_with_the_system_text() -> None:
+    text = get_template("deepseek3").render([{"role": "user", "content": "Hi"}], system="Be brief.", tools=TOOLS)
+    assert 'Be brief.\n\n{"type": "function", "function": {"name": "get_weather"' in text
+
+
 def test_tools_that_cannot_be_placed_raise() -> None:
     messages = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Yo"}]
     with pytest.raises(ConfigError, match="tool schemas would not appear"):

@@ -72,8 +72,8 @@ def render_segments(
         default = ""
     system_text = fill(default, date=spec.date) if system is None else system
     tools_text = tool_format.render_tools(tools) if tools else ""
-    if tools_text and spec.tools_in == "system" and spec.system_mode not in ("slot", "prefix"):
-        system_text = _with_tools(spec, system_text, tools_text)  # merged into a user turn with the system text
+    if tools_text and spec.tools_in == "system" and spec.system_mode != "slot":
+        system_text = _with_tools(spec, system_text, tools_text)  # travels with the raw or merged system text
     ctx.emit(spec.prefix, tools=tools_text if spec.tools_in == "prefix" else "")
     _emit_system(ctx, system_text, tools_text)
     _emit_turns(ctx, messages, system_text, tools_text)
