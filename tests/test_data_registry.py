@@ -207,3 +207,22 @@ def test_lf_registry_file_is_there() -> None:
     if not LF_DATA.is_dir():
         pytest.skip(f"{LF_DATA} is absent: the LF demo data lives in ../shared")
     assert (LF_DATA / "dataset_info.json").is_file()
+
+
+def test_openai_messages_with_tool_calls_and_parallel_results(tmp_path: Path) -> None:
+    call = {"type": "function", "function": {"name": "add", "arguments": '{"a": 1, "b": 2}'}}
+    messages = [
+        {"role": "system", "content": "sys"},
+        {"role": "user", "content": "1+2 and 3+4?"},
+        {"role": "assistant", "content": None, "tool_calls": [call, call]},
+        {"role": "tool", "content": "3"},
+        {"role": "tool", "content": "7"},
+        {"role": "assistant", "content": "3 and 7."},
+    ]
+    bad = {"messages": [{"role": "assistant", "content": "hi"}, {"role": "user", "content": "x"}]}
+    write_json(tmp_path / "o.json", [{"messages": messages}, bad])
+    examples, report, _ = load([{"path": str(tmp_path / "o.json"), "formatting": "openai"}], tmp_path)
+    example = examples.rows[0]
+    assert example["system"] == "sys" and [m["role"] for m in example["messages"]][-3:] == ["tool", "tool", "assistant"]
+    assert example["messages"][1]["tool_calls"][1]["function"]["arguments"] == {"a": 1, "b": 2}
+    assert [p.row for p in report.problems] == [2]
