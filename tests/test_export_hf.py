@@ -222,3 +222,26 @@ def test_killed_export_never_looks_complete(tiny_qwen2: Path, tmp_path: Path) ->
     export_command(export_cfg(tiny_qwen2, out))
     assert (out / "model.safetensors").is_file()
     assert not list(tmp_path.glob(f"{hf.STAGING_MARK}*")), "the next export clears what the killed one left"
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="GPTQ export quantization needs a CUDA GPU")
+def test_gptq_4bit_export_reloads(tiny_qwen2: Path, tmp_path: Path) -> None:
+    pytest.importorskip("gptqmodel", reason="GPTQ export needs the gptqmodel package")
+    from transformers import AutoModelForCausalLM
+
+    data = tmp_path / "calib.jsonl"
+    data.write_text("\n".join(json.dumps({"text": f"Sample number {i} of calibration text. " * 20}) for i in range(16)))
+    cfg = export_cfg(
+        tiny_qwen2,
+        tmp_path / "gptq",
+        export_quantization_bit=4,
+        export_quantization_dataset=str(data),
+        export_quantization_nsamples=8,
+        export_quantization_maxlen=64,
+        infer_dtype="float16",
+    )
+    out = export_command(cfg)
+    assert json.loads((out / "config.json").read_text())["quantization_config"]["bits"] == 4
+    model = AutoModelForCausalLM.from_pretrained(out, device_map={"": 0})
+    assert model(torch.tensor([[1, 2, 3]], device="cuda")).logits.shape[-1] == model.config.vocab_size

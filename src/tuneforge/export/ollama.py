@@ -13,9 +13,11 @@ continues it. Tool schemas and call arguments are printed by Ollama as compact G
 from __future__ import annotations
 
 import json
+import logging
 import re
+from dataclasses import MISSING, fields
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from tuneforge.data.templates.tools import fill
 
@@ -24,7 +26,67 @@ if TYPE_CHECKING:
     from tuneforge.data.templates.record import TemplateSpec, ThinkingSpec
     from tuneforge.data.templates.tools import ToolFormat
 
+logger = logging.getLogger(__name__)
 _PLACEHOLDER = re.compile(r"\{(\w+)\}")
+# Record fields the translation reads, or that do not change rendered text (names, token lists, training flags)
+HANDLED_FIELDS = frozenset(
+    [
+        "name",
+        "aliases",
+        "description",
+        "special_tokens",
+        "stop_words",
+        "efficient_eos",
+        "replace_eos",
+        "tool_format",
+        "strip_content",
+        "date",
+        "bos",
+        "eos",
+        "prefix",
+        "system",
+        "system_mode",
+        "system_always",
+        "system_merge",
+        "system_with_tools",
+        "default_system",
+        "user",
+        "assistant_start",
+        "assistant",
+        "assistant_last",
+        "turn_sep",
+        "assistant_start_after_tool",
+        "observation_open",
+        "observation",
+        "observation_sep",
+        "observation_close",
+        "gen_prompt",
+        "gen_prompt_after_tool",
+        "suffix",
+        "tools_in",
+        "tools_system",
+        "tools_system_empty",
+        "tools_user",
+        "user_with_tools",
+        "thinking",
+    ]
+)
+HANDLED_THINKING = frozenset(
+    [
+        "block",
+        "empty",
+        "keep",
+        "empty_on",
+        "gen_on",
+        "gen_off",
+        "open",
+        "close",
+        "user_suffix_off",
+        "system_on",
+        "system_off",
+        "system_always_on",
+    ]
+)
 THINK_OFF = "(and $.IsThinkSet (not $.Think))"
 
 
@@ -274,6 +336,26 @@ def go_template(template: Template) -> str:
     )
 
 
+def unsupported_fields(template: Template) -> list[str]:
+    """Record fields set to something the Go translation does not reproduce (empty: the TEMPLATE is exact).
+
+    Content whitespace trimming (`strip_content`) is not reproduced either: Ollama passes content as sent.
+    """
+    spec = template.spec
+    out = [f.name for f in fields(spec) if f.name not in HANDLED_FIELDS and getattr(spec, f.name) != _default(f)]
+    if spec.thinking is not None:
+        out += [
+            f"thinking.{f.name}"
+            for f in fields(spec.thinking)
+            if f.name not in HANDLED_THINKING and getattr(spec.thinking, f.name) != _default(f)
+        ]
+    return out
+
+
+def _default(f: Any) -> Any:
+    return f.default_factory() if f.default is MISSING and f.default_factory is not MISSING else f.default
+
+
 def stop_words(template: Template) -> list[str]:
     """The strings that end a turn: the template's stop words plus its end-of-sequence text."""
     words = [*template.stop_words, template.spec.eos]
@@ -283,7 +365,12 @@ def stop_words(template: Template) -> list[str]:
 def modelfile_text(template: Template, source: str = ".") -> str:
     """The Modelfile for a model at `source` (a folder of safetensors or a .gguf file) chatting with `template`."""
     spec = template.spec
-    lines = [f"FROM {source}", "", f'TEMPLATE """{go_template(template)}"""', ""]
+    lines = [f"FROM {source}", ""]
+    missing = unsupported_fields(template)
+    if missing:
+        logger.warning("Modelfile TEMPLATE for %s approximates record fields %s", spec.name, ", ".join(missing))
+        lines += [f"# tuneforge: the TEMPLATE approximates template {spec.name!r} (fields: {', '.join(missing)})", ""]
+    lines += [f'TEMPLATE """{go_template(template)}"""', ""]
     system = fill(spec.default_system, date=spec.date)
     if system:
         lines += [f'SYSTEM """{system}"""', ""]
