@@ -17,7 +17,7 @@ DATASETS = ("identity", "glaive_toolcall_en_demo", "glaive_toolcall_zh_demo", "d
 TEMPLATES = ("qwen", "qwen3", "llama3", "chatglm3", "mistral", "gemma", "alpaca", "deepseek3")
 
 
-def _conversations(lf_data: Path, name: str, n: int = 25) -> list[dict]:
+def _conversations(lf_data: Path, name: str, n: int = 15) -> list[dict]:
     report = RowReport()
     (attr,) = resolve_datasets(name, lf_data)
     examples = convert_rows(sample_rows(read_dataset(attr, report), None, n, 0), attr, report)
@@ -35,14 +35,17 @@ def _outcome(fn):
         return type(err).__name__
 
 
+@pytest.mark.parametrize("pieces", [True, False], ids=["pieces", "whole-text"])
 @pytest.mark.parametrize("template_name", TEMPLATES)
-def test_fast_turns_equal_template_encode_turns(shared_dir, qwen_tokenizer, template_name):
+def test_fast_turns_equal_template_encode_turns(shared_dir, qwen_tokenizer, template_name, pieces):
     from tuneforge.data.templates import get_template
 
     template = get_template(template_name, qwen_tokenizer)
     tok = MemoTokenizer(qwen_tokenizer)
     turns = Turns(template, tok)
-    assert turns.fast
+    assert turns.fast and turns.pieces is not None
+    if not pieces:
+        turns.pieces = None
     conversations = [c for name in DATASETS for c in _conversations(shared_dir / "lf-data", name)]
     tok.recording = True
     for conv in conversations:
@@ -74,3 +77,16 @@ def test_memo_tokenizer_matches_tokenizer(qwen_tokenizer):
         theirs = qwen_tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
         assert mine["input_ids"] == theirs["input_ids"]
         assert [tuple(o) for o in mine["offset_mapping"]] == [tuple(o) for o in theirs["offset_mapping"]]
+
+
+def test_piece_splitting_is_refused_where_it_could_differ(qwen_tokenizer):
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    from tuneforge.data.pieces import PieceSplitter
+
+    assert PieceSplitter.for_tokenizer(qwen_tokenizer) is not None
+    backend = Tokenizer(models.WordLevel({"▁hi": 0, "<unk>": 1}, unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.Metaspace()
+    sentencepiece_like = PreTrainedTokenizerFast(tokenizer_object=backend, additional_special_tokens=["<s>"])
+    assert PieceSplitter.for_tokenizer(sentencepiece_like) is None

@@ -1,8 +1,9 @@
 """Conversation -> (prompt_ids, response_ids) pairs, fast: one render per distinct conversation.
 
 `Turns` gives the same pairs as `Template.encode_turns` (a test checks this on every demo dataset) but
-renders each distinct conversation once, tokenizes it through the batching `MemoTokenizer`, and cuts the
-ids at segment boundaries with a binary search on token start offsets. Templates that override
+renders each distinct conversation once, tokenizes it through the batching `MemoTokenizer` (piece by piece
+between added tokens where that is exact, see `pieces.py`), and cuts the ids at segment boundaries with a
+binary search on token start offsets. Templates that override
 `encode_turns` are called as they are.
 """
 
@@ -12,6 +13,7 @@ import bisect
 import pickle
 from typing import Any
 
+from tuneforge.data.pieces import PieceSplitter
 from tuneforge.data.tokens import MemoTokenizer
 
 Pair = tuple[list[int], list[int]]
@@ -37,6 +39,7 @@ class Turns:
         spec = getattr(template, "spec", None)
         self.eos = tok.eos_token_id if getattr(spec, "efficient_eos", False) else None
         self._renders: dict[bytes, tuple[str, list[tuple[int, bool]]]] = {}
+        self.pieces = PieceSplitter.for_tokenizer(tok.tokenizer) if self.fast else None
 
     def pairs(self, messages: list[dict], system: str | None, tools: list | None) -> list[Pair]:
         """One (prompt_ids, response_ids) pair per assistant turn."""
@@ -50,10 +53,15 @@ class Turns:
             found = self._renders[key] = self._render(messages, system, tools)
         text, bounds = found
         if self.tok.recording:
-            self.tok.ids_and_starts(text)
+            self.pieces.record(self.tok, text) if self.pieces else self.tok.ids_and_starts(text)
             return [([0], [0])]
-        ids, starts = self.tok.ids_and_starts(text)
-        return cut_pairs(ids, starts, bounds, self.eos)
+        ends = [end for end, _ in bounds]
+        if self.pieces:
+            ids, cuts = self.pieces.encode(self.tok, text, ends)
+        else:
+            ids, starts = self.tok.ids_and_starts(text)
+            cuts = [bisect.bisect_left(starts, end) for end in ends]
+        return group_pairs(ids, cuts, [is_response for _, is_response in bounds], self.eos)
 
     def prompt(self, messages: list[dict], system: str | None, tools: list | None) -> list[int]:
         """Ids of the conversation followed by the generation prompt."""
@@ -74,16 +82,16 @@ class Turns:
         return "".join(s.text for s in segments), bounds
 
 
-def cut_pairs(ids: list[int], starts: list[int], bounds: list[tuple[int, bool]], eos: int | None) -> list[Pair]:
-    """Group token ids into (prompt, response) pairs at character `bounds` (end, is_response)."""
+def group_pairs(ids: list[int], cuts: list[int], responses: list[bool], eos: int | None) -> list[Pair]:
+    """Group token ids into (prompt, response) pairs; span i ends at token `cuts[i]` and is a response
+    when `responses[i]`."""
     pairs: list[Pair] = []
     prompt: list[int] = []
     response: list[int] = []
     cursor = 0
-    for end, is_response in bounds:
-        stop = bisect.bisect_left(starts, end, cursor)
+    for stop, is_response in zip(cuts, responses, strict=True):
         chunk = ids[cursor:stop]
-        cursor = stop
+        cursor = max(cursor, stop)
         if is_response:
             response += chunk
             continue
