@@ -11,7 +11,14 @@ import pytest
 
 from tuneforge.data.templates import get_template, list_templates
 from tuneforge.data.templates.tools import fill, to_json
-from tuneforge.export.ollama import go_template, modelfile_text, stop_words, unsupported_fields
+from tuneforge.errors import ConfigError
+from tuneforge.export.ollama import (
+    go_template,
+    modelfile_text,
+    stop_words,
+    unsupported_fields,
+    unsupported_tool_fields,
+)
 
 GO_SOURCE = Path(__file__).resolve().parents[1] / "scripts" / "ollama_render.go"
 
@@ -121,13 +128,34 @@ def test_every_template_plain_conversations_match_go(go_render) -> None:
     assert not mismatches, f"Go rendering differs for {mismatches}"
 
 
-@pytest.mark.parametrize("name", ["qwen", "qwen3", "mistral", "granite3"])
-def test_tool_conversations_match_go(go_render, name: str) -> None:
-    template = get_template(name)
-    cases = [_case(template, m, TOOLS) for m in WITH_TOOLS]
+def _tool_templates() -> list[str]:
+    """Templates whose record and tool format the Modelfile reproduces exactly and that accept tools."""
+    names = []
+    for name in list_templates():
+        template = get_template(name)
+        if unsupported_fields(template) or unsupported_tool_fields(template):
+            continue
+        try:
+            template.render(WITH_TOOLS[-1], tools=TOOLS)
+        except (ConfigError, ValueError):
+            continue
+        names.append(name)
+    return names
+
+
+def test_tool_conversations_match_go(go_render) -> None:
+    names = _tool_templates()
+    assert {"qwen", "qwen3", "mistral", "granite3"} <= set(names)
+    cases, expected, labels = [], [], []
+    for name in names:
+        template = get_template(name)
+        for index, messages in enumerate(WITH_TOOLS):
+            cases.append(_case(template, messages, TOOLS))
+            expected.append(_expected(template, messages, TOOLS))
+            labels.append(f"{name}#{index}")
     rendered = go_render(cases)
-    for messages, got in zip(WITH_TOOLS, rendered, strict=True):
-        assert got == _expected(template, messages, TOOLS)
+    mismatches = [label for label, got, want in zip(labels, rendered, expected, strict=True) if got != want]
+    assert not mismatches, f"Go rendering differs for {mismatches}"
 
 
 @pytest.mark.parametrize("think", [None, False])

@@ -66,6 +66,8 @@ HANDLED_FIELDS = frozenset(
         "tools_in",
         "tools_system",
         "tools_system_empty",
+        "system_content",
+        "assistant_with_calls",
         "tools_user",
         "user_with_tools",
         "thinking",
@@ -175,11 +177,12 @@ def _system_part(spec: TemplateSpec, tool_format: ToolFormat) -> str:
         return "{{- if $system }}{{ $system }}{{ end }}\n"
     if spec.system_mode != "slot":
         return ""
-    plain = _system_slot(spec, False, "{{ $system }}", always_ok=False)
+    system = "{{ if $system }}" + slot(spec, spec.system_content, content="{{ $system }}") + "{{ end }}"
+    plain = _system_slot(spec, False, system, always_ok=False)
     if spec.tools_in != "system":
         return "{{- if true }}" + plain + "{{ end }}\n"
     tools = _tools_block(tool_format)
-    full = _system_slot(spec, True, slot(spec, spec.tools_system, system="{{ $system }}", tools=tools), True)
+    full = _system_slot(spec, True, slot(spec, spec.tools_system, system=system, tools=tools), True)
     text = "{{- if $.Tools }}" + full
     if spec.tools_system_empty is not None:
         empty = _system_slot(spec, True, slot(spec, spec.tools_system_empty, tools=tools), True)
@@ -262,17 +265,34 @@ def _assistant_part(spec: TemplateSpec, tool_format: ToolFormat) -> str:
         start = '{{ if eq $prev "tool" }}' + lit(spec.assistant_start_after_tool) + "{{ else }}" + start + "{{ end }}"
     setup, before, inside = _thinking(spec.thinking)
     content = inside + _calls(tool_format)
-    last_slot = spec.assistant_last or spec.assistant
-    head = last_slot.split("{content}", 1)[0] + "{content}" if "{content}" in last_slot else last_slot
-    full = slot(spec, spec.assistant, content=content) + lit(spec.turn_sep)
+    last = _with_calls(spec, _head(spec.assistant_last or spec.assistant), _head(spec.assistant_with_calls), content)
+    full = _with_calls(spec, spec.assistant, spec.assistant_with_calls, content) + lit(spec.turn_sep)
     return (
         '{{- else if eq .Role "assistant" }}\n'
         + setup
         + _line(start + before + "{{ if $last }}")
-        + slot(spec, head, content=content)
+        + last
         + "{{ else }}"
         + full
         + "{{ end }}\n"
+    )
+
+
+def _head(slot_text: str) -> str:
+    """A slot cut after its `{content}`: a final assistant message is left open for the model to continue."""
+    return slot_text.split("{content}", 1)[0] + "{content}" if "{content}" in slot_text else slot_text
+
+
+def _with_calls(spec: TemplateSpec, plain: str, with_calls: str, content: str) -> str:
+    """The assistant slot, or the record's slot for turns that carry tool calls."""
+    if not spec.assistant_with_calls:
+        return slot(spec, plain, content=content)
+    return (
+        "{{ if .ToolCalls }}"
+        + slot(spec, with_calls, content=content)
+        + "{{ else }}"
+        + slot(spec, plain, content=content)
+        + "{{ end }}"
     )
 
 
@@ -349,6 +369,40 @@ def unsupported_fields(template: Template) -> list[str]:
             for f in fields(spec.thinking)
             if f.name not in HANDLED_THINKING and getattr(spec.thinking, f.name) != _default(f)
         ]
+    return out
+
+
+HANDLED_TOOL_FORMAT = frozenset(
+    [
+        "name",
+        "tool",
+        "tools_sep",
+        "tools_block",
+        "call",
+        "call_sep",
+        "calls_open",
+        "calls_close",
+        "content_sep",
+        "keep_content",
+        "single_call",
+    ]
+)
+TOOL_PLACEHOLDERS = {"tool": {"json"}, "call": {"name", "arguments", "type"}}
+
+
+def unsupported_tool_fields(template: Template) -> list[str]:
+    """Tool-format and placement settings the Go translation does not reproduce (empty: tool turns are exact)."""
+    spec, tool_format = template.spec, template.tool_format
+    out = [
+        f"tool_format.{f.name}"
+        for f in fields(tool_format)
+        if f.name not in HANDLED_TOOL_FORMAT and getattr(tool_format, f.name) != _default(f)
+    ]
+    for name, allowed in TOOL_PLACEHOLDERS.items():
+        extra = set(_PLACEHOLDER.findall(getattr(tool_format, name))) - allowed
+        out += [f"tool_format.{name} {{{p}}}" for p in sorted(extra)]
+    if spec.tools_in == "system" and spec.system_mode != "slot":
+        out.append(f"tools_in: system with system_mode: {spec.system_mode}")
     return out
 
 
