@@ -204,3 +204,12 @@ def test_value_head_scores(tiny_qwen2, tmp_path: Path):
     finally:
         eng.close()
     assert len(scores) == 2 and scores[0] != scores[1]
+
+
+def test_beam_search_is_refused_not_ignored() -> None:
+    from tuneforge.config import load_config
+    from tuneforge.errors import TuneforgeError
+    from tuneforge.infer.params import GenerationDefaults
+
+    with pytest.raises(TuneforgeError, match="num_beams"):
+        GenerationDefaults.from_config(load_config({"num_beams": 4}, paths=False).generation)

@@ -72,7 +72,15 @@ class GenerationDefaults:
 
     @classmethod
     def from_config(cls, generation: Any) -> GenerationDefaults:
-        """Read `cfg.generation` (do_sample, temperature, top_p, top_k, max_new_tokens, ...)."""
+        """Read `cfg.generation` (do_sample, temperature, top_p, top_k, max_new_tokens, ...).
+
+        Beam search is refused rather than ignored: the streaming engine decodes one sequence per request.
+        """
+        if generation.num_beams > 1:
+            raise TuneforgeError(
+                f"`num_beams: {generation.num_beams}`: beam search is not supported by tuneforge's inference engine "
+                "(it streams one sequence per request); remove `num_beams` or set it to 1."
+            )
         params = SamplingParams(
             max_new_tokens=generation.max_new_tokens,
             do_sample=generation.do_sample,
