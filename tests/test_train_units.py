@@ -186,9 +186,14 @@ def test_train_package_is_import_light() -> None:
     assert out.split() == ["False", "False"]
 
 
-def test_unbuilt_stage_is_refused_before_loading(tmp_path: Path) -> None:
-    from tuneforge.errors import NotBuiltError
-    from tuneforge.train import run_training
+def test_every_configurable_stage_has_a_recipe() -> None:
+    import importlib
+    import typing
 
-    with pytest.raises(NotBuiltError, match="stage: dpo"):
-        run_training(cfg_of(stage="dpo", model_name_or_path="x", output_dir=str(tmp_path)))
+    from tuneforge.config.method import MethodSection
+    from tuneforge.train.runner import RECIPES
+
+    assert set(typing.get_args(MethodSection.model_fields["stage"].annotation)) == set(RECIPES)
+    for target in RECIPES.values():
+        module, function = target.split(":")
+        assert callable(getattr(importlib.import_module(module), function, None)), target

@@ -69,6 +69,7 @@ class LogCallback(TrainerCallback):
         for key in ("loss", "eval_loss", "eval_accuracy", "grad_norm", "epoch"):
             if key in logs:
                 record[key] = logs[key]
+        record.update({k: v for k, v in logs.items() if "/" in k and isinstance(v, (int, float))})  # stage metrics
         if "learning_rate" in logs:
             record["lr"] = logs["learning_rate"]
         record["percentage"] = round(100 * step / total, 2) if total else 0.0

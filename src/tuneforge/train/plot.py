@@ -28,12 +28,18 @@ def read_log(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
-def plot_losses(output_dir: str | Path, records: list[dict[str, Any]] | None = None) -> list[Path]:
-    """Write `training_loss.png` (raw + smoothed) and, when evaluated, `training_eval_loss.png`; return the paths."""
+def plot_losses(
+    output_dir: str | Path, records: list[dict[str, Any]] | None = None, extra_keys: tuple[str, ...] = ()
+) -> list[Path]:
+    """Write `training_loss.png` (raw + smoothed) and, when evaluated, `training_eval_loss.png`; return the paths.
+
+    `extra_keys` (e.g. `rewards/accuracies`) get a plot each, `training_rewards_accuracies.png`.
+    """
     out = Path(output_dir)
     records = read_log(out / "trainer_log.jsonl") if records is None else records
     written = []
-    for key, name in (("loss", "training_loss.png"), ("eval_loss", "training_eval_loss.png")):
+    for key in ("loss", "eval_loss", *extra_keys):
+        name = f"training_{key.replace('/', '_')}.png"
         points = [(r["current_steps"], r[key]) for r in records if key in r and math.isfinite(r[key])]
         if points:
             written.append(_plot(points, key, out / name))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -10,7 +11,17 @@ from tuneforge.errors import NotBuiltError, TuneforgeError
 if TYPE_CHECKING:
     from tuneforge.config import TuneforgeConfig
 
-BUILT_STAGES = ("pt", "sft")
+# Each stage's recipe as `module:function(cfg) -> metrics`.
+RECIPES = {
+    "pt": "tuneforge.train.sft:run_sft",
+    "sft": "tuneforge.train.sft:run_sft",
+    "rm": "tuneforge.train.rm:run_rm",
+    "dpo": "tuneforge.train.dpo:run_dpo",
+    "kto": "tuneforge.train.kto:run_kto",
+    "ppo": "tuneforge.train.ppo:run_ppo",
+    "grpo": "tuneforge.train.grpo:run_grpo",
+}
+BUILT_STAGES = tuple(RECIPES)
 
 
 def check_trainable(cfg: TuneforgeConfig) -> None:
@@ -29,9 +40,8 @@ def run(cfg: TuneforgeConfig) -> dict[str, Any]:
     """Train as the config says; returns the final metrics."""
     check_trainable(cfg)
     _show_info_logs()
-    from tuneforge.train.sft import run_sft
-
-    return run_sft(cfg)
+    module, function = RECIPES[cfg.method.stage].split(":")
+    return getattr(importlib.import_module(module), function)(cfg)
 
 
 def _show_info_logs() -> None:

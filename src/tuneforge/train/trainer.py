@@ -33,12 +33,25 @@ class TuneforgeTrainer(Trainer):
         *args: Any,
         fingerprint: dict[str, str] | None = None,
         optimizer_factory: Callable[[Any, dict[str, Any]], torch.optim.Optimizer] | None = None,
+        loss_fn: Callable[[Any, dict[str, Any]], torch.Tensor] | None = None,
         **kwargs: Any,
     ) -> None:
         self._fingerprint = fingerprint or {}
         self._optimizer_factory = optimizer_factory
+        self._loss_fn = loss_fn
         self._staging_dir: str | None = None
         super().__init__(*args, **kwargs)
+        if loss_fn is not None:
+            self.model_accepts_loss_kwargs = False  # loss_fn returns a batch mean: scale it for accumulation
+
+    def compute_loss(
+        self, model: Any, inputs: dict[str, Any], return_outputs: bool = False, num_items_in_batch: Any = None
+    ) -> Any:
+        """The model's own loss, or `loss_fn(model, inputs)` for stages with their own objective (rm, dpo, kto)."""
+        if self._loss_fn is None:
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        loss = self._loss_fn(model, inputs)
+        return (loss, {"loss": loss}) if return_outputs else loss
 
     def create_optimizer(self, model: Any = None) -> torch.optim.Optimizer:
         """Build the optimizer; with `optimizer_factory` (LoRA+) the parameter groups come from it."""
