@@ -1,21 +1,32 @@
-"""GGUF exports run by llama.cpp (llama-cpp-python): same tokens, same greedy text, same chat prompt as transformers.
+"""GGUF exports run by llama.cpp: same tokens, same greedy continuation, q8_0 close to transformers.
 
-Skipped where llama-cpp-python is not installed (it compiles llama.cpp from source: tens of minutes on 2 cores);
-`python scripts/check_gguf_llamacpp.py` runs these checks and prints a verdict.
+llama.cpp runs through node-llama-cpp (prebuilt llama.cpp binaries from npm; `scripts/llamacpp_eval.mjs`).
+Skipped unless TUNEFORGE_NODE_LLAMA_CPP names a folder where `npm i -E node-llama-cpp@3.21.1` was run and
+`node` is on PATH; `python scripts/check_gguf_llamacpp.py --install` sets that up and prints a verdict.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-llama_cpp = pytest.importorskip(
-    "llama_cpp",
-    reason="llama-cpp-python is not installed (CMAKE_ARGS=-DGGML_NATIVE=OFF pip install llama-cpp-python); "
-    "run scripts/check_gguf_llamacpp.py where it is",
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "llamacpp_eval.mjs"
+NODE_DIR = os.environ.get("TUNEFORGE_NODE_LLAMA_CPP", "")
+ENTRY = Path(NODE_DIR) / "node_modules" / "node-llama-cpp" / "dist" / "index.js"
+pytestmark = [pytest.mark.slow]
+pytestmark.append(
+    pytest.mark.skipif(
+        not (NODE_DIR and ENTRY.is_file() and shutil.which("node")),
+        reason="llama.cpp runtime absent: set TUNEFORGE_NODE_LLAMA_CPP to a folder with node-llama-cpp installed "
+        "(python scripts/check_gguf_llamacpp.py --install does it)",
+    )
 )
 
 from export_helpers import base_with_adapters, export_cfg, shrink_vocab, train_lora  # noqa: E402
@@ -56,19 +67,19 @@ def case(request, tiny_qwen2: Path, tiny_qwen3: Path, tiny_llama: Path, tmp_path
     return base_with_adapters(base, [adapter]), tokenizer, get_template(TEMPLATES[arch], tokenizer), paths
 
 
-def _llama(path: Path):
-    return llama_cpp.Llama(str(path), n_ctx=256, logits_all=True, verbose=False, n_threads=2, seed=0)
-
-
-def _greedy_llamacpp(llm, ids: list[int], steps: int) -> list[int]:
-    llm.reset()
-    llm.eval(ids)
-    out = []
-    for _ in range(steps):
-        token = int(np.argmax(llm.scores[llm.n_tokens - 1]))
-        out.append(token)
-        llm.eval([token])
-    return out
+def llamacpp(model: Path, **request) -> dict:
+    """Run scripts/llamacpp_eval.mjs on `model` with the request fields (tokenize, greedy, argmax)."""
+    result = subprocess.run(
+        ["node", str(SCRIPT)],
+        input=json.dumps({"model": str(model), **request}),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "NODE_LLAMA_CPP_ENTRY": str(ENTRY)},
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    return json.loads(result.stdout)
 
 
 def _greedy_hf(model, ids: list[int], steps: int) -> list[int]:
@@ -82,35 +93,19 @@ def _greedy_hf(model, ids: list[int], steps: int) -> list[int]:
 
 def test_f16_same_tokens_and_greedy_text(case) -> None:
     model, tokenizer, template, paths = case
-    llm = _llama(paths["f16"])
-    for messages in CHATS:
-        text = template.render(messages, add_generation_prompt=True)
-        ids = tokenizer(text, add_special_tokens=False)["input_ids"]
-        assert llm.tokenize(text.encode(), add_bos=False, special=True) == ids
-        assert _greedy_llamacpp(llm, ids, 8) == _greedy_hf(model, ids, 8)
-
-
-def test_chat_template_in_gguf_renders_the_training_prompt(case) -> None:
-    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
-
-    _, tokenizer, template, paths = case
-    llm = _llama(paths["f16"])
-    jinja = llm.metadata["tokenizer.chat_template"]
-    formatter = Jinja2ChatFormatter(
-        template=jinja, eos_token=tokenizer.eos_token or "", bos_token=tokenizer.bos_token or ""
-    )
-    for messages in CHATS:
-        assert formatter(messages=messages).prompt == template.render(messages, add_generation_prompt=True)
+    texts = [template.render(m, add_generation_prompt=True) for m in CHATS]
+    ids = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
+    reply = llamacpp(paths["f16"], tokenize=texts, greedy=[{"ids": i, "steps": 8} for i in ids])
+    assert reply["tokenize"] == ids
+    assert reply["greedy"] == [_greedy_hf(model, i, 8) for i in ids]
 
 
 def test_q8_0_top1_agreement(case) -> None:
     model, tokenizer, _, paths = case
     ids = tokenizer(TEXT, add_special_tokens=False)["input_ids"]
-    llm = _llama(paths["q8_0"])
-    llm.reset()
-    llm.eval(ids)
-    quantized = np.argmax(llm.scores[: len(ids)], axis=-1)
+    (quantized,) = llamacpp(paths["q8_0"], argmax=[ids])["argmax"]
     with torch.no_grad():
-        reference = model(torch.tensor([ids])).logits[0].argmax(-1).numpy()
-    agreement = float((quantized == reference).mean())
+        reference = model(torch.tensor([ids])).logits[0].argmax(-1).tolist()
+    agreement = float(np.mean([a == b for a, b in zip(quantized, reference, strict=True)]))
+    print(f"q8_0 top-1 agreement with transformers: {agreement:.1%}")
     assert agreement >= 0.9, f"q8_0 top-1 agreement {agreement:.2%}"
