@@ -144,3 +144,28 @@ def test_llama3_rope_factors_match_transformers(exported) -> None:
     base = 1.0 / (c.rope_parameters["rope_theta"] ** (torch.arange(0, head, 2, dtype=torch.float32) / head))
     np.testing.assert_allclose(llama3_rope_factors(c.rope_parameters, head), (base / scaled).numpy(), rtol=1e-5)
     assert any(t.name == "rope_freqs.weight" for t in gguf.GGUFReader(paths["f16"]).tensors)
+
+
+CHATS = [
+    [{"role": "user", "content": "Hello there"}],
+    [
+        {"role": "system", "content": "Answer in one word."},
+        {"role": "user", "content": "Sky color?"},
+        {"role": "assistant", "content": "Blue"},
+        {"role": "user", "content": "Grass?"},
+    ],
+]
+
+
+@pytest.mark.parametrize("arch", ["qwen2", "qwen3", "llama"])
+def test_embedded_chat_template_renders_the_training_prompt(exported, arch: str) -> None:
+    """The GGUF's chat template, rendered as llama-cpp-python and transformers render Jinja, gives tuneforge's text."""
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    _, tokenizer, template, paths = exported[arch]
+    jinja = _field(gguf.GGUFReader(paths["f16"]), "tokenizer.chat_template")
+    compiled = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True).from_string(jinja)
+    specials = {"bos_token": tokenizer.bos_token or "", "eos_token": tokenizer.eos_token or ""}
+    for messages in CHATS:
+        got = compiled.render(messages=messages, add_generation_prompt=True, **specials)
+        assert got == template.render(messages, add_generation_prompt=True)
