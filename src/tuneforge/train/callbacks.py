@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
+import signal
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -11,6 +14,9 @@ from typing import Any
 from transformers import TrainerCallback
 
 LOG_NAME = "trainer_log.jsonl"
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+logger = logging.getLogger(__name__)
 
 
 def _hms(seconds: float) -> str:
@@ -129,3 +135,41 @@ class ProgressCallback(TrainerCallback):
         if self.bar is not None:
             self.bar.close()
             self.bar = None
+
+
+class GracefulStop(TrainerCallback):
+    """Stop cleanly on SIGINT / SIGTERM: finish the current step, save a checkpoint, then end training.
+
+    The run then ends as a finished one would (final model, logs and plot written). A second signal while
+    stopping interrupts at once (KeyboardInterrupt), so a stuck run can still be broken off.
+    """
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: dict[int, Any] = {}
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return  # signal handlers can only be set from the main thread
+        for sig in STOP_SIGNALS:
+            self._previous[sig] = signal.signal(sig, self._handle)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.requested:
+            self._restore()
+            raise KeyboardInterrupt
+        self.requested = True
+        logger.warning("Received %s: saving a checkpoint after this step, then stopping.", signal.Signals(signum).name)
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if self.requested:
+            control.should_save = True
+            control.should_training_stop = True
+
+    def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self._restore()
+
+    def _restore(self) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous = {}

@@ -22,7 +22,7 @@ from tuneforge.models.adapters import apply_finetuning
 from tuneforge.models.loader import load_model, load_tokenizer
 from tuneforge.train import checkpoint as ckpt
 from tuneforge.train.args import build_training_args
-from tuneforge.train.callbacks import LOG_NAME, LogCallback
+from tuneforge.train.callbacks import LOG_NAME, GracefulStop, LogCallback
 from tuneforge.train.plot import plot_losses
 from tuneforge.train.sft import (
     _loraplus_factory,
@@ -129,7 +129,7 @@ def run_stage(cfg: TuneforgeConfig, build: StageBuilder, tokenizer: Any = None) 
         eval_dataset=evals,
         data_collator=plan.collator,
         processing_class=tokenizer,
-        callbacks=[MetricsCallback(plan.metrics), LogCallback(str(out)), *plan.callbacks],
+        callbacks=[MetricsCallback(plan.metrics), LogCallback(str(out)), GracefulStop(), *plan.callbacks],
         fingerprint=fingerprint,
         optimizer_factory=_loraplus_factory(cfg),
         loss_fn=plan.loss,

@@ -17,7 +17,7 @@ from tuneforge.models.adapters import apply_finetuning, build_loraplus_optimizer
 from tuneforge.models.loader import load_model, load_tokenizer
 from tuneforge.train import checkpoint as ckpt
 from tuneforge.train.args import build_training_args
-from tuneforge.train.callbacks import LOG_NAME, LogCallback, ProgressCallback
+from tuneforge.train.callbacks import LOG_NAME, GracefulStop, LogCallback, ProgressCallback
 from tuneforge.train.plot import plot_losses
 from tuneforge.train.trainer import TuneforgeTrainer, logits_to_predictions, token_accuracy
 
@@ -75,7 +75,7 @@ def run_sft(cfg: TuneforgeConfig, data: TrainData | None = None, tokenizer: Any 
         eval_dataset=data.eval,
         data_collator=data.collator,
         processing_class=tokenizer,
-        callbacks=[LogCallback(str(out))],
+        callbacks=[LogCallback(str(out)), GracefulStop()],
         compute_metrics=token_accuracy if cfg.training.compute_accuracy and data.eval is not None else None,
         preprocess_logits_for_metrics=logits_to_predictions if cfg.training.compute_accuracy else None,
         fingerprint=fingerprint,

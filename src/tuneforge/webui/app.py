@@ -1,0 +1,200 @@
+"""`tuneforge webui`: the browser UI that configures, runs and watches training, chat and export.
+
+Every action drives an existing verb: training is a separate `tuneforge train` process (it keeps running when
+the page closes; the page re-attaches on load), chat is the inference engine, export is `export_command`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from tuneforge.errors import TuneforgeError
+from tuneforge.webui.context import Context, error_message, message
+from tuneforge.webui.locale import DEFAULT_LANG, LANGS
+from tuneforge.webui.webchat import require_gradio
+
+logger = logging.getLogger(__name__)
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+def build_model_bar(ctx: Context) -> None:
+    """Model, adapters, template (with the tokenizer check) and the model-level method settings."""
+    import gradio as gr
+
+    from tuneforge.data.templates import list_templates
+    from tuneforge.webui import forms
+    from tuneforge.webui.tab_train import field_component
+
+    lab = ctx.labels
+    with gr.Row():
+        model = lab.add(
+            gr.Dropdown(
+                list(forms.KNOWN_MODELS),
+                value=None,
+                allow_custom_value=True,
+                label="field.model_name_or_path",
+                elem_id="tf-model",
+                scale=3,
+            ),
+            "field.model_name_or_path",
+            tooltip=forms.description("model_name_or_path"),
+        )
+        adapters = lab.add(
+            gr.Dropdown(
+                [],
+                multiselect=True,
+                allow_custom_value=True,
+                scale=3,
+                label="field.adapter_name_or_path",
+                elem_id="tf-adapters",
+            ),
+            "field.adapter_name_or_path",
+            tooltip=forms.description("adapter_name_or_path"),
+        )
+        template = lab.add(
+            gr.Dropdown(["", *list_templates()], value="", label="field.template", elem_id="tf-template", scale=1),
+            "field.template",
+            tooltip=forms.description("template"),
+        )
+        refresh = lab.add(gr.Button("btn.refresh", scale=0, elem_id="tf-btn-refresh"), "btn.refresh", "value")
+    with gr.Row():
+        for field in forms.FIELDS:
+            if field.group == "model":
+                field_component(ctx, field)
+    note = gr.Markdown(elem_id="tf-template-note")
+    ctx.form.update(model_name_or_path=model, adapter_name_or_path=adapters, template=template)
+    model.change(lambda lang, m: _detect(ctx, lang, m), [ctx.lang, model], [template, note])
+    template.change(lambda lang, m, tpl: _check(ctx, lang, m, tpl), [ctx.lang, model, template], note)
+    refresh.click(lambda: _adapters(ctx), None, adapters)
+
+
+def _local_model(ctx: Context, model: str) -> Path | None:
+    from tuneforge.webui.forms import KNOWN_MODELS
+
+    if not model or model in KNOWN_MODELS:
+        return None
+    try:
+        path = ctx.jail.resolve(model)
+    except TuneforgeError:
+        return None
+    return path if path.is_dir() else None
+
+
+def _detect(ctx: Context, lang: str, model: str) -> tuple[Any, str]:
+    import gradio as gr
+
+    from tuneforge.webui.modelbar import load_local_tokenizer, suggest_template
+
+    try:
+        path = _local_model(ctx, model)
+        tokenizer = load_local_tokenizer(path) if path else None
+        template, notes = suggest_template(model, tokenizer)
+        text = message(lang, "msg.template_auto", template=template or "(tokenizer)")
+        return gr.update(value=template), "\n\n".join([text, *notes])
+    except Exception as err:
+        return gr.update(), error_message(lang, err)
+
+
+def _check(ctx: Context, lang: str, model: str, template: str) -> str:
+    from tuneforge.webui.modelbar import load_local_tokenizer, template_warnings
+
+    path = _local_model(ctx, model)
+    if not template or path is None:
+        return ""
+    try:
+        warnings = template_warnings(template, load_local_tokenizer(path))
+    except Exception as err:
+        return error_message(lang, err)
+    if not warnings:
+        return message(lang, "msg.template_ok", template=template)
+    return "\n\n".join(f"⚠️ {w}" for w in warnings)
+
+
+def _adapters(ctx: Context) -> Any:
+    import gradio as gr
+
+    from tuneforge.webui.modelbar import find_adapters
+
+    choices = [c for root in ctx.jail.roots for c in find_adapters(root)]
+    return gr.update(choices=choices)
+
+
+def build_ui(ctx: Context) -> Any:
+    """The whole page."""
+    require_gradio()
+    import gradio as gr
+
+    from tuneforge.webui.tab_data import build_data_tab
+    from tuneforge.webui.tab_misc import build_chat_tab, build_eval_tab, build_export_tab
+    from tuneforge.webui.tab_train import build_train_tab
+
+    with gr.Blocks(title="tuneforge") as app:
+        saved_lang = gr.BrowserState(DEFAULT_LANG, storage_key="tuneforge_webui_lang")
+        with gr.Row():
+            ctx.labels.add(gr.Markdown("app.title"), "app.title", "value")
+            ctx.lang = gr.Dropdown(
+                list(LANGS), value=DEFAULT_LANG, label="Language / 语言", elem_id="tf-lang", scale=0, min_width=140
+            )
+        build_model_bar(ctx)
+        tabs = {}
+        for name in ("train", "data", "eval", "chat", "export"):
+            tabs[name] = ctx.labels.add(gr.Tab(f"tab.{name}", elem_id=f"tf-tab-{name}"), f"tab.{name}")
+        with tabs["train"]:
+            train = build_train_tab(ctx)
+        with tabs["data"]:
+            build_data_tab(ctx, train)
+        with tabs["eval"]:
+            build_eval_tab(ctx, train)
+        with tabs["chat"]:
+            build_chat_tab(ctx)
+        with tabs["export"]:
+            build_export_tab(ctx)
+        _wire_page(ctx, app, saved_lang, train)
+    return app
+
+
+def _wire_page(ctx: Context, app: Any, saved_lang: Any, train: dict[str, Any]) -> None:
+    """Language switch (remembered in the browser) and, on page load, re-attach to the latest job."""
+    ctx.lang.change(lambda lang: [lang, *ctx.labels.updates(lang)], ctx.lang, [saved_lang, *ctx.labels.components])
+    app.load(lambda lang: lang if lang in LANGS else DEFAULT_LANG, saved_lang, ctx.lang)
+    app.load(lambda d: _reattach(ctx, d), train["dataset_dir"], [train["job_id"], train["status"], train["dataset"]])
+
+
+def _reattach(ctx: Context, dataset_dir: str) -> tuple[str, str, Any]:
+    from tuneforge.webui.tab_train import _dataset_choices
+
+    job = ctx.jobs.latest()
+    choices = _dataset_choices(ctx, dataset_dir)
+    if job is None:
+        return "", "", choices
+    key = "msg.reattached" if ctx.jobs.is_running(job) else "msg.last_job"
+    return job.id, message(DEFAULT_LANG, key, id=job.id, out=job.output_dir), choices
+
+
+def parse_auth(auth: str | None) -> tuple[str, str] | None:
+    """`user:pass` -> (user, pass); a clear error otherwise."""
+    if not auth:
+        return None
+    user, sep, password = auth.partition(":")
+    if not sep or not user or not password:
+        raise TuneforgeError("--auth must be `user:password` (both non-empty).")
+    return user, password
+
+
+def webui_command(
+    host: str = "127.0.0.1", port: int = 7860, auth: str | None = None, roots: list[str] | tuple[str, ...] = ()
+) -> None:
+    """`tuneforge webui`: serve the UI on host:port until interrupted; paths stay inside `roots` (default: cwd)."""
+    require_gradio()
+    credentials = parse_auth(auth)
+    if host not in LOCAL_HOSTS and credentials is None:
+        logger.warning("Serving on %s without --auth: anyone who can reach this port can run jobs.", host)
+        print(f"warning: serving on {host} without --auth user:pass; anyone reaching it can start jobs.")
+    ctx = Context.create(*(roots or (os.getcwd(),)))
+    app = build_ui(ctx)
+    app.queue(default_concurrency_limit=4).launch(
+        server_name=host, server_port=port, auth=credentials, show_error=True, footer_links=[]
+    )

@@ -1,0 +1,108 @@
+"""The Data tab: turn a CSV / JSON / JSONL / Excel file into a registered dataset without code."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gradio as gr
+
+from tuneforge.webui.context import Context, error_message, message
+from tuneforge.webui.datasets import MAPPABLE, build_entry, check_columns, read_table, register_dataset
+
+MAP_KEYS = ("prompt", "query", "response", "system", "history", "messages", "tools")
+
+
+def build_data_tab(ctx: Context, train: dict[str, Any]) -> None:
+    """Lay out the Data tab; registering refreshes the Train tab's dataset choices."""
+    lab = ctx.labels
+    with gr.Row():
+        upload = lab.add(
+            gr.File(
+                label="data.upload", file_types=[".csv", ".json", ".jsonl", ".xlsx", ".xls"], elem_id="tf-data-upload"
+            ),
+            "data.upload",
+        )
+        path = lab.add(gr.Textbox(label="data.path", elem_id="tf-data-path"), "data.path")
+    read_btn = lab.add(gr.Button("btn.read_file", elem_id="tf-btn-read"), "btn.read_file", "value")
+    table = gr.Dataframe(interactive=False, elem_id="tf-data-table", max_height=260)
+    formatting = lab.add(
+        gr.Radio(list(MAPPABLE), value="alpaca", label="data.formatting", elem_id="tf-data-formatting"),
+        "data.formatting",
+    )
+    with gr.Row():
+        mapping = {
+            key: lab.add(gr.Dropdown([], label=f"data.col.{key}", elem_id=f"tf-map-{key}"), f"data.col.{key}")
+            for key in MAP_KEYS
+        }
+    with gr.Row():
+        name = lab.add(gr.Textbox(label="data.name", elem_id="tf-data-name"), "data.name")
+        overwrite = lab.add(gr.Checkbox(False, label="data.overwrite", elem_id="tf-data-overwrite"), "data.overwrite")
+        register_btn = lab.add(
+            gr.Button("btn.register", variant="primary", elem_id="tf-btn-register"), "btn.register", "value"
+        )
+    status = gr.Markdown(elem_id="tf-data-status")
+
+    read_btn.click(
+        lambda lang, up, p: _read(ctx, lang, up, p), [ctx.lang, upload, path], [table, *mapping.values(), status]
+    )
+    inputs = [ctx.lang, upload, path, formatting, name, overwrite, train["dataset_dir"], *mapping.values()]
+    register_btn.click(lambda *a: _register(ctx, *a), inputs, [status, train["dataset"]])
+
+
+def _source(ctx: Context, upload: Any, path: str) -> str:
+    """The uploaded file (Gradio's temporary copy), else the typed path checked against the roots."""
+    if upload:
+        return upload if isinstance(upload, str) else upload.name
+    return str(ctx.jail.resolve(path))
+
+
+def _read(ctx: Context, lang: str, upload: Any, path: str) -> list[Any]:
+    blank = [gr.update() for _ in MAP_KEYS]
+    try:
+        frame = read_table(_source(ctx, upload, path))
+    except Exception as err:
+        return [None, *blank, error_message(lang, err)]
+    columns = ["", *map(str, frame.columns)]
+    guesses = _guess(columns)
+    updates = [gr.update(choices=columns, value=guesses.get(key, "")) for key in MAP_KEYS]
+    return [frame.head(5), *updates, message(lang, "msg.read_rows", rows=len(frame), cols=len(frame.columns))]
+
+
+def _guess(columns: list[str]) -> dict[str, str]:
+    """Pre-select columns whose names already say what they are."""
+    names = {
+        "prompt": ("instruction", "prompt", "question"),
+        "query": ("input", "query"),
+        "response": ("output", "response", "answer"),
+        "system": ("system",),
+        "history": ("history",),
+        "messages": ("conversations", "messages"),
+        "tools": ("tools",),
+    }
+    lower = {c.lower(): c for c in columns if c}
+    return {key: lower[n] for key, options in names.items() for n in options if n in lower}
+
+
+def _register(
+    ctx: Context,
+    lang: str,
+    upload: Any,
+    path: str,
+    formatting: str,
+    name: str,
+    overwrite: bool,
+    dataset_dir: str,
+    *columns: str,
+) -> tuple[str, Any]:
+    try:
+        source = _source(ctx, upload, path)
+        mapping = dict(zip(MAP_KEYS, columns, strict=True))
+        check_columns(read_table(source), mapping)
+        entry = build_entry("", formatting, mapping)
+        folder = ctx.jail.resolve(dataset_dir)
+        registry = register_dataset(folder, (name or "").strip(), source, entry, overwrite=bool(overwrite))
+        from tuneforge.webui.datasets import dataset_names
+
+        return message(lang, "msg.registered", name=name, path=registry), gr.update(choices=dataset_names(folder))
+    except Exception as err:
+        return error_message(lang, err), gr.update()
