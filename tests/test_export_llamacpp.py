@@ -58,7 +58,7 @@ def case(request, tiny_qwen2: Path, tiny_qwen3: Path, tiny_llama: Path, tmp_path
     base = shrink_vocab({"qwen2": tiny_qwen2, "qwen3": tiny_qwen3, "llama": tiny_llama}[arch], root / "base")
     adapter = train_lora(base, root / "lora", seed=7)
     paths = {}
-    for kind in ("f16", "q8_0"):
+    for kind in ("f16", "q8_0", "q4_0", "bf16"):
         cfg = export_cfg(
             base, root / kind, [adapter], template=TEMPLATES[arch], export_format="gguf", export_gguf_type=kind
         )
@@ -109,3 +109,11 @@ def test_q8_0_top1_agreement(case) -> None:
     agreement = float(np.mean([a == b for a, b in zip(quantized, reference, strict=True)]))
     print(f"q8_0 top-1 agreement with transformers: {agreement:.1%}")
     assert agreement >= 0.9, f"q8_0 top-1 agreement {agreement:.2%}"
+
+
+@pytest.mark.parametrize("kind", ["q4_0", "bf16"])
+def test_every_gguf_type_loads_and_generates(case, kind: str) -> None:
+    _, tokenizer, template, paths = case
+    ids = tokenizer(template.render(CHATS[0], add_generation_prompt=True), add_special_tokens=False)["input_ids"]
+    (tokens,) = llamacpp(paths[kind], greedy=[{"ids": ids, "steps": 4}])["greedy"]
+    assert len(tokens) == 4 and all(0 <= t < len(tokenizer) for t in tokens)
