@@ -99,13 +99,16 @@ def lit(text: str) -> str:
 
 def slot(spec: TemplateSpec, text: str, **fragments: str) -> str:
     """Go-template text for a record slot; each `{name}` in `fragments` becomes that Go fragment."""
-    text = fill(text, bos=spec.bos, eos=spec.eos, date=spec.date)
+    return _slot_plain(fill(text, bos=spec.bos, eos=spec.eos, date=spec.date), **fragments)
+
+
+def _slot_plain(text: str, **fragments: str) -> str:
+    """`text` with the placeholders named in `fragments` replaced by Go fragments, the rest printed verbatim."""
     out, pos = [], 0
     for match in _PLACEHOLDER.finditer(text):
-        if match.group(1) not in fragments:
-            continue
-        out += [lit(text[pos : match.start()]), fragments[match.group(1)]]
-        pos = match.end()
+        if match.group(1) in fragments:
+            out += [lit(text[pos : match.start()]), fragments[match.group(1)]]
+            pos = match.end()
     out.append(lit(text[pos:]))
     return "".join(out)
 
@@ -127,16 +130,6 @@ def _tools_block(tool_format: ToolFormat) -> str:
     item = _slot_plain(tool_format.tool, json="{{ $t }}", json_indent4="{{ $t }}")
     listing = "{{ range $j, $t := $.Tools }}{{ if $j }}" + lit(tool_format.tools_sep) + "{{ end }}" + item + "{{ end }}"
     return _slot_plain(tool_format.tools_block, tools=listing)
-
-
-def _slot_plain(text: str, **fragments: str) -> str:
-    out, pos = [], 0
-    for match in _PLACEHOLDER.finditer(text):
-        if match.group(1) in fragments:
-            out += [lit(text[pos : match.start()]), fragments[match.group(1)]]
-            pos = match.end()
-    out.append(lit(text[pos:]))
-    return "".join(out)
 
 
 def _line(text: str) -> str:
