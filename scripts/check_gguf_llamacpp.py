@@ -3,6 +3,7 @@
 
 llama.cpp runs through node-llama-cpp, whose npm package ships prebuilt llama.cpp binaries (no compile):
     python scripts/check_gguf_llamacpp.py --install   # npm i node-llama-cpp into ~/.cache/tuneforge, then check
+    python scripts/check_gguf_llamacpp.py --install-only   # only the npm install (what CI does before the tests)
     TUNEFORGE_NODE_LLAMA_CPP=/dir python scripts/check_gguf_llamacpp.py   # reuse an install in /dir
 It runs tests/test_export_llamacpp.py: f16 GGUFs of tiny Qwen2 / Qwen3 / Llama models with a merged LoRA are
 tokenized like transformers and continue prompts with the same greedy tokens, and q8_0 agrees with transformers
@@ -36,8 +37,10 @@ def main() -> int:
         print("VERDICT: NOT RUN - node is not installed")
         return 2
     folder = Path(os.environ.get("TUNEFORGE_NODE_LLAMA_CPP") or CACHE)
-    if "--install" in sys.argv:
+    if "--install" in sys.argv or "--install-only" in sys.argv:
         install(folder)
+    if "--install-only" in sys.argv:
+        return 0
     env = {**os.environ, "TUNEFORGE_NODE_LLAMA_CPP": str(folder)}
     command = [sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", "tests/test_export_llamacpp.py"]
     result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
