@@ -33,9 +33,7 @@ def _config_verb(name: str, summary: str) -> Callable[[Callable[..., Any]], clic
     def wrap(func: Callable[..., Any]) -> click.Command:
         func = click.argument("overrides", nargs=-1, type=click.UNPROCESSED)(func)
         func = click.argument("config", required=False)(func)
-        return main_group.command(name, help=f"{summary}\n\n{OVERRIDES_HELP}", context_settings=CONFIG_VERB)(
-            func
-        )
+        return main_group.command(name, help=f"{summary}\n\n{OVERRIDES_HELP}", context_settings=CONFIG_VERB)(func)
 
     return wrap
 
@@ -135,9 +133,7 @@ def version_cmd() -> None:
 @click.option("--layers", type=int, default=2, show_default=True, help="Decoder layers.")
 @click.option("--hidden", type=int, default=64, show_default=True, help="Hidden size.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed of the weights.")
-@click.option(
-    "--shape", type=click.Choice(["qwen2-1.5b", "qwen3-0.6b"]), default=None, help="Exact real shape."
-)
+@click.option("--shape", type=click.Choice(["qwen2-1.5b", "qwen3-0.6b"]), default=None, help="Exact real shape.")
 @click.option("--overwrite", is_flag=True, help="Replace a non-empty output folder.")
 def make_tiny_cmd(**kwargs: Any) -> None:
     """Write a random-initialised model of a real architecture with the real Qwen2 tokenizer (offline)."""
@@ -194,9 +190,7 @@ def data_group() -> None:
 
 @data_group.command("preview", context_settings=CONFIG_VERB)
 @click.option("-n", "num", type=int, default=3, show_default=True, help="Samples to print.")
-@click.option(
-    "--jsonl", type=click.Path(dir_okay=False), default=None, help="Also write samples as JSON lines."
-)
+@click.option("--jsonl", type=click.Path(dir_okay=False), default=None, help="Also write samples as JSON lines.")
 @click.argument("config", required=False)
 @click.argument("overrides", nargs=-1, type=click.UNPROCESSED)
 def data_preview(config: str | None, overrides: tuple[str, ...], num: int, jsonl: str | None) -> None:

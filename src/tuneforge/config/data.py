@@ -25,8 +25,7 @@ class DataSection(Section):
     dataset_dir: str = F("data", "Folder containing dataset_info.json and the local dataset files it names.")
     media_dir: str | None = F(
         None,
-        "Folder that relative image, video and audio paths in the data resolve against; defaults to "
-        "dataset_dir.",
+        "Folder that relative image, video and audio paths in the data resolve against; defaults to dataset_dir.",
     )
     cutoff_len: int = F(
         2048,
@@ -47,8 +46,7 @@ class DataSection(Section):
     buffer_size: int = F(16384, "Shuffle buffer size, in examples, used when streaming.")
     mix_strategy: Literal["concat", "interleave_under", "interleave_over", "interleave_once"] = F(
         "concat",
-        "How several datasets are combined: concatenated, or interleaved with under/over-sampling or once "
-        "each.",
+        "How several datasets are combined: concatenated, or interleaved with under/over-sampling or once each.",
     )
     interleave_probs: str | None = F(
         None,
@@ -74,8 +72,7 @@ class DataSection(Section):
     )
     val_size: float = F(
         0.0,
-        "Held-out validation split: a fraction in [0, 1) of the training data, or a whole number of "
-        "examples.",
+        "Held-out validation split: a fraction in [0, 1) of the training data, or a whole number of examples.",
     )
     eval_on_each_dataset: bool = F(
         False,
@@ -83,8 +80,7 @@ class DataSection(Section):
     )
     packing: bool | None = F(
         None,
-        "Pack several examples into each cutoff_len sequence to avoid padding; unset enables it for "
-        "pre-training only.",
+        "Pack several examples into each cutoff_len sequence to avoid padding; unset enables it for pre-training only.",
     )
     neat_packing: bool = F(
         False,
@@ -100,8 +96,7 @@ class DataSection(Section):
     )
     enable_thinking: bool | None = F(
         True,
-        "Reasoning templates: let the model think before answering; false makes the template skip the "
-        "thinking part.",
+        "Reasoning templates: let the model think before answering; false makes the template skip the thinking part.",
     )
     preserve_thinking: bool = F(
         False,

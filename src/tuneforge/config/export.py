@@ -17,8 +17,7 @@ class ExportSection(Section):
     export_size: int = F(5, "Maximum size of each exported weight shard, in GB.")
     export_device: Literal["cpu", "auto"] = F(
         "cpu",
-        "Device used to merge adapters while exporting: cpu (safe default) or auto (GPU if available, "
-        "faster).",
+        "Device used to merge adapters while exporting: cpu (safe default) or auto (GPU if available, faster).",
     )
     export_quantization_bit: int | None = F(
         None,

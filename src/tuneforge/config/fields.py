@@ -13,9 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 _SAME: Any = object()
 
 
-def F(
-    default: Any, description: str, *, lf_default: Any = _SAME, why: str | None = None, **kwargs: Any
-) -> Any:
+def F(default: Any, description: str, *, lf_default: Any = _SAME, why: str | None = None, **kwargs: Any) -> Any:
     """Declare a config field.
 
     `lf_default` records LLaMA-Factory's default where tuneforge deliberately differs (or where the key

@@ -17,8 +17,7 @@ class InferenceSection(Section):
     )
     use_kv_cache: bool = F(
         True,
-        "Reuse cached attention keys and values while generating (huggingface backend); much faster, uses "
-        "memory.",
+        "Reuse cached attention keys and values while generating (huggingface backend); much faster, uses memory.",
     )
     infer_dtype: Literal["auto", "float16", "bfloat16", "float32"] = F(
         "auto",

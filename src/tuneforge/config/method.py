@@ -12,8 +12,7 @@ class MethodSection(Section):
 
     freeze_trainable_layers: int = F(
         2,
-        "Freeze tuning: number of layers left trainable; positive counts from the last layer, negative from "
-        "the first.",
+        "Freeze tuning: number of layers left trainable; positive counts from the last layer, negative from the first.",
     )
     freeze_trainable_modules: str = F(
         "all",
@@ -25,8 +24,7 @@ class MethodSection(Section):
     )
     additional_target: str | None = F(
         None,
-        "Comma-separated modules besides the adapter layers to train fully and save (e.g. "
-        "embed_tokens,lm_head).",
+        "Comma-separated modules besides the adapter layers to train fully and save (e.g. embed_tokens,lm_head).",
     )
     module_dropout: float = F(0.0, "OFT: probability of dropping whole adapter blocks during training.")
     oft_rank: int = F(0, "OFT: number of orthogonal blocks per layer; 0 derives it from oft_block_size.")
@@ -68,8 +66,7 @@ class MethodSection(Section):
     )
     use_galore: bool = F(
         False,
-        "Train with the GaLore low-rank gradient-projection optimizer (needs the optional galore-torch "
-        "package).",
+        "Train with the GaLore low-rank gradient-projection optimizer (needs the optional galore-torch package).",
     )
     galore_target: str = F(
         "all",
@@ -146,8 +143,7 @@ class MethodSection(Section):
     )
     stage: Literal["pt", "sft", "rm", "ppo", "dpo", "kto", "grpo"] = F(
         "sft",
-        "Training stage: pt (pre-training), sft, rm (reward model), ppo, dpo (and other preference losses), "
-        "kto, grpo.",
+        "Training stage: pt (pre-training), sft, rm (reward model), ppo, dpo (and other preference losses), kto, grpo.",
     )
     finetuning_type: Literal["lora", "oft", "freeze", "full"] = F(
         "lora",
@@ -159,8 +155,7 @@ class MethodSection(Section):
     )
     use_adam_mini: bool = F(
         False,
-        "Use the Adam-mini optimizer, which shares learning rates within parameter blocks (optional "
-        "package).",
+        "Use the Adam-mini optimizer, which shares learning rates within parameter blocks (optional package).",
     )
     use_mca: bool = F(False, "Train through Megatron-Core via mcore_adapter (multi-GPU, optional package).")
     use_hyper_parallel: bool = F(
@@ -174,8 +169,7 @@ class MethodSection(Section):
     use_muon: bool = F(False, "Use the Muon optimizer for 2-D weight matrices, with AdamW for the rest.")
     use_dft_loss: bool = F(
         False,
-        "SFT: use the Dynamic Fine-Tuning loss, which weights each token's loss by its predicted "
-        "probability.",
+        "SFT: use the Dynamic Fine-Tuning loss, which weights each token's loss by its predicted probability.",
     )
     use_asft_loss: bool = F(
         False,

@@ -29,13 +29,11 @@ class ModelSection(Section):
     use_fast_tokenizer: bool = F(True, "Load the Rust-backed fast tokenizer when the model ships one.")
     resize_vocab: bool = F(
         False,
-        "Resize the input embeddings and output layer to the tokenizer's vocabulary size (needed after "
-        "adding tokens).",
+        "Resize the input embeddings and output layer to the tokenizer's vocabulary size (needed after adding tokens).",
     )
     split_special_tokens: bool = F(
         False,
-        "Tokenize special-token strings that appear in the text as plain text instead of single special "
-        "tokens.",
+        "Tokenize special-token strings that appear in the text as plain text instead of single special tokens.",
     )
     add_tokens: str | None = F(
         None,
@@ -71,8 +69,7 @@ class ModelSection(Section):
     )
     shift_attn: bool = F(
         False,
-        "Use LongLoRA's shifted sparse attention (S2-Attn) while training long contexts; LLaMA-style models "
-        "only.",
+        "Use LongLoRA's shifted sparse attention (S2-Attn) while training long contexts; LLaMA-style models only.",
     )
     mixture_of_depths: Literal["convert", "load"] | None = F(
         None,
@@ -85,8 +82,7 @@ class ModelSection(Section):
     )
     use_unsloth_gc: bool = F(
         False,
-        "Use Unsloth's offloaded gradient checkpointing to save GPU memory (needs the optional unsloth "
-        "package).",
+        "Use Unsloth's offloaded gradient checkpointing to save GPU memory (needs the optional unsloth package).",
     )
     enable_liger_kernel: bool = F(
         False,
@@ -99,8 +95,7 @@ class ModelSection(Section):
     )
     disable_gradient_checkpointing: bool = F(
         False,
-        "Turn off gradient checkpointing, which is on by default to trade recomputation for activation "
-        "memory.",
+        "Turn off gradient checkpointing, which is on by default to trade recomputation for activation memory.",
     )
     use_reentrant_gc: bool = F(
         True,
@@ -124,8 +119,7 @@ class ModelSection(Section):
     )
     use_v1_kernels: bool | None = F(
         False,
-        "Swap in LLaMA-Factory v1's high-performance training kernels where the model supports them "
-        "(GPU-oriented).",
+        "Swap in LLaMA-Factory v1's high-performance training kernels where the model supports them (GPU-oriented).",
     )
     hf_hub_token: str | None = F(
         None,
@@ -172,13 +166,11 @@ class ModelSection(Section):
     audio_sampling_rate: int = F(16000, "Sample rate in Hz that audio inputs are resampled to.")
     use_kt: bool = F(
         False,
-        "Run MoE expert layers through KTransformers' CPU kernels (GPU and the optional ktransformers "
-        "package only).",
+        "Run MoE expert layers through KTransformers' CPU kernels (GPU and the optional ktransformers package only).",
     )
     kt_weight_path: str | None = F(
         None,
-        "KTransformers: folder of preprocessed (e.g. INT8) expert weights to load instead of converting "
-        "online.",
+        "KTransformers: folder of preprocessed (e.g. INT8) expert weights to load instead of converting online.",
     )
     kt_expert_checkpoint_path: str | None = F(
         None,

@@ -16,8 +16,7 @@ class RlhfSection(Section):
     )
     pref_ftx: float = F(
         0.0,
-        "Weight of an extra SFT (NLL) loss on the chosen responses during preference training; 0 disables "
-        "it.",
+        "Weight of an extra SFT (NLL) loss on the chosen responses during preference training; 0 disables it.",
     )
     pref_bco_weight: float = F(0.0, "Weight of the BCO loss mixed into DPO training; 0 disables it.")
     pref_loss: Literal["sigmoid", "hinge", "ipo", "kto_pair", "orpo", "simpo"] = F(
@@ -64,8 +63,7 @@ class RlhfSection(Section):
     )
     ld_alpha: float | None = F(
         None,
-        "LD-DPO: weight (0 to 1) of response tokens beyond the shared length, reducing length bias; unset "
-        "disables.",
+        "LD-DPO: weight (0 to 1) of response tokens beyond the shared length, reducing length bias; unset disables.",
     )
     num_generations: int = F(
         4, "GRPO: completions sampled per prompt; rewards are normalised within each group.", lf_default=None

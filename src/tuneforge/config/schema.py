@@ -97,7 +97,5 @@ def show_text(cfg: TuneforgeConfig, show_all: bool = False) -> str:
         out += [yaml.safe_dump(cfg.training_args_extra, allow_unicode=True).strip(), ""]
     if not show_all:
         total = len(field_index())
-        out.append(
-            f"# {total - len(cfg.flat(only_changed=True))} more keys at their defaults (--all shows them)"
-        )
+        out.append(f"# {total - len(cfg.flat(only_changed=True))} more keys at their defaults (--all shows them)")
     return "\n".join(out)

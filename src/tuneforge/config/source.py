@@ -53,9 +53,7 @@ def _entries_from_mapping(node: yaml.MappingNode, path: Path, prefix: str) -> di
         key = str(constructor.construct_object(key_node, deep=True))
         where = f"{path} line {key_node.start_mark.line + 1}"
         if key in entries:
-            raise ConfigError(
-                f"{where}: key `{key}` is set twice (first at {entries[key].origin}). Keep one of them."
-            )
+            raise ConfigError(f"{where}: key `{key}` is set twice (first at {entries[key].origin}). Keep one of them.")
         value = constructor.construct_object(value_node, deep=True)
         entries[prefix + key] = Entry(value, where)
     return entries

@@ -68,8 +68,7 @@ class TrainingSection(Section):
     learning_rate: float = F(5e-05, "Peak learning rate of the optimizer, reached after warmup.")
     lr_scheduler_type: str = F(
         "linear",
-        "Learning-rate schedule, as in transformers' SchedulerType (e.g. linear, cosine, "
-        "constant_with_warmup).",
+        "Learning-rate schedule, as in transformers' SchedulerType (e.g. linear, cosine, constant_with_warmup).",
     )
     lr_scheduler_kwargs: dict | str | None = F(
         None,
@@ -77,8 +76,7 @@ class TrainingSection(Section):
     )
     warmup_steps: float = F(
         0,
-        "Linear warmup from 0 to learning_rate: a whole number of steps, or a fraction in [0, 1) of all "
-        "steps.",
+        "Linear warmup from 0 to learning_rate: a whole number of steps, or a fraction in [0, 1) of all steps.",
     )
     optim: str = F(
         "adamw_torch_fused",
@@ -188,8 +186,7 @@ class TrainingSection(Section):
     )
     log_level: str = F(
         "passive",
-        "Logging verbosity of the main process (debug, info, warning, error, critical, or passive to leave "
-        "it).",
+        "Logging verbosity of the main process (debug, info, warning, error, critical, or passive to leave it).",
     )
     log_level_replica: str = F(
         "warning",
@@ -259,8 +256,7 @@ class TrainingSection(Section):
     )
     save_strategy: Literal["no", "steps", "epoch", "best"] = F(
         "steps",
-        "When to save checkpoints: never, every save_steps steps, each epoch, or whenever the best metric "
-        "improves.",
+        "When to save checkpoints: never, every save_steps steps, each epoch, or whenever the best metric improves.",
     )
     save_steps: float = F(500, "Steps between checkpoints; a value below 1 is a fraction of total steps.")
     save_on_each_node: bool = F(
@@ -312,8 +308,7 @@ class TrainingSection(Section):
     )
     ignore_data_skip: bool = F(
         False,
-        "When resuming, do not fast-forward the data loader to where it stopped; faster, but data order "
-        "changes.",
+        "When resuming, do not fast-forward the data loader to where it stopped; faster, but data order changes.",
     )
     restore_callback_states_from_checkpoint: bool = F(
         False,
@@ -391,8 +386,7 @@ class TrainingSection(Section):
     )
     deepspeed: dict | str | None = F(
         None,
-        "DeepSpeed config (multi-GPU, needs the optional deepspeed package), as a dict or path to a JSON "
-        "file.",
+        "DeepSpeed config (multi-GPU, needs the optional deepspeed package), as a dict or path to a JSON file.",
     )
     debug: list[str] | str = F(
         "",
@@ -474,8 +468,7 @@ class TrainingSection(Section):
     profiler_with_stack: bool = F(True, "Profiler: record Python stack traces of operators (larger traces).")
     profile_modules: str | None = F(
         None,
-        "Profiler: comma-separated module names to label separately in traces; unset profiles the whole "
-        "model.",
+        "Profiler: comma-separated module names to label separately in traces; unset profiles the whole model.",
     )
     overwrite_output_dir: bool = F(
         False,

@@ -119,16 +119,10 @@ def stage_kind(stage: str | None, cfg: Any = None) -> str:
 
 def build_template(cfg: Any, tokenizer: Any) -> tuple[Any, list[str]]:
     """The chat template named by `cfg.data.template` and the warnings from checking it against the tokenizer."""
-    from tuneforge.data.templates import check_template_tokenizer, get_template
+    from tuneforge.data.templates import check_template_tokenizer, template_for_config
 
     d = cfg.data
-    template = get_template(
-        d.template,
-        tokenizer,
-        enable_thinking=d.enable_thinking,
-        default_system=d.default_system,
-        tool_format=d.tool_format,
-    )
+    template = template_for_config(d, tokenizer)
     warnings = check_template_tokenizer(template, tokenizer, allow=bool(getattr(d, "allow_template_mismatch", False)))
     for warning in warnings or []:
         logger.warning("%s", warning)

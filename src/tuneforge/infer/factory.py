@@ -51,16 +51,10 @@ def load_engine(cfg: TuneforgeConfig) -> Engine:
 
 def load_inference_template(cfg: TuneforgeConfig, tokenizer: Any) -> Any:
     """The training template (`template`), or the tokenizer's own chat template when unset."""
-    from tuneforge.data.templates import get_template
+    from tuneforge.data.templates import template_for_config
 
     d = cfg.data
-    return get_template(
-        d.template,
-        tokenizer,
-        enable_thinking=d.enable_thinking,
-        default_system=d.default_system,
-        tool_format=d.tool_format,
-    )
+    return template_for_config(d, tokenizer)
 
 
 def served_name(cfg: TuneforgeConfig) -> str:

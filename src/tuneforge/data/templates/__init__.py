@@ -21,7 +21,13 @@ True/None; only which side of the prompt/response boundary the empty block sits 
 """
 
 from tuneforge.data.templates.mismatch import TemplateMismatchError, check_template_tokenizer
-from tuneforge.data.templates.registry import get_spec, get_template, list_templates, list_tool_formats
+from tuneforge.data.templates.registry import (
+    get_spec,
+    get_template,
+    list_templates,
+    list_tool_formats,
+    template_for_config,
+)
 from tuneforge.data.templates.render import Segment
 from tuneforge.data.templates.template import Template
 
@@ -34,4 +40,5 @@ __all__ = [
     "get_template",
     "list_templates",
     "list_tool_formats",
+    "template_for_config",
 ]

@@ -95,3 +95,15 @@ def get_template(
         changes["eos"] = spec.eos or (getattr(tokenizer, "eos_token", None) or "")
     spec = replace(spec, **changes)
     return Template(spec, formats[tool_format or spec.tool_format], enable_thinking)
+
+
+def template_for_config(data: Any, tokenizer: Any) -> Template:
+    """The template a config's `data` section asks for (`template`, `enable_thinking`, `default_system`,
+    `tool_format`); the one place training, inference and export turn those keys into a Template."""
+    return get_template(
+        data.template,
+        tokenizer,
+        enable_thinking=data.enable_thinking,
+        default_system=data.default_system,
+        tool_format=data.tool_format,
+    )
