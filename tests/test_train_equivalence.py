@@ -6,16 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from train_helpers import identity_rows, tiny_config, train_data
+from train_helpers import identity_rows, tiny_config, tokenizer_of, train_data
 
 torch = pytest.importorskip("torch")
 
 
 @pytest.fixture(scope="module")
 def tokenizer(tiny_qwen2: Path):
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(tiny_qwen2)
+    return tokenizer_of(tiny_qwen2)
 
 
 def _loss_and_grads(model, batch: dict) -> tuple[float, dict]:

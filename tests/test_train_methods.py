@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from train_helpers import tiny_config, train_data
+from train_helpers import tiny_config, tokenizer_of, train_data
 
 torch = pytest.importorskip("torch")
 
@@ -25,9 +25,7 @@ METHODS = {
 
 @pytest.fixture(scope="module")
 def tokenizer(tiny_qwen2: Path):
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(tiny_qwen2)
+    return tokenizer_of(tiny_qwen2)
 
 
 @pytest.mark.parametrize("method", list(METHODS))

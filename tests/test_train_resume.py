@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from train_helpers import read_log, tiny_config, train_data
+from train_helpers import read_log, tiny_config, tokenizer_of, train_data
 
 torch = pytest.importorskip("torch")
 
@@ -16,12 +16,11 @@ torch = pytest.importorskip("torch")
 def test_resumed_run_matches_uninterrupted_run(tiny_qwen2: Path, tmp_path: Path) -> None:
     """Dropout on and shuffling on across an epoch boundary, so data order and RNG must be restored too."""
     from safetensors.torch import load_file
-    from transformers import AutoTokenizer
 
     from tuneforge.errors import TuneforgeError
     from tuneforge.train.sft import run_sft
 
-    tokenizer = AutoTokenizer.from_pretrained(tiny_qwen2)
+    tokenizer = tokenizer_of(tiny_qwen2)
     settings = {"max_steps": 5, "save_strategy": "steps", "save_steps": 2, "lora_dropout": 0.1}
     full, resumed = tmp_path / "full", tmp_path / "resumed"
     run_sft(tiny_config(tiny_qwen2, full, **settings), train_data(tokenizer, 12), tokenizer)

@@ -3,22 +3,38 @@
 from __future__ import annotations
 
 import json
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 IGNORE = -100
 
 
+@cache
+def tokenizer_of(model: Path) -> Any:
+    """The tokenizer of a tiny model folder, loaded once per test session (loading the 150k vocab takes seconds).
+
+    Shared between tests: do not modify it (`run_sft` with hand-made `TrainData` leaves it as it is).
+    """
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(model)
+
+
 def identity_rows(tokenizer: Any, n: int = 16, seed: int = 0) -> list[dict[str, list[int]]]:
     """Chat rows "who are you N?" -> "I am Forge N." with the prompt masked, built with the tokenizer's template."""
+    return chat_rows(tokenizer, [(f"Who are you {i + seed}?", f"I am Forge {i + seed}.") for i in range(n)])
+
+
+def chat_rows(tokenizer: Any, pairs: list[tuple[str, str]]) -> list[dict[str, list[int]]]:
+    """One (question, answer) chat row per pair, in the tokenizer's template, with the prompt masked."""
     rows = []
-    for i in range(n):
+    for question, reply in pairs:
         prompt = tokenizer.apply_chat_template(
-            [{"role": "user", "content": f"Who are you {i + seed}?"}], tokenize=False, add_generation_prompt=True
+            [{"role": "user", "content": question}], tokenize=False, add_generation_prompt=True
         )
-        answer = f"I am Forge {i + seed}.<|im_end|>\n"
         p_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
-        a_ids = tokenizer(answer, add_special_tokens=False)["input_ids"]
+        a_ids = tokenizer(f"{reply}<|im_end|>\n", add_special_tokens=False)["input_ids"]
         rows.append({"input_ids": p_ids + a_ids, "labels": [IGNORE] * len(p_ids) + a_ids})
     return rows
 

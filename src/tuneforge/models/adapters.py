@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import logging
 import re
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from tuneforge.errors import TuneforgeError
@@ -21,6 +24,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 OUTPUT_LAYERS = ("lm_head", "output_layer", "embed_out")
+EMBEDDING_LAYERS = ("embed_tokens", "wte", "word_embeddings", *OUTPUT_LAYERS)
 
 
 def apply_finetuning(model: PreTrainedModel, cfg: TuneforgeConfig, *, trainable: bool = True) -> Any:
@@ -149,7 +153,19 @@ def peft_config(model: Any, cfg: TuneforgeConfig, kind: str) -> Any:
         use_rslora=m.use_rslora,
         use_dora=m.use_dora,
         init_lora_weights=init,
+        ensure_weight_tying=ties_embeddings(model, extra),
     )
+
+
+def ties_embeddings(model: Any, modules_to_save: list[str] | None) -> bool:
+    """True when the model ties input and output embeddings and one of them is trained in full (`additional_target`).
+
+    PEFT then keeps the trained copies tied (the head predicts with the trained embedding), and records it in
+    `adapter_config.json` so a plain `PeftModel.from_pretrained` ties them again.
+    """
+    config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+    tied = bool(getattr(config, "tie_word_embeddings", False))
+    return tied and any(name in EMBEDDING_LAYERS for name in modules_to_save or ())
 
 
 def _apply_peft(model: Any, cfg: TuneforgeConfig, kind: str, trainable: bool) -> Any:
@@ -158,21 +174,31 @@ def _apply_peft(model: Any, cfg: TuneforgeConfig, kind: str, trainable: bool) ->
     adapters = _split(cfg.model.adapter_name_or_path or "")
     resume_last = trainable and adapters and not cfg.method.create_new_adapter
     to_merge = adapters[:-1] if resume_last else adapters
-    for path in to_merge:
-        model = PeftModel.from_pretrained(model, path).merge_and_unload()
-        logger.info("Merged adapter %s into the base model", path)
-    if resume_last:
-        model = PeftModel.from_pretrained(model, adapters[-1], is_trainable=True)
-        logger.info("Continuing to train adapter %s", adapters[-1])
-        return model
-    if not trainable:
-        return model.requires_grad_(False)
-    checkpointing = getattr(model, "is_activation_checkpointing", None)
-    if checkpointing is None:
-        checkpointing = getattr(model, "is_gradient_checkpointing", False)
-    if checkpointing or getattr(model, "is_quantized", False):
-        model.enable_input_require_grads()
-    return get_peft_model(model, peft_config(model, cfg, kind))
+    with _quiet_peft():
+        for path in to_merge:
+            model = PeftModel.from_pretrained(model, path).merge_and_unload()
+            logger.info("Merged adapter %s into the base model", path)
+        if resume_last:
+            model = PeftModel.from_pretrained(model, adapters[-1], is_trainable=True)
+            logger.info("Continuing to train adapter %s", adapters[-1])
+            return model
+        if not trainable:
+            return model.requires_grad_(False)
+        checkpointing = getattr(model, "is_activation_checkpointing", None)
+        if checkpointing is None:  # transformers before the activation-checkpointing rename
+            checkpointing = getattr(model, "is_gradient_checkpointing", False)
+        if checkpointing or getattr(model, "is_quantized", False):
+            model.enable_input_require_grads()
+        return get_peft_model(model, peft_config(model, cfg, kind))
+
+
+@contextmanager
+def _quiet_peft() -> Iterator[None]:
+    """Silence the FutureWarning PEFT triggers by reading transformers' deprecated `is_gradient_checkpointing`
+    (peft/peft_model.py, `PeftModel.__init__`); nothing of ours reads it on transformers >= 5.2x."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+        yield
 
 
 def _upcast_trainable(model: Any, cfg: TuneforgeConfig) -> None:
