@@ -87,7 +87,7 @@ def test_yaml_syntax_error_gives_line(tmp_path: Path) -> None:
 def test_duplicate_key_is_reported_with_both_lines(tmp_path: Path) -> None:
     path = tmp_path / "cfg.yaml"
     path.write_text("lora_rank: 8\nlora_rank: 16\n")
-    with pytest.raises(ConfigError, match="line 2.*line 1"):
+    with pytest.raises(ConfigError, match=r"line 2.*line 1"):
         load_config(path, paths=False)
 
 
