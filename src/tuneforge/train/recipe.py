@@ -25,12 +25,12 @@ from tuneforge.train.args import build_training_args
 from tuneforge.train.callbacks import LOG_NAME, GracefulStop, LogCallback
 from tuneforge.train.plot import plot_losses
 from tuneforge.train.sft import (
-    _loraplus_factory,
-    _method_identity,
-    _unwrap,
-    _use_own_progress_bar,
     attach_chat_template,
+    loraplus_factory,
+    method_identity,
     save_resolved_config,
+    unwrap_model,
+    use_own_progress_bar,
 )
 from tuneforge.train.trainer import TuneforgeTrainer
 
@@ -119,7 +119,7 @@ def run_stage(cfg: TuneforgeConfig, build: StageBuilder, tokenizer: Any = None) 
     if resume and plan.resume_extra is not None:
         plan.resume_extra(model, resume)
 
-    fingerprint = ckpt.fingerprint(cfg.model.model_name_or_path, _method_identity(cfg), _hashable(train))
+    fingerprint = ckpt.fingerprint(cfg.model.model_name_or_path, method_identity(cfg), _hashable(train))
     _start_log(out, resume, fingerprint)
     save_resolved_config(cfg, out)
     trainer = TuneforgeTrainer(
@@ -131,10 +131,10 @@ def run_stage(cfg: TuneforgeConfig, build: StageBuilder, tokenizer: Any = None) 
         processing_class=tokenizer,
         callbacks=[MetricsCallback(plan.metrics), LogCallback(str(out)), GracefulStop(), *plan.callbacks],
         fingerprint=fingerprint,
-        optimizer_factory=_loraplus_factory(cfg),
+        optimizer_factory=loraplus_factory(cfg),
         loss_fn=plan.loss,
     )
-    _use_own_progress_bar(trainer)
+    use_own_progress_bar(trainer)
     result = trainer.train(resume_from_checkpoint=resume)
     return _finish(cfg, trainer, model, plan, result, evals is not None)
 
@@ -175,7 +175,7 @@ def _start_log(out: Path, resume: str | None, fingerprint: dict[str, str]) -> No
 
 def _finish(cfg: TuneforgeConfig, trainer: Any, model: Any, plan: StagePlan, result: Any, has_eval: bool) -> dict:
     out = Path(trainer.args.output_dir)
-    _unwrap(model).config.use_cache = True
+    unwrap_model(model).config.use_cache = True
     metrics = dict(result.metrics)
     if has_eval:
         eval_metrics = trainer.evaluate(metric_key_prefix="eval")

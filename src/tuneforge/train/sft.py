@@ -58,7 +58,7 @@ def run_sft(cfg: TuneforgeConfig, data: TrainData | None = None, tokenizer: Any 
     model = load_model(cfg, tokenizer, trainable=True)
     model = apply_finetuning(model, cfg, trainable=True)
 
-    fingerprint = ckpt.fingerprint(cfg.model.model_name_or_path, _method_identity(cfg), data.train)
+    fingerprint = ckpt.fingerprint(cfg.model.model_name_or_path, method_identity(cfg), data.train)
     if resume:
         ckpt.check_fingerprint(resume, fingerprint)
         ckpt.trim_log(out / LOG_NAME, ckpt.checkpoint_step(resume))
@@ -79,12 +79,12 @@ def run_sft(cfg: TuneforgeConfig, data: TrainData | None = None, tokenizer: Any 
         compute_metrics=token_accuracy if cfg.training.compute_accuracy and data.eval is not None else None,
         preprocess_logits_for_metrics=logits_to_predictions if cfg.training.compute_accuracy else None,
         fingerprint=fingerprint,
-        optimizer_factory=_loraplus_factory(cfg),
+        optimizer_factory=loraplus_factory(cfg),
     )
-    _use_own_progress_bar(trainer)
+    use_own_progress_bar(trainer)
     result = trainer.train(resume_from_checkpoint=resume)
 
-    _unwrap(model).config.use_cache = True  # the saved model generates with a KV cache
+    unwrap_model(model).config.use_cache = True  # the saved model generates with a KV cache
     trainer.save_model()
     trainer.save_state()
     trainer.log_metrics("train", result.metrics)
@@ -134,19 +134,22 @@ def save_resolved_config(cfg: TuneforgeConfig, out: Path) -> Path:
     return path
 
 
-def _method_identity(cfg: TuneforgeConfig) -> dict[str, Any]:
+def method_identity(cfg: TuneforgeConfig) -> dict[str, Any]:
+    """The method keys that change what a checkpoint means; part of the resume fingerprint."""
     m = cfg.method
     keys = ("stage", "finetuning_type", "lora_rank", "lora_target", "additional_target", "oft_rank", "use_dora")
     return {k: getattr(m, k) for k in keys} | {"template": cfg.data.template, "cutoff_len": cfg.data.cutoff_len}
 
 
-def _loraplus_factory(cfg: TuneforgeConfig) -> Any:
+def loraplus_factory(cfg: TuneforgeConfig) -> Any:
+    """An optimizer factory giving LoRA B matrices `loraplus_lr_ratio` times the learning rate, or None."""
     if cfg.method.loraplus_lr_ratio is None:
         return None
     return lambda model, kwargs: build_loraplus_optimizer(model, cfg, kwargs)
 
 
-def _use_own_progress_bar(trainer: Any) -> None:
+def use_own_progress_bar(trainer: Any) -> None:
+    """Replace the Trainer's tqdm bar with tuneforge's (loss, tokens/s, ETA) unless tqdm is disabled."""
     from transformers.trainer_callback import PrinterCallback
     from transformers.trainer_callback import ProgressCallback as HfProgress
 
@@ -156,5 +159,6 @@ def _use_own_progress_bar(trainer: Any) -> None:
         trainer.add_callback(ProgressCallback())
 
 
-def _unwrap(model: Any) -> Any:
+def unwrap_model(model: Any) -> Any:
+    """The transformers model inside a PEFT wrapper (or the model itself)."""
     return model.get_base_model() if hasattr(model, "get_base_model") else model
