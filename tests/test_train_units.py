@@ -197,3 +197,13 @@ def test_every_configurable_stage_has_a_recipe() -> None:
     for target in RECIPES.values():
         module, function = target.split(":")
         assert callable(getattr(importlib.import_module(module), function, None)), target
+
+
+def test_outputs_summary_names_what_exists(tmp_path) -> None:
+    from tuneforge.train.runner import outputs_summary
+
+    (tmp_path / "adapter_model.safetensors").write_bytes(b"x")
+    (tmp_path / "training_loss.png").write_bytes(b"x")
+    text = outputs_summary(tmp_path)
+    assert f"adapter        {tmp_path / 'adapter_model.safetensors'}" in text
+    assert "loss plot" in text and "trainer_log.jsonl" not in text

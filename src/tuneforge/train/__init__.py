@@ -1,4 +1,4 @@
-"""Training stages: pt and sft (rm, dpo family, kto, ppo, grpo to come).
+"""Training stages: pt, sft, rm, dpo family, kto, ppo and grpo.
 
 Import-light on purpose: the CLI imports this package; torch and transformers load inside `run_training`.
 """

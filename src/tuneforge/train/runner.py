@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tuneforge.errors import NotBuiltError, TuneforgeError
@@ -41,7 +42,30 @@ def run(cfg: TuneforgeConfig) -> dict[str, Any]:
     check_trainable(cfg)
     _show_info_logs()
     module, function = RECIPES[cfg.method.stage].split(":")
-    return getattr(importlib.import_module(module), function)(cfg)
+    metrics = getattr(importlib.import_module(module), function)(cfg)
+    print(outputs_summary(Path(cfg.training.output_dir)))
+    return metrics
+
+
+# What a finished run leaves in output_dir, in the order a user looks for it.
+OUTPUTS = [
+    ("adapter", "adapter_model.safetensors"),
+    ("model", "model.safetensors"),
+    ("model", "model.safetensors.index.json"),
+    ("value head", "value_head.safetensors"),
+    ("log", "trainer_log.jsonl"),
+    ("loss plot", "training_loss.png"),
+    ("eval loss plot", "training_eval_loss.png"),
+    ("metrics", "all_results.json"),
+    ("config", "tuneforge_config.yaml"),
+]
+
+
+def outputs_summary(out: Path) -> str:
+    """Lines naming where the adapter or model, the log, the plots and the metrics of a run were written."""
+    lines = [f"Training finished. Outputs in {out}:"]
+    lines += [f"  {what:<15}{out / name}" for what, name in OUTPUTS if (out / name).exists()]
+    return "\n".join(lines)
 
 
 def _show_info_logs() -> None:
