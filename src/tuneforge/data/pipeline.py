@@ -122,7 +122,7 @@ def build_template(cfg: Any, tokenizer: Any) -> tuple[Any, list[str]]:
     from tuneforge.data.templates import check_template_tokenizer, template_for_config
 
     d = cfg.data
-    template = template_for_config(d, tokenizer)
+    template = template_for_config(d, tokenizer, check=False)
     warnings = check_template_tokenizer(template, tokenizer, allow=bool(getattr(d, "allow_template_mismatch", False)))
     for warning in warnings or []:
         logger.warning("%s", warning)
