@@ -11,6 +11,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from tuneforge.errors import TuneforgeError
 from tuneforge.webui.context import Context, error_message, message
 from tuneforge.webui.locale import DEFAULT_LANG, LANGS
@@ -160,18 +162,40 @@ def _wire_page(ctx: Context, app: Any, saved_lang: Any, train: dict[str, Any]) -
     """Language switch (remembered in the browser) and, on page load, re-attach to the latest job."""
     ctx.lang.change(lambda lang: [lang, *ctx.labels.updates(lang)], ctx.lang, [saved_lang, *ctx.labels.components])
     app.load(lambda lang: lang if lang in LANGS else DEFAULT_LANG, saved_lang, ctx.lang)
-    app.load(lambda d: _reattach(ctx, d), train["dataset_dir"], [train["job_id"], train["status"], train["dataset"]])
+    from tuneforge.webui.tab_train import dataset_choices
+
+    app.load(lambda folder: dataset_choices(ctx, folder), train["dataset_dir"], train["dataset"])
+    outputs = [train["job_id"], train["status"], *ctx.form.values()]
+    app.load(lambda lang: _reattach(ctx, lang), saved_lang, outputs)
 
 
-def _reattach(ctx: Context, dataset_dir: str) -> tuple[str, str, Any]:
-    from tuneforge.webui.tab_train import _dataset_choices
+def _reattach(ctx: Context, lang: str) -> list[Any]:
+    """The latest job (running first) with the form filled from its config; the form as is when none."""
+    import gradio as gr
+
+    from tuneforge.webui.forms import config_to_form
 
     job = ctx.jobs.latest()
-    choices = _dataset_choices(ctx, dataset_dir)
     if job is None:
-        return "", "", choices
+        return ["", "", *[gr.update() for _ in ctx.form]]
+    try:
+        values = config_to_form(yaml.safe_load(Path(job.config_path).read_text(encoding="utf-8")) or {})
+    except (OSError, yaml.YAMLError):
+        values = {}
     key = "msg.reattached" if ctx.jobs.is_running(job) else "msg.last_job"
-    return job.id, message(DEFAULT_LANG, key, id=job.id, out=job.output_dir), choices
+    status = message(lang if lang in LANGS else DEFAULT_LANG, key, id=job.id, out=job.output_dir)
+    return [job.id, status, *[_restore(ctx.form[k], values[k]) if k in values else gr.update() for k in ctx.form]]
+
+
+def _restore(component: Any, value: Any) -> Any:
+    """An update setting `value`; dropdowns also get it among their choices (custom paths, names)."""
+    import gradio as gr
+
+    if not isinstance(component, gr.Dropdown):
+        return gr.update(value=value)
+    known = [c[1] if isinstance(c, (tuple, list)) else c for c in component.choices or []]
+    extra = [v for v in (value if isinstance(value, list) else [value]) if v not in known]
+    return gr.update(value=value, choices=[*known, *extra])
 
 
 def parse_auth(auth: str | None) -> tuple[str, str] | None:

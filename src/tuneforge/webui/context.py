@@ -51,20 +51,20 @@ class Context:
             if config.get(key):
                 config[key] = str(self.jail.resolve(config[key]))
         model = config.get("model_name_or_path") or ""
-        if model.startswith((".", "/", "~")) or (self.jail.home / model).exists():
+        if model and (model.startswith((".", "/", "~")) or (self.jail.home / model).exists()):
             config["model_name_or_path"] = str(self.jail.resolve(model))
         forms.validate(config)
         return config
 
 
 def message(lang: str, key: str, kind: str = "info", **values: Any) -> str:
-    """A status line for the page: ✅ / ⚠️ / ❌ followed by the localized text."""
-    icon = {"info": "✅", "warn": "⚠️", "error": "❌"}[kind]
-    return f"{icon} {t(lang, key, **values)}"
+    """A status line for the page: the localized text, bold for warnings and errors."""
+    text = t(lang, key, **values)
+    return text if kind == "info" else f"**{text}**"
 
 
 def error_message(lang: str, err: Exception) -> str:
     """A visible message for an error a user can act on (the error's own text names what to change)."""
     if isinstance(err, TuneforgeError):
-        return f"❌ {t(lang, 'msg.error')}: {err}"
-    return f"❌ {t(lang, 'msg.unexpected')}: {type(err).__name__}: {err}"
+        return f"**{t(lang, 'msg.error')}:** {err}"
+    return f"**{t(lang, 'msg.unexpected')}:** {type(err).__name__}: {err}"

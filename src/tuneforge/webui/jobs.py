@@ -199,4 +199,5 @@ def _pid_runs(pid: int, config_path: str) -> bool:
         cmdline = (proc / "cmdline").read_bytes().decode(errors="replace")
     except OSError:
         return False
-    return state not in ("Z", "X") and config_path in cmdline
+    # The command line is empty while a process starts (between fork and exec).
+    return state not in ("Z", "X") and (config_path in cmdline or not cmdline)

@@ -113,7 +113,7 @@ def _live_view(ctx: Context) -> dict[str, Any]:
 
 def _wire(ctx: Context, c: dict[str, Any], buttons: dict[str, Any], live: dict[str, Any]) -> None:
     inputs = {*ctx.form.values(), ctx.lang}
-    c["dataset_dir"].change(lambda d: _dataset_choices(ctx, d), c["dataset_dir"], c["dataset"])
+    c["dataset_dir"].change(lambda d: dataset_choices(ctx, d), c["dataset_dir"], c["dataset"])
     c["preview_data_btn"].click(
         lambda data: _preview_data(ctx, data), inputs, [c["raw_view"], c["token_view"], c["status"]]
     )
@@ -130,7 +130,8 @@ def _wire(ctx: Context, c: dict[str, Any], buttons: dict[str, Any], live: dict[s
     live["timer"].tick(lambda lang, j: refresh(ctx, lang, j), [ctx.lang, c["job_id"]], outputs)
 
 
-def _dataset_choices(ctx: Context, folder: str) -> Any:
+def dataset_choices(ctx: Context, folder: str) -> Any:
+    """The dataset dropdown's choices: the names registered in `folder` (none when it is unreadable)."""
     try:
         return gr.update(choices=dataset_names(ctx.jail.resolve(folder)))
     except Exception:
@@ -231,7 +232,7 @@ def progress_html(ctx: Context, lang: str, job: Any, records: list[dict[str, Any
     p = monitor.progress(records)
     state = _state(ctx, lang, job)
     parts = [t(lang, "live.step", step=p["step"], total=p["total"] or "?")]
-    if p.get("remaining"):
+    if p.get("remaining") and ctx.jobs.is_running(job):
         parts.append(t(lang, "live.eta", eta=p["remaining"]))
     if p.get("loss") is not None:
         parts.append(f"loss {p['loss']:.4f}")

@@ -1,0 +1,54 @@
+"""Helpers for the web UI tests: a small registered dataset and a UI server in a subprocess."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+SERVE = (
+    "import sys; from tuneforge.webui.app import webui_command; "
+    "webui_command('127.0.0.1', int(sys.argv[1]), None, sys.argv[2:])"
+)
+
+
+def write_dataset(folder: Path, name: str = "identity", rows: int = 16) -> Path:
+    """An alpaca dataset `name` registered in `folder/dataset_info.json`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    data = [{"instruction": f"Who are you {i}?", "input": "", "output": f"I am Forge {i}."} for i in range(rows)]
+    (folder / f"{name}.json").write_text(json.dumps(data))
+    (folder / "dataset_info.json").write_text(json.dumps({name: {"file_name": f"{name}.json"}}))
+    return folder
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_server(roots: list[Path], cwd: Path, log: Path, timeout: float = 120.0) -> tuple[subprocess.Popen, str]:
+    """Run the web UI on a free port (output to `log`); returns (process, url) once it answers."""
+    port = free_port()
+    with open(log, "wb") as handle:
+        process = subprocess.Popen(
+            [sys.executable, "-c", SERVE, str(port), *map(str, roots)], cwd=cwd, stdout=handle, stderr=subprocess.STDOUT
+        )
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"web UI exited: {log.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return process, url
+        except OSError:
+            time.sleep(0.5)
+    process.kill()
+    raise RuntimeError(f"web UI did not answer in {timeout}s: {log.read_text()[-3000:]}")
