@@ -14,6 +14,7 @@ import pickle
 from typing import Any
 
 from tuneforge.data.pieces import PieceSplitter
+from tuneforge.data.templates.template import group_pairs
 from tuneforge.data.tokens import MemoTokenizer
 
 Pair = tuple[list[int], list[int]]
@@ -80,27 +81,3 @@ class Turns:
             else:
                 bounds.append((position, segment.response))
         return "".join(s.text for s in segments), bounds
-
-
-def group_pairs(ids: list[int], cuts: list[int], responses: list[bool], eos: int | None) -> list[Pair]:
-    """Group token ids into (prompt, response) pairs; span i ends at token `cuts[i]` and is a response
-    when `responses[i]`."""
-    pairs: list[Pair] = []
-    prompt: list[int] = []
-    response: list[int] = []
-    cursor = 0
-    for stop, is_response in zip(cuts, responses, strict=True):
-        chunk = ids[cursor:stop]
-        cursor = max(cursor, stop)
-        if is_response:
-            response += chunk
-            continue
-        if response:
-            pairs.append((prompt, response))
-            prompt, response = [], []
-        prompt += chunk
-    if response:
-        pairs.append((prompt, response))
-    if eos is not None:
-        pairs = [(p, [*r, eos]) for p, r in pairs]
-    return pairs

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -114,20 +115,26 @@ class Template:
 def _encode_segments(tokenizer: Any, segments: list[Segment]) -> list[Pair]:
     """Tokenize the joined text once and cut it at segment boundaries, so pairs concatenate exactly."""
     text = "".join(s.text for s in segments)
-    bounds, pos = [], 0
+    ends, pos = [], 0
     for segment in segments:
         pos += len(segment.text)
-        bounds.append((pos, segment.response))
+        ends.append(pos)
     ids, offsets = _tokenize_with_offsets(tokenizer, text)
+    starts = [start for start, _ in offsets]
+    cuts = [bisect.bisect_left(starts, end) for end in ends]
+    return group_pairs(ids, cuts, [s.response for s in segments])
+
+
+def group_pairs(ids: list[int], cuts: list[int], responses: list[bool], eos: int | None = None) -> list[Pair]:
+    """Group token ids into (prompt, response) pairs; span i ends at token `cuts[i]` and is a response
+    when `responses[i]`. With `eos`, that id is appended to every response (templates with efficient_eos)."""
     pairs: list[Pair] = []
     prompt: list[int] = []
     response: list[int] = []
     cursor = 0
-    for end, is_response in bounds:
-        chunk = []
-        while cursor < len(ids) and offsets[cursor][0] < end:
-            chunk.append(ids[cursor])
-            cursor += 1
+    for stop, is_response in zip(cuts, responses, strict=True):
+        chunk = ids[cursor:stop]
+        cursor = max(cursor, stop)
         if is_response:
             response += chunk
             continue
@@ -137,6 +144,8 @@ def _encode_segments(tokenizer: Any, segments: list[Segment]) -> list[Pair]:
         prompt += chunk
     if response:
         pairs.append((prompt, response))
+    if eos is not None:
+        pairs = [(p, [*r, eos]) for p, r in pairs]
     return pairs
 
 
