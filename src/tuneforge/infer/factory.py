@@ -24,6 +24,8 @@ def load_engine(cfg: TuneforgeConfig) -> Engine:
     if not cfg.model.model_name_or_path:
         raise ConfigError("`model_name_or_path` is not set; name the model folder (or Hub id) to chat with.")
     backend_name = cfg.inference.infer_backend
+    if backend_name in ("vllm", "sglang"):
+        return _load_async_engine(cfg, backend_name)
     if backend_name != "huggingface":
         raise _gpu_backend_error(backend_name)
     from tuneforge.infer.hf_backend import HFBackend
@@ -47,6 +49,21 @@ def load_engine(cfg: TuneforgeConfig) -> Engine:
         model_name=served_name(cfg),
         scorer=scorer,
     )
+
+
+def _load_async_engine(cfg: TuneforgeConfig, name: str) -> Engine:
+    """An Engine over the vLLM or SGLang backend (their own batching; no value-head scoring)."""
+    from tuneforge.infer.loading import find_value_head
+    from tuneforge.models.loader import load_tokenizer
+
+    module = importlib.import_module(f"tuneforge.infer.{name}_backend")
+    module.check(cfg)  # package, GPU and adapters, before anything is loaded
+    tokenizer = load_tokenizer(cfg)
+    template = load_inference_template(cfg, tokenizer)
+    defaults = GenerationDefaults.from_config(cfg.generation).params
+    if find_value_head(cfg):
+        logger.warning("Found a value head, but scoring needs `infer_backend: huggingface`; %s only generates.", name)
+    return Engine(module.build_backend(cfg), tokenizer, template, defaults, model_name=served_name(cfg))
 
 
 def load_inference_template(cfg: TuneforgeConfig, tokenizer: Any) -> Any:
