@@ -150,6 +150,28 @@ class TrainingSection(Section):
         None,
         "Which Liger kernels HF Trainer applies (e.g. rope, rms_norm, fused_linear_cross_entropy).",
     )
+    max_tokens_per_batch: int | None = F(
+        None,
+        "Token-budget batching (pt/sft; batches become padding-free): group samples "
+        "so each batch holds at most this many real tokens (a longer sample gets a batch of its own); "
+        "per_device_train_batch_size is then ignored for training. Unset uses fixed-size batches.",
+        lf_default=None,
+    )
+    fuse_micro_batches: Literal["auto", "on", "off"] = F(
+        "auto",
+        "Run per_device_train_batch_size x gradient_accumulation_steps samples as ONE padding-free batch "
+        "(same token-weighted loss and gradients, fewer kernel launches). auto: on for sft/pt on a CUDA GPU "
+        "when the fused batch holds at most 32768 tokens (cutoff_len x samples); on: always; off: never.",
+        lf_default=None,
+    )
+    speed_kernels: Literal["auto", "liger", "torch", "off"] = F(
+        "auto",
+        "Fused training kernels. auto: on a CUDA GPU, Liger kernels (fused RMSNorm/RoPE/SwiGLU and linear + "
+        "cross-entropy) for qwen2/qwen3/llama when liger-kernel is installed, else tuneforge's chunked "
+        "linear + cross-entropy (no full logits) for vocabularies over 65536; off on CPU. liger: require "
+        "Liger; torch: the chunked cross-entropy on any device; off: the model's own forward.",
+        lf_default=None,
+    )
     use_cache: bool = F(
         False,
         "Keep the model's KV cache enabled during training; normally off since training does not need it.",

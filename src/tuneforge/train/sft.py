@@ -19,6 +19,7 @@ from tuneforge.train import checkpoint as ckpt
 from tuneforge.train.args import build_training_args
 from tuneforge.train.callbacks import LOG_NAME, GracefulStop, LogCallback, ProgressCallback
 from tuneforge.train.plot import plot_losses
+from tuneforge.train.speed.plan import plan_speed, prepare_model
 from tuneforge.train.trainer import TuneforgeTrainer, logits_to_predictions, token_accuracy
 
 if TYPE_CHECKING:
@@ -55,7 +56,9 @@ def run_sft(cfg: TuneforgeConfig, data: TrainData | None = None, tokenizer: Any 
     tokenizer = tokenizer if tokenizer is not None else load_tokenizer(cfg)
     data = data or prepare_data(cfg, tokenizer)  # stops here when the template does not fit the tokenizer
     attach_chat_template(tokenizer, data.template)
+    speed = plan_speed(cfg, args, data, cuda)  # padding-free batches, fusion, token budgets
     model = load_model(cfg, tokenizer, trainable=True)
+    prepare_model(model, cfg, speed)  # varlen attention, fused kernels
     model = apply_finetuning(model, cfg, trainable=True)
 
     fingerprint = ckpt.fingerprint(cfg.model.model_name_or_path, method_identity(cfg), data.train)
@@ -80,6 +83,7 @@ def run_sft(cfg: TuneforgeConfig, data: TrainData | None = None, tokenizer: Any 
         preprocess_logits_for_metrics=logits_to_predictions if cfg.training.compute_accuracy else None,
         fingerprint=fingerprint,
         optimizer_factory=loraplus_factory(cfg),
+        train_batch_sampler=speed.batch_sampler,
     )
     use_own_progress_bar(trainer)
     result = trainer.train(resume_from_checkpoint=resume)

@@ -34,8 +34,10 @@ class TuneforgeTrainer(Trainer):
         fingerprint: dict[str, str] | None = None,
         optimizer_factory: Callable[[Any, dict[str, Any]], torch.optim.Optimizer] | None = None,
         loss_fn: Callable[[Any, dict[str, Any]], torch.Tensor] | None = None,
+        train_batch_sampler: Any = None,
         **kwargs: Any,
     ) -> None:
+        self._train_batch_sampler = train_batch_sampler
         self._fingerprint = fingerprint or {}
         self._optimizer_factory = optimizer_factory
         self._loss_fn = loss_fn
@@ -52,6 +54,14 @@ class TuneforgeTrainer(Trainer):
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
         loss = self._loss_fn(model, inputs)
         return (loss, {"loss": loss}) if return_outputs else loss
+
+    def get_train_dataloader(self) -> Any:
+        """The train DataLoader; token-budget batches when a `train_batch_sampler` was given."""
+        if self._train_batch_sampler is None:
+            return super().get_train_dataloader()
+        from tuneforge.train.speed.batching import budget_dataloader
+
+        return budget_dataloader(self, self._train_batch_sampler)
 
     def create_optimizer(self, model: Any = None) -> torch.optim.Optimizer:
         """Build the optimizer; with `optimizer_factory` (LoRA+) the parameter groups come from it."""

@@ -1,0 +1,72 @@
+"""Decide and apply the speed paths for one pt/sft run (the sft recipe calls `plan_speed` and `prepare_model`).
+
+Every path keeps the loss and gradients of the plain run (token-weighted loss, attention within each sample):
+padding-free collation with varlen attention, micro-batch fusion, token-budget batches and fused kernels.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from tuneforge.train.speed import attention, batching, kernels
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class SpeedPlan:
+    """What the run does beyond the plain recipe."""
+
+    padding_free: bool = False
+    fused: int = 1  # samples run as one batch (1: no fusion)
+    batch_sampler: Any = None  # token-budget batches, or None
+    cuda: bool = False
+    notes: list[str] = field(default_factory=list)
+
+
+def wants_padding_free(cfg: Any, cuda: bool, fused: int) -> bool:
+    """Padding-free batches for neat packing, token budgets and fusion; on CUDA for every pt/sft run whose
+    attention is left to tuneforge (`flash_attn: auto`)."""
+    if cfg.method.stage not in ("pt", "sft"):
+        return False
+    if cfg.data.neat_packing or cfg.training.max_tokens_per_batch or fused > 1:
+        return True
+    return cuda and cfg.model.flash_attn == "auto"
+
+
+def plan_speed(cfg: Any, args: Any, data: Any, cuda: bool) -> SpeedPlan:
+    """Fuse micro-batches into `args`, switch `data.collator` to padding-free batches and build token-budget
+    batches where the config and machine call for them (in place); returns the plan for `prepare_model`."""
+    from tuneforge.data.collate import PaddingCollator, PaddingFreeCollator
+
+    fused = batching.fusion_factor(cfg, cuda)
+    plan = SpeedPlan(padding_free=wants_padding_free(cfg, cuda, fused), fused=fused, cuda=cuda)
+    if plan.padding_free and isinstance(data.collator, PaddingCollator):
+        data.collator = PaddingFreeCollator()
+    if fused > 1:
+        steps = args.gradient_accumulation_steps
+        batching.fuse_args(args, fused)
+        plan.notes.append(f"Fused {steps} micro-batches into one padding-free batch of {fused} samples per step.")
+    budget = cfg.training.max_tokens_per_batch
+    if budget:
+        shuffle = not cfg.training.disable_shuffling
+        lengths = batching.sample_lengths(data.train)
+        plan.batch_sampler = batching.TokenBudgetBatchSampler(lengths, budget, seed=args.seed, shuffle=shuffle)
+        plan.notes.append(f"Token-budget batches: {len(plan.batch_sampler)} batches of at most {budget} tokens.")
+    for note in plan.notes:
+        logger.info(note)
+    return plan
+
+
+def prepare_model(model: Any, cfg: Any, plan: SpeedPlan) -> None:
+    """Varlen attention for padding-free batches and fused kernels, on the base model before adapters."""
+    current = model.config._attn_implementation
+    chosen = attention.choose_implementation(cfg.model.flash_attn, current, plan.padding_free, plan.cuda)
+    if chosen != current:
+        model.set_attn_implementation(chosen)
+        logger.info("Attention: %s (padding-free batches)", chosen)
+    vocab = model.get_output_embeddings().weight.shape[0] if model.get_output_embeddings() is not None else 0
+    mode = kernels.resolve_kernels(cfg, plan.cuda, model.config.model_type, vocab)
+    kernels.apply_kernels(model, mode)
