@@ -223,7 +223,7 @@ def test_max_tokens_fit_the_context():
 # ---- errors -----------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("name", "install"), [("vllm", "tuneforge[vllm]"), ("sglang", "sglang[all]")])
+@pytest.mark.parametrize(("name", "install"), [("vllm", "tuneforge[vllm]"), ("sglang", "tuneforge[sglang]")])
 def test_missing_package_names_the_install_command(monkeypatch, name, install):
     from tuneforge.infer import load_engine
 
@@ -334,3 +334,16 @@ def test_engine_chat_over_vllm_uses_the_training_template(monkeypatch, gpu, tiny
     im_end = engine.tokenizer.convert_tokens_to_ids("<|im_end|>")
     assert im_end in script.calls[0]["params"]["stop_token_ids"]  # template stop token reaches vLLM
     assert script.calls[0]["params"]["temperature"] == 0.0
+
+
+def test_quantization_bit_with_an_external_engine_is_refused(tiny_qwen2) -> None:
+    from tuneforge.config import load_config
+    from tuneforge.errors import TuneforgeError
+    from tuneforge.infer import load_engine
+
+    cfg = load_config(
+        {"model_name_or_path": str(tiny_qwen2), "template": "qwen", "infer_backend": "vllm", "quantization_bit": 4},
+        paths=False,
+    )
+    with pytest.raises(TuneforgeError, match="quantization_bit"):
+        load_engine(cfg)

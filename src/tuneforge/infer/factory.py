@@ -56,6 +56,11 @@ def _load_async_engine(cfg: TuneforgeConfig, name: str) -> Engine:
     from tuneforge.infer.loading import find_value_head
     from tuneforge.models.loader import load_tokenizer
 
+    if cfg.quantization.quantization_bit is not None:
+        raise TuneforgeError(
+            f"`quantization_bit` is applied by the huggingface backend only; with `infer_backend: {name}` serve a "
+            f"pre-quantized model or pass the engine's own quantization in `{name}_config`."
+        )
     module = importlib.import_module(f"tuneforge.infer.{name}_backend")
     module.check(cfg)  # package, GPU and adapters, before anything is loaded
     tokenizer = load_tokenizer(cfg)

@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-INSTALL = "pip install 'sglang[all]'"
+INSTALL = "pip install 'tuneforge[sglang]'"
 _DTYPES = {"auto": "auto", "float16": "float16", "bfloat16": "bfloat16", "float32": "float32"}
 
 
