@@ -61,7 +61,11 @@ def build_chat_tab(ctx: Context) -> None:
     inputs = {*ctx.form.values(), ctx.lang}
     load.click(lambda data: _load_engine(ctx, data), inputs, status)
     unload.click(lambda lang: _unload(ctx, lang), ctx.lang, status)
-    box.submit(lambda *a: _chat(ctx, *a), [box, chatbot, system, temperature, top_p, max_new], [box, chatbot])
+
+    def chat(*args: Any) -> Iterator[tuple[str, list[dict]]]:  # a generator function, so Gradio streams it
+        yield from _chat(ctx, *args)
+
+    box.submit(chat, [box, chatbot, system, temperature, top_p, max_new], [box, chatbot])
 
 
 MODEL_KEYS = (
