@@ -2,6 +2,8 @@
 
     python benchmarks/train_speed.py                    # CPU: tiny qwen2 built under .tiny/bench-qwen2
     python benchmarks/train_speed.py --shape qwen2-1.5b # CUDA: random model with DeepSeek-R1-Distill-Qwen-1.5B's shape
+    python benchmarks/train_speed.py --workload lora_pack --bench-dir .bench --model /tmp/q15b   # LF's workloads
+    python benchmarks/train_speed.py --report lf.txt tf.jsonl > RESULTS.md                        # table vs LF
 
 Prints real (non-padding) tokens/s and peak memory for both, and tuneforge's overhead over the plain loop.
 The first `--warmup` steps of each run are excluded from the timing.
@@ -18,6 +20,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
 def build_model(out: Path, shape: str | None) -> Path:
@@ -109,13 +112,21 @@ def _sync() -> None:
         torch.cuda.synchronize()
 
 
+from speed_workloads import add_workload_args, run_report, run_workload  # noqa: E402
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_workload_args(parser)
     parser.add_argument("--shape", default=None, help="make-tiny shape (e.g. qwen2-1.5b, CUDA only)")
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--batch", type=int, default=8)
     args = parser.parse_args()
+    if args.report:
+        return run_report(*args.report)
+    if args.workload:
+        return run_workload(args)
     from transformers import AutoTokenizer
 
     model_dir = build_model(Path(".tiny") / f"bench-{args.shape or 'qwen2'}", args.shape)
