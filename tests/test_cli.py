@@ -55,6 +55,7 @@ def test_top_help_names_every_verb() -> None:
         "data",
         "make-tiny",
         "help",
+        "debug-config",
     ]:
         assert f"  {verb} " in text, verb
 
@@ -114,7 +115,7 @@ def test_env_prints_versions() -> None:
 
 
 def test_verbs_not_built_yet_exit_2() -> None:
-    out = run_cli("webui")
+    out = run_cli("eval", "stage=sft")
     assert out.returncode == 2 and "not built yet" in out.stderr
 
 

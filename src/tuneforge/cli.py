@@ -99,11 +99,24 @@ def eval_cmd(config: str | None, overrides: tuple[str, ...]) -> None:
 
 
 @main_group.command("webui")
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
-@click.option("--port", default=7860, show_default=True, help="Port to bind.")
-def webui_cmd(host: str, port: int) -> None:
-    """Open the browser UI to configure, run and watch training, chat and export."""
-    _not_built("webui")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind (exposing it needs --auth).")
+@click.option("--port", default=7860, show_default=True, type=int, help="Port to bind.")
+@click.option("--auth", default=None, help="Require a login, as user:password.")
+@click.option("--root", "roots", multiple=True, help="Folder the UI may read and write (repeatable; default: cwd).")
+def webui_cmd(host: str, port: int, auth: str | None, roots: tuple[str, ...]) -> None:
+    """Open the browser UI to configure, run and watch training, build datasets, chat and export."""
+    from tuneforge.webui.app import webui_command
+
+    webui_command(host, port, auth, list(roots))
+
+
+@main_group.command("debug-config")
+@click.argument("config")
+def debug_config_cmd(config: str) -> None:
+    """Write a .vscode/launch.json entry that debugs `tuneforge train CONFIG`."""
+    from tuneforge.webui.vscode import debug_config_command
+
+    click.echo(f"wrote {debug_config_command(config)}")
 
 
 def _not_built(verb: str, _cfg: Any = None) -> None:

@@ -146,6 +146,7 @@ NOT_IMPLEMENTED = {
     "pissa_convert": "PiSSA-to-LoRA conversion",
     "use_swanlab": "SwanLab logging",
     "enable_torch_profiler": "the torch profiler",
+    "do_predict": "prediction with generation (`do_predict`; use `tuneforge chat` or the API)",
 }
 
 
