@@ -226,10 +226,10 @@ def data_stats(config: str | None, overrides: tuple[str, ...]) -> None:
 @data_group.command("templates")
 def data_templates() -> None:
     """List the chat templates tuneforge knows (`template:` in the config)."""
-    from tuneforge.data.templates import list_templates
+    from tuneforge.data.templates import get_spec, list_templates
 
-    for line in list_templates():
-        click.echo(line)
+    for name in list_templates():
+        click.echo(f"{name:<18}{getattr(get_spec(name), 'description', '') or ''}")
 
 
 @main_group.command("help")
