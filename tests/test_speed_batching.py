@@ -132,3 +132,16 @@ def test_plan_fuses_only_when_asked_or_on_cuda(tiny_qwen2, tmp_path):
     plan = plan_speed(cfg, args, data, cuda=True)  # auto on CUDA: 8 x cutoff 2048 tokens fits the fusion cap
     assert plan.fused == 8 and plan.padding_free and isinstance(data.collator, PaddingFreeCollator)
     assert (args.per_device_train_batch_size, args.gradient_accumulation_steps) == (8, 1)
+
+
+def test_lora_base_in_bf16_on_cuda_only(tiny_qwen2, tmp_path):
+    from test_speed_attention import tiny_qwen2 as small_model
+    from tuneforge.train.speed.plan import SpeedPlan, frozen_base_in_bf16, prepare_model
+
+    cfg = tiny_config(tiny_qwen2, tmp_path, bf16=True)
+    assert frozen_base_in_bf16(cfg, cuda=True) and not frozen_base_in_bf16(cfg, cuda=False)
+    assert not frozen_base_in_bf16(tiny_config(tiny_qwen2, tmp_path, bf16=True, finetuning_type="full"), cuda=True)
+    model = small_model("sdpa")
+    prepare_model(model, cfg, SpeedPlan(cuda=True))
+    assert {p.dtype for p in model.parameters()} == {torch.bfloat16}
+    assert model.config._attn_implementation == "sdpa"  # not padding-free: attention unchanged

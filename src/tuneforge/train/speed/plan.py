@@ -10,6 +10,8 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
+
 from tuneforge.train.speed import attention, batching, kernels
 
 logger = logging.getLogger(__name__)
@@ -67,6 +69,16 @@ def prepare_model(model: Any, cfg: Any, plan: SpeedPlan) -> None:
     if chosen != current:
         model.set_attn_implementation(chosen)
         logger.info("Attention: %s (padding-free batches)", chosen)
+    if frozen_base_in_bf16(cfg, plan.cuda):
+        model.to(torch.bfloat16)  # frozen LoRA base: no fp32 master needed; adapters are upcast after PEFT
     vocab = model.get_output_embeddings().weight.shape[0] if model.get_output_embeddings() is not None else 0
     mode = kernels.resolve_kernels(cfg, plan.cuda, model.config.model_type, vocab)
     kernels.apply_kernels(model, mode)
+
+
+def frozen_base_in_bf16(cfg: Any, cuda: bool) -> bool:
+    """LoRA with bf16 mixed precision on CUDA: keep the frozen base weights in bf16 (half the memory, no per-step
+    fp32 -> bf16 weight casts under autocast); the trainable adapter weights stay float32 masters."""
+    m, q = cfg.method, cfg.quantization
+    mixed = cfg.training.bf16 and not m.pure_bf16 and not cfg.model.upcast_layernorm
+    return cuda and mixed and m.finetuning_type == "lora" and q.quantization_bit is None
