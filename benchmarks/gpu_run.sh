@@ -30,6 +30,7 @@ tf seed --max-steps "$SEED_STEPS"
 tf lora_pack
 tf full_pack
 tf lora_pack --set speed_kernels=torch   # chunked cross-entropy instead of Liger, to see what Liger buys
+tf lora_pack --set disable_gradient_checkpointing=true   # no recomputation while memory allows
 tail -3 "$OUT/tf_log.txt"
 
 # 4. GPU-marked tests (varlen backends vs per-document SDPA in bf16, GPU export check).
