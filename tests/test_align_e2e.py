@@ -4,14 +4,12 @@ API, and behaviour: DPO raises the preference margin, GRPO raises an exact-match
 from __future__ import annotations
 
 import json
-import socket
-import threading
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from server_helpers import running_api
 from train_helpers import read_log
 
 pytestmark = pytest.mark.slow
@@ -178,33 +176,15 @@ def test_grpo_raises_an_exact_match_reward(tiny_qwen2: Path, tmp_path: Path) -> 
     assert len(rewards) == 4 and max(rewards) > 0
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def reward_api(tiny_qwen2: Path, reward_adapter: Path) -> Any:
     pytest.importorskip("uvicorn")
     from tuneforge.config import load_config
-    from tuneforge.infer import load_engine
-    from tuneforge.serve.app import create_app
-    from tuneforge.serve.server import build_server, server_settings
 
     cfg = load_config({"model_name_or_path": str(tiny_qwen2), "adapter_name_or_path": str(reward_adapter),
                        "template": "qwen"})  # fmt: skip
-    engine = load_engine(cfg)
-    port = _free_port()
-    server = build_server(create_app(engine, server_settings(cfg, engine)), engine, "127.0.0.1", port, "warning")
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.time() + 30
-    while not server.started and time.time() < deadline:
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(30)
+    with running_api(cfg) as url:
+        yield url
 
 
 def test_api_scores_match_the_local_reward_model(reward_api: str, reward_adapter: Path, tiny_qwen2: Path) -> None:

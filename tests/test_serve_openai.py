@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
-import threading
-import time
 from pathlib import Path
 
 import pytest
+
+from server_helpers import running_api
 
 openai = pytest.importorskip("openai")
 pytest.importorskip("uvicorn")
@@ -63,18 +62,9 @@ def _train_tool_model(base: Path, out: Path) -> Path:
     return out
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(tiny_qwen2, tmp_path_factory):
     from tuneforge.config import load_config
-    from tuneforge.infer import load_engine
-    from tuneforge.serve.app import create_app
-    from tuneforge.serve.server import build_server, server_settings
 
     model_dir = _train_tool_model(tiny_qwen2, tmp_path_factory.mktemp("tool") / "model")
     cfg = load_config(
@@ -86,17 +76,8 @@ def server(tiny_qwen2, tmp_path_factory):
             "served_model_name": "tiny-tool",
         }
     )
-    engine = load_engine(cfg)
-    port = _free_port()
-    uv = build_server(create_app(engine, server_settings(cfg, engine)), engine, "127.0.0.1", port, "warning")
-    thread = threading.Thread(target=uv.run, daemon=True)
-    thread.start()
-    deadline = time.time() + 30
-    while not uv.started and time.time() < deadline:
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}/v1"
-    uv.should_exit = True
-    thread.join(30)
+    with running_api(cfg) as url:
+        yield f"{url}/v1"
 
 
 @pytest.fixture(scope="module")
