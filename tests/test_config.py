@@ -103,6 +103,8 @@ def test_duplicate_key_is_reported_with_both_lines(tmp_path: Path) -> None:
         ({"stage": "ppo"}, ["reward_model"]),
         ({"use_galore": True}, ["use_galore"]),
         ({"do_train": True, "eval_strategy": "steps"}, ["eval_dataset", "val_size"]),
+        ({"do_predict": True}, ["do_predict", "predict_with_generate"]),
+        ({"do_predict": True, "predict_with_generate": True, "stage": "dpo"}, ["do_predict", "stage"]),
     ],
 )
 def test_contradictions_name_both_keys(values: dict, keys: list[str]) -> None:
@@ -110,6 +112,11 @@ def test_contradictions_name_both_keys(values: dict, keys: list[str]) -> None:
         load_config(values, paths=False)
     for key in keys:
         assert f"`{key}`" in str(err.value)
+
+
+def test_do_predict_with_generate_is_accepted() -> None:
+    cfg = load_config({"do_predict": True, "predict_with_generate": True}, paths=False)
+    assert cfg.training.do_predict and cfg.training.predict_with_generate
 
 
 def test_overrides_apply_after_file_and_last_wins(tmp_path: Path) -> None:

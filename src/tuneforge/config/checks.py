@@ -117,6 +117,13 @@ def _evaluation(cfg: TuneforgeConfig) -> Iterator[Conflict]:
             ("eval_strategy", "eval_dataset", "val_size"),
             "evaluation is scheduled but there is no evaluation data: set `eval_dataset` or `val_size`.",
         )
+    if t.do_predict and cfg.method.stage == "sft" and not t.predict_with_generate:
+        yield (
+            ("do_predict", "predict_with_generate"),
+            "prediction generates answers: set `predict_with_generate: true` with `do_predict: true`.",
+        )
+    if t.do_predict and cfg.method.stage != "sft":
+        yield ("do_predict", "stage"), f"`do_predict` generates answers for stage sft only, not `{cfg.method.stage}`."
     if cfg.export.export_quantization_bit and cfg.model.adapter_name_or_path:
         yield (
             ("export_quantization_bit", "adapter_name_or_path"),
@@ -146,7 +153,6 @@ NOT_IMPLEMENTED = {
     "pissa_convert": "PiSSA-to-LoRA conversion",
     "use_swanlab": "SwanLab logging",
     "enable_torch_profiler": "the torch profiler",
-    "do_predict": "prediction with generation (`do_predict`; use `tuneforge chat` or the API)",
 }
 
 

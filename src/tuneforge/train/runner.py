@@ -41,9 +41,18 @@ def run(cfg: TuneforgeConfig) -> dict[str, Any]:
     """Train as the config says; returns the final metrics."""
     check_trainable(cfg)
     _show_info_logs()
-    module, function = RECIPES[cfg.method.stage].split(":")
-    metrics = getattr(importlib.import_module(module), function)(cfg)
-    print(outputs_summary(Path(cfg.training.output_dir)))
+    predict_only = cfg.training.do_predict and not cfg.training.do_train
+    metrics: dict[str, Any] = {}
+    if cfg.training.do_predict:
+        from tuneforge.train.predict import check_predict, run_predict
+
+        check_predict(cfg)  # before training, so a wrong setting does not cost a whole run
+    if not predict_only:
+        module, function = RECIPES[cfg.method.stage].split(":")
+        metrics = getattr(importlib.import_module(module), function)(cfg)
+    if cfg.training.do_predict:
+        metrics.update(run_predict(cfg))
+    print(outputs_summary(Path(cfg.training.output_dir), finished="Prediction" if predict_only else "Training"))
     return metrics
 
 
@@ -58,12 +67,14 @@ OUTPUTS = [
     ("eval loss plot", "training_eval_loss.png"),
     ("metrics", "all_results.json"),
     ("config", "tuneforge_config.yaml"),
+    ("predictions", "generated_predictions.jsonl"),
+    ("predict metrics", "predict_results.json"),
 ]
 
 
-def outputs_summary(out: Path) -> str:
+def outputs_summary(out: Path, finished: str = "Training") -> str:
     """Lines naming where the adapter or model, the log, the plots and the metrics of a run were written."""
-    lines = [f"Training finished. Outputs in {out}:"]
+    lines = [f"{finished} finished. Outputs in {out}:"]
     lines += [f"  {what:<15}{out / name}" for what, name in OUTPUTS if (out / name).exists()]
     return "\n".join(lines)
 

@@ -1,0 +1,163 @@
+"""Prediction with generation: text metrics against hand-computed values, config rules, batching, CLI end to end."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from tuneforge.config import load_config
+from tuneforge.errors import ConfigError
+from tuneforge.eval.text_metrics import average_scores, lcs_length, row_scores, sentence_bleu4
+from tuneforge.train.predict import check_predict, generate_all, predict_config, predict_metrics
+
+
+def test_bleu4_identical_is_one() -> None:
+    assert sentence_bleu4(list("abcd"), list("abcd")) == pytest.approx(1.0)
+
+
+def test_bleu4_smooths_an_order_without_match() -> None:
+    # p1 = 3/4, p2 = 2/3, p3 = 1/2, p4 = 0/1 -> 1/(2*1); equal lengths -> no brevity penalty
+    assert sentence_bleu4(list("abcx"), list("abcd")) == pytest.approx((3 / 4 * 2 / 3 * 1 / 2 * 1 / 2) ** 0.25)
+
+
+def test_bleu4_short_hypothesis_gets_brevity_penalty_and_growing_smoothing() -> None:
+    # p1 = 1, p2 = 1, p3: no trigram -> 1/(2*1), p4 -> 1/(4*1); brevity exp(1 - 4/2)
+    expected = math.exp(1 - 2) * (0.5 * 0.25) ** 0.25
+    assert sentence_bleu4(list("ab"), list("abcd")) == pytest.approx(expected)
+
+
+def test_bleu4_is_zero_without_any_matching_character_or_hypothesis() -> None:
+    assert sentence_bleu4(list("xyz"), list("abc")) == 0.0
+    assert sentence_bleu4([], list("abc")) == 0.0
+
+
+def test_rouge_scores_on_characters_ignore_spaces() -> None:
+    scores = row_scores("ab c", "abd")
+    assert scores["rouge-1"] == pytest.approx(66.6667)  # overlap a, b of 3 each side
+    assert scores["rouge-2"] == pytest.approx(50.0)  # ab shared; bc vs bd
+    assert scores["rouge-l"] == pytest.approx(66.6667)  # LCS "ab"
+
+
+def test_rouge_clips_repeated_ngrams_and_lcs_keeps_order() -> None:
+    assert row_scores("aaa", "a")["rouge-1"] == pytest.approx(50.0)  # P = 1/3, R = 1
+    assert lcs_length("acb", "abc") == 2
+    assert row_scores("acb", "abc")["rouge-1"] == pytest.approx(100.0)
+    assert row_scores("", "abc") == {"bleu-4": 0.0, "rouge-1": 0.0, "rouge-2": 0.0, "rouge-l": 0.0}
+
+
+def test_average_over_rows_and_metric_names() -> None:
+    averaged = average_scores(["abcd", "xyz"], ["abcd", "abc"])
+    assert averaged == {"bleu-4": 50.0, "rouge-1": 50.0, "rouge-2": 50.0, "rouge-l": 50.0}
+    metrics = predict_metrics([{"predict": "abcd", "label": "abcd", "prompt": "p"}], runtime=2.0)
+    assert metrics["predict_bleu-4"] == 100.0 and metrics["predict_rouge-l"] == 100.0
+    assert metrics["predict_runtime"] == 2.0 and metrics["predict_samples_per_second"] == 0.5
+
+
+def _cfg(**keys: object):
+    base = {"model_name_or_path": "org/model", "stage": "sft", "do_predict": True, "output_dir": "out"}
+    return load_config({**base, **keys})
+
+
+def test_check_predict_names_both_keys_when_generation_is_off() -> None:
+    with pytest.raises(ConfigError, match="predict_with_generate"):
+        _cfg()  # refused when the config loads
+    cfg = _cfg(predict_with_generate=True)
+    check_predict(cfg)
+    cfg.training.predict_with_generate = False  # run_predict checks again (configs built in code)
+    with pytest.raises(ConfigError, match="`do_predict: true` needs `predict_with_generate: true`"):
+        check_predict(cfg)
+
+
+def test_do_predict_is_for_sft_only() -> None:
+    cfg = _cfg(predict_with_generate=True)
+    cfg.method.stage = "pt"
+    with pytest.raises(ConfigError, match="stage: sft"):
+        check_predict(cfg)
+
+
+def test_predict_after_training_uses_the_trained_adapter_or_model() -> None:
+    keys = {"predict_with_generate": True, "do_train": True, "finetuning_type": "lora"}
+    lora = predict_config(_cfg(**keys, adapter_name_or_path="org/a1,org/a2", eval_dataset="x", dataset="y"))
+    assert lora.model.adapter_name_or_path == "org/a1,out"  # a2 was trained further into out
+    assert lora.data.dataset is None and lora.training.do_train is False
+    new = predict_config(_cfg(**keys, adapter_name_or_path="org/a1", create_new_adapter=True))
+    assert new.model.adapter_name_or_path == "org/a1,out"
+    full = predict_config(_cfg(**{**keys, "finetuning_type": "full"}))
+    assert full.model.model_name_or_path == "out"
+    alone = predict_config(_cfg(predict_with_generate=True, adapter_name_or_path="org/a1"))
+    assert alone.model.adapter_name_or_path == "org/a1" and alone.model.model_name_or_path == "org/model"
+
+
+class _FakeEngine:
+    """Answers each prompt from a background thread, in reverse order, to check that order is kept."""
+
+    def __init__(self) -> None:
+        self.requests: list = []
+
+    def sampling(self) -> str:
+        return "params"
+
+    def submit(self, ids, params, emit) -> None:
+        self.requests.append((ids, params, emit))
+
+    def run(self) -> None:
+        from tuneforge.infer.requests import Finished, TextDelta
+
+        while len(self.requests) < 3:
+            pass
+        for ids, _, emit in reversed(self.requests):
+            emit(TextDelta(f"answer-{ids[0]}"))
+            emit(TextDelta("!"))
+            emit(Finished("stop", len(ids), 2))
+
+
+def test_generate_all_queues_every_prompt_and_keeps_order() -> None:
+    engine = _FakeEngine()
+    worker = threading.Thread(target=engine.run)
+    worker.start()
+    seen: list[tuple[int, int]] = []
+    texts = generate_all(engine, [[1], [2], [3]], progress=lambda done, total: seen.append((done, total)))
+    worker.join()
+    assert texts == ["answer-1!", "answer-2!", "answer-3!"]
+    assert seen[-1] == (3, 3) and all(p == "params" for _, p, _ in engine.requests)
+
+
+@pytest.mark.slow
+def test_cli_predicts_with_tiny_model(tiny_qwen2: Path, shared_dir: Path, tmp_path: Path) -> None:
+    """`tuneforge train` with only do_predict writes one jsonl row per sample and the metrics file."""
+    pytest.importorskip("torch")
+    out = tmp_path / "pred"
+    keys = {
+        "model_name_or_path": str(tiny_qwen2),
+        "stage": "sft",
+        "do_predict": True,
+        "predict_with_generate": True,
+        "finetuning_type": "lora",
+        "template": "qwen",
+        "eval_dataset": "alpaca_en_demo",
+        "dataset_dir": str(shared_dir / "lf-data"),
+        "max_samples": 4,
+        "cutoff_len": 256,
+        "max_new_tokens": 8,
+        "do_sample": False,
+        "per_device_eval_batch_size": 2,
+        "output_dir": str(out),
+    }
+    config = tmp_path / "predict.yaml"
+    config.write_text(json.dumps(keys), encoding="utf-8")
+    cmd = [sys.executable, "-m", "tuneforge.cli", "train", str(config)]
+    result = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = [json.loads(line) for line in (out / "generated_predictions.jsonl").read_text().splitlines()]
+    assert len(rows) == 4 and all(set(r) == {"prompt", "predict", "label"} for r in rows)
+    assert all("<|im_start|>assistant" in r["prompt"] and r["label"] for r in rows)
+    metrics = json.loads((out / "predict_results.json").read_text())
+    for name in ("runtime", "samples_per_second", "bleu-4", "rouge-1", "rouge-2", "rouge-l"):
+        assert isinstance(metrics[f"predict_{name}"], float), name
+    assert "generated_predictions.jsonl" in result.stdout
