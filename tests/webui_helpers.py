@@ -52,3 +52,63 @@ def start_server(roots: list[Path], cwd: Path, log: Path, timeout: float = 120.0
             time.sleep(0.5)
     process.kill()
     raise RuntimeError(f"web UI did not answer in {timeout}s: {log.read_text()[-3000:]}")
+
+
+# --- browser helpers (Playwright page objects; no import of playwright here) ---
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts" / "webui"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+def shot(page, name: str) -> None:
+    """A full-page screenshot to test-artifacts/webui/<name>.png."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+def fill(page, elem_id: str, value: str, enter: bool = False) -> None:
+    """Type `value` into the text box of the component `elem_id` (Enter or blur to commit it)."""
+    box = page.locator(f"#{elem_id} input, #{elem_id} textarea").first
+    box.fill(value)
+    if enter:
+        box.press("Enter")
+    else:
+        box.blur()
+
+
+def wait_text(page, elem_id: str, pattern: str, timeout: float = 60) -> None:
+    """Wait until the element's text matches the regular expression `pattern` (screenshot on timeout)."""
+    script = "([id, p]) => new RegExp(p).test((document.querySelector('#' + id) || {innerText: ''}).innerText)"
+    try:
+        page.wait_for_function(script, arg=[elem_id, pattern], timeout=timeout * 1000)
+    except Exception:
+        shot(page, f"failed_{elem_id}")
+        raise
+
+
+def choose(page, elem_id: str, option: str) -> None:
+    """Pick `option` in the dropdown `elem_id` from its list (not as a typed custom value)."""
+    box = page.locator(f"#{elem_id} input").first
+    box.click()
+    box.fill(option)
+    page.get_by_role("option", name=option, exact=True).first.click()
+    box.blur()
+
+
+def dropdown_options(page, elem_id: str) -> list[str]:
+    """The choices the dropdown `elem_id` lists when opened (closed again afterwards)."""
+    box = page.locator(f"#{elem_id} input").first
+    box.click()
+    page.get_by_role("option").first.wait_for(timeout=10000)
+    names = [text.strip() for text in page.get_by_role("option").all_inner_texts()]
+    box.press("Escape")
+    box.blur()
+    return names
