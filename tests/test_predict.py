@@ -161,3 +161,14 @@ def test_cli_predicts_with_tiny_model(tiny_qwen2: Path, shared_dir: Path, tmp_pa
     for name in ("runtime", "samples_per_second", "bleu-4", "rouge-1", "rouge-2", "rouge-l"):
         assert isinstance(metrics[f"predict_{name}"], float), name
     assert "generated_predictions.jsonl" in result.stdout
+
+
+def test_progress_log_appends_trainer_log_records(tmp_path: Path) -> None:
+    from tuneforge.train.predict import ProgressLog
+
+    log = ProgressLog(tmp_path)
+    log(1, 4)
+    log(4, 4)
+    records = [json.loads(line) for line in (tmp_path / "trainer_log.jsonl").read_text().splitlines()]
+    assert [(r["current_steps"], r["total_steps"], r["percentage"]) for r in records] == [(1, 4, 25.0), (4, 4, 100.0)]
+    assert records[-1]["remaining_time"] == "00:00:00"

@@ -46,6 +46,8 @@ def predict_config(cfg: TuneforgeConfig) -> TuneforgeConfig:
     """The config to generate with: after training, the trained adapter or model in `output_dir`."""
     pcfg = cfg.model_copy(deep=True)
     pcfg.training.do_train = False  # the data pipeline then builds unsupervised (prompt-only) rows
+    if cfg.data.eval_dataset:  # only the evaluation data is predicted; the training set is not processed again
+        pcfg.data.dataset, pcfg.data.val_size = None, 0.0
     if not cfg.training.do_train:
         return pcfg
     out = str(cfg.training.output_dir)
@@ -56,8 +58,6 @@ def predict_config(cfg: TuneforgeConfig) -> TuneforgeConfig:
     else:
         pcfg.model.model_name_or_path = out
         pcfg.model.adapter_name_or_path = None
-    if cfg.data.eval_dataset:
-        pcfg.data.dataset = None  # only the evaluation data is predicted; skip re-processing the training set
     return pcfg
 
 
@@ -120,7 +120,8 @@ def run_predict(cfg: TuneforgeConfig) -> dict[str, Any]:
     engine = load_engine(pcfg)
     try:
         start = time.perf_counter()
-        predictions = generate_all(engine, [list(ids) for ids in rows["input_ids"]], _log_progress)
+        progress = ProgressLog(Path(str(cfg.training.output_dir)))
+        predictions = generate_all(engine, [list(ids) for ids in rows["input_ids"]], progress)
         runtime = time.perf_counter() - start
     finally:
         engine.close()
@@ -134,9 +135,30 @@ def run_predict(cfg: TuneforgeConfig) -> dict[str, Any]:
     return metrics
 
 
-def _log_progress(done: int, total: int) -> None:
-    if done == total or done % max(1, total // 10) == 0:
-        logger.info("Predicted %d/%d rows", done, total)
+class ProgressLog:
+    """Logs prediction progress and appends it to `trainer_log.jsonl` (as LF does), where the web UI reads it."""
+
+    def __init__(self, out: Path) -> None:
+        out.mkdir(parents=True, exist_ok=True)
+        self.path, self.start = out / "trainer_log.jsonl", time.perf_counter()
+
+    def __call__(self, done: int, total: int) -> None:
+        elapsed = time.perf_counter() - self.start
+        if done == total or done % max(1, total // 10) == 0:
+            logger.info("Predicted %d/%d rows", done, total)
+        record = {
+            "current_steps": done,
+            "total_steps": total,
+            "percentage": round(100 * done / total, 2),
+            "elapsed_time": _hms(elapsed),
+            "remaining_time": _hms(elapsed / done * (total - done)),
+        }
+        with self.path.open("a", encoding="utf-8") as handle:
+            handle.write(json.dumps(record) + "\n")
+
+
+def _hms(seconds: float) -> str:
+    return time.strftime("%H:%M:%S", time.gmtime(max(0.0, seconds)))
 
 
 def prediction_records(tokenizer: Any, rows: Any, predictions: list[str]) -> list[dict[str, str]]:
