@@ -9,19 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from webui_helpers import start_server, write_dataset
+from webui_helpers import CHROMIUM, CHROMIUM_ARGS, start_server, write_dataset
+from webui_helpers import fill as _fill
+from webui_helpers import shot as _shot
+from webui_helpers import wait_text as _wait_text
 
 pytestmark = pytest.mark.slow
-CHROMIUM = Path("/usr/bin/chromium")
-ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts" / "webui"
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 
 
 @pytest.fixture
@@ -30,7 +23,7 @@ def browser():
     if not CHROMIUM.exists():
         pytest.skip(f"{CHROMIUM} is missing (apt-get install -y chromium)")
     with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=ARGS)
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
         yield browser
         browser.close()
 
@@ -45,30 +38,6 @@ def server(tmp_path: Path, tiny_qwen2: Path):
         process.wait(timeout=20)
     except Exception:
         process.kill()
-
-
-def _shot(page, name: str) -> None:
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
-
-
-def _fill(page, elem_id: str, value: str, enter: bool = False) -> None:
-    box = page.locator(f"#{elem_id} input, #{elem_id} textarea").first
-    box.fill(value)
-    if enter:
-        box.press("Enter")
-    else:
-        box.blur()
-
-
-def _wait_text(page, elem_id: str, pattern: str, timeout: float = 60) -> None:
-    """Wait until the element's text matches the regular expression `pattern` (screenshot on timeout)."""
-    script = "([id, p]) => new RegExp(p).test((document.querySelector('#' + id) || {innerText: ''}).innerText)"
-    try:
-        page.wait_for_function(script, arg=[elem_id, pattern], timeout=timeout * 1000)
-    except Exception:
-        _shot(page, f"failed_{elem_id}")
-        raise
 
 
 def _tab(page, name: str) -> None:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 import time
 import urllib.request
 from pathlib import Path
+
+from server_helpers import free_port
 
 SERVE = (
     "import sys; from tuneforge.webui.app import webui_command; "
@@ -23,13 +24,6 @@ def write_dataset(folder: Path, name: str = "identity", rows: int = 16) -> Path:
     (folder / f"{name}.json").write_text(json.dumps(data))
     (folder / "dataset_info.json").write_text(json.dumps({name: {"file_name": f"{name}.json"}}))
     return folder
-
-
-def free_port() -> int:
-    """A free TCP port on 127.0.0.1."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def start_server(roots: list[Path], cwd: Path, log: Path, timeout: float = 120.0) -> tuple[subprocess.Popen, str]:
