@@ -128,9 +128,14 @@ def test_generate_all_queues_every_prompt_and_keeps_order() -> None:
     assert seen[-1] == (3, 3) and all(p == "params" for _, p, _ in engine.requests)
 
 
+TRAIN_FIRST = {"do_train": True, "dataset": "alpaca_en_demo", "max_steps": 2, "disable_tqdm": True}
+
+
 @pytest.mark.slow
-def test_cli_predicts_with_tiny_model(tiny_qwen2: Path, shared_dir: Path, tmp_path: Path) -> None:
-    """`tuneforge train` with only do_predict writes one jsonl row per sample and the metrics file."""
+@pytest.mark.parametrize("extra", [{}, TRAIN_FIRST], ids=["predict-only", "train-then-predict"])
+def test_cli_predicts_with_tiny_model(extra: dict, tiny_qwen2: Path, shared_dir: Path, tmp_path: Path) -> None:
+    """`tuneforge train` with do_predict (alone, or after training a LoRA adapter) writes one jsonl row per
+    sample and the metrics file."""
     pytest.importorskip("torch")
     out = tmp_path / "pred"
     keys = {
@@ -148,6 +153,7 @@ def test_cli_predicts_with_tiny_model(tiny_qwen2: Path, shared_dir: Path, tmp_pa
         "do_sample": False,
         "per_device_eval_batch_size": 2,
         "output_dir": str(out),
+        **extra,
     }
     config = tmp_path / "predict.yaml"
     config.write_text(json.dumps(keys), encoding="utf-8")
@@ -161,6 +167,9 @@ def test_cli_predicts_with_tiny_model(tiny_qwen2: Path, shared_dir: Path, tmp_pa
     for name in ("runtime", "samples_per_second", "bleu-4", "rouge-1", "rouge-2", "rouge-l"):
         assert isinstance(metrics[f"predict_{name}"], float), name
     assert "generated_predictions.jsonl" in result.stdout
+    assert (out / "adapter_model.safetensors").is_file() == bool(extra)
+    if extra:
+        assert f"Merged adapter {out}" in result.stderr  # prediction used the adapter just trained
 
 
 def test_progress_log_appends_trainer_log_records(tmp_path: Path) -> None:

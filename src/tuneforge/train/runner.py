@@ -68,7 +68,7 @@ OUTPUTS = [
     ("metrics", "all_results.json"),
     ("config", "tuneforge_config.yaml"),
     ("predictions", "generated_predictions.jsonl"),
-    ("predict metrics", "predict_results.json"),
+    ("predict scores", "predict_results.json"),
 ]
 
 
