@@ -14,7 +14,7 @@ import gradio as gr
 
 from tuneforge.webui import forms, monitor
 from tuneforge.webui.context import Context, error_message, message
-from tuneforge.webui.tab_train import POLL_SECONDS, _stop, progress_html
+from tuneforge.webui.tab_train import POLL_SECONDS, progress_html, stop_job
 
 PREDICTIONS_FILE = "generated_predictions.jsonl"
 RESULTS_FILE = "predict_results.json"
@@ -55,7 +55,7 @@ def build_predict_panel(ctx: Context, eval_dataset: Any) -> None:
     rows = gr.Dataframe(headers=ROW_COLUMNS, label=PREDICTIONS_FILE, elem_id="tf-predict-rows", wrap=True)
     inputs = {*ctx.form.values(), ctx.lang, eval_dataset, *widgets.values()}
     start.click(lambda data: _start(ctx, data, eval_dataset, widgets), inputs, [job_id, status])
-    stop.click(lambda lang, j: _stop(ctx, lang, j), [ctx.lang, job_id], [status])
+    stop.click(lambda lang, j: stop_job(ctx, lang, j), [ctx.lang, job_id], [status])
     timer = gr.Timer(POLL_SECONDS)
     timer.tick(lambda lang, j: refresh(ctx, lang, j), [ctx.lang, job_id], [progress, log, metrics, rows])
 

@@ -125,7 +125,7 @@ def _wire(ctx: Context, c: dict[str, Any], buttons: dict[str, Any], live: dict[s
     )
     buttons["vscode"].click(lambda data: _vscode(ctx, data), inputs, [c["status"]])
     buttons["start"].click(lambda data: _start(ctx, data), inputs, [c["job_id"], c["status"]])
-    buttons["stop"].click(lambda lang, j: _stop(ctx, lang, j), [ctx.lang, c["job_id"]], [c["status"]])
+    buttons["stop"].click(lambda lang, j: stop_job(ctx, lang, j), [ctx.lang, c["job_id"]], [c["status"]])
     outputs = [live["progress"], live["plot"], live["log"]]
     live["timer"].tick(lambda lang, j: refresh(ctx, lang, j), [ctx.lang, c["job_id"]], outputs)
 
@@ -210,7 +210,8 @@ def _start(ctx: Context, data: dict[Any, Any]) -> tuple[str, str]:
         return gr.skip(), error_message(lang, err)
 
 
-def _stop(ctx: Context, lang: str, job_id: str) -> str:
+def stop_job(ctx: Context, lang: str, job_id: str) -> str:
+    """Ask a running job to stop (SIGINT, then SIGTERM on a second press); the status message to show."""
     job = ctx.jobs.get(job_id) if job_id else None
     if job is None:
         return message(lang, "msg.no_job", "warn")
