@@ -207,7 +207,7 @@ def _optimise(ppo: PPO, buffer: list[dict], optimizer: Any, params: list, max_no
             grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm) if max_norm else torch.tensor(0.0)
             optimizer.step()
             for key, value in {"loss": loss, "grad_norm": grad_norm, **stats}.items():
-                sums[key] = sums.get(key, 0.0) + float(value)
+                sums[key] = sums.get(key, 0.0) + float(value.detach() if torch.is_tensor(value) else value)
             count += 1
     out = {key: value / count for key, value in sums.items()}
     for key in buffer[0]["stats"]:
