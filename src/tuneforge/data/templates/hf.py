@@ -13,7 +13,7 @@ from typing import Any
 
 from tuneforge.data.templates.record import TemplateSpec
 from tuneforge.data.templates.render import Segment
-from tuneforge.data.templates.template import Template, _encode_segments
+from tuneforge.data.templates.template import Template
 from tuneforge.data.templates.tools import ToolFormat
 from tuneforge.errors import ConfigError
 
@@ -88,4 +88,4 @@ def tokenizer_template(
     )
 
 
-__all__ = ["TokenizerTemplate", "_encode_segments", "tokenizer_template"]
+__all__ = ["TokenizerTemplate", "tokenizer_template"]

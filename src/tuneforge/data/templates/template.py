@@ -70,10 +70,8 @@ class Template:
         segments = self.segments(messages, system, tools)
         while segments and not segments[-1].response:
             segments.pop()
-        pairs = _encode_segments(tokenizer, segments)
-        if self.spec.efficient_eos and tokenizer.eos_token_id is not None:
-            pairs = [(prompt, [*response, tokenizer.eos_token_id]) for prompt, response in pairs]
-        return pairs
+        eos = tokenizer.eos_token_id if self.spec.efficient_eos else None
+        return encode_segments(tokenizer, segments, eos)
 
     def encode_prompt(
         self, tokenizer: Any, messages: list[dict], system: str | None = None, tools: list[dict] | None = None
@@ -112,8 +110,9 @@ class Template:
         return spec_to_jinja(self.spec)
 
 
-def _encode_segments(tokenizer: Any, segments: list[Segment]) -> list[Pair]:
-    """Tokenize the joined text once and cut it at segment boundaries, so pairs concatenate exactly."""
+def encode_segments(tokenizer: Any, segments: list[Segment], eos: int | None = None) -> list[Pair]:
+    """Tokenize the joined text once and cut it at segment boundaries, so pairs concatenate exactly;
+    `eos` (if given) is appended to every response."""
     text = "".join(s.text for s in segments)
     ends, pos = [], 0
     for segment in segments:
@@ -122,7 +121,7 @@ def _encode_segments(tokenizer: Any, segments: list[Segment]) -> list[Pair]:
     ids, offsets = _tokenize_with_offsets(tokenizer, text)
     starts = [start for start, _ in offsets]
     cuts = [bisect.bisect_left(starts, end) for end in ends]
-    return group_pairs(ids, cuts, [s.response for s in segments])
+    return group_pairs(ids, cuts, [s.response for s in segments], eos)
 
 
 def group_pairs(ids: list[int], cuts: list[int], responses: list[bool], eos: int | None = None) -> list[Pair]:
