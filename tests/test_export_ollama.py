@@ -112,20 +112,25 @@ def _expected(template, messages: list[dict], tools: list[dict] | None) -> str:
     return template.render(messages, tools=tools, add_generation_prompt=messages[-1]["role"] != "assistant")
 
 
-def test_every_template_plain_conversations_match_go(go_render) -> None:
-    every = list_templates()
-    names = [n for n in every if not unsupported_fields(get_template(n))]
-    assert len(names) >= 0.8 * len(every), f"translated exactly: {len(names)} of {len(every)} templates"
+def _assert_go_matches(go_render, names: list[str], conversations: list, tools: list | None) -> None:
+    """Every template in `names` renders every conversation through Go exactly as tuneforge renders it."""
     cases, expected, labels = [], [], []
     for name in names:
         template = get_template(name)
-        for index, messages in enumerate(PLAIN):
-            cases.append(_case(template, messages, None))
-            expected.append(_expected(template, messages, None))
+        for index, messages in enumerate(conversations):
+            cases.append(_case(template, messages, tools))
+            expected.append(_expected(template, messages, tools))
             labels.append(f"{name}#{index}")
     rendered = go_render(cases)
     mismatches = [label for label, got, want in zip(labels, rendered, expected, strict=True) if got != want]
     assert not mismatches, f"Go rendering differs for {mismatches}"
+
+
+def test_every_template_plain_conversations_match_go(go_render) -> None:
+    every = list_templates()
+    names = [n for n in every if not unsupported_fields(get_template(n))]
+    assert len(names) >= 0.8 * len(every), f"translated exactly: {len(names)} of {len(every)} templates"
+    _assert_go_matches(go_render, names, PLAIN, None)
 
 
 def _tool_templates() -> list[str]:
@@ -146,16 +151,7 @@ def _tool_templates() -> list[str]:
 def test_tool_conversations_match_go(go_render) -> None:
     names = _tool_templates()
     assert {"qwen", "qwen3", "mistral", "granite3"} <= set(names)
-    cases, expected, labels = [], [], []
-    for name in names:
-        template = get_template(name)
-        for index, messages in enumerate(WITH_TOOLS):
-            cases.append(_case(template, messages, TOOLS))
-            expected.append(_expected(template, messages, TOOLS))
-            labels.append(f"{name}#{index}")
-    rendered = go_render(cases)
-    mismatches = [label for label, got, want in zip(labels, rendered, expected, strict=True) if got != want]
-    assert not mismatches, f"Go rendering differs for {mismatches}"
+    _assert_go_matches(go_render, names, WITH_TOOLS, TOOLS)
 
 
 @pytest.mark.parametrize("think", [None, False])

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from webui_helpers import CHROMIUM, CHROMIUM_ARGS, start_server, write_dataset
+from webui_helpers import chromium_browser, start_server, write_dataset
 from webui_helpers import fill as _fill
 from webui_helpers import shot as _shot
 from webui_helpers import wait_text as _wait_text
@@ -19,13 +19,8 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture
 def browser():
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install playwright)")
-    if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} is missing (apt-get install -y chromium)")
-    with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
+    with chromium_browser() as launched:
+        yield launched
 
 
 @pytest.fixture

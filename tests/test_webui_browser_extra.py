@@ -11,9 +11,8 @@ from pathlib import Path
 import pytest
 
 from webui_helpers import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
     choose,
+    chromium_browser,
     dropdown_options,
     fill,
     shot,
@@ -34,13 +33,8 @@ CSV_ROWS = [
 
 @pytest.fixture
 def browser():
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install playwright)")
-    if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} is missing (apt-get install -y chromium)")
-    with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
+    with chromium_browser() as launched:
+        yield launched
 
 
 @pytest.fixture(scope="module")

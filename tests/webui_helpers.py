@@ -7,7 +7,12 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from server_helpers import free_port
 
@@ -106,3 +111,17 @@ def dropdown_options(page, elem_id: str) -> list[str]:
     box.press("Escape")
     box.blur()
     return names
+
+
+@contextmanager
+def chromium_browser() -> Iterator[Any]:
+    """Debian's headless Chromium driven by Playwright; skips the test when either is missing."""
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install playwright)")
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} is missing (apt-get install -y chromium)")
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
