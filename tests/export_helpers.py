@@ -7,6 +7,17 @@ from typing import Any
 
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
+# Conversations the GGUF checks render: one turn, and a multi-turn one with a system prompt.
+CHATS = [
+    [{"role": "user", "content": "Hello there"}],
+    [
+        {"role": "system", "content": "Answer in one word."},
+        {"role": "user", "content": "Sky color?"},
+        {"role": "assistant", "content": "Blue"},
+        {"role": "user", "content": "Grass?"},
+    ],
+]
+
 
 def train_lora(base: Path, out: Path, seed: int, steps: int = 4) -> Path:
     """A LoRA adapter on `base`, randomly initialised (non-zero B) then trained `steps` steps on random tokens."""

@@ -10,7 +10,7 @@ import torch
 
 gguf = pytest.importorskip("gguf", reason="the `gguf` extra is not installed (pip install 'tuneforge[gguf]')")
 
-from export_helpers import shrink_vocab  # noqa: E402
+from export_helpers import CHATS, shrink_vocab  # noqa: E402
 from tuneforge.data.templates import get_template  # noqa: E402
 from tuneforge.export.gguf import interleave_rope, llama3_rope_factors, write_gguf  # noqa: E402
 
@@ -144,17 +144,6 @@ def test_llama3_rope_factors_match_transformers(exported) -> None:
     base = 1.0 / (c.rope_parameters["rope_theta"] ** (torch.arange(0, head, 2, dtype=torch.float32) / head))
     np.testing.assert_allclose(llama3_rope_factors(c.rope_parameters, head), (base / scaled).numpy(), rtol=1e-5)
     assert any(t.name == "rope_freqs.weight" for t in gguf.GGUFReader(paths["f16"]).tensors)
-
-
-CHATS = [
-    [{"role": "user", "content": "Hello there"}],
-    [
-        {"role": "system", "content": "Answer in one word."},
-        {"role": "user", "content": "Sky color?"},
-        {"role": "assistant", "content": "Blue"},
-        {"role": "user", "content": "Grass?"},
-    ],
-]
 
 
 @pytest.mark.parametrize("arch", ["qwen2", "qwen3", "llama"])

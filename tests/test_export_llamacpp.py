@@ -29,20 +29,11 @@ pytestmark.append(
     )
 )
 
-from export_helpers import base_with_adapters, export_cfg, shrink_vocab, train_lora  # noqa: E402
+from export_helpers import CHATS, base_with_adapters, export_cfg, shrink_vocab, train_lora  # noqa: E402
 from tuneforge.data.templates import get_template  # noqa: E402
 from tuneforge.export.runner import export_command  # noqa: E402
 
 TEMPLATES = {"qwen2": "qwen", "qwen3": "qwen3", "llama": "llama3"}
-CHATS = [
-    [{"role": "user", "content": "Hello there"}],
-    [
-        {"role": "system", "content": "Answer in one word."},
-        {"role": "user", "content": "Sky color?"},
-        {"role": "assistant", "content": "Blue"},
-        {"role": "user", "content": "Grass?"},
-    ],
-]
 TEXT = (
     "The quick brown fox jumps over the lazy dog. It was a sunny day, and the birds sang in the trees near the river."
 )

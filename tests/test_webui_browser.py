@@ -4,12 +4,11 @@ while it trains, stop it, chat with the result and export it. Screenshots go to 
 from __future__ import annotations
 
 import re
-import signal
 from pathlib import Path
 
 import pytest
 
-from webui_helpers import chromium_browser, start_server, write_dataset
+from webui_helpers import chromium_browser, running_webui, write_dataset
 from webui_helpers import fill as _fill
 from webui_helpers import shot as _shot
 from webui_helpers import wait_text as _wait_text
@@ -26,13 +25,8 @@ def browser():
 @pytest.fixture
 def server(tmp_path: Path, tiny_qwen2: Path):
     write_dataset(tmp_path / "data")
-    process, url = start_server([tmp_path, tiny_qwen2.parent], tmp_path, tmp_path / "server.log")
-    yield url
-    process.send_signal(signal.SIGINT)
-    try:
-        process.wait(timeout=20)
-    except Exception:
-        process.kill()
+    with running_webui([tmp_path, tiny_qwen2.parent], tmp_path, tmp_path / "server.log") as url:
+        yield url
 
 
 def _tab(page, name: str) -> None:

@@ -5,7 +5,6 @@ across a reload. Screenshots go to test-artifacts/webui/."""
 from __future__ import annotations
 
 import json
-import signal
 from pathlib import Path
 
 import pytest
@@ -15,8 +14,8 @@ from webui_helpers import (
     chromium_browser,
     dropdown_options,
     fill,
+    running_webui,
     shot,
-    start_server,
     wait_text,
     write_dataset,
 )
@@ -48,13 +47,8 @@ def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def server(root: Path, tiny_qwen2: Path):
     """One UI server for the module (each test gets a fresh browser, so no stored language leaks)."""
-    process, url = start_server([root, tiny_qwen2.parent], root, root / "server.log")
-    yield url
-    process.send_signal(signal.SIGINT)
-    try:
-        process.wait(timeout=20)
-    except Exception:
-        process.kill()
+    with running_webui([root, tiny_qwen2.parent], root, root / "server.log") as url:
+        yield url
 
 
 def _open(browser, url: str):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 import time
@@ -51,6 +52,20 @@ def start_server(roots: list[Path], cwd: Path, log: Path, timeout: float = 120.0
             time.sleep(0.5)
     process.kill()
     raise RuntimeError(f"web UI did not answer in {timeout}s: {log.read_text()[-3000:]}")
+
+
+@contextmanager
+def running_webui(roots: list[Path], cwd: Path, log: Path) -> Iterator[str]:
+    """`start_server`, yielding the url; on exit the UI gets SIGINT (killed if it has not ended in 20 s)."""
+    process, url = start_server(roots, cwd, log)
+    try:
+        yield url
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
 
 
 # --- browser helpers (Playwright page objects; no import of playwright here) ---
