@@ -58,10 +58,7 @@ def template_messages(messages: list[ChatMessage]) -> tuple[str | None, list[dic
 
 def sampling_overrides(request: SamplingFields, max_tokens: int | None) -> dict[str, Any]:
     """Engine sampling overrides from the OpenAI fields (unset fields keep the config defaults)."""
-    try:
-        stop = request.stop_list()
-    except ValueError as error:
-        raise APIError(400, str(error), "stop") from None
+    stop = request.stop_list()
     return {
         "max_new_tokens": max_tokens,
         "temperature": request.temperature,
