@@ -95,7 +95,7 @@ class ToolFormat:
                 kind = fill(self.optional_type, type=kind)
             slot = self.sig_param_optional if key not in required and self.sig_param_optional else self.sig_param
             sig.append(fill(slot, name=key, type=kind))
-            description = str(schema.get("description", "")).strip()
+            description = str(schema.get("description", "") if isinstance(schema, dict) else "").strip()
             params.append(fill(self.param, name=key, type=kind, description=description))
         return fill(
             self.tool,
@@ -166,9 +166,11 @@ class ToolFormat:
 _PY_TYPES = {"string": "str", "number": "float", "integer": "int", "boolean": "bool"}
 
 
-def python_type(schema: dict, typing_names: bool = False) -> str:
+def python_type(schema: Any, typing_names: bool = False) -> str:
     """The Python type name for a JSON-schema property, as the Hermes (``list[..]``) / Cohere (``List[..]``)
-    templates write it."""
+    templates write it. Boolean schemas and tuple-form ``items`` (a list) have no single type: ``Any``."""
+    if not isinstance(schema, dict):
+        return "Any"
     kind = schema.get("type")
     if isinstance(kind, str) and kind in _PY_TYPES:
         return _PY_TYPES[kind]
