@@ -98,6 +98,11 @@ def test_sampling_ranges_keep_the_maths_finite(setting, value):
         SamplingParams().with_overrides(**{setting: value})
 
 
+def test_a_tiny_top_p_keeps_the_top_token_instead_of_failing(engine):
+    _, reason = engine.generate("hello", temperature=1.0, top_p=1e-300, seed=1, max_new_tokens=3)
+    assert reason in ("stop", "length") and SamplingParams().with_overrides(top_p=1e-300).top_p == 1e-6
+
+
 def _request(events=None):
     return GenerationRequest([1, 2], SamplingParams(), (events if events is not None else []).append)
 

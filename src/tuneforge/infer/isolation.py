@@ -31,8 +31,8 @@ def pick_tokens(rows: list[Row], logits: torch.Tensor, sampler: Sampler) -> list
     states = [g.get_state() if g is not None else None for g in generators]
     try:
         return list(_sample(rows, logits, sampler))
-    except Exception:
-        logger.warning("Batched sampling failed; sampling each of the %d rows alone", len(rows))
+    except Exception as error:
+        logger.warning("Batched sampling failed (%s); sampling each of the %d rows alone", error, len(rows))
     for generator, state in zip(generators, states, strict=True):
         if generator is not None:
             generator.set_state(state)
@@ -41,6 +41,7 @@ def pick_tokens(rows: list[Row], logits: torch.Tensor, sampler: Sampler) -> list
         try:
             tokens.append(_sample([row], logits[index : index + 1], sampler)[0])
         except Exception as error:
+            logger.warning("Request %s failed to sample: %s", row.request.request_id, error)
             row.fail(row_error(error, logits[index], row.request.params))
             tokens.append(None)
     return tokens

@@ -44,6 +44,8 @@ class SamplingParams:
         for key in ("stop", "stop_token_ids"):
             if key in values:
                 values[key] = tuple(values[key])
+        if 0 < values.get("top_p", 1) < MIN_TOP_P:  # same choice (the top token only), but representable in fp32
+            values["top_p"] = MIN_TOP_P
         return replace(self, **values).validated()
 
     def validated(self) -> SamplingParams:
@@ -56,6 +58,7 @@ class SamplingParams:
 
 
 MAX_SEED = 2**63 - 1
+MIN_TOP_P = 1e-6  # any smaller top_p keeps only the most likely token too; 1e-300 would round to 0 in float32
 REPETITION_PENALTY_RANGE = (0.01, 100.0)  # beyond this, logits / penalty overflows or every logit collapses
 
 

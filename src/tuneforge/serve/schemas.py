@@ -261,7 +261,11 @@ AUTH_RESPONSES = error_responses(401, 429)
 GENERATION_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {
         "description": "The whole answer, or Server-Sent Events when `stream` is true.",
-        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+        "content": {
+            "text/event-stream": {
+                "schema": {"type": "object", "properties": {"data": {"type": "string"}}, "required": ["data"]}
+            }
+        },
     },
     **error_responses(400, 408, 413, 503),
 }

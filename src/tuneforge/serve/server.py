@@ -24,11 +24,10 @@ GRACEFUL_SECONDS = 30
 
 def require_api_extra() -> None:
     """Raise a TuneforgeError naming the extra to install when FastAPI or uvicorn is missing."""
-    missing = [name for name in ("fastapi", "uvicorn") if importlib.util.find_spec(name) is None]
+    missing = [name for name in ("fastapi", "uvicorn", "jsonschema") if importlib.util.find_spec(name) is None]
     if missing:
         raise TuneforgeError(
-            f"`tuneforge api` needs {', '.join(missing)}: pip install 'tuneforge[api]' "
-            "(fastapi, uvicorn, sse-starlette)."
+            f"`tuneforge api` needs {', '.join(missing)}: pip install 'tuneforge[api]' (fastapi, uvicorn, jsonschema)."
         )
 
 
