@@ -83,7 +83,7 @@ BAD = [
     ("chat", {**CHAT, "repetition_penalty": 1e-300}, "repetition_penalty"),
     ("chat", {**CHAT, "repetition_penalty": 1e300}, "repetition_penalty"),
     ("chat", {**CHAT, "seed": 2**64}, "seed"),
-    ("completions", {"prompt": "x", "max_tokens": 10**9}, None),
+    ("completions", {"prompt": "x", "max_tokens": 10**9}, "max_tokens"),
 ]
 
 
@@ -183,3 +183,34 @@ def test_metrics_in_prometheus_format(client):
     ):
         assert name in text
     assert "# TYPE tuneforge_time_to_first_token_seconds histogram" in text
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_request_timeout_ends_the_request_with_a_clear_error(engine, stream):
+    import time
+
+    settings = ServerSettings(model_name="tiny", request_timeout=0.3)
+    body = {"prompt": "Once upon a time", "max_tokens": 20_000, "temperature": 1.0, "seed": 1, "stream": stream}
+    with TestClient(create_app(engine, settings, close_engine=False)) as local:
+        response = _post(local, "/v1/completions", body)
+    if stream:
+        errors = [json.loads(line[6:]) for line in response.text.splitlines() if line.startswith('data: {"error"')]
+        assert response.status_code == 200 and errors[0]["error"]["type"] == "timeout_error"
+    else:
+        assert response.status_code == 408 and response.json()["error"]["type"] == "timeout_error"
+    assert "request_timeout" in response.text
+    deadline = time.monotonic() + 30
+    while engine.stats.in_flight and time.monotonic() < deadline:  # the engine drops the request at its next step
+        time.sleep(0.01)
+    assert engine.stats.in_flight == 0
+
+
+def test_server_settings_read_the_new_config_keys(tiny_qwen2):
+    from tuneforge.config import load_config
+    from tuneforge.serve.server import server_settings
+
+    cfg = load_config({"model_name_or_path": str(tiny_qwen2), "request_timeout": 5, "max_request_bytes": 2048,
+                       "api_keys": "ops=sk-1@10"})  # fmt: skip
+    settings = server_settings(cfg, type("E", (), {"model_name": "m"})())
+    assert (settings.request_timeout, settings.max_body_bytes) == (5, 2048)
+    assert settings.api_keys == (ApiKey("sk-1", "ops", 10),)

@@ -87,11 +87,22 @@ def chat_inputs(engine: Any, request: ChatCompletionRequest, settings: ServerSet
     max_tokens = request.max_completion_tokens or request.max_tokens
     try:
         prompt = engine.encode_chat(messages, system, tools, enable_thinking=thinking)
-        engine.check_length(len(prompt.ids), max_tokens)
-        params = engine.sampling(**sampling_overrides(request, max_tokens))
+    except TuneforgeError as error:
+        raise APIError(400, str(error), "messages") from None
+    return prompt, checked_params(engine, len(prompt.ids), max_tokens, request, "messages")
+
+
+def checked_params(engine: Any, prompt_len: int, max_tokens: int | None, request: SamplingFields, field: str) -> Any:
+    """Sampling params once the prompt (`field`) and max_tokens fit the context; APIError 400 naming the culprit."""
+    for limit, param in ((None, field), (max_tokens, "max_tokens")):
+        try:
+            engine.check_length(prompt_len, limit)
+        except TuneforgeError as error:
+            raise APIError(400, str(error), param) from None
+    try:
+        return engine.sampling(**sampling_overrides(request, max_tokens))
     except TuneforgeError as error:
         raise APIError(400, str(error)) from None
-    return prompt, params
 
 
 def completion_inputs(engine: Any, prompt: str, request: SamplingFields) -> tuple[list[int], Any]:
@@ -99,9 +110,4 @@ def completion_inputs(engine: Any, prompt: str, request: SamplingFields) -> tupl
     ids = engine.tokenizer.encode(prompt, add_special_tokens=False)
     if not ids:
         raise APIError(400, "prompt: must not be empty", "prompt")
-    try:
-        engine.check_length(len(ids), request.max_tokens)
-        params = engine.sampling(**sampling_overrides(request, request.max_tokens))
-    except TuneforgeError as error:
-        raise APIError(400, str(error)) from None
-    return ids, params
+    return ids, checked_params(engine, len(ids), request.max_tokens, request, "prompt")
