@@ -109,8 +109,12 @@ def _sft_extras(cfg: TuneforgeConfig) -> Iterator[Conflict]:
             ("pissa_convert", "pissa_init"),
             "`pissa_convert` converts a PiSSA adapter: it needs `finetuning_type: lora` with `pissa_init: true`.",
         )
-    if cfg.training.fp8 and cfg.quantization.quantization_bit is not None:
+    fp8 = cfg.training.fp8 or cfg.training.fp8_enable_fsdp_float8_all_gather
+    if fp8 and cfg.quantization.quantization_bit:
         yield ("fp8", "quantization_bit"), "FP8 training cannot be combined with a quantized model; drop one."
+    for key, on in (("fp8", fp8), ("pissa_convert", m.pissa_convert)):
+        if on and stage not in ("pt", "sft"):
+            yield (key, "stage"), f"`{key}` applies to stages pt and sft in tuneforge, not `{stage}`."
 
 
 def _stages(cfg: TuneforgeConfig) -> Iterator[Conflict]:

@@ -18,6 +18,7 @@ from tuneforge.models.loader import load_model, load_tokenizer
 from tuneforge.train import checkpoint as ckpt
 from tuneforge.train.args import build_training_args
 from tuneforge.train.callbacks import LOG_NAME, GracefulStop, LogCallback, ProgressCallback
+from tuneforge.train.fp8 import apply_fp8, check_fp8
 from tuneforge.train.plot import plot_losses
 from tuneforge.train.sft_losses import sft_loss_func
 from tuneforge.train.speed.plan import plan_speed, prepare_model
@@ -47,6 +48,7 @@ def run_sft(cfg: TuneforgeConfig, data: TrainData | None = None, tokenizer: Any 
     `data` replaces the dataset pipeline and `tokenizer` the tokenizer load (tests pass hand-made ones).
     """
     cuda = torch.cuda.is_available()
+    check_fp8(cfg, cuda)  # FP8 stops here on hardware without it
     args, notes = build_training_args(cfg, cuda=cuda)
     for note in notes:
         logger.warning(note)
@@ -60,7 +62,7 @@ def run_sft(cfg: TuneforgeConfig, data: TrainData | None = None, tokenizer: Any 
     speed = plan_speed(cfg, args, data, cuda)  # padding-free batches, fusion, token budgets
     model = load_model(cfg, tokenizer, trainable=True)
     prepare_model(model, cfg, speed)  # varlen attention, fused kernels
-    model = apply_finetuning(model, cfg, trainable=True)
+    model = apply_fp8(apply_finetuning(model, cfg, trainable=True), cfg)
 
     fingerprint = ckpt.fingerprint(cfg.model.model_name_or_path, method_identity(cfg), data.train)
     if resume:
