@@ -109,6 +109,13 @@ def _sft_extras(cfg: TuneforgeConfig) -> Iterator[Conflict]:
             ("pissa_convert", "pissa_init"),
             "`pissa_convert` converts a PiSSA adapter: it needs `finetuning_type: lora` with `pissa_init: true`.",
         )
+    for key in ("neat_packing", "max_tokens_per_batch"):
+        if cfg.model.mixture_of_depths and cfg.get(key):
+            yield (
+                ("mixture_of_depths", key),
+                f"mixture of depths routes the top tokens of each padded row; it cannot be combined with `{key}` "
+                "(padding-free rows of several samples). Remove one of them.",
+            )
     fp8 = cfg.training.fp8 or cfg.training.fp8_enable_fsdp_float8_all_gather
     if fp8 and cfg.quantization.quantization_bit:
         yield ("fp8", "quantization_bit"), "FP8 training cannot be combined with a quantized model; drop one."
@@ -166,7 +173,6 @@ NOT_IMPLEMENTED = {
     "use_hyper_parallel": "hyper-parallel training",
     "use_kt": "KTransformers",
     "shift_attn": "shift short attention (S^2-Attn)",
-    "mixture_of_depths": "mixture of depths",
     "use_swanlab": "SwanLab logging",
     "enable_torch_profiler": "the torch profiler",
 }
