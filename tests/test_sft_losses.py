@@ -108,13 +108,16 @@ def test_asft_adds_alpha_times_the_kl_to_the_reference(monkeypatch: pytest.Monke
     assert sum(kl_terms(ref, ref, labels)) == pytest.approx(0.0, abs=1e-12)  # the reference itself: KL 0
 
 
-@pytest.mark.parametrize("kind", ["dft", "eaft"])
-def test_accumulated_micro_batches_are_token_weighted(kind: str) -> None:
+@pytest.mark.parametrize("kind", ["dft", "eaft", "asft"])
+def test_accumulated_micro_batches_are_token_weighted(kind: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Two micro-batches divided by the accumulated label count add up to the loss of the whole batch."""
     logits, labels = batch(5, rows=4)
+    ref = batch(7, rows=4)[0]
     labels[0, 2:5] = IGNORE  # rows with different label counts: a mean of micro-batch means would differ
     total = int((labels[:, 1:] != IGNORE).sum())
     loss = SftLoss(kind, 1.5)
+    references = iter([ref[:2], ref[2:], ref])  # what the reference model would return for each call
+    monkeypatch.setattr(loss, "_reference_logits", lambda: next(references))
     halves = call(loss, logits[:2], labels[:2], total) + call(loss, logits[2:], labels[2:], total)
     assert halves == pytest.approx(call(loss, logits, labels), rel=1e-9)
 

@@ -208,12 +208,15 @@ def train_small(model: Path, out: Path, packed: bool = False, **keys) -> list[fl
     return logged_losses(out)
 
 
+ACCUMULATE = {"per_device_train_batch_size": 4, "gradient_accumulation_steps": 2}
+
+
 @pytest.mark.parametrize(
     ("keys", "packed"),
     [
         ({"use_dft_loss": True}, False),
         ({"use_eaft_loss": True}, False),
-        ({"use_eaft_loss": True, "eaft_alpha": 0.5, "per_device_train_batch_size": 4, "gradient_accumulation_steps": 2}, True),
+        ({"use_eaft_loss": True, "eaft_alpha": 0.5, **ACCUMULATE}, True),
     ],
     ids=["dft", "eaft", "eaft-packed-accumulated"],
 )

@@ -142,7 +142,14 @@ def load_mod_model(path: str, load: Any) -> Any:
             f"`mixture_of_depths: load` needs a model saved after `mixture_of_depths: convert`; {path} has no "
             f"`{CONFIG_KEY}` in its config.json. Use `mixture_of_depths: convert` to convert a plain model."
         )
-    model = load({r"^(.*\.layers\.\d+)\.block\.": r"\1."})
+    from transformers.utils import logging as hf_logging
+
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # the routers are "unexpected" to the plain model: they are loaded below
+    try:
+        model = load({r"^(.*\.layers\.\d+)\.block\.": r"\1."})
+    finally:
+        hf_logging.set_verbosity(level)
     model = convert_to_mod(model)
     routers = _router_weights(Path(path))
     missing = [k for k, _ in model.named_parameters() if ".router." in k and k not in routers]
