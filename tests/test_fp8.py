@@ -80,15 +80,20 @@ def _fp8_gpu() -> bool:
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not _fp8_gpu(), reason="needs a CUDA GPU of compute capability >= 8.9 and torchao")
-@pytest.mark.parametrize("bf16", [True, False], ids=["bf16-rowwise", "fp32-tensorwise"])
-def test_fp8_full_finetuning_runs_in_float8_and_learns(
-    bf16: bool, tiny_qwen2: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+@pytest.mark.parametrize(
+    ("method", "bf16"),
+    [("full", True), ("full", False), ("lora", True)],
+    ids=["full-bf16-rowwise", "full-fp32-tensorwise", "lora-bf16"],
+)
+def test_fp8_training_runs_in_float8_and_learns(
+    method: str, bf16: bool, tiny_qwen2: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     from tuneforge.train.sft import run_sft
 
     tokenizer = tokenizer_of(tiny_qwen2)
+    extra = {"lora_rank": 16, "additional_target": "embed_tokens"} if method == "lora" else {}
     cfg = tiny_config(
-        tiny_qwen2, tmp_path, finetuning_type="full", fp8=True, bf16=bf16, max_steps=20, learning_rate=1e-3
+        tiny_qwen2, tmp_path, finetuning_type=method, fp8=True, bf16=bf16, max_steps=20, learning_rate=1e-3, **extra
     )
     with caplog.at_level("INFO", logger="tuneforge.train.fp8"):
         run_sft(cfg, train_data(tokenizer, n=16), tokenizer)

@@ -111,7 +111,8 @@ class SftLoss:
 
         self._in_reference = True
         try:
-            return reference_logits(self.model, self.ref, **self._inputs)
+            # no KV cache: with one, transformers stops keeping packed samples apart in the attention mask
+            return reference_logits(self.model, self.ref, **self._inputs, use_cache=False)
         finally:
             self._in_reference = False
 
@@ -137,6 +138,10 @@ def sft_loss_func(cfg: TuneforgeConfig, model: Any, tokenizer: Any) -> Callable[
         return SftLoss("eaft", cfg.method.eaft_alpha)
     from tuneforge.train.recipe import load_reference
 
-    loss = SftLoss("asft", cfg.method.asft_alpha, load_reference(cfg, model, tokenizer))
+    ref = load_reference(cfg, model, tokenizer)
+    attention = model.config._attn_implementation
+    if ref is not None and ref.config._attn_implementation != attention:
+        ref.set_attn_implementation(attention)  # padding-free batches need the policy's varlen attention
+    loss = SftLoss("asft", cfg.method.asft_alpha, ref)
     loss.watch(model)
     return loss
