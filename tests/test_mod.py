@@ -99,9 +99,28 @@ def test_gradients_reach_the_router(tiny_llama: Path) -> None:
 
     model = convert_to_mod(tiny_model(tiny_llama)).train()
     ids = torch.tensor([[5, 9, 42, 7, 300, 11, 12, 13]])
-    model(input_ids=ids, labels=ids).loss.backward()
-    router = next(m for m in model.modules() if isinstance(m, MoDLayer)).router.weight_predictor
+    layer = next(m for m in model.modules() if isinstance(m, MoDLayer))
+    layer.steps = 3  # next capacity 0.125 + 0.875 / 4 = 0.34: int(0.34 * 8) = 2 of the 8 tokens are routed
+    seen = []
+    layer.block.register_forward_hook(lambda mod, args, out: seen.append(args[0].shape[1]))
+    model(input_ids=ids, labels=ids, use_cache=False).loss.backward()
+    assert layer.steps == 4 and seen == [2]
+    router = layer.router.weight_predictor
     assert router.weight.grad is not None and router.weight.grad.abs().sum() > 0
+
+
+def test_with_a_kv_cache_every_token_goes_through_weighted(tiny_llama: Path) -> None:
+    from tuneforge.models.mod import MoDLayer, convert_to_mod
+
+    model = convert_to_mod(tiny_model(tiny_llama))
+    layer = next(m for m in model.modules() if isinstance(m, MoDLayer))
+    layer.capacity = 0.125
+    ids = torch.tensor([[5, 9, 42, 7, 300, 11, 12, 13]])
+    seen = {}
+    layer.block.register_forward_hook(lambda mod, args, out: seen.setdefault("tokens", args[0].shape[1]))
+    with torch.no_grad():
+        model.generate(ids, max_new_tokens=2, do_sample=False)
+    assert seen["tokens"] == 8  # the prompt went through whole
 
 
 def test_other_architectures_are_refused_by_name(tiny_qwen2: Path) -> None:

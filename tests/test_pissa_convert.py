@@ -54,3 +54,20 @@ def test_pissa_convert_needs_a_pissa_lora(tiny_llama: Path, tmp_path: Path) -> N
 
     with pytest.raises(TuneforgeError, match="pissa_init: true"):
         tiny_config(tiny_llama, tmp_path, pissa_convert=True)
+
+
+def test_a_resumed_run_keeps_the_first_initial_adapter(tmp_path: Path) -> None:
+    """On resume the model already holds trained weights: the initial adapter must come from the first run."""
+    from types import SimpleNamespace
+
+    from tuneforge.errors import TuneforgeError
+    from tuneforge.models.adapters import PissaConversion
+
+    args = SimpleNamespace(output_dir=str(tmp_path), should_save=True)
+    resumed = SimpleNamespace(global_step=5)
+    with pytest.raises(TuneforgeError, match="resume_from_checkpoint"):
+        PissaConversion().on_train_begin(args, resumed, None, model=None)
+    (tmp_path / "pissa_init").mkdir()
+    (tmp_path / "pissa_init" / "adapter_config.json").write_text("{}")
+    PissaConversion().on_train_begin(args, resumed, None, model=None)  # kept as it is: nothing saved over it
+    assert (tmp_path / "pissa_init" / "adapter_config.json").read_text() == "{}"
