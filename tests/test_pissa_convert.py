@@ -54,6 +54,8 @@ def test_pissa_convert_needs_a_pissa_lora(tiny_llama: Path, tmp_path: Path) -> N
 
     with pytest.raises(TuneforgeError, match="pissa_init: true"):
         tiny_config(tiny_llama, tmp_path, pissa_convert=True)
+    with pytest.raises(TuneforgeError, match="stages pt and sft"):
+        tiny_config(tiny_llama, tmp_path, pissa_init=True, pissa_convert=True, stage="dpo")
 
 
 def test_a_resumed_run_keeps_the_first_initial_adapter(tmp_path: Path) -> None:
