@@ -23,6 +23,7 @@ _TYPES = {
     404: "not_found_error",
     408: "timeout_error",
     429: "rate_limit_error",
+    499: "client_closed_request",  # never seen by the client (it left); counted apart in /metrics
 }
 
 

@@ -51,7 +51,7 @@ async def merged(streams: list[Any], deadline: float | None = None) -> AsyncIter
             left = None if deadline is None else deadline - loop.time()
             try:
                 item = await asyncio.wait_for(queue.get(), left)
-            except TimeoutError:
+            except asyncio.TimeoutError:  # not the builtin TimeoutError before Python 3.11
                 raise RequestTimeoutError(
                     "The request ran past the server's request_timeout and was cancelled; ask for fewer tokens "
                     "(max_tokens) or retry when the server is less busy."
