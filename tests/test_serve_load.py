@@ -164,3 +164,37 @@ def test_health_and_metrics_answer_while_streams_run(live):
             assert client.get("/health").json()["status"] == "ok"
             assert "tuneforge_running_requests" in client.get("/metrics").text
             assert all(run.result()[1] for run in runs)
+
+
+def test_a_request_failing_inside_the_batch_gets_a_4xx_and_its_neighbours_finish(live, monkeypatch):
+    """A row whose sampling raises (here: any row seeded 666) fails its own request only, as a client error."""
+    from tuneforge.infer import hf_backend
+
+    url, _ = live
+    real = hf_backend.sample_batch
+
+    def poisoned(logits, params, counts, generators):
+        if any(p.seed == 666 for p in params):
+            raise RuntimeError("probability tensor contains either inf, nan or element < 0")
+        return real(logits, params, counts, generators)
+
+    goods = [
+        {"messages": [{"role": "user", "content": f"tale {i}"}], "max_tokens": 24, "temperature": 0} for i in range(4)
+    ]
+    bad = {"messages": [{"role": "user", "content": "x"}], "max_tokens": 24, "temperature": 1.0, "seed": 666}
+    with httpx.Client(base_url=url, timeout=120) as client:
+        alone = [_stream_text(client, body) for body in goods]
+        monkeypatch.setattr(hf_backend, "sample_batch", poisoned)
+        with ThreadPoolExecutor(8) as pool:
+            good_runs = [pool.submit(_stream_text, client, body) for body in goods]
+            whole = [pool.submit(client.post, "/v1/chat/completions", json=bad) for _ in range(2)]
+            streamed = pool.submit(client.post, "/v1/chat/completions", json={**bad, "stream": True})
+            together = [run.result() for run in good_runs]
+            answers = [run.result() for run in whole]
+            events = [
+                json.loads(line[6:]) for line in streamed.result().text.splitlines() if line.startswith("data: {")
+            ]
+    assert together == alone
+    assert all(a.status_code == 400 and a.json()["error"]["type"] == "invalid_request_error" for a in answers)
+    assert "seed=" not in answers[0].text and "temperature=1.0" in answers[0].text  # names the request's settings
+    assert events[-1]["error"]["type"] == "invalid_request_error"
