@@ -46,3 +46,11 @@ def serving(engine: Any, settings: Any) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(30)
+
+
+def tiny_engine(model_dir: Any, **settings: Any) -> Any:
+    """An inference engine over the tiny model at `model_dir` with the qwen template and config `settings`."""
+    from tuneforge.config import load_config
+    from tuneforge.infer import load_engine
+
+    return load_engine(load_config({"model_name_or_path": str(model_dir), "template": "qwen", **settings}))

@@ -6,6 +6,7 @@ import queue
 
 import pytest
 
+from server_helpers import tiny_engine
 from tuneforge.errors import TuneforgeError
 from tuneforge.infer.params import SamplingParams
 from tuneforge.infer.requests import (
@@ -23,11 +24,7 @@ torch = pytest.importorskip("torch")
 
 @pytest.fixture(scope="module")
 def engine(tiny_qwen2):
-    from tuneforge.config import load_config
-    from tuneforge.infer import load_engine
-
-    cfg = {"model_name_or_path": str(tiny_qwen2), "template": "qwen", "max_new_tokens": 12, "max_batch_size": 8}
-    eng = load_engine(load_config(cfg))
+    eng = tiny_engine(tiny_qwen2, max_new_tokens=12, max_batch_size=8)
     yield eng
     eng.close()
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from server_helpers import serving
+from server_helpers import serving, tiny_engine
 
 schemathesis = pytest.importorskip("schemathesis")
 pytest.importorskip("uvicorn")
@@ -22,12 +22,9 @@ MAX_TOKENS = 4  # generation length is not what is being fuzzed; a random max_to
 
 @pytest.fixture(scope="module")
 def api_url(tiny_qwen2):
-    from tuneforge.config import load_config
-    from tuneforge.infer import load_engine
     from tuneforge.serve.deps import ServerSettings
 
-    cfg = {"model_name_or_path": str(tiny_qwen2), "template": "qwen", "max_new_tokens": MAX_TOKENS}
-    engine = load_engine(load_config(cfg))
+    engine = tiny_engine(tiny_qwen2, max_new_tokens=MAX_TOKENS)
     settings = ServerSettings(model_name="tiny", api_keys=(KEY,), max_body_bytes=64 * 1024, request_timeout=60)
     with serving(engine, settings) as url:
         yield url

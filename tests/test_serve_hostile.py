@@ -10,6 +10,8 @@ import json
 
 import pytest
 
+from server_helpers import tiny_engine
+
 pytest.importorskip("fastapi")
 from fastapi.testclient import TestClient
 
@@ -25,11 +27,7 @@ PATHS = {"chat": "/v1/chat/completions", "completions": "/v1/completions"}
 
 @pytest.fixture(scope="module")
 def engine(tiny_qwen2):
-    from tuneforge.config import load_config
-    from tuneforge.infer import load_engine
-
-    cfg = {"model_name_or_path": str(tiny_qwen2), "template": "qwen", "max_new_tokens": 4, "max_queue_size": 8}
-    eng = load_engine(load_config(cfg))
+    eng = tiny_engine(tiny_qwen2, max_new_tokens=4, max_queue_size=8)
     yield eng
     eng.close()
 
@@ -120,12 +118,9 @@ def test_too_many_generations_for_the_queue_is_400_and_queues_nothing(client, en
 def test_a_429_part_way_queues_nothing(tiny_qwen2):
     import time
 
-    from tuneforge.config import load_config
-    from tuneforge.infer import load_engine
     from tuneforge.infer.requests import GenerationRequest
 
-    cfg = {"model_name_or_path": str(tiny_qwen2), "template": "qwen", "max_queue_size": 8, "max_batch_size": 1}
-    engine = load_engine(load_config(cfg))
+    engine = tiny_engine(tiny_qwen2, max_queue_size=8, max_batch_size=1)
     blockers = [GenerationRequest([1], engine.sampling(max_new_tokens=1), lambda e: None) for _ in range(6)]
     try:
         with engine.backend.model_lock:  # the worker takes one blocker, then waits at its forward pass

@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from server_helpers import serving
+from server_helpers import serving, tiny_engine
 
 httpx = pytest.importorskip("httpx")
 pytest.importorskip("uvicorn")
@@ -22,12 +22,9 @@ LONG = 4000  # tokens a request would take if nobody stopped it (a random model 
 
 @pytest.fixture(scope="module")
 def live(tiny_qwen2):
-    from tuneforge.config import load_config
-    from tuneforge.infer import load_engine
     from tuneforge.serve.deps import ServerSettings
 
-    cfg = {"model_name_or_path": str(tiny_qwen2), "template": "qwen", "max_batch_size": 8, "max_queue_size": 32}
-    engine = load_engine(load_config(cfg))
+    engine = tiny_engine(tiny_qwen2, max_batch_size=8, max_queue_size=32)
     with serving(engine, ServerSettings(model_name="tiny", max_body_bytes=1 << 20)) as url:
         yield url, engine
 
