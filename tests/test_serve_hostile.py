@@ -209,3 +209,29 @@ def test_server_settings_read_the_new_config_keys(tiny_qwen2):
     settings = server_settings(cfg, type("E", (), {"model_name": "m"})())
     assert (settings.request_timeout, settings.max_body_bytes) == (5, 2048)
     assert settings.api_keys == (ApiKey("sk-1", "ops", 10),)
+
+
+ODD_VALID_SCHEMAS = [
+    {"type": "object", "properties": {"pair": {"type": "array", "items": [{"type": "string"}, {"type": "integer"}]}}},
+    {"type": "object", "properties": {"yes": True, "no": False, "any": {"type": "array", "items": True}}},
+    {"type": "object", "properties": {"d": {"type": "string", "description": "x"}, "u": {"type": ["string", "null"]}}},
+]
+
+
+@pytest.mark.parametrize("parameters", ODD_VALID_SCHEMAS)
+def test_every_tool_template_renders_every_valid_schema_form(parameters):
+    from tuneforge.data.templates import get_template, list_templates
+    from tuneforge.errors import ConfigError
+    from tuneforge.serve.validation import check_json_schema
+
+    check_json_schema(parameters)
+    tools = [_tool(parameters)]
+    rendered = 0
+    for name in list_templates():
+        try:
+            text = get_template(name, None).render(USER, None, tools, add_generation_prompt=True)
+        except ConfigError:  # the template has no tool format at all
+            continue
+        rendered += 1
+        assert "f" in text
+    assert rendered > 20
