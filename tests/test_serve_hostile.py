@@ -82,6 +82,7 @@ BAD = [
     ("chat", {**CHAT, "repetition_penalty": 1e300}, "repetition_penalty"),
     ("chat", {**CHAT, "seed": 2**64}, "seed"),
     ("completions", {"prompt": "x", "max_tokens": 10**9}, "max_tokens"),
+    ("completions", {"prompt": ["a", ""]}, "prompt.1"),
 ]
 
 

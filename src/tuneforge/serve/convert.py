@@ -105,9 +105,11 @@ def checked_params(engine: Any, prompt_len: int, max_tokens: int | None, request
         raise APIError(400, str(error)) from None
 
 
-def completion_inputs(engine: Any, prompt: str, request: SamplingFields) -> tuple[list[int], Any]:
-    """(prompt ids, sampling params) for a text completion."""
+def completion_inputs(
+    engine: Any, prompt: str, request: SamplingFields, field: str = "prompt"
+) -> tuple[list[int], Any]:
+    """(prompt ids, sampling params) for a text completion; errors name `field` (`prompt.3` in a list)."""
     ids = engine.tokenizer.encode(prompt, add_special_tokens=False)
     if not ids:
-        raise APIError(400, "prompt: must not be empty", "prompt")
-    return ids, checked_params(engine, len(ids), request.max_tokens, request, "prompt")
+        raise APIError(400, f"{field}: must not be empty", field)
+    return ids, checked_params(engine, len(ids), request.max_tokens, request, field)

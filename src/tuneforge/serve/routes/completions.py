@@ -43,8 +43,11 @@ async def create_completion(
     Every prompt is checked before any is queued, and all choices are queued together or not at all (429).
     """
     deadline = deadline_of(settings)
-    prompts = [request.prompt] if isinstance(request.prompt, str) else request.prompt
-    work = asyncio.to_thread(lambda: [completion_inputs(engine, text, request) for text in prompts])
+    if isinstance(request.prompt, str):
+        named = [(request.prompt, "prompt")]
+    else:
+        named = [(text, f"prompt.{index}") for index, text in enumerate(request.prompt)]
+    work = asyncio.to_thread(lambda: [completion_inputs(engine, text, request, field) for text, field in named])
     encoded = await unless_disconnected(http, work)
     streams = engine.open_streams([pair for ids, params in encoded for pair in choice_prompts(ids, params, request.n)])
     name = request.model or settings.model_name
