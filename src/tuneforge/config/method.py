@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Literal
 
 from tuneforge.config.fields import F, Section
+from tuneforge.config.stages import StageName
 
 
 class MethodSection(Section):
@@ -141,7 +142,7 @@ class MethodSection(Section):
         False,
         "Train entirely in bfloat16 with no float32 master weights (saves memory, needs bf16 hardware).",
     )
-    stage: Literal["pt", "sft", "rm", "ppo", "dpo", "kto", "grpo"] = F(
+    stage: StageName = F(
         "sft",
         "Training stage: pt (pre-training), sft, rm (reward model), ppo, dpo (and other preference losses), kto, grpo.",
     )

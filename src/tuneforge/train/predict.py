@@ -45,7 +45,6 @@ def check_predict(cfg: TuneforgeConfig) -> None:
 def predict_config(cfg: TuneforgeConfig) -> TuneforgeConfig:
     """The config to generate with: after training, the trained adapter or model in `output_dir`."""
     pcfg = cfg.model_copy(deep=True)
-    pcfg.training.do_train = False  # the data pipeline then builds unsupervised (prompt-only) rows
     if cfg.data.eval_dataset:  # only the evaluation data is predicted; the training set is not processed again
         pcfg.data.dataset, pcfg.data.val_size = None, 0.0
     if not cfg.training.do_train:
@@ -67,7 +66,7 @@ def prediction_rows(cfg: TuneforgeConfig, tokenizer: Any) -> Any:
 
     from tuneforge.data.pipeline import prepare_dataset
 
-    splits = prepare_dataset(cfg, tokenizer, stage="unsupervised")
+    splits = prepare_dataset(cfg, tokenizer, kind="unsupervised")
     rows = splits.eval if splits.eval is not None else splits.train
     if isinstance(rows, dict):
         rows = concatenate_datasets(list(rows.values()))

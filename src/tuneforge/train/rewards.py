@@ -141,15 +141,16 @@ def load_reward_model(cfg: TuneforgeConfig, tokenizer: Any) -> Callable[[list[li
         return ApiScorer(r.reward_model)
     from pathlib import Path
 
+    from tuneforge.config.lists import split_list
     from tuneforge.infer.loading import VALUE_HEAD_FILE, load_value_head
-    from tuneforge.train.recipe import load_frozen
+    from tuneforge.train.reference import load_frozen
     from tuneforge.train.value_head import hidden_size
 
     if r.reward_model_type == "lora":  # an adapter trained with stage rm on this base model
-        base, adapters, head_dir = cfg.model.model_name_or_path, r.reward_model, r.reward_model
+        base, adapters, head_dir = cfg.model.model_name_or_path, [r.reward_model], r.reward_model
     else:
-        base, adapters = r.reward_model, r.reward_model_adapters
-        head_dir = (adapters or "").split(",")[-1].strip() or r.reward_model
+        base, adapters = r.reward_model, split_list(r.reward_model_adapters)
+        head_dir = adapters[-1] if adapters else r.reward_model
     head_file = Path(head_dir) / VALUE_HEAD_FILE
     if not head_file.is_file():
         raise ConfigError(
