@@ -39,14 +39,9 @@ __all__ = ["DataStats", "DatasetSplits", "DatasetStat", "Plan", "make_plan", "pr
 
 def build_template(cfg: TuneforgeConfig, tokenizer: Any) -> tuple[Template, list[str]]:
     """The chat template named by `cfg.data.template` and the warnings from checking it against the tokenizer."""
-    from tuneforge.data.templates import check_template_tokenizer, template_for_config
+    from tuneforge.data.templates import checked_template
 
-    d = cfg.data
-    template = template_for_config(d, tokenizer, check=False)
-    warnings = check_template_tokenizer(template, tokenizer, allow=d.allow_template_mismatch)
-    for warning in warnings or []:
-        logger.warning("%s", warning)
-    return template, list(warnings or [])
+    return checked_template(cfg.data, tokenizer)
 
 
 def make_plan(cfg: TuneforgeConfig, tokenizer: Any, kind: DataKind | None = None) -> Plan:

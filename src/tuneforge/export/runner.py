@@ -48,14 +48,14 @@ def export_command(cfg: TuneforgeConfig) -> Path:
 
 def load_tokenizer_and_template(cfg: TuneforgeConfig) -> tuple[Any, Any]:
     """The base tokenizer and the chat template the model was trained with (None: the tokenizer's own)."""
-    from tuneforge.data.templates import template_for_config
+    from tuneforge.data.templates import checked_template
     from tuneforge.models.loader import load_tokenizer
 
     tokenizer = load_tokenizer(cfg)
     d = cfg.data
     if d.template is None:
         return tokenizer, None
-    template = template_for_config(d, tokenizer)
+    template, _ = checked_template(d, tokenizer)
     return tokenizer, template
 
 

@@ -73,10 +73,10 @@ def _load_async_engine(cfg: TuneforgeConfig, name: str) -> Engine:
 
 def load_inference_template(cfg: TuneforgeConfig, tokenizer: Any) -> Any:
     """The training template (`template`), or the tokenizer's own chat template when unset."""
-    from tuneforge.data.templates import template_for_config
+    from tuneforge.data.templates import checked_template
 
     d = cfg.data
-    return template_for_config(d, tokenizer)
+    return checked_template(d, tokenizer)[0]
 
 
 def served_name(cfg: TuneforgeConfig) -> str:

@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
+import logging
+from typing import TYPE_CHECKING, Any
 
+from tuneforge.data.templates.registry import get_spec, list_templates, template_for_config
+from tuneforge.data.templates.template import Template
 from tuneforge.errors import ConfigError
+
+if TYPE_CHECKING:
+    from tuneforge.config.data import DataSection
+
+logger = logging.getLogger(__name__)
 
 _SAMPLE = [
     {"role": "user", "content": "Hello, who are you?"},
@@ -25,14 +33,23 @@ def is_single_token(tokenizer: Any, text: str) -> bool:
 
 def matching_templates(tokenizer: Any) -> list[str]:
     """Registered templates whose special tokens are all single tokens of ``tokenizer``."""
-    from tuneforge.data.templates.registry import get_spec, list_templates
-
     names = []
     for name in list_templates():
         tokens = get_spec(name).special_tokens
         if tokens and all(is_single_token(tokenizer, t) for t in tokens):
             names.append(name)
     return names
+
+
+def checked_template(data: DataSection, tokenizer: Any) -> tuple[Template, list[str]]:
+    """The template the config's `data` section asks for, checked against `tokenizer`: missing special tokens
+    raise `TemplateMismatchError` (unless `allow_template_mismatch`); the warnings are logged and returned.
+    The one place training, inference and export turn those keys into a Template."""
+    template = template_for_config(data, tokenizer)
+    warnings = check_template_tokenizer(template, tokenizer, allow=data.allow_template_mismatch)
+    for warning in warnings:
+        logger.warning("%s", warning)
+    return template, warnings
 
 
 def check_template_tokenizer(template: Any, tokenizer: Any, *, allow: bool = False) -> list[str]:
