@@ -180,4 +180,4 @@ def test_progress_log_appends_trainer_log_records(tmp_path: Path) -> None:
     log(4, 4)
     records = [json.loads(line) for line in (tmp_path / "trainer_log.jsonl").read_text().splitlines()]
     assert [(r["current_steps"], r["total_steps"], r["percentage"]) for r in records] == [(1, 4, 25.0), (4, 4, 100.0)]
-    assert records[-1]["remaining_time"] == "00:00:00"
+    assert records[-1]["remaining_time"] == "0:00:00"  # H:MM:SS, as the training log writes it

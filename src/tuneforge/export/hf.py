@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tuneforge.errors import TuneforgeError
+from tuneforge.files import fsync_dir
 
 if TYPE_CHECKING:
     import torch
@@ -72,17 +73,8 @@ def _publish(staging: Path, final: Path) -> None:
     if final.exists():
         final.rename(old)
     staging.rename(final)
-    _fsync_dir(final.parent)
+    fsync_dir(final.parent)
     shutil.rmtree(old, ignore_errors=True)
-
-
-def _fsync_dir(path: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 # ---- weights -------------------------------------------------------------------------------------------------

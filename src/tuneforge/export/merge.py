@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tuneforge.errors import TuneforgeError
+from tuneforge.infer.loading import adapter_paths
 
 if TYPE_CHECKING:
     import torch
@@ -21,11 +22,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 DTYPES = {"float16": "float16", "bfloat16": "bfloat16", "float32": "float32"}
-
-
-def adapter_paths(cfg: TuneforgeConfig) -> list[str]:
-    """The adapters named by `adapter_name_or_path`, in merge order."""
-    return [p.strip() for p in (cfg.model.adapter_name_or_path or "").split(",") if p.strip()]
 
 
 def check_mergeable(cfg: TuneforgeConfig) -> None:

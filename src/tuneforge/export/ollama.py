@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from dataclasses import MISSING, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tuneforge.data.templates.record import PLACEHOLDER
 from tuneforge.data.templates.tools import fill
 
 if TYPE_CHECKING:
@@ -27,7 +27,6 @@ if TYPE_CHECKING:
     from tuneforge.data.templates.tools import ToolFormat
 
 logger = logging.getLogger(__name__)
-_PLACEHOLDER = re.compile(r"\{(\w+)\}")
 # Record fields the translation reads, or that do not change rendered text (names, token lists, training flags)
 HANDLED_FIELDS = frozenset(
     [
@@ -105,7 +104,7 @@ def slot(spec: TemplateSpec, text: str, **fragments: str) -> str:
 def _slot_plain(text: str, **fragments: str) -> str:
     """`text` with the placeholders named in `fragments` replaced by Go fragments, the rest printed verbatim."""
     out, pos = [], 0
-    for match in _PLACEHOLDER.finditer(text):
+    for match in PLACEHOLDER.finditer(text):
         if match.group(1) in fragments:
             out += [lit(text[pos : match.start()]), fragments[match.group(1)]]
             pos = match.end()
@@ -117,7 +116,7 @@ def _printf(spec: TemplateSpec, text: str, **variables: str) -> str:
     """A `printf` call building `text` from Go variables (for values that must be assigned, not printed)."""
     text = fill(text, bos=spec.bos, eos=spec.eos, date=spec.date)
     args, pieces, pos = [], [], 0
-    for match in _PLACEHOLDER.finditer(text):
+    for match in PLACEHOLDER.finditer(text):
         if match.group(1) in variables:
             pieces.append(text[pos : match.start()].replace("%", "%%") + "%s")
             args.append(variables[match.group(1)])
@@ -392,7 +391,7 @@ def unsupported_tool_fields(template: Template) -> list[str]:
         if f.name not in HANDLED_TOOL_FORMAT and getattr(tool_format, f.name) != _default(f)
     ]
     for name, allowed in TOOL_PLACEHOLDERS.items():
-        extra = set(_PLACEHOLDER.findall(getattr(tool_format, name))) - allowed
+        extra = set(PLACEHOLDER.findall(getattr(tool_format, name))) - allowed
         out += [f"tool_format.{name} {{{p}}}" for p in sorted(extra)]
     if spec.tools_in == "system" and spec.system_mode != "slot":
         out.append(f"tools_in: system with system_mode: {spec.system_mode}")

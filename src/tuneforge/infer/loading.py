@@ -68,8 +68,10 @@ def load_for_inference(cfg: TuneforgeConfig) -> tuple[Any, Any]:
 
 
 def adapter_paths(cfg: TuneforgeConfig) -> list[str]:
-    """The comma-separated `adapter_name_or_path` as a list (empty when unset)."""
-    return [p.strip() for p in (cfg.model.adapter_name_or_path or "").split(",") if p.strip()]
+    """The adapters named by `adapter_name_or_path` (comma-separated), in merge order; empty when unset."""
+    from tuneforge.config.lists import split_list
+
+    return split_list(cfg.model.adapter_name_or_path)
 
 
 def apply_adapters(model: Any, paths: list[str], keep_last: bool = False) -> Any:

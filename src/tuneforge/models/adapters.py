@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
+from tuneforge.config.lists import split_list
 from tuneforge.errors import TuneforgeError
 
 if TYPE_CHECKING:
@@ -65,8 +66,8 @@ def freeze_trainable_names(model: Any, cfg: TuneforgeConfig) -> list[str]:
             "(positive counts from the last layer, negative from the first)."
         )
     ids = range(layers - count, layers) if count > 0 else range(-count)
-    modules = None if m.freeze_trainable_modules.strip() == "all" else _split(m.freeze_trainable_modules)
-    extras = _split(m.freeze_extra_modules or "")
+    modules = None if m.freeze_trainable_modules.strip() == "all" else split_list(m.freeze_trainable_modules)
+    extras = split_list(m.freeze_extra_modules or "")
     names = [n for n, _ in model.named_parameters() if _freeze_keeps(n, set(ids), modules, extras)]
     if not names:
         raise TuneforgeError(
@@ -112,7 +113,7 @@ def linear_module_names(model: Any) -> list[str]:
 
 
 def _targets(model: Any, spec: str) -> list[str]:
-    targets = _split(spec)
+    targets = split_list(spec)
     if targets == ["all"]:
         return linear_module_names(model)
     known = {name.split(".")[-1] for name, _ in model.named_modules()}
@@ -130,7 +131,7 @@ def peft_config(model: Any, cfg: TuneforgeConfig, kind: str) -> Any:
     from peft import LoraConfig, OFTConfig, TaskType
 
     m = cfg.method
-    extra = _split(m.additional_target or "") or None
+    extra = split_list(m.additional_target or "") or None
     if kind == "oft":
         return OFTConfig(
             task_type=TaskType.CAUSAL_LM,
@@ -171,7 +172,7 @@ def ties_embeddings(model: Any, modules_to_save: list[str] | None) -> bool:
 def _apply_peft(model: Any, cfg: TuneforgeConfig, kind: str, trainable: bool) -> Any:
     from peft import PeftModel, get_peft_model
 
-    adapters = _split(cfg.model.adapter_name_or_path or "")
+    adapters = split_list(cfg.model.adapter_name_or_path or "")
     resume_last = trainable and adapters and not cfg.method.create_new_adapter
     to_merge = adapters[:-1] if resume_last else adapters
     with _quiet_peft():
@@ -228,7 +229,3 @@ def build_loraplus_optimizer(model: Any, cfg: TuneforgeConfig, optim_kwargs: dic
         loraplus_lr_embedding=cfg.method.loraplus_lr_embedding,
         **kwargs,
     )
-
-
-def _split(text: str) -> list[str]:
-    return [t.strip() for t in text.split(",") if t.strip()]

@@ -10,6 +10,7 @@ import logging
 import math
 from typing import TYPE_CHECKING, Any
 
+from tuneforge.config.lists import split_list
 from tuneforge.errors import TuneforgeError
 
 if TYPE_CHECKING:
@@ -46,9 +47,9 @@ def load_tokenizer(cfg: TuneforgeConfig) -> PreTrainedTokenizerBase:
         token=m.hf_hub_token,
     )
     if m.add_tokens:
-        tokenizer.add_tokens(_split(m.add_tokens))
+        tokenizer.add_tokens(split_list(m.add_tokens))
     if m.add_special_tokens:
-        tokenizer.add_special_tokens({"additional_special_tokens": _split(m.add_special_tokens)})
+        tokenizer.add_special_tokens({"additional_special_tokens": split_list(m.add_special_tokens)})
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
@@ -230,7 +231,3 @@ def _cuda_available() -> bool:
     import torch
 
     return torch.cuda.is_available()
-
-
-def _split(text: str) -> list[str]:
-    return [t.strip() for t in text.split(",") if t.strip()]

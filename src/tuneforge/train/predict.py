@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tuneforge.errors import ConfigError, TuneforgeError
+from tuneforge.train.callbacks import hms
 
 if TYPE_CHECKING:
     from tuneforge.config import TuneforgeConfig
@@ -149,15 +150,11 @@ class ProgressLog:
             "current_steps": done,
             "total_steps": total,
             "percentage": round(100 * done / total, 2),
-            "elapsed_time": _hms(elapsed),
-            "remaining_time": _hms(elapsed / done * (total - done)),
+            "elapsed_time": hms(elapsed),
+            "remaining_time": hms(elapsed / done * (total - done)),
         }
         with self.path.open("a", encoding="utf-8") as handle:
             handle.write(json.dumps(record) + "\n")
-
-
-def _hms(seconds: float) -> str:
-    return time.strftime("%H:%M:%S", time.gmtime(max(0.0, seconds)))
 
 
 def prediction_records(tokenizer: Any, rows: Any, predictions: list[str]) -> list[dict[str, str]]:

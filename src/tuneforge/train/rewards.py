@@ -18,6 +18,7 @@ import urllib.request
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from tuneforge.config.lists import split_list
 from tuneforge.errors import ConfigError, TuneforgeError
 
 if TYPE_CHECKING:
@@ -141,7 +142,6 @@ def load_reward_model(cfg: TuneforgeConfig, tokenizer: Any) -> Callable[[list[li
         return ApiScorer(r.reward_model)
     from pathlib import Path
 
-    from tuneforge.config.lists import split_list
     from tuneforge.infer.loading import VALUE_HEAD_FILE, load_value_head
     from tuneforge.train.reference import load_frozen
     from tuneforge.train.value_head import hidden_size

@@ -8,23 +8,23 @@ deepseekr1, ...) save the family's official Jinja instead.
 from __future__ import annotations
 
 import json
-import re
 
-from tuneforge.data.templates.record import TemplateSpec
+from tuneforge.data.templates.record import PLACEHOLDER, TemplateSpec
 from tuneforge.data.templates.tools import fill
-
-_PLACEHOLDER = re.compile(r"\{(content|system)\}")
 
 
 def _lit(spec: TemplateSpec, text: str, content: str = "content", system: str = "system") -> str:
     """A Jinja expression for ``text`` with ``{content}`` / ``{system}`` bound to Jinja variables."""
     text = fill(text, bos=spec.bos, eos=spec.eos, date=spec.date)
-    pieces = []
-    for index, piece in enumerate(_PLACEHOLDER.split(text)):
-        if index % 2:
+    pieces, literal = [], ""
+    for index, piece in enumerate(PLACEHOLDER.split(text)):
+        if index % 2 and piece in ("content", "system"):
+            pieces += [json.dumps(literal)] if literal else []
             pieces.append(content if piece == "content" else system)
-        elif piece:
-            pieces.append(json.dumps(piece))
+            literal = ""
+        else:
+            literal += f"{{{piece}}}" if index % 2 else piece
+    pieces += [json.dumps(literal)] if literal else []
     return " + ".join(pieces) or '""'
 
 
