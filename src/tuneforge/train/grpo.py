@@ -62,11 +62,6 @@ def build_grpo(cfg: TuneforgeConfig, model: Any, tokenizer: Any) -> StagePlan:
     r = cfg.rlhf
     funcs = load_reward_funcs(r.reward_funcs)
     reward_model = load_reward_model(cfg, tokenizer)
-    if reward_model is None and not funcs:
-        raise ConfigError(
-            "`stage: grpo` needs a reward: set `reward_funcs` (e.g. tuneforge.train.rewards:exact_match) and/or "
-            "`reward_model` (with `reward_model_type`)."
-        )
     if r.num_generations < 2:
         raise ConfigError("`num_generations` must be at least 2: GRPO compares completions within a group.")
     ref = load_reference(cfg, model, tokenizer) if r.grpo_beta > 0 else None
