@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tuneforge.errors import TuneforgeError
-from tuneforge.infer.loading import adapter_paths
 
 if TYPE_CHECKING:
     import torch
@@ -26,7 +25,7 @@ DTYPES = {"float16": "float16", "bfloat16": "bfloat16", "float32": "float32"}
 
 def check_mergeable(cfg: TuneforgeConfig) -> None:
     """Refuse merging adapters into a quantized base before anything is loaded."""
-    adapters = adapter_paths(cfg)
+    adapters = cfg.model.adapters
     if not adapters:
         return
     bits = cfg.quantization.quantization_bit
@@ -74,7 +73,7 @@ def load_merged(cfg: TuneforgeConfig) -> Any:
     model = AutoModelForCausalLM.from_pretrained(
         m.model_name_or_path, revision=m.model_revision, cache_dir=m.cache_dir, token=m.hf_hub_token, **kwargs
     )
-    for path in adapter_paths(cfg):
+    for path in cfg.model.adapters:
         model = merge_adapter(model, path)
     model.eval()
     return model

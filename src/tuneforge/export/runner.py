@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Any
 
 from tuneforge.errors import TuneforgeError
 from tuneforge.export import hf, merge, ollama, quantize
-from tuneforge.infer.loading import adapter_paths
 
 if TYPE_CHECKING:
     from tuneforge.config import TuneforgeConfig
@@ -89,7 +88,7 @@ def write_hf_export(model: Any, tokenizer: Any, template: Any, stage: Path, cfg:
     finally:
         if target != stage:
             shutil.rmtree(target, ignore_errors=True)
-    sources = [cfg.model.model_name_or_path or "", *adapter_paths(cfg)]
+    sources = [cfg.model.model_name_or_path or "", *cfg.model.adapters]
     if hf.copy_value_head(sources, stage):
         logger.info("Copied the reward model's value head")
 

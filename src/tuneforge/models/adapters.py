@@ -67,7 +67,7 @@ def freeze_trainable_names(model: Any, cfg: TuneforgeConfig) -> list[str]:
         )
     ids = range(layers - count, layers) if count > 0 else range(-count)
     modules = None if m.freeze_trainable_modules.strip() == "all" else split_list(m.freeze_trainable_modules)
-    extras = split_list(m.freeze_extra_modules or "")
+    extras = split_list(m.freeze_extra_modules)
     names = [n for n, _ in model.named_parameters() if _freeze_keeps(n, set(ids), modules, extras)]
     if not names:
         raise TuneforgeError(
@@ -131,7 +131,7 @@ def peft_config(model: Any, cfg: TuneforgeConfig, kind: str) -> Any:
     from peft import LoraConfig, OFTConfig, TaskType
 
     m = cfg.method
-    extra = split_list(m.additional_target or "") or None
+    extra = m.additional_targets or None
     if kind == "oft":
         return OFTConfig(
             task_type=TaskType.CAUSAL_LM,
@@ -172,7 +172,7 @@ def ties_embeddings(model: Any, modules_to_save: list[str] | None) -> bool:
 def _apply_peft(model: Any, cfg: TuneforgeConfig, kind: str, trainable: bool) -> Any:
     from peft import PeftModel, get_peft_model
 
-    adapters = split_list(cfg.model.adapter_name_or_path or "")
+    adapters = cfg.model.adapters
     resume_last = trainable and adapters and not cfg.method.create_new_adapter
     to_merge = adapters[:-1] if resume_last else adapters
     with _quiet_peft():

@@ -60,7 +60,7 @@ class GRPOLoss:
 def build_grpo(cfg: TuneforgeConfig, model: Any, tokenizer: Any) -> StagePlan:
     """The grpo plan: reference (when grpo_beta > 0), rewards, the GRPO loss."""
     r = cfg.rlhf
-    funcs = load_reward_funcs(r.reward_funcs)
+    funcs = load_reward_funcs(r.reward_func_specs)
     reward_model = load_reward_model(cfg, tokenizer)
     if r.num_generations < 2:
         raise ConfigError("`num_generations` must be at least 2: GRPO compares completions within a group.")

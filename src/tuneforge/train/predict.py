@@ -52,7 +52,7 @@ def predict_config(cfg: TuneforgeConfig) -> TuneforgeConfig:
         return pcfg
     out = str(cfg.training.output_dir)
     if cfg.method.finetuning_type in ("lora", "oft"):
-        earlier = [p.strip() for p in (cfg.model.adapter_name_or_path or "").split(",") if p.strip()]
+        earlier = cfg.model.adapters
         kept = earlier if cfg.method.create_new_adapter else earlier[:-1]  # the last one was trained further
         pcfg.model.adapter_name_or_path = ",".join([*kept, out])
     else:

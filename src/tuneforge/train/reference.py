@@ -37,17 +37,15 @@ def load_frozen(
 def load_reference(cfg: TuneforgeConfig, model: Any, tokenizer: Any) -> torch.nn.Module | None:
     """The reference model: `ref_model` if set; None for LoRA (the policy with its adapter disabled); else a
     frozen copy of the base model."""
-    from tuneforge.config.lists import split_list
-
     r = cfg.rlhf
     if r.ref_model:
         logger.info("Reference model: %s", r.ref_model)
-        return load_frozen(cfg, tokenizer, r.ref_model, split_list(r.ref_model_adapters), r.ref_model_quantization_bit)
+        return load_frozen(cfg, tokenizer, r.ref_model, r.ref_adapters, r.ref_model_quantization_bit)
     if hasattr(model, "disable_adapter"):
         logger.info("Reference model: the base model (the policy with its adapter disabled)")
         return None
     logger.info("Reference model: a frozen copy of %s", cfg.model.model_name_or_path)
-    adapters = split_list(cfg.model.adapter_name_or_path)
+    adapters = cfg.model.adapters
     return load_frozen(cfg, tokenizer, cfg.model.model_name_or_path, adapters, r.ref_model_quantization_bit)
 
 
