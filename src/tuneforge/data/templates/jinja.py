@@ -9,23 +9,16 @@ from __future__ import annotations
 
 import json
 
-from tuneforge.data.templates.record import PLACEHOLDER, TemplateSpec
+from tuneforge.data.templates.record import TemplateSpec
+from tuneforge.data.templates.slots import Var, record_text, slot_pieces
 from tuneforge.data.templates.tools import fill
 
 
 def _lit(spec: TemplateSpec, text: str, content: str = "content", system: str = "system") -> str:
     """A Jinja expression for ``text`` with ``{content}`` / ``{system}`` bound to Jinja variables."""
-    text = fill(text, bos=spec.bos, eos=spec.eos, date=spec.date)
-    pieces, literal = [], ""
-    for index, piece in enumerate(PLACEHOLDER.split(text)):
-        if index % 2 and piece in ("content", "system"):
-            pieces += [json.dumps(literal)] if literal else []
-            pieces.append(content if piece == "content" else system)
-            literal = ""
-        else:
-            literal += f"{{{piece}}}" if index % 2 else piece
-    pieces += [json.dumps(literal)] if literal else []
-    return " + ".join(pieces) or '""'
+    variables = {"content": content, "system": system}
+    pieces = slot_pieces(record_text(spec, text), variables)
+    return " + ".join(variables[p.name] if isinstance(p, Var) else json.dumps(p) for p in pieces) or '""'
 
 
 def spec_to_jinja(spec: TemplateSpec) -> str:
