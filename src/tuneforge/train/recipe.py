@@ -35,6 +35,7 @@ from tuneforge.train.value_head import unwrap
 
 if TYPE_CHECKING:
     from tuneforge.config import TuneforgeConfig
+    from tuneforge.data.templates.template import Template
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +49,7 @@ class TrainData:
     train: Any
     eval: Any | None
     collator: Any
-    template: Any | None = None
+    template: Template | None = None
 
 
 class MetricStore:
@@ -249,7 +250,7 @@ def _hashable(train: Any) -> Any:
     return train.select_columns(["chosen_input_ids"]).rename_column("chosen_input_ids", "input_ids")
 
 
-def attach_chat_template(tokenizer: Any, template: Any) -> None:
+def attach_chat_template(tokenizer: Any, template: Template | None) -> None:
     """Give the tokenizer the training template's Jinja so every runtime formats prompts the same way."""
     jinja = template.to_jinja() if template is not None and hasattr(template, "to_jinja") else None
     if jinja:

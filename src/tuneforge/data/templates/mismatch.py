@@ -52,7 +52,7 @@ def checked_template(data: DataSection, tokenizer: Any) -> tuple[Template, list[
     return template, warnings
 
 
-def check_template_tokenizer(template: Any, tokenizer: Any, *, allow: bool = False) -> list[str]:
+def check_template_tokenizer(template: Template, tokenizer: Any, *, allow: bool = False) -> list[str]:
     """Return warnings about ``template`` on ``tokenizer``; raise ``TemplateMismatchError`` on missing tokens.
 
     Missing special tokens raise unless ``allow`` (config ``allow_template_mismatch: true``), which turns the
@@ -86,7 +86,7 @@ def _missing_message(name: str, missing: list[str], candidates: list[str]) -> st
     )
 
 
-def _jinja_difference(template: Any, tokenizer: Any) -> str:
+def _jinja_difference(template: Template, tokenizer: Any) -> str:
     if not getattr(tokenizer, "chat_template", None) or template.name == "tokenizer":
         return ""
     try:
