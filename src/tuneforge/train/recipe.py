@@ -28,6 +28,7 @@ from tuneforge.models.loader import load_model, load_tokenizer
 from tuneforge.train import checkpoint as ckpt
 from tuneforge.train.args import build_training_args
 from tuneforge.train.callbacks import LOG_NAME, GracefulStop, LogCallback, ProgressCallback
+from tuneforge.train.fp8 import apply_fp8, check_fp8
 from tuneforge.train.plot import plot_losses
 from tuneforge.train.speed.plan import SpeedPlan, plan_speed, prepare_model
 from tuneforge.train.trainer import TuneforgeTrainer
@@ -100,6 +101,7 @@ class StagePlan:
     plot_keys: tuple[str, ...] = ()
     compute_metrics: Callable[[Any], dict[str, float]] | None = None
     preprocess_logits: Callable[[Any, Any], Any] | None = None
+    compute_loss_func: Callable[..., torch.Tensor] | None = None  # the Trainer's hook over the model outputs
     save: Callable[[Any, Path, SaveModel], None] | None = None  # wraps the model save (e.g. the value head)
     resume_extra: Callable[[Any, str], None] | None = None
 
@@ -110,7 +112,7 @@ class StageSpec:
 
     collator: Callable[[TuneforgeConfig, Any], Any]  # (cfg, tokenizer) -> batch collator
     plan: Callable[[TuneforgeConfig, Any, Any], StagePlan] = lambda cfg, model, tokenizer: StagePlan()
-    speed: bool = False  # the pt/sft speed paths: padding-free batches, fusion, token budgets, fused kernels
+    speed: bool = False  # the pt/sft paths: padding-free batches, fusion, token budgets, fused kernels, FP8
     model_columns_only: bool = False  # let the Trainer drop columns the model's forward does not take
 
 
@@ -140,8 +142,11 @@ def run_stage(
 
     `data` replaces the dataset pipeline and `tokenizer` the tokenizer load (tests pass hand-made ones).
     """
+    cuda = torch.cuda.is_available()
+    if spec.speed:
+        check_fp8(cfg, cuda)  # FP8 stops here on hardware without it
     run = start_run(cfg)
-    args, cuda = run.args, torch.cuda.is_available()
+    args = run.args
     args.remove_unused_columns = spec.model_columns_only and args.remove_unused_columns
     set_seed(args.seed)
     tokenizer = tokenizer if tokenizer is not None else load_tokenizer(cfg)
@@ -152,6 +157,8 @@ def run_stage(
     if spec.speed:
         prepare_model(model, cfg, speed)  # varlen attention, fused kernels
     model = apply_finetuning(model, cfg, trainable=True)
+    if spec.speed:
+        model = apply_fp8(model, cfg)
     plan = spec.plan(cfg, model, tokenizer)
     if run.resume and plan.resume_extra is not None:
         plan.resume_extra(model, run.resume)
@@ -172,6 +179,7 @@ def run_stage(
         optimizer_factory=loraplus_factory(cfg),
         loss_fn=plan.loss,
         train_batch_sampler=speed.batch_sampler,
+        compute_loss_func=plan.compute_loss_func,
     )
     use_own_progress_bar(trainer)
     result = trainer.train(resume_from_checkpoint=run.resume)

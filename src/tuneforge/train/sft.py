@@ -1,12 +1,15 @@
-"""Stages pt and sft: the causal-LM loss of the Trainer, padded (or, for neat packing, padding-free) batches, the
-pt/sft speed paths, and next-token accuracy on the evaluation data when `compute_accuracy`."""
+"""Stages pt and sft: the causal-LM loss of the Trainer (or DFT / EAFT / ASFT), padded (or, for neat packing,
+padding-free) batches, the pt/sft speed paths and FP8, PiSSA conversion, and next-token accuracy on the evaluation
+data when `compute_accuracy`."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
 from tuneforge.data.collate import PaddingCollator, PaddingFreeCollator
+from tuneforge.models.adapters import pissa_callbacks
 from tuneforge.train.recipe import StagePlan, StageSpec, TrainData, pad_multiple, run_stage
+from tuneforge.train.sft_losses import sft_loss_func
 from tuneforge.train.trainer import logits_to_predictions, token_accuracy
 
 if TYPE_CHECKING:
@@ -24,10 +27,15 @@ def sft_collator(cfg: TuneforgeConfig, tokenizer: Any) -> PaddingCollator | Padd
 
 
 def sft_plan(cfg: TuneforgeConfig, model: Any, tokenizer: Any) -> StagePlan:
-    """The Trainer's own loss; token accuracy on the evaluation data when `compute_accuracy`."""
-    if not cfg.training.compute_accuracy:
-        return StagePlan()
-    return StagePlan(compute_metrics=token_accuracy, preprocess_logits=logits_to_predictions)
+    """The Trainer's own loss (DFT / EAFT / ASFT when switched on), PiSSA conversion, token accuracy on the
+    evaluation data when `compute_accuracy`."""
+    accuracy = cfg.training.compute_accuracy
+    return StagePlan(
+        callbacks=pissa_callbacks(cfg),
+        compute_metrics=token_accuracy if accuracy else None,
+        preprocess_logits=logits_to_predictions if accuracy else None,
+        compute_loss_func=sft_loss_func(cfg, model, tokenizer),
+    )
 
 
 SFT = StageSpec(collator=sft_collator, plan=sft_plan, speed=True, model_columns_only=True)
