@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tuneforge.config.require import require
 from tuneforge.errors import TuneforgeError
 from tuneforge.files import fsync_dir
 
@@ -32,8 +33,7 @@ STAGING_MARK = ".tuneforge-export-"
 
 def check_export_dir(export_dir: str | None, overwrite: bool) -> Path:
     """The export folder as a Path; refuses a missing key or an existing non-empty folder (unless overwriting)."""
-    if not export_dir:
-        raise TuneforgeError("`export_dir` is not set; name the folder that receives the exported model.")
+    require(export_dir, "export_dir")
     path = Path(export_dir)
     if path.exists() and not path.is_dir():
         raise TuneforgeError(f"`export_dir: {export_dir}` is a file; name a folder.")

@@ -12,6 +12,7 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tuneforge.config.require import require
 from tuneforge.errors import TuneforgeError
 from tuneforge.export import hf, merge, ollama, quantize
 
@@ -26,8 +27,7 @@ OFFLINE_VALUES = ("1", "true", "yes", "on")
 def export_command(cfg: TuneforgeConfig) -> Path:
     """Export the model the config names into `export_dir`; returns the folder written."""
     out = hf.check_export_dir(cfg.export.export_dir, cfg.training.overwrite_output_dir)
-    if not cfg.model.model_name_or_path:
-        raise TuneforgeError("`model_name_or_path` is not set; name the base model folder or Hub id to export.")
+    require(cfg.model.model_name_or_path, "model_name_or_path", "the base model to export")
     merge.check_mergeable(cfg)
     quantize.check_export_quantization(cfg)
     check_hub(cfg)

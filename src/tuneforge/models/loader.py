@@ -11,6 +11,7 @@ import math
 from typing import TYPE_CHECKING, Any
 
 from tuneforge.config.lists import split_list
+from tuneforge.config.require import require
 from tuneforge.errors import TuneforgeError
 
 if TYPE_CHECKING:
@@ -236,8 +237,7 @@ def _fit_vocab(model: Any, tokenizer: Any, resize: bool) -> None:
 
 
 def _require_model_path(cfg: TuneforgeConfig) -> None:
-    if not cfg.model.model_name_or_path:
-        raise TuneforgeError("`model_name_or_path` is not set; name a local model folder or a Hub id.")
+    require(cfg.model.model_name_or_path, "model_name_or_path")
 
 
 def _require_package(package: str, what: str) -> None:

@@ -7,8 +7,8 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tuneforge.config.require import require
 from tuneforge.config.stages import stage
-from tuneforge.errors import TuneforgeError
 
 if TYPE_CHECKING:
     from tuneforge.config import TuneforgeConfig
@@ -16,10 +16,8 @@ if TYPE_CHECKING:
 
 def check_trainable(cfg: TuneforgeConfig) -> None:
     """Refuse configs that cannot train before anything heavy is loaded."""
-    if not cfg.model.model_name_or_path:
-        raise TuneforgeError("`model_name_or_path` is not set; name a local model folder or a Hub id.")
-    if not cfg.training.output_dir:
-        raise TuneforgeError("`output_dir` is not set; name the folder that receives the model, logs and metrics.")
+    require(cfg.model.model_name_or_path, "model_name_or_path")
+    require(cfg.training.output_dir, "output_dir", "the model, logs and metrics")
 
 
 def run(cfg: TuneforgeConfig) -> dict[str, Any]:
