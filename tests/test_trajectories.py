@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from trajectory_cases import ABS, CASES, PINNED, REL, STEPS, load_reference, run_case, write_data
+from trajectory_cases import ABS, CASES, COMMON, PINNED, REL, STEPS, load_reference, run_case, write_data
 
 pytestmark = pytest.mark.slow
 pytest.importorskip("torch")
@@ -39,3 +39,22 @@ def test_trajectory_matches_reference(case: str, tiny_qwen2: Path, data: Path, t
 def test_every_case_has_a_reference() -> None:
     stored = {p.stem for p in Path(__file__).parent.joinpath("references").glob("*.json")}
     assert stored == set(CASES)
+
+
+def test_rm_evaluates_after_saving_with_its_head(tiny_qwen2: Path, data: Path, tmp_path: Path) -> None:
+    """The one recipe saves, then evaluates: the reward model's head is saved beside (not inside) the adapter and
+    is back on the model for the final evaluation."""
+    import json
+
+    from safetensors.torch import load_file
+
+    from tuneforge.config import load_config
+    from tuneforge.train import run_training
+
+    out = tmp_path / "rm"
+    values = {**COMMON, **CASES["rm"], "model_name_or_path": str(tiny_qwen2), "dataset_dir": str(data)}
+    run_training(load_config({**values, "output_dir": str(out), "max_steps": 2, "val_size": 2}))
+    results = json.loads((out / "all_results.json").read_text())
+    assert "eval_loss" in results and "eval_rewards/accuracies" in results
+    assert sorted(load_file(out / "value_head.safetensors")) == ["v_head.summary.bias", "v_head.summary.weight"]
+    assert not any("v_head" in key for key in load_file(out / "adapter_model.safetensors"))

@@ -17,7 +17,7 @@ STEPS = 4
 PINNED = ("loss", "grad_norm")  # the per-step log values each reference holds
 REL, ABS = 1e-3, 1e-5  # CPU fp32 kernels may differ in the last bits between machines; a real change moves more
 
-_COMMON = {
+COMMON = {
     "template": "qwen",
     "finetuning_type": "lora",
     "lora_rank": 4,
@@ -91,7 +91,7 @@ def run_case(name: str, model: Path, data: Path, out: Path) -> dict[str, list[fl
     from tuneforge.config import load_config
     from tuneforge.train import run_training
 
-    values = {**_COMMON, **CASES[name], "model_name_or_path": str(model), "dataset_dir": str(data)}
+    values = {**COMMON, **CASES[name], "model_name_or_path": str(model), "dataset_dir": str(data)}
     values["output_dir"] = str(out)
     run_training(load_config(values))
     records = [json.loads(line) for line in (out / "trainer_log.jsonl").read_text().splitlines() if line.strip()]
