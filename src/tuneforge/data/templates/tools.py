@@ -28,16 +28,15 @@ same record that renders training data.
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 from typing import Any
 
-_FIELD = re.compile(r"\{(\w+)\}")
+from tuneforge.data.templates.record import PLACEHOLDER
 
 
 def fill(text: str, **values: str) -> str:
     """Replace ``{key}`` placeholders that name a given value; every other brace is left as is (JSON-safe)."""
-    return _FIELD.sub(lambda m: values[m.group(1)] if m.group(1) in values else m.group(0), text)
+    return PLACEHOLDER.sub(lambda m: values[m.group(1)] if m.group(1) in values else m.group(0), text)
 
 
 def to_json(value: Any, indent: int | None = None) -> str:
