@@ -21,7 +21,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-FORMAT_VERSION = "1"  # bump when the stored layout or the processing semantics change
+FORMAT_VERSION = "2"  # bump when the stored layout or the processing semantics change (2: per-chunk encoding)
 _PROBE = "Hello, 世界! 123 <|im_start|> \n\t naïve café — 😀 def f(x): return x**2"
 
 

@@ -79,12 +79,12 @@ class ToolFormat:
         return bool(self.call)
 
     def render_tools(self, tools: list[dict]) -> str:
-        """The tools block listing every tool schema."""
-        items = [self._one_tool(t) for t in tools]
+        """The tools block listing every tool schema (bare function dicts are wrapped first, see `wrap_tool`)."""
+        items = [self._one_tool(wrap_tool(t)) for t in tools]
         return fill(self.tools_block, tools=self.tools_sep.join(items))
 
     def _one_tool(self, tool: dict) -> str:
-        function = tool.get("function", tool)
+        function = tool["function"]
         parameters = function.get("parameters") or {}
         props = parameters.get("properties") or {}
         required = set(parameters.get("required") or ())
@@ -161,6 +161,18 @@ class ToolFormat:
         from tuneforge.data.templates.parse import extract_calls
 
         return extract_calls(self, text, tools)
+
+
+def wrap_tool(tool: dict) -> dict:
+    """One form for a tool schema: OpenAI's ``{"type": "function", "function": {...}}``.
+
+    Glaive / LLaMA-Factory datasets list bare function dicts (``{"name", "description", "parameters"}``) while
+    API clients send the wrapped form; both render the same text (as LLaMA-Factory's tool formats do), so
+    training, preview, the API and the web chat show the model one thing.
+    """
+    if isinstance(tool.get("function"), dict):
+        return tool if "type" in tool else {"type": "function", **tool}
+    return {"type": "function", "function": tool}
 
 
 _PY_TYPES = {"string": "str", "number": "float", "integer": "int", "boolean": "bool"}
