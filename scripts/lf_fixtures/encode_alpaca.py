@@ -65,7 +65,9 @@ def main() -> int:
         tokenizer.add_special_tokens(SPECIALS)  # Llama-2 style bos/eos, so llama2 and mistral use real ones
         data_args = DataArguments(template=name, cutoff_len=CUTOFF)
         template = get_template_and_fix_tokenizer(tokenizer, data_args)
-        processor = SupervisedDatasetProcessor(template=template, tokenizer=tokenizer, processor=None, data_args=data_args)
+        processor = SupervisedDatasetProcessor(
+            template=template, tokenizer=tokenizer, processor=None, data_args=data_args
+        )
         encoded = processor.preprocess_dataset(_examples(rows))
         out["templates"][name] = [
             {"input_ids": ids, "labels": labels}
