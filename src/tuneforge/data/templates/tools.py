@@ -30,6 +30,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 _FIELD = re.compile(r"\{(\w+)\}")
@@ -37,7 +38,21 @@ _FIELD = re.compile(r"\{(\w+)\}")
 
 def fill(text: str, **values: str) -> str:
     """Replace ``{key}`` placeholders that name a given value; every other brace is left as is (JSON-safe)."""
-    return _FIELD.sub(lambda m: values[m.group(1)] if m.group(1) in values else m.group(0), text)
+    parts = _parts(text)
+    if len(parts) == 1:
+        return text
+    out = [parts[0]]
+    for index in range(1, len(parts), 2):
+        name = parts[index]
+        out.append(values[name] if name in values else "{" + name + "}")
+        out.append(parts[index + 1])
+    return "".join(out)
+
+
+@lru_cache(maxsize=4096)
+def _parts(text: str) -> tuple[str, ...]:
+    """``text`` split at its ``{name}`` placeholders: literal, name, literal, ... (templates repeat; split once)."""
+    return tuple(_FIELD.split(text))
 
 
 def to_json(value: Any, indent: int | None = None) -> str:
