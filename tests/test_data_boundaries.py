@@ -129,6 +129,11 @@ def test_tool_schema_forms_render_alike(qwen_tokenizer) -> None:
             continue
         ask = [{"role": "user", "content": "Weather in Paris?"}]
         assert template.render(ask, tools=[FUNCTION]) == template.render(ask, tools=wrapped), name
+    own = get_template(None, qwen_tokenizer)  # `template:` unset: the tokenizer's Jinja template
+    ask = [{"role": "user", "content": "Weather in Paris?"}]
+    assert own.render(ask, tools=[FUNCTION], add_generation_prompt=True) == own.render(
+        ask, tools=wrapped, add_generation_prompt=True
+    )
 
 
 def test_data_pipeline_and_api_build_the_same_prompt(qwen_tokenizer) -> None:
