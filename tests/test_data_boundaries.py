@@ -166,3 +166,14 @@ def test_no_stray_fragment_of_a_cut_turn(qwen_tokenizer) -> None:
     budget = len(last[0]) + len(last[1]) + 1
     (row,) = _process(template, qwen_tokenizer, [_example(CHAT)], kind="sft", cutoff_len=budget, mask_history=True)
     assert row["input_ids"] == last[0] + last[1]
+
+
+def test_cache_key_follows_the_encoding(monkeypatch) -> None:
+    """Tokenized data cached under another encoding of turns is never reused."""
+    from tuneforge.data import cache
+    from tuneforge.data.templates import template as template_module
+
+    record = cache.template_record(get_template("default"))
+    before = cache.make_key({"template": record})
+    monkeypatch.setattr(template_module, "ENCODING", "another")
+    assert cache.make_key({"template": cache.template_record(get_template("default"))}) != before

@@ -84,6 +84,9 @@ def template_record(template: Any) -> Any:
         parts[attr] = dataclasses.asdict(value) if dataclasses.is_dataclass(value) else repr(value)
     if not any(v not in (None, "None") for v in parts.values()):
         parts["repr"] = repr(template)
+    from tuneforge.data.templates.template import ENCODING
+
+    parts["encoding"] = ENCODING
     return parts
 
 

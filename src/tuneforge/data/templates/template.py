@@ -10,6 +10,7 @@ from tuneforge.data.templates.render import Segment, render_segments, split_reas
 from tuneforge.data.templates.tools import ToolFormat
 
 Pair = tuple[list[int], list[int]]
+ENCODING = "chunks-1"  # how turns become ids (part of the data cache key): change it when `encode_segments` changes
 
 
 @dataclass(frozen=True)
