@@ -177,3 +177,13 @@ def test_cache_key_follows_the_encoding(monkeypatch) -> None:
     before = cache.make_key({"template": record})
     monkeypatch.setattr(template_module, "ENCODING", "another")
     assert cache.make_key({"template": cache.template_record(get_template("default"))}) != before
+
+
+def test_efficient_eos_with_mask_history_labels_only_the_trained_answer(qwen_tokenizer) -> None:
+    """README difference: no eos label after an earlier, untrained answer; the final eos is trained."""
+    template = get_template("chatglm3", qwen_tokenizer)
+    eos = qwen_tokenizer.eos_token_id
+    (row,) = _process(template, qwen_tokenizer, [_example(CHAT)], kind="sft", mask_history=True)
+    first = template.encode_turns(qwen_tokenizer, CHAT)[0]
+    assert row["labels"][len(first[0] + first[1])] == IGNORE
+    assert row["labels"].count(eos) == 1 and row["labels"][-1] == eos
