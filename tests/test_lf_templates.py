@@ -1,0 +1,102 @@
+"""tuneforge's sft encoding of a few fixed conversations equals LLaMA-Factory 0.9.5's for every LF text template
+(fixture written by `scripts/lf_fixtures/encode_templates.py` with LF's template and supervised processor, the same
+Qwen2 tokenizer, and the tokens LF added to it for that template).
+
+Allowed, as README "Differences from LLaMA-Factory" lists: LF's trained separator after an end-of-turn token is
+prompt-side (untrained) here; and the same text may split into other ids where tuneforge tokenizes a prompt chunk
+(system + first user turn, or an empty thinking block + answer) as one string. Templates in DIFFERS render other text
+(most follow their model's official chat template, checked by the fidelity tests); the test pins that they still do.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from functools import cache
+from pathlib import Path
+
+import pytest
+
+from test_data_boundaries import _example, _process
+from tuneforge.data.process import IGNORE
+from tuneforge.data.templates import get_template
+
+FIXTURE = Path(__file__).parent / "fixtures" / "lf_template_ids.json"
+DATA = json.loads(FIXTURE.read_text(encoding="utf-8"))
+OFFICIAL = "follows the model's official chat template (fidelity tests) and its own bos/eos strings"
+DIFFERS: dict[str, str] = {
+    **dict.fromkeys(
+        "chatglm3 cohere deepseek deepseek3 deepseekr1 gemma gemma2 glm4_moe gpt_oss granite3 granite4 llama2 "
+        "llama3 mistral qwen3 vicuna zephyr".split(),
+        OFFICIAL,
+    ),
+    "yuan": "LF writes <sep> as a token id; the fixture's tokenizer has no <sep>, so LF wrote its unknown token",
+}
+
+
+@cache
+def _base():
+    from tuneforge.models.tokenizer import build_qwen_tokenizer
+
+    tok = build_qwen_tokenizer(DATA["tokenizer"])
+    tok.add_special_tokens(DATA["specials"])
+    return tok
+
+
+def _tokenizer(name: str):
+    expected = DATA["templates"][name]
+    tok = copy.deepcopy(_base())
+    for token in expected["added"]:  # in LF's order, so the ids agree
+        tok.add_tokens([token], special_tokens=True)
+    tok.eos_token = expected["eos_token"]
+    return tok
+
+
+def _case(name: str, key: str) -> dict:
+    case = DATA["cases"][f"thinking:{name}" if key == "thinking" else key]
+    messages = [{"role": role, "content": content} for role, content in case["messages"]]
+    return _example(messages, case["system"] or None)
+
+
+def _trained(tok, ids: list[int], labels: list[int]) -> str:
+    return "".join(tok.decode([i]) if label != IGNORE else "" for i, label in zip(ids, labels, strict=True))
+
+
+def _same(tok, ours: dict, theirs: dict) -> bool:
+    """Equal up to the README differences: LF's whitespace separator after an end-of-turn is trained (ours is
+    prompt-side, and ours stops before the final one); a chunk tokenized as one string may split differently."""
+    ids, labels = ours["input_ids"], ours["labels"]
+    size = len(ids)
+    if ids == theirs["input_ids"][:size] and not tok.decode(theirs["input_ids"][size:]).strip():
+        pairs = zip(labels, theirs["labels"][:size], theirs["input_ids"][:size], strict=True)
+        return all(a == b or (a == IGNORE and not tok.decode([i]).strip()) for a, b, i in pairs)
+    same_text = tok.decode(ids).rstrip("\n") == tok.decode(theirs["input_ids"]).rstrip("\n")
+    trained = _trained(tok, ids, labels).replace("\n", "")
+    return same_text and trained == _trained(tok, theirs["input_ids"], theirs["labels"]).replace("\n", "")
+
+
+def _mismatches(name: str) -> list[str]:
+    tok = _tokenizer(name)
+    template = get_template(name, tok)
+    bad = []
+    for key, theirs in DATA["templates"][name]["cases"].items():
+        (ours,) = _process(template, tok, [_case(name, key)], kind="sft", cutoff_len=DATA["cutoff_len"])
+        if not _same(tok, ours, theirs):
+            bad.append(f"{key}: ours {tok.decode(ours['input_ids'])!r}\n  LF {tok.decode(theirs['input_ids'])!r}")
+    return bad
+
+
+@pytest.mark.parametrize("name", sorted(DATA["templates"]))
+def test_every_llamafactory_text_template_encodes_as_llamafactory(name: str) -> None:
+    bad = _mismatches(name)
+    if name in DIFFERS:
+        assert bad, f"{name} now matches LF: drop it from DIFFERS and README's differences"
+    else:
+        assert not bad, "\n".join(bad)
+
+
+def test_fixture_covers_every_llamafactory_text_template() -> None:
+    from tuneforge.data.templates import list_templates
+
+    assert len(DATA["templates"]) == 73
+    assert set(DATA["templates"]) <= set(list_templates())
