@@ -26,8 +26,25 @@ DATA = json.loads(FIXTURE.read_text(encoding="utf-8"))
 OFFICIAL = "follows the model's official chat template (fidelity tests) and its own bos/eos strings"
 DIFFERS: dict[str, str] = {
     **dict.fromkeys(
-        "chatglm3 cohere deepseek deepseek3 deepseekr1 gemma gemma2 glm4_moe gpt_oss granite3 granite4 llama2 "
-        "llama3 mistral qwen3 vicuna zephyr".split(),
+        [
+            "chatglm3",
+            "cohere",
+            "deepseek",
+            "deepseek3",
+            "deepseekr1",
+            "gemma",
+            "gemma2",
+            "glm4_moe",
+            "gpt_oss",
+            "granite3",
+            "granite4",
+            "llama2",
+            "llama3",
+            "mistral",
+            "qwen3",
+            "vicuna",
+            "zephyr",
+        ],
         OFFICIAL,
     ),
     "yuan": "LF writes <sep> as a token id; the fixture's tokenizer has no <sep>, so LF wrote its unknown token",
@@ -100,3 +117,16 @@ def test_fixture_covers_every_llamafactory_text_template() -> None:
 
     assert len(DATA["templates"]) == 73
     assert set(DATA["templates"]) <= set(list_templates())
+
+
+def test_config_validate_accepts_every_llamafactory_text_template_and_suggests_close_names() -> None:
+    from tuneforge.config.loader import load_config
+    from tuneforge.errors import ConfigError
+
+    base = {"model_name_or_path": "m", "stage": "sft", "dataset": "d", "output_dir": "o"}
+    for name in DATA["templates"]:
+        assert load_config({**base, "template": name}).data.template == name
+    with pytest.raises(ConfigError, match=r"unknown chat template 'qwen2_5'\. Did you mean qwen2"):
+        load_config({**base, "template": "qwen2_5"})
+    with pytest.raises(ConfigError, match="unknown tool format 'qwen9'"):
+        load_config({**base, "template": "qwen", "tool_format": "qwen9"})

@@ -210,7 +210,7 @@ PINNED = {
     "vicuna": "Be brief. USER: Hi ASSISTANT:Hello!</s>",
     "zephyr": "<|system|>\nBe brief.</s>\n<|user|>\nHi</s>\n<|assistant|>\nHello!</s>\n",
     "default": "System: Be brief.</s>\nHuman: Hi</s>\nAssistant:Hello!</s>\n",
-    "alpaca": "Be brief.\n\n### Instruction:\nHi\n\n### Response:\nHello!</s>\n\n",
+    "alpaca": "Be brief.### Instruction:\nHi\n\n### Response:\nHello!</s>\n\n",
     "baichuan2": "Be brief.<reserved_106>Hi<reserved_107>Hello!",
     "cohere": "<BOS_TOKEN><|START_OF_TURN_TOKEN|><|SYSTEM_TOKEN|>Be brief.<|END_OF_TURN_TOKEN|>"
     "<|START_OF_TURN_TOKEN|><|USER_TOKEN|>Hi<|END_OF_TURN_TOKEN|><|START_OF_TURN_TOKEN|><|CHATBOT_TOKEN|>"

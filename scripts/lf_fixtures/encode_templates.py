@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from encode_alpaca import ROOT, SPECIALS, _tokenizer_dir  # noqa: E402
+from encode_alpaca import ROOT, SPECIALS, _tokenizer_dir
 
 CUTOFF = 1024
 USER, ANSWER = "Name a fast car.", "The car accelerated quickly."

@@ -188,8 +188,24 @@ def _not_implemented(cfg: TuneforgeConfig) -> Iterator[Conflict]:
             )
 
 
+def _template(cfg: TuneforgeConfig) -> Iterator[Conflict]:
+    """An unknown chat template or tool format is reported now (with the closest names), not when training starts."""
+    from tuneforge.data.templates.registry import get_spec, list_tool_formats
+    from tuneforge.errors import ConfigError
+
+    if cfg.data.template is not None:
+        try:
+            get_spec(cfg.data.template)
+        except ConfigError as error:
+            yield ("template",), str(error).removeprefix("template: ")
+    fmt, known = cfg.data.tool_format, list_tool_formats()
+    if fmt is not None and fmt not in known:
+        yield ("tool_format",), f"unknown tool format {fmt!r}; known: {', '.join(known)}."
+
+
 CHECKS: list[Callable[[TuneforgeConfig], Iterator[Conflict]]] = [
     _not_implemented,
+    _template,
     _precision,
     _quantization,
     _data,
