@@ -62,10 +62,16 @@ def _base():
 
 def _tokenizer(name: str):
     expected = DATA["templates"][name]
+    return _fixed(tuple(expected["added"]), expected["eos_token"])
+
+
+@cache
+def _fixed(added: tuple[str, ...], eos_token: str):
+    """The tokenizer as LF left it for a template (templates adding the same tokens share one)."""
     tok = copy.deepcopy(_base())
-    for token in expected["added"]:  # in LF's order, so the ids agree
+    for token in added:  # in LF's order, so the ids agree
         tok.add_tokens([token], special_tokens=True)
-    tok.eos_token = expected["eos_token"]
+    tok.eos_token = eos_token
     return tok
 
 
