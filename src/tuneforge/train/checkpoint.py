@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from tuneforge.errors import TuneforgeError
+from tuneforge.train.dist import is_main_process
 
 logger = logging.getLogger(__name__)
 
@@ -77,7 +78,7 @@ def complete_checkpoints(output_dir: Path) -> list[Path]:
 def clear_staging(output_dir: Path) -> None:
     """Remove half-written checkpoints left by a killed run."""
     staging = output_dir / STAGING
-    if staging.exists():
+    if staging.exists() and is_main_process():
         logger.warning("Removing incomplete checkpoint(s) left by an interrupted save in %s", staging)
         shutil.rmtree(staging)
 
@@ -157,7 +158,7 @@ def check_fingerprint(checkpoint: str, current: dict[str, str]) -> None:
 
 def trim_log(log_path: Path, step: int) -> None:
     """Drop log lines written after `step` by a run that was killed before its next checkpoint."""
-    if not log_path.is_file():
+    if not log_path.is_file() or not is_main_process():
         return
     kept = [
         line

@@ -23,6 +23,7 @@ from tuneforge.models.loader import load_model, load_tokenizer
 from tuneforge.train import checkpoint as ckpt
 from tuneforge.train.args import build_training_args
 from tuneforge.train.callbacks import LOG_NAME, GracefulStop, LogCallback
+from tuneforge.train.dist import is_main_process, main_process_first
 from tuneforge.train.plot import plot_losses
 from tuneforge.train.sft import (
     attach_chat_template,
@@ -145,7 +146,8 @@ def stage_data(cfg: TuneforgeConfig, tokenizer: Any) -> tuple[Any, Any, Any]:
 
     stage = cfg.method.stage
     _, column, wanted = STAGE_DATA[stage]
-    splits = prepare_dataset(cfg, tokenizer, stage=stage)
+    with main_process_first():  # rank 0 builds the data cache, the other ranks read it
+        splits = prepare_dataset(cfg, tokenizer, stage=stage)
     if splits.train is None or len(splits.train) == 0:
         raise TuneforgeError("No training rows: set `dataset` (the data report above says why rows were dropped).")
     if column not in splits.train.column_names:
@@ -167,7 +169,7 @@ def _start_log(out: Path, resume: str | None, fingerprint: dict[str, str]) -> No
     if resume:
         ckpt.check_fingerprint(resume, fingerprint)
         ckpt.trim_log(out / LOG_NAME, ckpt.checkpoint_step(resume))
-    elif (out / LOG_NAME).exists():
+    elif (out / LOG_NAME).exists() and is_main_process():
         (out / LOG_NAME).unlink()
     out.mkdir(parents=True, exist_ok=True)
     ckpt.clear_staging(out)

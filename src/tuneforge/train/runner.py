@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tuneforge.errors import NotBuiltError, TuneforgeError
+from tuneforge.train.dist import is_main_process
 
 if TYPE_CHECKING:
     from tuneforge.config import TuneforgeConfig
@@ -52,7 +53,8 @@ def run(cfg: TuneforgeConfig) -> dict[str, Any]:
         metrics = getattr(importlib.import_module(module), function)(cfg)
     if cfg.training.do_predict:
         metrics.update(run_predict(cfg))
-    print(outputs_summary(Path(cfg.training.output_dir), finished="Prediction" if predict_only else "Training"))
+    if is_main_process():
+        print(outputs_summary(Path(cfg.training.output_dir), finished="Prediction" if predict_only else "Training"))
     return metrics
 
 

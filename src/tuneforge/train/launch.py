@@ -1,0 +1,166 @@
+"""Start `tuneforge train` under torchrun when the machine (or the user) asks for distributed training.
+
+The launch runs `torch.distributed.run` (torchrun) in this process with LLaMA-Factory's environment variables:
+`FORCE_TORCHRUN`, `NNODES`, `NODE_RANK`, `NPROC_PER_NODE`, `MASTER_ADDR`, `MASTER_PORT`. Under a launcher that
+already started the ranks (torchrun, accelerate launch, deepspeed, srun + torchrun) nothing is relaunched.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import socket
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tuneforge.errors import TuneforgeError
+
+# Variables every launcher (torchrun, accelerate launch, deepspeed) sets in the processes it starts.
+LAUNCHED_MARKERS = ("LOCAL_RANK", "WORLD_SIZE")
+TRUE = ("1", "true", "yes", "y")
+
+
+class RankFailedError(TuneforgeError):
+    """A rank of a distributed job died; the whole job was stopped."""
+
+    exit_code = 1
+
+
+@dataclass
+class LaunchPlan:
+    """The torchrun arguments of one node."""
+
+    nnodes: str
+    node_rank: str
+    nproc_per_node: str
+    master_addr: str
+    master_port: str
+    log_dir: str
+
+    def torchrun_args(self, argv: list[str]) -> list[str]:
+        """torchrun's own arguments, then the module and the `tuneforge` arguments it starts on each rank."""
+        return [
+            f"--nnodes={self.nnodes}",
+            f"--node_rank={self.node_rank}",
+            f"--nproc_per_node={self.nproc_per_node}",
+            f"--master_addr={self.master_addr}",
+            f"--master_port={self.master_port}",
+            f"--log_dir={self.log_dir}",
+            "--tee=3",
+            "-m",
+            "tuneforge.cli",
+            *argv,
+        ]
+
+
+def under_launcher(env: dict[str, str] | None = None) -> bool:
+    """True inside a process started by a distributed launcher (its rank variables are set)."""
+    env = os.environ if env is None else env
+    return any(env.get(name) for name in LAUNCHED_MARKERS)
+
+
+def accelerator_count() -> int:
+    """Visible accelerators (CUDA / ROCm / XPU / NPU devices); 0 on a CPU-only machine."""
+    import torch
+
+    accelerator = getattr(torch, "accelerator", None)
+    if accelerator is not None and accelerator.is_available():
+        return int(accelerator.device_count())
+    return torch.cuda.device_count()
+
+
+def wants_torchrun(env: dict[str, str] | None = None, devices: int | None = None) -> bool:
+    """LLaMA-Factory's rule: relaunch when FORCE_TORCHRUN is on or more than one accelerator is visible."""
+    env = os.environ if env is None else env
+    if under_launcher(env) or env.get("USE_RAY", "").lower() in TRUE:
+        return False
+    if env.get("FORCE_TORCHRUN", "").lower() in TRUE:
+        return True
+    return (accelerator_count() if devices is None else devices) > 1
+
+
+def free_port() -> int:
+    """A TCP port free on this machine now (the default MASTER_PORT of a single-node launch)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def plan_launch(env: dict[str, str] | None = None, devices: int | None = None) -> LaunchPlan:
+    """The node's torchrun settings from the environment, with LLaMA-Factory's defaults."""
+    env = os.environ if env is None else env
+    devices = accelerator_count() if devices is None else devices
+    nnodes = env.get("NNODES", "1")
+    if int(nnodes) > 1 and not env.get("MASTER_PORT"):
+        raise TuneforgeError(
+            f"NNODES={nnodes}: set MASTER_ADDR (the address of the node with NODE_RANK=0) and MASTER_PORT "
+            "(the same free port on every node) so the nodes can find each other."
+        )
+    return LaunchPlan(
+        nnodes=nnodes,
+        node_rank=env.get("NODE_RANK", "0"),
+        nproc_per_node=env.get("NPROC_PER_NODE", str(max(devices, 1))),
+        master_addr=env.get("MASTER_ADDR", "127.0.0.1"),
+        master_port=env.get("MASTER_PORT") or str(free_port()),
+        log_dir=tempfile.mkdtemp(prefix="tuneforge-torchrun-"),
+    )
+
+
+def launch_if_wanted(argv: list[str]) -> bool:
+    """Run `tuneforge ARGV` on every rank under torchrun when wanted; False (nothing done) otherwise.
+
+    Raises `RankFailedError` naming the rank that died and its last log line when the job fails.
+    """
+    if not wants_torchrun():
+        return False
+    plan = plan_launch()
+    args = plan.torchrun_args(argv)
+    print(f"[tuneforge] Launching {plan.nproc_per_node} processes per node on {plan.nnodes} node(s):", flush=True)
+    print("torchrun " + shlex.join(args), flush=True)
+    run_torchrun(args, plan.log_dir)
+    return True
+
+
+def run_torchrun(args: list[str], log_dir: str) -> None:
+    """`torchrun ARGS` in this process; a failed rank becomes a `RankFailedError` (the others are stopped)."""
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.run import get_args_parser, run
+
+    try:
+        run(get_args_parser().parse_args(args))
+    except ChildFailedError as err:
+        rank, failure = err.get_first_failure()
+        raise RankFailedError(failure_message(rank, failure, log_dir)) from None
+
+
+def failure_message(rank: int, failure: Any, log_dir: str) -> str:
+    """What a user needs when rank `rank` died: which rank, how, its last log line and where its logs are."""
+    how = f"exit code {failure.exitcode}" if failure.exitcode >= 0 else f"signal {-failure.exitcode}"
+    logs = rank_logs(log_dir, failure.local_rank)
+    last = last_line(logs)
+    where = f" Its full output: {', '.join(str(p) for p in logs)}." if logs else ""
+    return (
+        f"rank {rank} (local rank {failure.local_rank}) died ({how}); the other ranks were stopped. "
+        f"Its last log line: {last or '(none)'}.{where} Fix the cause and rerun; "
+        "`resume_from_checkpoint` (or rerunning with the same output_dir) continues from the last checkpoint."
+    )
+
+
+def rank_logs(log_dir: str, local_rank: int) -> list[Path]:
+    """The stderr and stdout files torchrun kept for `local_rank` in its latest attempt."""
+    attempts = sorted(Path(log_dir).glob("*/attempt_*"), key=lambda p: int(p.name.rsplit("_", 1)[1]))
+    if not attempts:
+        return []
+    folder = attempts[-1] / str(local_rank)
+    return [p for p in (folder / "stderr.log", folder / "stdout.log") if p.exists()]
+
+
+def last_line(paths: list[Path]) -> str:
+    """The last non-empty line of the first file that has one."""
+    for path in paths:
+        lines = [line.strip() for line in path.read_text(errors="replace").splitlines() if line.strip()]
+        if lines:
+            return lines[-1]
+    return ""
