@@ -1,0 +1,167 @@
+"""Distributed training on CPU with gloo (slow): `tuneforge train` under its own torchrun launch equals one process.
+
+Same global batch (2 ranks x 2 rows x 2 accumulation == 1 process x 2 rows x 4 accumulation), fp32, sequential
+sampling: the loss trajectory and the final weights agree within 1e-5, for LoRA and full fine-tuning, over two
+processes on one "node" and over two "nodes" (two torchrun launches rendezvousing on 127.0.0.1).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from train_helpers import read_log
+
+pytestmark = pytest.mark.slow
+torch = pytest.importorskip("torch")
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    data = tmp_path_factory.mktemp("dist_data")
+    rows = [{"instruction": f"Who are you {i}?", "input": "", "output": f"I am Forge {i}."} for i in range(16)]
+    (data / "ids.json").write_text(json.dumps(rows))
+    (data / "dataset_info.json").write_text(json.dumps({"ids": {"file_name": "ids.json"}}))
+    return data
+
+
+def _common(model: Path, data: Path, kind: str) -> list[str]:
+    return [
+        f"model_name_or_path={model}",
+        "dataset=ids",
+        f"dataset_dir={data}",
+        "template=qwen",
+        f"finetuning_type={kind}",
+        f"learning_rate={1e-2 if kind == 'lora' else 1e-3}",
+        "max_steps=3",
+        "save_steps=1000",
+        "logging_steps=1",
+        "per_device_train_batch_size=2",
+        "lora_dropout=0",
+        "disable_shuffling=true",
+        "disable_gradient_checkpointing=true",
+        "disable_tqdm=true",
+        "report_to=none",
+    ]
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("LOCAL_RANK", "WORLD_SIZE", "RANK", "FORCE_TORCHRUN")}
+    return env | extra
+
+
+def _train(args: list[str], cwd: Path, **env: str) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "tuneforge.cli", "train", *args]
+    return subprocess.Popen(cmd, cwd=cwd, env=_env(**env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _finish(proc: subprocess.Popen) -> str:
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0, out[-3000:]
+    return out
+
+
+def _free_port() -> str:
+    from tuneforge.train.launch import free_port
+
+    return str(free_port())
+
+
+def _weights(out: Path) -> dict:
+    from safetensors.torch import load_file
+
+    name = "adapter_model.safetensors" if (out / "adapter_model.safetensors").exists() else "model.safetensors"
+    return load_file(out / name)
+
+
+def _assert_same_run(a: Path, b: Path) -> None:
+    losses_a = [r["loss"] for r in read_log(a) if "loss" in r]
+    losses_b = [r["loss"] for r in read_log(b) if "loss" in r]
+    assert len(losses_a) == 3  # one log line per step: only rank 0 writes the log
+    assert losses_b == pytest.approx(losses_a, abs=1e-5)
+    wa, wb = _weights(a), _weights(b)
+    assert wa.keys() == wb.keys()
+    for key in wa:
+        torch.testing.assert_close(wa[key], wb[key], atol=1e-5, rtol=1e-5, msg=key)
+
+
+@pytest.fixture(scope="module")
+def single_lora(tiny_qwen2: Path, data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("single_lora") / "out"
+    _finish(
+        _train(
+            [*_common(tiny_qwen2, data_dir, "lora"), "gradient_accumulation_steps=4", f"output_dir={out}"], out.parent
+        )
+    )
+    return out
+
+
+@pytest.mark.parametrize("kind", ["lora", "full"])
+def test_two_processes_equal_one(kind: str, tiny_qwen2: Path, data_dir: Path, tmp_path: Path, request) -> None:
+    common = _common(tiny_qwen2, data_dir, kind)
+    if kind == "lora":
+        single = request.getfixturevalue("single_lora")
+    else:
+        single = tmp_path / "single"
+        _finish(_train([*common, "gradient_accumulation_steps=4", f"output_dir={single}"], tmp_path))
+    ddp = tmp_path / "ddp"
+    proc = _train(
+        [*common, "gradient_accumulation_steps=2", f"output_dir={ddp}"],
+        tmp_path,
+        FORCE_TORCHRUN="1",
+        NPROC_PER_NODE="2",
+    )
+    out = _finish(proc)
+    assert "torchrun --nnodes=1 --node_rank=0 --nproc_per_node=2" in out  # the exact command is shown
+    assert out.count("Training finished.") == 1  # rank 0 alone reports (and writes) the outputs
+    _assert_same_run(single, ddp)
+
+
+def test_two_nodes_equal_one_process(single_lora: Path, tiny_qwen2: Path, data_dir: Path, tmp_path: Path) -> None:
+    """Two torchrun launches, `NNODES=2` with NODE_RANK 0 and 1, one process each, meet on 127.0.0.1."""
+    args = [*_common(tiny_qwen2, data_dir, "lora"), "gradient_accumulation_steps=2", f"output_dir={tmp_path / 'out'}"]
+    node = {"FORCE_TORCHRUN": "1", "NNODES": "2", "NPROC_PER_NODE": "1", "MASTER_ADDR": "127.0.0.1"}
+    node["MASTER_PORT"] = _free_port()
+    procs = [_train(args, tmp_path, **node, NODE_RANK=str(rank)) for rank in (0, 1)]
+    outs = [_finish(proc) for proc in procs]
+    assert "--nnodes=2 --node_rank=1" in outs[1]
+    assert "Training finished." in outs[0] and "Training finished." not in outs[1]
+    _assert_same_run(single_lora, tmp_path / "out")
+
+
+def test_a_dead_rank_stops_the_job_with_its_name(tiny_qwen2: Path, data_dir: Path, tmp_path: Path) -> None:
+    """SIGKILL one rank mid-run: the job ends at once (no wait for ddp_timeout) naming the rank and its last line."""
+    args = [*_common(tiny_qwen2, data_dir, "lora"), "max_steps=500", f"output_dir={tmp_path / 'out'}"]
+    proc = _train(args, tmp_path, FORCE_TORCHRUN="1", NPROC_PER_NODE="2")
+    log = tmp_path / "out" / "trainer_log.jsonl"
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None and not (log.exists() and log.read_text().strip()):
+        time.sleep(0.2)
+    assert proc.poll() is None, "the job ended before a rank could be killed"
+    os.kill(_rank_pid(proc.pid, 1), signal.SIGKILL)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 1, out[-3000:]
+    assert "rank 1 (local rank 1) died (signal 9)" in out
+    assert "Its last log line: " in out and "Traceback" not in out.split("died (signal 9)")[-1]
+
+
+def _rank_pid(parent: int, rank: int) -> int:
+    """The pid of the child of `parent` whose environment says RANK=`rank`."""
+    for proc_dir in Path("/proc").iterdir():
+        if not proc_dir.name.isdigit():
+            continue
+        try:
+            ppid = int((proc_dir / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            environ = (proc_dir / "environ").read_bytes().split(b"\0")
+        except (OSError, IndexError, ValueError):
+            continue
+        if ppid == parent and f"RANK={rank}".encode() in environ:
+            return int(proc_dir.name)
+    raise AssertionError(f"no rank {rank} process under {parent}")
