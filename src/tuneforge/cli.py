@@ -58,7 +58,7 @@ def train_cmd(config: str | None, overrides: tuple[str, ...]) -> None:
     cfg = _load(config, overrides)
     from tuneforge.train.launch import launch_if_wanted
 
-    if launch_if_wanted(["train", *([config] if config else []), *overrides]):
+    if launch_if_wanted(["train", *([config] if config else []), *overrides], cfg):
         return  # torchrun ran the job on every rank
     from tuneforge.train import run_training
 

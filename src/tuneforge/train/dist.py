@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from tuneforge.config import TuneforgeConfig
 
+from tuneforge.train.ds_config import STAGE_NAMES, stage_file
+
 logger = logging.getLogger(__name__)
 
 
@@ -52,6 +54,8 @@ def main_process_first() -> Iterator[None]:
 
 def ddp_defaults(cfg: TuneforgeConfig, values: dict[str, Any], cuda: bool) -> None:
     """Fill the Trainer's DDP settings the user left unset, as LLaMA-Factory does (in place)."""
+    if isinstance(values.get("deepspeed"), str) and values["deepspeed"].strip() in STAGE_NAMES:
+        values["deepspeed"] = str(stage_file(values["deepspeed"].strip()))  # a stage name: the shipped file
     if not is_distributed():
         return
     if values.get("ddp_find_unused_parameters") is None and cfg.method.finetuning_type == "lora":

@@ -7,15 +7,21 @@ already started the ranks (torchrun, accelerate launch, deepspeed, srun + torchr
 
 from __future__ import annotations
 
+import logging
 import os
 import shlex
 import socket
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from tuneforge.errors import TuneforgeError
+from tuneforge.errors import NotBuiltError, TuneforgeError
+
+if TYPE_CHECKING:
+    from tuneforge.config import TuneforgeConfig
+
+logger = logging.getLogger(__name__)
 
 # Variables every launcher (torchrun, accelerate launch, deepspeed) sets in the processes it starts.
 LAUNCHED_MARKERS = ("LOCAL_RANK", "WORLD_SIZE")
@@ -88,9 +94,15 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def plan_launch(env: dict[str, str] | None = None, devices: int | None = None) -> LaunchPlan:
-    """The node's torchrun settings from the environment, with LLaMA-Factory's defaults."""
-    env = os.environ if env is None else env
+def plan_launch(
+    env: dict[str, str] | None = None, devices: int | None = None, master: tuple[str | None, str | None] = (None, None)
+) -> LaunchPlan:
+    """The node's torchrun settings from the environment, with LLaMA-Factory's defaults; `master` (the config's
+    `master_addr`, `master_port`) stands in for MASTER_ADDR / MASTER_PORT when those are unset."""
+    env = dict(os.environ if env is None else env)
+    for name, value in zip(("MASTER_ADDR", "MASTER_PORT"), master, strict=True):
+        if value and not env.get(name):
+            env[name] = str(value)
     devices = accelerator_count() if devices is None else devices
     nnodes = env.get("NNODES", "1")
     if int(nnodes) > 1 and not env.get("MASTER_PORT"):
@@ -108,14 +120,16 @@ def plan_launch(env: dict[str, str] | None = None, devices: int | None = None) -
     )
 
 
-def launch_if_wanted(argv: list[str]) -> bool:
+def launch_if_wanted(argv: list[str], cfg: TuneforgeConfig | None = None) -> bool:
     """Run `tuneforge ARGV` on every rank under torchrun when wanted; False (nothing done) otherwise.
 
     Raises `RankFailedError` naming the rank that died and its last log line when the job fails.
     """
+    if cfg is not None:
+        preflight(cfg)
     if not wants_torchrun():
         return False
-    plan = plan_launch()
+    plan = plan_launch(master=(cfg.training.master_addr, cfg.training.master_port) if cfg else (None, None))
     args = plan.torchrun_args(argv)
     print(f"[tuneforge] Launching {plan.nproc_per_node} processes per node on {plan.nnodes} node(s):", flush=True)
     print("torchrun " + shlex.join(args), flush=True)
@@ -164,3 +178,47 @@ def last_line(paths: list[Path]) -> str:
         if lines:
             return lines[-1]
     return ""
+
+
+def planned_world_size(env: dict[str, str] | None = None) -> int:
+    """Processes the job will have: the launcher's WORLD_SIZE, else what this launch would start, else 1."""
+    env = os.environ if env is None else env
+    if env.get("WORLD_SIZE"):
+        return int(env["WORLD_SIZE"])
+    if not wants_torchrun(env):
+        return 1
+    per_node = env.get("NPROC_PER_NODE") or str(max(accelerator_count(), 1))
+    return int(per_node) * int(env.get("NNODES", "1"))
+
+
+def preflight(cfg: TuneforgeConfig) -> None:
+    """Stop before any work when the config's distributed keys cannot run as asked; warn about keys without effect."""
+    import torch
+
+    from tuneforge.train.ds_config import check_deepspeed
+
+    world = planned_world_size()
+    _check_ray(cfg)
+    t = cfg.training
+    if t.fsdp and t.deepspeed:
+        raise TuneforgeError("`fsdp` and `deepspeed` both shard the model; keep one of them.")
+    if t.fsdp and world < 2:
+        raise TuneforgeError(
+            f"`fsdp: {t.fsdp}` shards the model over several processes, but this run has one. Start several: "
+            "`FORCE_TORCHRUN=1 NPROC_PER_NODE=2 tuneforge train ...` (automatic with more than one GPU), "
+            "or remove `fsdp`."
+        )
+    check_deepspeed(cfg, world, cuda=torch.cuda.is_available())
+
+
+def _check_ray(cfg: TuneforgeConfig) -> None:
+    if os.environ.get("USE_RAY", "").lower() in TRUE:
+        raise NotBuiltError(
+            "USE_RAY=1: training on Ray Train is not built yet in tuneforge. Use torchrun instead: "
+            "FORCE_TORCHRUN=1 with NNODES, NODE_RANK, NPROC_PER_NODE, MASTER_ADDR, MASTER_PORT (see the README)."
+        )
+    t = cfg.training
+    unused = [key for key in ("ray_init_kwargs",) if getattr(t, key)]
+    unused += ["ray_num_workers"] if t.ray_num_workers != 1 else []
+    if unused:
+        logger.warning("%s: no effect, Ray Train is not built yet (use torchrun: see the README).", ", ".join(unused))
