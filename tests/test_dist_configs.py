@@ -103,3 +103,12 @@ def test_config_master_address_stands_in_for_the_environment() -> None:
     assert (plan.master_addr, plan.master_port) == ("10.1.1.1", "29600")
     env = {"MASTER_ADDR": "10.2.2.2", "MASTER_PORT": "29700"}
     assert launch.plan_launch(env, devices=1, master=("10.1.1.1", "29600")).master_addr == "10.2.2.2"
+
+
+def test_fsdp_on_cpu_warns_it_runs_as_ddp(tmp_path: Path, single_process: None, monkeypatch, caplog) -> None:
+    """accelerate enables FSDP only for GPU-like devices; on CPU its processes run plain DDP, which is said."""
+    monkeypatch.setenv("FORCE_TORCHRUN", "1")
+    monkeypatch.setenv("NPROC_PER_NODE", "2")
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    launch.preflight(_cfg(tmp_path, fsdp="full_shard"))
+    assert "`fsdp` has no effect on CPU" in caplog.text and "2 processes run plain DDP" in caplog.text

@@ -208,7 +208,14 @@ def preflight(cfg: TuneforgeConfig) -> None:
             "`FORCE_TORCHRUN=1 NPROC_PER_NODE=2 tuneforge train ...` (automatic with more than one GPU), "
             "or remove `fsdp`."
         )
-    check_deepspeed(cfg, world, cuda=torch.cuda.is_available())
+    cuda = torch.cuda.is_available()
+    if t.fsdp and not cuda:
+        logger.warning(
+            "`fsdp` has no effect on CPU: accelerate shards only on GPUs (NPU/XPU...), so the %d processes run plain "
+            "DDP with gloo (same results, no sharding).",
+            world,
+        )
+    check_deepspeed(cfg, world, cuda=cuda)
 
 
 def _check_ray(cfg: TuneforgeConfig) -> None:
