@@ -136,6 +136,34 @@ def test_two_nodes_equal_one_process(single_lora: Path, tiny_qwen2: Path, data_d
     _assert_same_run(single_lora, tmp_path / "out")
 
 
+def test_killed_job_resumes_on_every_rank_and_equals_one_process(
+    single_lora: Path, tiny_qwen2: Path, data_dir: Path, tmp_path: Path
+) -> None:
+    """SIGKILL the whole 2-process job after its first checkpoint; the same command resumes every rank from it and
+    ends with the losses and weights of the uninterrupted single process."""
+    out = tmp_path / "out"
+    args = [
+        *_common(tiny_qwen2, data_dir, "lora"),
+        "gradient_accumulation_steps=2",
+        "save_steps=1",
+        f"output_dir={out}",
+    ]
+    env = {"FORCE_TORCHRUN": "1", "NPROC_PER_NODE": "2"}
+    cmd = [sys.executable, "-m", "tuneforge.cli", "train", *args]
+    job = subprocess.Popen(cmd, cwd=tmp_path, env=_env(**env), stdout=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while time.time() < deadline and job.poll() is None and not (out / "checkpoint-1").exists():
+        time.sleep(0.05)
+    ranks = [_rank_pid(job.pid, rank) for rank in (0, 1)]  # torchrun starts each rank in its own session
+    for pid in [*ranks, job.pid]:  # the launcher and both ranks at once, as a machine failure would
+        os.kill(pid, signal.SIGKILL)
+    job.wait()
+    assert not (out / "adapter_model.safetensors").exists(), "the job finished before it could be killed"
+    resumed = _finish(_train(args, tmp_path, **env))
+    assert resumed.count(f"Resuming from {out / 'checkpoint-'}") == 2  # each rank from the same checkpoint
+    _assert_same_run(single_lora, out)
+
+
 def test_a_dead_rank_stops_the_job_with_its_name(tiny_qwen2: Path, data_dir: Path, tmp_path: Path) -> None:
     """SIGKILL one rank mid-run: the job ends at once (no wait for ddp_timeout) naming the rank and its last line."""
     args = [*_common(tiny_qwen2, data_dir, "lora"), "max_steps=500", f"output_dir={tmp_path / 'out'}"]
