@@ -7,7 +7,6 @@ processes on one "node" and over two "nodes" (two torchrun launches rendezvousin
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -17,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from train_helpers import read_log
+from train_helpers import read_log, write_identity_dataset
 
 pytestmark = pytest.mark.slow
 torch = pytest.importorskip("torch")
@@ -25,11 +24,7 @@ torch = pytest.importorskip("torch")
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    data = tmp_path_factory.mktemp("dist_data")
-    rows = [{"instruction": f"Who are you {i}?", "input": "", "output": f"I am Forge {i}."} for i in range(16)]
-    (data / "ids.json").write_text(json.dumps(rows))
-    (data / "dataset_info.json").write_text(json.dumps({"ids": {"file_name": "ids.json"}}))
-    return data
+    return write_identity_dataset(tmp_path_factory.mktemp("dist_data"))
 
 
 def _common(model: Path, data: Path, kind: str) -> list[str]:

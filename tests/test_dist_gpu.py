@@ -5,7 +5,6 @@ ends where an uninterrupted one does."""
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
 import subprocess
 import sys
@@ -13,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from train_helpers import read_log
+from train_helpers import read_log, write_identity_dataset
 
 torch = pytest.importorskip("torch")
 pytestmark = [
@@ -27,11 +26,7 @@ pytestmark = [
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    data = tmp_path_factory.mktemp("zero_data")
-    rows = [{"instruction": f"Who are you {i}?", "input": "", "output": f"I am Forge {i}."} for i in range(16)]
-    (data / "ids.json").write_text(json.dumps(rows))
-    (data / "dataset_info.json").write_text(json.dumps({"ids": {"file_name": "ids.json"}}))
-    return data
+    return write_identity_dataset(tmp_path_factory.mktemp("zero_data"))
 
 
 def _train(model: Path, data: Path, out: Path, *extra: str) -> str:
