@@ -188,3 +188,39 @@ def _rank_pid(parent: int, rank: int) -> int:
         if ppid == parent and f"RANK={rank}".encode() in environ:
             return int(proc_dir.name)
     raise AssertionError(f"no rank {rank} process under {parent}")
+
+
+def test_reward_model_two_processes_equal_one(shared_dir: Path, tiny_qwen2: Path, tmp_path: Path) -> None:
+    """Stage rm under DDP: the value head's forward runs through the DDP wrapper, so its gradients are all-reduced
+    and the adapter and value head equal one process's."""
+    from safetensors.torch import load_file
+
+    args = [
+        f"model_name_or_path={tiny_qwen2}",
+        "stage=rm",
+        "dataset=dpo_en_demo",
+        f"dataset_dir={shared_dir / 'lf-data'}",
+        "template=qwen",
+        "max_samples=16",
+        "cutoff_len=128",
+        "max_steps=2",
+        "save_steps=1000",
+        "logging_steps=1",
+        "per_device_train_batch_size=2",
+        "learning_rate=1e-2",
+        "lora_dropout=0",
+        "disable_shuffling=true",
+        "disable_gradient_checkpointing=true",
+        "disable_tqdm=true",
+        "report_to=none",
+    ]
+    single, ddp = tmp_path / "single", tmp_path / "ddp"
+    _finish(_train([*args, "gradient_accumulation_steps=2", f"output_dir={single}"], tmp_path))
+    proc = _train([*args, f"output_dir={ddp}"], tmp_path, FORCE_TORCHRUN="1", NPROC_PER_NODE="2")
+    _finish(proc)
+    losses = [[r["loss"] for r in read_log(out) if "loss" in r] for out in (single, ddp)]
+    assert len(losses[0]) == 2 and losses[1] == pytest.approx(losses[0], abs=1e-5)
+    for name in ("adapter_model.safetensors", "value_head.safetensors"):
+        wa, wb = load_file(single / name), load_file(ddp / name)
+        for key in wa:
+            torch.testing.assert_close(wa[key], wb[key], atol=1e-5, rtol=1e-5, msg=key)
