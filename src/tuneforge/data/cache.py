@@ -19,7 +19,10 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from tuneforge.config import TuneforgeConfig
 
 FORMAT_VERSION = "2"  # bump when the stored layout or the processing semantics change (2: per-chunk encoding)
 _PROBE = "Hello, 世界! 123 <|im_start|> \n\t naïve café — 😀 def f(x): return x**2"
@@ -110,7 +113,7 @@ _TOKENIZER_FILES = (
 )
 
 
-def quick_key(cfg: Any, root: Path) -> str | None:
+def quick_key(cfg: TuneforgeConfig, root: Path) -> str | None:
     """A key for a config's prepared data computed without loading the tokenizer, or None when it cannot be.
 
     It hashes the whole config, the local tokenizer files and the local data files (by content), so it is at

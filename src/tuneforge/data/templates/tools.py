@@ -28,12 +28,11 @@ same record that renders training data.
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-_FIELD = re.compile(r"\{(\w+)\}")
+from tuneforge.data.templates.record import PLACEHOLDER
 
 
 def fill(text: str, **values: str) -> str:
@@ -52,7 +51,7 @@ def fill(text: str, **values: str) -> str:
 @lru_cache(maxsize=4096)
 def _parts(text: str) -> tuple[str, ...]:
     """``text`` split at its ``{name}`` placeholders: literal, name, literal, ... (templates repeat; split once)."""
-    return tuple(_FIELD.split(text))
+    return tuple(PLACEHOLDER.split(text))
 
 
 def to_json(value: Any, indent: int | None = None) -> str:
@@ -110,7 +109,7 @@ class ToolFormat:
                 kind = fill(self.optional_type, type=kind)
             slot = self.sig_param_optional if key not in required and self.sig_param_optional else self.sig_param
             sig.append(fill(slot, name=key, type=kind))
-            description = str(schema.get("description", "")).strip()
+            description = str(schema.get("description", "") if isinstance(schema, dict) else "").strip()
             params.append(fill(self.param, name=key, type=kind, description=description))
         return fill(
             self.tool,
@@ -193,9 +192,11 @@ def wrap_tool(tool: dict) -> dict:
 _PY_TYPES = {"string": "str", "number": "float", "integer": "int", "boolean": "bool"}
 
 
-def python_type(schema: dict, typing_names: bool = False) -> str:
+def python_type(schema: Any, typing_names: bool = False) -> str:
     """The Python type name for a JSON-schema property, as the Hermes (``list[..]``) / Cohere (``List[..]``)
-    templates write it."""
+    templates write it. Boolean schemas and tuple-form ``items`` (a list) have no single type: ``Any``."""
+    if not isinstance(schema, dict):
+        return "Any"
     kind = schema.get("type")
     if isinstance(kind, str) and kind in _PY_TYPES:
         return _PY_TYPES[kind]
