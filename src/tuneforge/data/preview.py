@@ -116,14 +116,37 @@ def write_jsonl(path: Path, samples: list[dict[str, Any]]) -> None:
             handle.write(json.dumps(row) + "\n")
 
 
+def _recalled_stats(cfg: TuneforgeConfig) -> Any:
+    """The stats of data a previous `data stats` prepared with this exact config and files (no tokenizer load)."""
+    from tuneforge.data import cache
+    from tuneforge.data.pipeline import DataStats
+    from tuneforge.errors import TuneforgeError
+
+    root = cache.cache_root(getattr(cfg.model, "cache_dir", None))
+    try:
+        found = cache.recall(root, cache.quick_key(cfg, root))
+    except (OSError, ValueError, KeyError, TuneforgeError):  # the normal path below reports the problem
+        return None
+    if found is None:
+        return None
+    meta, warnings = found
+    stats = DataStats.from_dict(meta["stats"])
+    stats.cache_hit, stats.cache_path, stats.warnings = True, meta["folder"], warnings
+    return stats
+
+
 def stats_command(cfg: TuneforgeConfig, tokenizer: Any = None) -> Any:
     """Print rows kept and dropped (and why), length percentiles, packing fill; returns the DataStats."""
     from rich.table import Table
 
-    from tuneforge.data.pipeline import prepare_dataset
+    stats = _recalled_stats(cfg) if tokenizer is None else None
+    if stats is None:
+        from tuneforge.data import cache
+        from tuneforge.data.pipeline import prepare_dataset
 
-    tokenizer = tokenizer or _tokenizer(cfg)
-    stats = prepare_dataset(cfg, tokenizer).stats
+        stats = prepare_dataset(cfg, tokenizer or _tokenizer(cfg)).stats
+        root = cache.cache_root(getattr(cfg.model, "cache_dir", None))
+        cache.remember(root, cache.quick_key(cfg, root), stats.cache_path, stats.warnings)
     console = _console()
     table = Table(title=f"datasets (stage {stats.kind}, template {stats.template})")
     for column in ("dataset", "rows read", "kept", "dropped"):

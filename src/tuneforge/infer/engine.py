@@ -102,9 +102,9 @@ class Engine:
             template = dataclasses.replace(template, enable_thinking=enable_thinking)
         try:
             text = template.render(messages, system, tools or None, add_generation_prompt=True)
+            ids = template.encode_prompt(self.tokenizer, messages, system, tools or None)  # the ids training built
         except (ValueError, KeyError, TypeError) as error:
             raise TuneforgeError(f"Cannot format the conversation with template {template.name!r}: {error}") from None
-        ids = self.tokenizer.encode(text, add_special_tokens=False)
         thinking = template.spec.thinking
         opened = bool(thinking) and text.rstrip().endswith(thinking.open)
         return Prompt(ids, opened, bool(tools))
