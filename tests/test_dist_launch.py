@@ -53,6 +53,8 @@ def test_plan_honours_llamafactory_variables() -> None:
 def test_multi_node_without_master_port_is_refused() -> None:
     with pytest.raises(TuneforgeError, match="MASTER_PORT"):
         launch.plan_launch({"NNODES": "2", "MASTER_ADDR": "10.0.0.5"}, devices=1)
+    with pytest.raises(TuneforgeError, match=r"NPROC_PER_NODE='two': give a whole number"):
+        launch.plan_launch({"NPROC_PER_NODE": "two"}, devices=1)
 
 
 def test_launch_prints_the_command_it_runs(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import shlex
+import shutil
 import socket
 import tempfile
 from dataclasses import dataclass
@@ -104,6 +105,9 @@ def plan_launch(
         if value and not env.get(name):
             env[name] = str(value)
     devices = accelerator_count() if devices is None else devices
+    for name in ("NNODES", "NODE_RANK", "NPROC_PER_NODE", "MASTER_PORT"):
+        if env.get(name) and not env[name].isdigit():
+            raise TuneforgeError(f"{name}={env[name]!r}: give a whole number (e.g. {name}=2).")
     nnodes = env.get("NNODES", "1")
     if int(nnodes) > 1 and not env.get("MASTER_PORT"):
         raise TuneforgeError(
@@ -134,6 +138,7 @@ def launch_if_wanted(argv: list[str], cfg: TuneforgeConfig | None = None) -> boo
     print(f"[tuneforge] Launching {plan.nproc_per_node} processes per node on {plan.nnodes} node(s):", flush=True)
     print("torchrun " + shlex.join(args), flush=True)
     run_torchrun(args, plan.log_dir)
+    shutil.rmtree(plan.log_dir, ignore_errors=True)  # kept only when a rank failed (the message points into it)
     return True
 
 
