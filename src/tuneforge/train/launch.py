@@ -162,7 +162,7 @@ def failure_message(rank: int, failure: Any, log_dir: str) -> str:
     where = f" Its full output: {', '.join(str(p) for p in logs)}." if logs else ""
     return (
         f"rank {rank} (local rank {failure.local_rank}) died ({how}); the other ranks were stopped. "
-        f"Its last log line: {last or '(none)'}.{where} Fix the cause and rerun; "
+        f"Its last log line: {last.rstrip('.') or '(none)'}.{where} Fix the cause and rerun; "
         "`resume_from_checkpoint` (or rerunning with the same output_dir) continues from the last checkpoint."
     )
 
