@@ -112,3 +112,11 @@ def test_fsdp_on_cpu_warns_it_runs_as_ddp(tmp_path: Path, single_process: None, 
     monkeypatch.setattr("torch.cuda.is_available", lambda: False)
     launch.preflight(_cfg(tmp_path, fsdp="full_shard"))
     assert "`fsdp` has no effect on CPU" in caplog.text and "2 processes run plain DDP" in caplog.text
+
+
+def test_ppo_on_several_processes_is_refused(tmp_path: Path, single_process: None, monkeypatch) -> None:
+    """PPO's own loop has no DDP: several ranks would each train alone and all write outputs."""
+    monkeypatch.setenv("FORCE_TORCHRUN", "1")
+    monkeypatch.setenv("NPROC_PER_NODE", "2")
+    with pytest.raises(NotBuiltError, match=r"`stage: ppo` runs in one process only.*has 2"):
+        launch.preflight(_cfg(tmp_path, stage="ppo", reward_model=str(tmp_path)))

@@ -224,3 +224,22 @@ def test_reward_model_two_processes_equal_one(shared_dir: Path, tiny_qwen2: Path
         wa, wb = load_file(single / name), load_file(ddp / name)
         for key in wa:
             torch.testing.assert_close(wa[key], wb[key], atol=1e-5, rtol=1e-5, msg=key)
+
+
+def test_grpo_runs_on_two_processes(tiny_qwen2: Path, tmp_path: Path) -> None:
+    """GRPO samples on the model inside the DDP wrapper and trains through it; rank 0 alone writes the outputs."""
+    example = Path(__file__).resolve().parents[1] / "examples" / "grpo_lora.yaml"
+    args = [
+        str(example),
+        f"model_name_or_path={tiny_qwen2}",
+        f"dataset_dir={example.parent / 'data'}",
+        f"output_dir={tmp_path / 'out'}",
+        "max_steps=1",
+        "max_samples=4",
+        "max_new_tokens=8",
+        "disable_tqdm=true",
+    ]
+    out = _finish(_train(args, tmp_path, FORCE_TORCHRUN="1", NPROC_PER_NODE="2"))
+    assert out.count("Training finished.") == 1
+    assert len([r for r in read_log(tmp_path / "out") if "loss" in r]) == 1
+    assert (tmp_path / "out" / "adapter_model.safetensors").exists()

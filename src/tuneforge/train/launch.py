@@ -204,6 +204,11 @@ def preflight(cfg: TuneforgeConfig) -> None:
 
     world = planned_world_size()
     _check_ray(cfg)
+    if cfg.method.stage == "ppo" and world > 1:
+        raise NotBuiltError(
+            f"`stage: ppo` runs in one process only (its own loop does not synchronise ranks yet), but this run has "
+            f"{world}. Start it without FORCE_TORCHRUN and with one GPU visible (CUDA_VISIBLE_DEVICES=0)."
+        )
     t = cfg.training
     if t.fsdp and t.deepspeed:
         raise TuneforgeError("`fsdp` and `deepspeed` both shard the model; keep one of them.")
