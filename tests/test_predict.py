@@ -15,7 +15,6 @@ from tuneforge.errors import ConfigError, TuneforgeError
 from tuneforge.eval.text_metrics import METRIC_NAMES, average_scores, require_metric_packages, row_scores
 from tuneforge.train.predict import check_predict, generate_all, predict_config, predict_metrics
 
-
 FIXTURE = Path(__file__).parent / "fixtures" / "lf_predict_metrics.json"
 
 
