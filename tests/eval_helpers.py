@@ -12,6 +12,7 @@ LETTERS = "ABCD"
 # MMLU layout: group -> category groups -> subject tasks; C-Eval layout: one flat group of subject tasks.
 MMLU_SUBJECTS = {"stem": ["physics", "algebra"], "humanities": ["history", "philosophy"]}
 CEVAL_SUBJECTS = ["computer_network", "college_economics", "logic", "physician"]  # one per C-Eval category
+MMLU_TEXT = "{{question.strip()}}\nA. {{choices[0]}}\nB. {{choices[1]}}\nC. {{choices[2]}}\nD. {{choices[3]}}\nAnswer:"
 WORDS = ["red", "green", "blue", "cyan", "amber", "olive", "navy", "plum", "teal", "gold", "rose", "sand"]
 
 
@@ -50,27 +51,11 @@ def write_mmlu_task(root: Path, name: str = "tiny_mmlu", n: int = 4) -> dict[str
             tests[subject] = rows
             data = {"test": _write_jsonl(folder / f"{subject}_test.jsonl", rows)}
             data["dev"] = _write_jsonl(folder / f"{subject}_dev.jsonl", questions(subject + "_dev", 2))
-            _dump(
-                folder / f"{name}_{subject}.yaml",
-                {
-                    "task": f"{name}_{subject}",
-                    "task_alias": subject,
-                    "tag": f"{name}_{category}_tasks",
-                    "dataset_path": "json",
-                    "dataset_kwargs": {"data_files": data},
-                    "test_split": "test",
-                    "fewshot_split": "dev",
-                    "fewshot_config": {"sampler": "first_n"},
-                    "output_type": "multiple_choice",
-                    "description": f"The following are multiple choice questions (with answers) about {subject}.\n\n",
-                    "doc_to_text": "{{question.strip()}}\nA. {{choices[0]}}\nB. {{choices[1]}}\nC. {{choices[2]}}"
-                    "\nD. {{choices[3]}}\nAnswer:",
-                    "doc_to_choice": list(LETTERS),
-                    "doc_to_target": "answer",
-                    "metric_list": [{"metric": "acc", "aggregation": "mean", "higher_is_better": True}],
-                    "metadata": {"version": 1.0},
-                },
-            )
+            task = _task(f"{name}_{subject}", data, "test", 1.0)
+            task.update(task_alias=subject, tag=f"{name}_{category}_tasks", doc_to_target="answer")
+            task["description"] = f"The following are multiple choice questions (with answers) about {subject}.\n\n"
+            task["doc_to_text"] = MMLU_TEXT
+            _dump(folder / f"{name}_{subject}.yaml", task)
         _dump(folder / f"_{name}_{category}.yaml", _group(f"{name}_{category}", [f"{name}_{category}_tasks"], category))
     _dump(folder / f"_{name}.yaml", _group(name, [f"{name}_{c}" for c in MMLU_SUBJECTS]))
     return tests
@@ -87,26 +72,29 @@ def write_ceval_task(root: Path, name: str = "tiny_ceval", n: int = 3) -> dict[s
         dev = [_ceval_row(i, r) for i, r in enumerate(questions(subject + "_dev", 2))]
         data = {"val": _write_jsonl(folder / f"{subject}_val.jsonl", rows)}
         data["dev"] = _write_jsonl(folder / f"{subject}_dev.jsonl", dev)
-        _dump(
-            folder / f"{name}_{subject}.yaml",
-            {
-                "task": f"{name}_{subject}",
-                "dataset_path": "json",
-                "dataset_kwargs": {"data_files": data},
-                "validation_split": "val",
-                "fewshot_split": "dev",
-                "fewshot_config": {"sampler": "first_n"},
-                "output_type": "multiple_choice",
-                "description": f"以下是中国关于{subject}考试的单项选择题，请选出其中的正确答案。\n\n",
-                "doc_to_text": "{{question.strip()}}\nA. {{A}}\nB. {{B}}\nC. {{C}}\nD. {{D}}\n答案：",
-                "doc_to_choice": list(LETTERS),
-                "doc_to_target": "{{['A', 'B', 'C', 'D'].index(answer)}}",
-                "metric_list": [{"metric": "acc", "aggregation": "mean", "higher_is_better": True}],
-                "metadata": {"version": 2.0},
-            },
-        )
+        task = _task(f"{name}_{subject}", data, "validation", 2.0)
+        task["description"] = f"以下是中国关于{subject}考试的单项选择题，请选出其中的正确答案。\n\n"
+        task["doc_to_text"] = "{{question.strip()}}\nA. {{A}}\nB. {{B}}\nC. {{C}}\nD. {{D}}\n答案："
+        task["doc_to_target"] = "{{['A', 'B', 'C', 'D'].index(answer)}}"
+        _dump(folder / f"{name}_{subject}.yaml", task)
     _dump(folder / f"_{name}.yaml", _group(name, [f"{name}_{s}" for s in CEVAL_SUBJECTS]))
     return tests
+
+
+def _task(name: str, data: dict[str, str], split: str, version: float) -> dict[str, Any]:
+    """What every subject task shares: local JSON data, a dev split for few-shot, four lettered choices, accuracy."""
+    return {
+        "task": name,
+        "dataset_path": "json",
+        "dataset_kwargs": {"data_files": data},
+        f"{split}_split": next(key for key in data if key != "dev"),
+        "fewshot_split": "dev",
+        "fewshot_config": {"sampler": "first_n"},
+        "output_type": "multiple_choice",
+        "doc_to_choice": list(LETTERS),
+        "metric_list": [{"metric": "acc", "aggregation": "mean", "higher_is_better": True}],
+        "metadata": {"version": version},
+    }
 
 
 def _ceval_row(index: int, row: dict[str, Any]) -> dict[str, Any]:

@@ -13,6 +13,7 @@ import gradio as gr
 
 from tuneforge.webui import forms, monitor
 from tuneforge.webui.context import Context, error_message, message
+from tuneforge.webui.predict_panel import job_controls
 from tuneforge.webui.tab_train import POLL_SECONDS, progress_html, stop_job
 
 RESULTS_FILE = "results.json"
@@ -43,13 +44,7 @@ def build_eval_panel(ctx: Context) -> None:
         )
     for widget in widgets.values():
         lab.add(widget, widget.label)  # the label is still the locale key here
-    with gr.Row():
-        start = lab.add(gr.Button("btn.bench", variant="primary", elem_id="tf-btn-bench"), "btn.bench", "value")
-        stop = lab.add(gr.Button("btn.stop", elem_id="tf-btn-bench-stop"), "btn.stop", "value")
-    status = gr.Markdown(elem_id="tf-bench-status")
-    job_id = gr.State("")
-    progress = gr.HTML(elem_id="tf-bench-progress")
-    log = gr.Textbox(lines=8, max_lines=8, elem_id="tf-bench-log", autoscroll=True, show_label=False)
+    start, stop, status, job_id, progress, log = job_controls(ctx, "bench", "btn.bench")
     table = gr.Dataframe(headers=TABLE_COLUMNS, label=RESULTS_FILE, elem_id="tf-bench-table", wrap=True)
     inputs = {*ctx.form.values(), ctx.lang, *widgets.values()}
     start.click(lambda data: _start(ctx, data, widgets), inputs, [job_id, status])
