@@ -113,3 +113,24 @@ def _group(name: str, members: list[str], alias: str | None = None) -> dict[str,
     group["aggregate_metric_list"] = [{"metric": "acc", "weight_by_size": True}]
     group["metadata"] = {"version": 1}
     return group
+
+
+def write_generation_task(root: Path, prompts: list[str], targets: list[str], name: str = "tiny_gen") -> None:
+    """A `generate_until` task (stop at a newline, at most 4 new tokens) scored by exact match."""
+    folder = root / name
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = [{"prompt": p, "target": t} for p, t in zip(prompts, targets, strict=True)]
+    data = {"test": _write_jsonl(folder / "test.jsonl", rows)}
+    task = {
+        "task": name,
+        "dataset_path": "json",
+        "dataset_kwargs": {"data_files": data},
+        "test_split": "test",
+        "output_type": "generate_until",
+        "doc_to_text": "{{prompt}}",
+        "doc_to_target": "{{target}}",
+        "generation_kwargs": {"until": ["\n"], "max_gen_toks": 4, "do_sample": False},
+        "metric_list": [{"metric": "exact_match", "aggregation": "mean", "higher_is_better": True}],
+        "metadata": {"version": 1.0},
+    }
+    _dump(folder / f"{name}.yaml", task)

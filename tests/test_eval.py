@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from eval_helpers import LETTERS, MMLU_SUBJECTS, mmlu_prompt, write_ceval_task, write_mmlu_task
+from eval_helpers import LETTERS, MMLU_SUBJECTS, mmlu_prompt, write_ceval_task, write_generation_task, write_mmlu_task
 from tuneforge.config import load_config
 from tuneforge.errors import ConfigError, TuneforgeError
 from tuneforge.eval.plan import build_plan, require_lm_eval
@@ -154,6 +154,29 @@ def test_ceval_layout_reports_ceval_categories_with_the_chat_template(tiny_qwen2
     record = eval_command(load_config({**cfg, "n_shot": 1, "apply_chat_template": True, "template": "qwen"}))
     assert list(record["scores"][0]["categories"]) == ["STEM", "Social Science", "Humanities", "Other"]
     assert record["scores"][0]["overall"]["questions"] == 12 and record["chat_template_applied"] is True
+
+
+@pytest.mark.slow
+def test_generation_task_answers_equal_greedy_decoding(tiny_qwen2: Path, tmp_path: Path) -> None:
+    """Half the targets are the model's own greedy answers (plain transformers), half can never match: 50%."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from tuneforge.eval.runner import eval_command
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_qwen2, dtype="float32").eval()
+    tokenizer = AutoTokenizer.from_pretrained(tiny_qwen2)
+    prompts = [f"Say something about {word}:" for word in ("tea", "rain", "maps", "salt")]
+    greedy = []
+    for prompt in prompts:
+        ids = torch.tensor([tokenizer.encode(prompt, add_special_tokens=False)])
+        out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=4, do_sample=False)
+        greedy.append(tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True).split("\n")[0])
+    write_generation_task(tmp_path / "tasks", prompts, [*greedy[:2], "never 1", "never 2"])
+    cfg = {"model_name_or_path": str(tiny_qwen2), "task_dir": str(tmp_path / "tasks"), "tasks": "tiny_gen"}
+    record = eval_command(load_config({**cfg, "n_shot": 0, "batch_size": 3}))
+    assert record["scores"][0]["metric"] == "exact_match"
+    assert record["scores"][0]["overall"] == {"score": 0.5, "questions": 4}, greedy
 
 
 def _train_on_answers(model_dir: Path, out: Path, tests: dict[str, list[dict[str, Any]]]) -> None:
