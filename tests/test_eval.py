@@ -157,6 +157,27 @@ def test_ceval_layout_reports_ceval_categories_with_the_chat_template(tiny_qwen2
 
 
 @pytest.mark.slow
+def test_batched_loglikelihoods_equal_one_by_one_scores(tiny_qwen2: Path) -> None:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from tuneforge.eval.lm import TuneforgeLM
+    from tuneforge.infer import load_engine
+
+    pairs = [("Hi", " there"), ("A much longer context with many words in it", " and an ending"), ("x", " y z")]
+    engine = load_engine(load_config({"model_name_or_path": str(tiny_qwen2)}))
+    try:
+        lm = TuneforgeLM(engine, batch_size=2)
+        requests = [(pair, *lm._encode_pair(*pair)) for pair in pairs]
+        scores = [score for score, _ in lm._loglikelihood_tokens(requests)]
+    finally:
+        engine.close()
+    model = AutoModelForCausalLM.from_pretrained(tiny_qwen2, dtype="float32").eval()
+    tokenizer = AutoTokenizer.from_pretrained(tiny_qwen2)
+    expected = [_loglikelihood(model, tokenizer, context, cont) for context, cont in pairs]
+    assert scores == pytest.approx(expected, abs=1e-4)
+
+
+@pytest.mark.slow
 def test_generation_task_answers_equal_greedy_decoding(tiny_qwen2: Path, tmp_path: Path) -> None:
     """Half the targets are the model's own greedy answers (plain transformers), half can never match: 50%."""
     import torch

@@ -2,8 +2,9 @@
 
 The engine is the one `tuneforge chat` uses (`load_engine`: dtype, attention, adapters merged, template), so a
 benchmark scores exactly the model people chat with. Log-likelihoods come from batched forward passes over the
-engine's model (requests sorted by length, right-padded); generation goes through the engine's own continuous
-batching with the task's stop strings; `apply_chat_template` renders with the tuneforge template.
+engine's model (requests sorted by length, left-padded, logits computed only where continuations are scored);
+generation goes through the engine's own continuous batching with the task's stop strings;
+`apply_chat_template` renders with the tuneforge template.
 """
 
 from __future__ import annotations
@@ -81,20 +82,23 @@ class TuneforgeLM(TemplateLM):
         return answers
 
     def _score_batch(self, batch: list[Request]) -> Iterator[tuple[float, bool]]:
+        """One left-padded forward pass; only the last positions' logits (the continuations) are computed."""
         import torch
 
         inputs = [(ctx + cont)[-(self.max_length + 1) :][:-1] for _, ctx, cont in batch]
-        width = max(len(ids) for ids in inputs)
+        width, keep = max(len(ids) for ids in inputs), max(len(cont) for _, _, cont in batch)
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
-        ids = torch.tensor([seq + [pad] * (width - len(seq)) for seq in inputs], device=self._device)
-        mask = torch.tensor([[1] * len(seq) + [0] * (width - len(seq)) for seq in inputs], device=self._device)
+        ids = torch.tensor([[pad] * (width - len(seq)) + seq for seq in inputs], device=self._device)
+        mask = torch.tensor([[0] * (width - len(seq)) + [1] * len(seq) for seq in inputs], device=self._device)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
         with torch.no_grad():
-            logprobs = self.model(input_ids=ids, attention_mask=mask).logits.float().log_softmax(-1)
-        for row, ((_, _, cont), seq) in enumerate(zip(batch, inputs, strict=True)):
-            positions = logprobs[row, len(seq) - len(cont) : len(seq)]
+            logits = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, logits_to_keep=keep).logits
+        logprobs = logits.float().log_softmax(-1)
+        for row, (_, _, cont) in enumerate(batch):
+            scored = logprobs[row, keep - len(cont) :]
             target = torch.tensor(cont, device=self._device)
-            total = positions.gather(-1, target.unsqueeze(-1)).sum().item()
-            yield float(total), bool((positions.argmax(-1) == target).all())
+            total = scored.gather(-1, target.unsqueeze(-1)).sum().item()
+            yield float(total), bool((scored.argmax(-1) == target).all())
 
     def loglikelihood_rolling(self, requests: list[Any], disable_tqdm: bool = False) -> list[float]:
         """Log-likelihood of whole texts, in disjoint windows of the model's context (perplexity tasks)."""
