@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -169,12 +170,16 @@ def test_batched_loglikelihoods_equal_one_by_one_scores(tiny_qwen2: Path) -> Non
         lm = TuneforgeLM(engine, batch_size=2)
         requests = [(pair, *lm._encode_pair(*pair)) for pair in pairs]
         scores = [score for score, _ in lm._loglikelihood_tokens(requests)]
+        rolling = lm.loglikelihood_rolling([SimpleNamespace(args=("Some text to score whole.",))])
     finally:
         engine.close()
     model = AutoModelForCausalLM.from_pretrained(tiny_qwen2, dtype="float32").eval()
     tokenizer = AutoTokenizer.from_pretrained(tiny_qwen2)
     expected = [_loglikelihood(model, tokenizer, context, cont) for context, cont in pairs]
     assert scores == pytest.approx(expected, abs=1e-4)
+    # the whole text after the eos (Qwen has no bos) as the one window that fits
+    whole = _loglikelihood(model, tokenizer, tokenizer.eos_token, "Some text to score whole.")
+    assert rolling == pytest.approx([whole], abs=1e-4)
 
 
 @pytest.mark.slow
