@@ -51,6 +51,17 @@ def test_result_rows_show_categories_overall_and_the_comparison(tmp_path: Path) 
     assert result_rows(tmp_path) == [["m", "stem", 2, 50.0, 25.0, "+25.00"], ["m", "overall", 4, 75.0, "", ""]]
 
 
+def test_a_stopped_benchmark_job_reads_stopped_not_failed(tmp_path: Path) -> None:
+    from tuneforge.webui.jobs import Job
+    from tuneforge.webui.tab_train import progress_html
+
+    ctx = Context.create(tmp_path)
+    job = Job("j1", 2**22 + 1, str(tmp_path), str(tmp_path / "eval.yaml"), str(tmp_path / "eval.log"), 0.0, verb="eval")
+    assert "ended without results" in progress_html(ctx, "en", job, [])
+    job.stop_requested = 1.0
+    assert "stopped (no results written)" in progress_html(ctx, "en", job, [])
+
+
 @pytest.mark.slow
 def test_browser_starts_a_benchmark_job_and_sees_its_table(tiny_qwen2: Path, tmp_path: Path) -> None:
     from webui_helpers import chromium_browser, fill, running_webui, shot, wait_text

@@ -252,5 +252,7 @@ def _state(ctx: Context, lang: str, job: Any) -> str:
         return t(lang, "state.stopping" if job.stop_requested else "state.running")
     if monitor.finished(job.output_dir):
         return t(lang, "state.stopped" if job.stop_requested else "state.finished")
+    if job.verb == "eval" and job.stop_requested:  # a stopped benchmark ends without results.json
+        return t(lang, "state.bench_stopped")
     code = ctx.jobs.returncode(job)
     return t(lang, "state.failed", code="?" if code is None else code)
