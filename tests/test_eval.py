@@ -55,6 +55,14 @@ def test_bad_evaluation_keys_are_refused_with_what_to_write(keys: dict[str, Any]
         build_plan(_cfg(**keys))
 
 
+def test_lang_without_an_llamafactory_benchmark_warns(caplog: pytest.LogCaptureFixture) -> None:
+    build_plan(_cfg(tasks="gsm8k", lang="zh"))
+    assert "`lang: zh` has no effect" in caplog.text
+    caplog.clear()
+    build_plan(_cfg(task="cmmlu_test", lang="zh"))
+    assert "has no effect" not in caplog.text
+
+
 def test_missing_lm_eval_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     import importlib.util
 

@@ -31,7 +31,8 @@ class EvaluationSection(Section):
     lang: Literal["en", "zh"] = F(
         "en",
         "Language of the few-shot prompt wording. lm-eval's tasks carry their own wording (mmlu English, cmmlu "
-        "and ceval Chinese): setting it to a different language than the task's is refused.",
+        "and ceval Chinese): with `task`, a language other than the benchmark's is refused; with other tasks "
+        "setting it only warns that it has no effect.",
     )
     n_shot: int = F(5, "Number of solved examples placed before each question (few-shot); 0 for zero-shot.", ge=0)
     save_dir: str | None = F(

@@ -76,8 +76,11 @@ def task_names(cfg: TuneforgeConfig) -> tuple[str, ...]:
     """The lm-eval tasks of `tasks` and `task`, in order, without repeats."""
     e = cfg.evaluation
     names = [t.strip() for t in (e.tasks or "").split(",") if t.strip()]
+    lang_set = "lang" in e.model_fields_set
     if e.task:
-        names.append(lf_task(e.task.strip(), e.lang if "lang" in e.model_fields_set else None))
+        names.append(lf_task(e.task.strip(), e.lang if lang_set else None))
+    if lang_set and not (e.task and e.task.rpartition("_")[0] in LF_BENCHMARKS):
+        logger.warning("`lang: %s` has no effect: lm-eval tasks carry their own prompt wording.", e.lang)
     if not names:
         raise ConfigError("Nothing to evaluate: set `tasks: mmlu` (any lm-eval task or group) or `task: mmlu_test`.")
     return tuple(dict.fromkeys(names))
