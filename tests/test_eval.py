@@ -105,6 +105,15 @@ def test_ceval_subjects_fall_into_ceval_categories_and_deltas_subtract() -> None
     assert "STEM" in text and "+50.00" in text and "overall" in text
 
 
+def test_cmmlu_subjects_count_in_their_category_and_in_china_specific() -> None:
+    subjects = ["cmmlu_anatomy", "cmmlu_ancient_chinese", "cmmlu_economics"]
+    out = _fake_output(
+        dict(zip(subjects, [1.0, 0.0, 0.5], strict=True)), {"cmmlu": subjects}, dict.fromkeys(subjects, 2)
+    )
+    categories = {k: v.value for k, v in task_scores(out, "cmmlu").categories.items()}
+    assert categories == {"STEM": 1.0, "Social Science": 0.25, "China specific": 0.0}
+
+
 # ---- real runs (slow) -----------------------------------------------------------------------------------------
 
 

@@ -2,7 +2,8 @@
 
 A group whose members are groups (lm-eval's `mmlu`: stem, humanities, social sciences, other) reports those as
 its categories. A flat group with a known category list (C-Eval's 52 subjects in STEM, Social Science,
-Humanities, Other) is split into those categories, each the question-weighted mean of its subjects.
+Humanities, Other; CMMLU's 67 in those and China specific) is split into those categories, each the
+question-weighted mean of its subjects.
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-# C-Eval's official subject categories (lm-eval's ceval-valid lists the subjects without them)
+# Official subject categories of benchmarks whose lm-eval group lists the subjects without them.
+# C-Eval: each subject in one category. CMMLU: also "China specific", which overlaps the other four.
 CEVAL_CATEGORIES = {
     "STEM": "computer_network operating_system computer_architecture college_programming college_physics "
     "college_chemistry advanced_mathematics probability_and_statistics discrete_mathematics electrical_engineer "
@@ -28,7 +30,30 @@ CEVAL_CATEGORIES = {
     "urban_and_rural_planner accountant fire_engineer environmental_impact_assessment_engineer tax_accountant "
     "physician",
 }
-_SUBJECT_CATEGORY = {s: c for c, subjects in CEVAL_CATEGORIES.items() for s in subjects.split()}
+CMMLU_CATEGORIES = {
+    "STEM": "anatomy astronomy college_actuarial_science college_engineering_hydrology college_mathematics "
+    "college_medical_statistics computer_science conceptual_physics electrical_engineering elementary_mathematics "
+    "genetics high_school_biology high_school_chemistry high_school_mathematics high_school_physics "
+    "machine_learning virology",
+    "Humanities": "arts chinese_history chinese_literature college_law global_facts international_law jurisprudence "
+    "logical marxist_theory philosophy professional_law world_history world_religions",
+    "Social Science": "ancient_chinese business_ethics chinese_civil_service_exam chinese_food_culture "
+    "chinese_foreign_policy chinese_teacher_qualification college_education economics education elementary_chinese "
+    "ethnology high_school_geography high_school_politics journalism management marketing modern_chinese "
+    "professional_accounting professional_psychology public_relations security_study sociology",
+    "Other": "agronomy chinese_driving_rule clinical_knowledge college_medicine computer_security "
+    "construction_project_management elementary_commonsense elementary_information_and_technology food_science "
+    "human_sexuality legal_and_moral_basis nutrition professional_medicine sports_science "
+    "traditional_chinese_medicine",
+    "China specific": "ancient_chinese chinese_civil_service_exam chinese_driving_rule chinese_food_culture "
+    "chinese_foreign_policy chinese_history chinese_literature chinese_teacher_qualification "
+    "construction_project_management elementary_chinese elementary_commonsense ethnology high_school_politics "
+    "modern_chinese traditional_chinese_medicine",
+}
+CATEGORY_TABLES = [
+    {category: subjects.split() for category, subjects in table.items()}
+    for table in (CEVAL_CATEGORIES, CMMLU_CATEGORIES)
+]
 
 
 @dataclass
@@ -101,18 +126,29 @@ def task_scores(out: dict[str, Any], name: str) -> TaskScores:
             categories[_label(out, child)] = _weighted(
                 [Score(float(results[leaf][metric]), _size(out, leaf)) for leaf in _leaves(out, child)]
             )
-    elif children and all(_subject(leaf) in _SUBJECT_CATEGORY for leaf in children):
-        for category in CEVAL_CATEGORIES:
-            members = [leaf for leaf in children if _SUBJECT_CATEGORY[_subject(leaf)] == category]
-            if members:
-                categories[category] = _weighted([Score(float(results[m][metric]), _size(out, m)) for m in members])
+    elif children:
+        categories = _table_categories(children, [Score(float(results[c][metric]), _size(out, c)) for c in children])
     return TaskScores(name, metric.split(",")[0], overall, categories, subjects if len(leaves) > 1 else {})
 
 
-def _subject(task: str) -> str:
-    """The C-Eval subject a task name ends with (`ceval-valid_law` -> `law`; the longest match wins)."""
-    matches = [s for s in _SUBJECT_CATEGORY if task == s or task.endswith("_" + s)]
-    return max(matches, key=len) if matches else task
+def _table_categories(children: list[str], scores: list[Score]) -> dict[str, Score]:
+    """Categories of the first known table naming every subject task in `children` (none when no table does)."""
+    for table in CATEGORY_TABLES:
+        known = {s for subjects in table.values() for s in subjects}
+        subjects = [_subject(task, known) for task in children]
+        if all(subjects):
+            return {
+                category: _weighted([score for s, score in zip(subjects, scores, strict=True) if s in members])
+                for category, members in table.items()
+                if any(s in members for s in subjects)
+            }
+    return {}
+
+
+def _subject(task: str, known: set[str]) -> str | None:
+    """The known subject a task name ends with (`ceval-valid_law` -> `law`; the longest match wins)."""
+    matches = [s for s in known if task == s or task.endswith("_" + s)]
+    return max(matches, key=len) if matches else None
 
 
 def to_json(scores: list[TaskScores]) -> list[dict[str, Any]]:
