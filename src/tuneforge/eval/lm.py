@@ -128,7 +128,8 @@ class TuneforgeLM(TemplateLM):
             kwargs = requests[indices[0]].args[1]
             until = [kwargs["until"]] if isinstance(kwargs.get("until"), str) else list(kwargs.get("until") or [])
             self.engine.defaults = _sampling(kwargs, until)
-            prompts = [self.tok_encode(requests[i].args[0]) for i in indices]
+            room = max(1, self.max_length - self.engine.defaults.max_new_tokens)  # long prompts keep their end
+            prompts = [self.tok_encode(requests[i].args[0])[-room:] for i in indices]
             for index, text in zip(indices, generate_all(self.engine, prompts), strict=True):
                 answers[index] = _cut(text, until)
                 self.cache_hook.add_partial("generate_until", requests[index].args, answers[index])
