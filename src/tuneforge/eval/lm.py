@@ -70,15 +70,20 @@ class TuneforgeLM(TemplateLM):
 
     def _loglikelihood_tokens(self, requests: list[Request], disable_tqdm: bool = False, **kwargs: Any) -> list:
         """(sum of log-probabilities of the continuation, whether greedy decoding gives it) per request."""
+        from tqdm import tqdm
+
         order = sorted(range(len(requests)), key=lambda i: -len(requests[i][1]) - len(requests[i][2]))
         answers: list[tuple[float, bool]] = [(0.0, False)] * len(requests)
+        bar = tqdm(total=len(order), desc="Scoring", disable=disable_tqdm or len(order) < 2 * self.batch_size)
         for start in range(0, len(order), self.batch_size):
             chunk = order[start : start + self.batch_size]
             for index, answer in zip(chunk, self._score_batch([requests[i] for i in chunk]), strict=True):
                 answers[index] = answer
                 self.cache_hook.add_partial("loglikelihood", requests[index][0], answer)
+            bar.update(len(chunk))
             if self.progress is not None:
                 self.progress(min(start + self.batch_size, len(order)), len(order))
+        bar.close()
         return answers
 
     def _score_batch(self, batch: list[Request]) -> Iterator[tuple[float, bool]]:
