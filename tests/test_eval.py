@@ -63,6 +63,17 @@ def test_lang_without_an_llamafactory_benchmark_warns(caplog: pytest.LogCaptureF
     assert "has no effect" not in caplog.text
 
 
+def test_download_mode_warns_and_compare_with_base_needs_adapters(caplog: pytest.LogCaptureFixture) -> None:
+    from tuneforge.eval.runner import compare_config
+
+    build_plan(_cfg(tasks="mmlu", download_mode="force_redownload"))
+    assert "`download_mode: force_redownload` has no effect" in caplog.text
+    with pytest.raises(ConfigError, match="adapter_name_or_path"):
+        compare_config(_cfg(tasks="mmlu", compare_with="base"))
+    other = compare_config(_cfg(tasks="mmlu", adapter_name_or_path="a", compare_with="org/other"))
+    assert other.model.model_name_or_path == "org/other" and other.model.adapter_name_or_path is None
+
+
 def test_missing_lm_eval_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     import importlib.util
 
