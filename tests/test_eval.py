@@ -74,6 +74,15 @@ def test_download_mode_warns_and_compare_with_base_needs_adapters(caplog: pytest
     assert other.model.model_name_or_path == "org/other" and other.model.adapter_name_or_path is None
 
 
+def test_unknown_tasks_and_tags_are_refused_before_loading_the_model(tmp_path: Path) -> None:
+    from tuneforge.eval.runner import eval_command
+
+    write_mmlu_task(tmp_path / "tasks")
+    keys = {"model_name_or_path": "org/never-loaded", "task_dir": str(tmp_path / "tasks")}
+    with pytest.raises(ConfigError, match="an lm-eval tag"):
+        eval_command(load_config({**keys, "tasks": "tiny_mmlu_stem_tasks"}))
+
+
 def test_missing_lm_eval_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     import importlib.util
 

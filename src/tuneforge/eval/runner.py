@@ -92,6 +92,11 @@ def evaluate(cfg: TuneforgeConfig, plan: EvalPlan) -> tuple[dict[str, Any], list
     if unknown:
         where = f" or in task_dir {plan.include_path}" if plan.include_path else " (set `task_dir` for local tasks)"
         raise ConfigError(f"Unknown lm-eval task(s) {', '.join(unknown)}: not in lm-eval{where}.")
+    tags = [name for name in plan.tasks if name in manager.all_tags and name not in manager.all_groups]
+    if tags:
+        raise ConfigError(
+            f"{', '.join(tags)}: an lm-eval tag (a set of tasks without a combined score); name its tasks or a group."
+        )
     ecfg = cfg.model_copy(deep=True)
     ecfg.server.max_batch_size, ecfg.server.max_queue_size = plan.batch_size, 1 << 20
     engine = load_engine(ecfg)
