@@ -63,10 +63,11 @@ def test_a_stopped_benchmark_job_reads_stopped_not_failed(tmp_path: Path) -> Non
 
 
 @pytest.mark.slow
-def test_browser_starts_a_benchmark_job_and_sees_its_table(tiny_qwen2: Path, tmp_path: Path) -> None:
+def test_browser_runs_a_benchmark_job_to_its_table_and_stops_another(tiny_qwen2: Path, tmp_path: Path) -> None:
     from webui_helpers import chromium_browser, fill, running_webui, shot, wait_text
 
     write_mmlu_task(tmp_path / "tasks")
+    write_mmlu_task(tmp_path / "tasks", "big_mmlu", n=150)
     with (
         running_webui([tmp_path, tiny_qwen2.parent], tmp_path, tmp_path / "server.log") as url,
         chromium_browser() as b,
@@ -87,5 +88,15 @@ def test_browser_starts_a_benchmark_job_and_sees_its_table(tiny_qwen2: Path, tmp
         shot(page, "benchmark")
         table = page.locator("#tf-bench-table").inner_text()
         assert re.search(r"tiny_mmlu\s+stem", table) and "humanities" in table
+
+        fill(page, "tf-bench-tasks", "big_mmlu")  # long enough to be stopped while it scores
+        fill(page, "tf-bench-dir", "saves/bench-stop")
+        page.click("#tf-btn-bench")
+        wait_text(page, "tf-bench-status", "bench-stop", 30)
+        wait_text(page, "tf-bench-progress", r"running · step [1-9]\d*/", 120)
+        page.click("#tf-btn-bench-stop")
+        wait_text(page, "tf-bench-progress", "stopped", 60)
+        shot(page, "benchmark_stopped")
+    assert not (tmp_path / "saves" / "bench-stop" / "results.json").exists()
     record = json.loads((tmp_path / "saves" / "bench" / "results.json").read_text())
     assert record["scores"][0]["overall"]["questions"] == 16
