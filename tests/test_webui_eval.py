@@ -95,6 +95,7 @@ def test_browser_runs_a_benchmark_job_to_its_table_and_stops_another(tiny_qwen2:
         wait_text(page, "tf-bench-status", "bench-stop", 30)
         wait_text(page, "tf-bench-progress", r"running · step [1-9]\d*/", 120)
         page.click("#tf-btn-bench-stop")
+        wait_text(page, "tf-bench-status", "Job stopped|ends without writing results", 30)
         wait_text(page, "tf-bench-progress", "stopped", 60)
         shot(page, "benchmark_stopped")
     assert not (tmp_path / "saves" / "bench-stop" / "results.json").exists()

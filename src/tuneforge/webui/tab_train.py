@@ -216,7 +216,8 @@ def stop_job(ctx: Context, lang: str, job_id: str) -> str:
     if job is None:
         return message(lang, "msg.no_job", "warn")
     ended = ctx.jobs.stop(job, wait=5.0)
-    return message(lang, "msg.stopped" if ended else "msg.stopping", pid=job.pid)
+    stopping = "msg.bench_stopping" if job.verb == "eval" else "msg.stopping"  # a benchmark saves nothing
+    return message(lang, "msg.stopped" if ended else stopping, pid=job.pid)
 
 
 def refresh(ctx: Context, lang: str, job_id: str) -> tuple[Any, Any, Any]:
