@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from tuneforge.config import TuneforgeConfig
 
 IGNORE = -100
 _PAIRS = (("input_ids", "labels"), ("chosen_input_ids", "chosen_labels"), ("rejected_input_ids", "rejected_labels"))
@@ -22,13 +25,15 @@ def _console() -> Any:
     return Console(highlight=False)
 
 
-def _tokenizer(cfg: Any) -> Any:
+def _tokenizer(cfg: TuneforgeConfig) -> Any:
     from tuneforge.models.loader import load_tokenizer
 
     return load_tokenizer(cfg)
 
 
-def preview_command(cfg: Any, n: int = 3, jsonl: str | None = None, tokenizer: Any = None) -> list[dict[str, Any]]:
+def preview_command(
+    cfg: TuneforgeConfig, n: int = 3, jsonl: str | None = None, tokenizer: Any = None
+) -> list[dict[str, Any]]:
     """Print the first `n` training samples; with `jsonl`, also write every shown sample as a JSON line.
 
     Returns the samples shown (dicts of token-id lists).
@@ -111,7 +116,7 @@ def write_jsonl(path: Path, samples: list[dict[str, Any]]) -> None:
             handle.write(json.dumps(row) + "\n")
 
 
-def stats_command(cfg: Any, tokenizer: Any = None) -> Any:
+def stats_command(cfg: TuneforgeConfig, tokenizer: Any = None) -> Any:
     """Print rows kept and dropped (and why), length percentiles, packing fill; returns the DataStats."""
     from rich.table import Table
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from tuneforge.config.require import require
 from tuneforge.errors import ConfigError, TuneforgeError
 
 if TYPE_CHECKING:
@@ -106,8 +107,7 @@ def build_plan(cfg: TuneforgeConfig) -> EvalPlan:
             "clear the datasets cache to download again.",
             e.download_mode,
         )
-    if not cfg.model.model_name_or_path:
-        raise ConfigError("`model_name_or_path` is not set; name the model folder (or Hub id) to evaluate.")
+    require(cfg.model.model_name_or_path, "model_name_or_path", "the model to evaluate")
     return EvalPlan(
         tasks=task_names(cfg),
         num_fewshot=e.n_shot,

@@ -28,16 +28,15 @@ same record that renders training data.
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 from typing import Any
 
-_FIELD = re.compile(r"\{(\w+)\}")
+from tuneforge.data.templates.record import PLACEHOLDER
 
 
 def fill(text: str, **values: str) -> str:
     """Replace ``{key}`` placeholders that name a given value; every other brace is left as is (JSON-safe)."""
-    return _FIELD.sub(lambda m: values[m.group(1)] if m.group(1) in values else m.group(0), text)
+    return PLACEHOLDER.sub(lambda m: values[m.group(1)] if m.group(1) in values else m.group(0), text)
 
 
 def to_json(value: Any, indent: int | None = None) -> str:
@@ -95,7 +94,7 @@ class ToolFormat:
                 kind = fill(self.optional_type, type=kind)
             slot = self.sig_param_optional if key not in required and self.sig_param_optional else self.sig_param
             sig.append(fill(slot, name=key, type=kind))
-            description = str(schema.get("description", "")).strip()
+            description = str(schema.get("description", "") if isinstance(schema, dict) else "").strip()
             params.append(fill(self.param, name=key, type=kind, description=description))
         return fill(
             self.tool,
@@ -166,9 +165,11 @@ class ToolFormat:
 _PY_TYPES = {"string": "str", "number": "float", "integer": "int", "boolean": "bool"}
 
 
-def python_type(schema: dict, typing_names: bool = False) -> str:
+def python_type(schema: Any, typing_names: bool = False) -> str:
     """The Python type name for a JSON-schema property, as the Hermes (``list[..]``) / Cohere (``List[..]``)
-    templates write it."""
+    templates write it. Boolean schemas and tuple-form ``items`` (a list) have no single type: ``Any``."""
+    if not isinstance(schema, dict):
+        return "Any"
     kind = schema.get("type")
     if isinstance(kind, str) and kind in _PY_TYPES:
         return _PY_TYPES[kind]
