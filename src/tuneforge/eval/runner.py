@@ -173,12 +173,10 @@ def results_record(
 
 def model_identity(cfg: TuneforgeConfig) -> dict[str, Any]:
     """Model and adapter paths with the SHA-256 of their files (None for a Hub id not on disk)."""
-    from tuneforge.infer.loading import adapter_paths
-
     return {
         "model_name_or_path": cfg.model.model_name_or_path,
         "model_sha256": folder_hash(cfg.model.model_name_or_path or ""),
-        "adapters": [{"path": p, "sha256": folder_hash(p)} for p in adapter_paths(cfg)],
+        "adapters": [{"path": p, "sha256": folder_hash(p)} for p in cfg.model.adapters],
     }
 
 
