@@ -30,8 +30,11 @@ def load_engine(cfg: TuneforgeConfig) -> Engine:
         raise _gpu_backend_error(backend_name)
     from tuneforge.infer.hf_backend import HFBackend
     from tuneforge.infer.loading import find_value_head, load_for_inference
+    from tuneforge.models.loader import load_tokenizer
 
-    model, tokenizer = load_for_inference(cfg)
+    tokenizer = load_tokenizer(cfg)
+    template = load_inference_template(cfg, tokenizer)  # refuses a mismatched template before any weight is read
+    model, tokenizer = load_for_inference(cfg, tokenizer)
     backend = HFBackend(
         model,
         tokenizer,
@@ -44,7 +47,7 @@ def load_engine(cfg: TuneforgeConfig) -> Engine:
     return Engine(
         backend,
         tokenizer,
-        load_inference_template(cfg, tokenizer),
+        template,
         GenerationDefaults.from_config(cfg.generation).params,
         model_name=served_name(cfg),
         scorer=scorer,
