@@ -123,12 +123,21 @@ def write_jsonl(path: Path, samples: list[dict[str, Any]]) -> None:
 
 
 def stats_command(cfg: Any, tokenizer: Any = None) -> Any:
-    """Print rows kept and dropped (and why), length percentiles, packing fill; returns the DataStats."""
-    from tuneforge.data.pipeline import prepare_dataset
+    """Print rows kept and dropped (and why), length percentiles, packing fill, and where the time went."""
+    from tuneforge.timing import Breakdown
 
-    tokenizer = tokenizer or _tokenizer(cfg)
-    stats = prepare_dataset(cfg, tokenizer).stats
-    show_stats(_console(), stats)
+    timing = Breakdown()
+    with timing.part("imports"):
+        from transformers import AutoTokenizer  # noqa: F401  (transformers and torch, timed apart from loading)
+
+        from tuneforge.data.pipeline import prepare_dataset
+    with timing.part("tokenizer"):
+        tokenizer = tokenizer or _tokenizer(cfg)
+    with timing.part("data"):
+        stats = prepare_dataset(cfg, tokenizer).stats
+    console = _console()
+    show_stats(console, stats)
+    console.print(line(f"time: {timing}"))
     return stats
 
 

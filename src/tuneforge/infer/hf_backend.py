@@ -12,6 +12,7 @@ import logging
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -78,6 +79,8 @@ class HFBackend:
         self.peak_batch = 0  # most rows decoded together so far (observability, tests)
         self.threads: int | None = None  # intra-op threads chosen on CPU (None: not measured)
         self.decode_stats = DecodeStats()
+        self.on_first_token: Callable[[float], None] | None = None  # gets each request's time to first token (s)
+        self._submitted: dict[int, float] = {}
         self._stopped = threading.Event()
         self._outbox: list = []  # this step's messages for the emitter thread (text, Finished, Failed)
         self._emitter = Emitter()
@@ -88,6 +91,7 @@ class HFBackend:
 
     def submit(self, request: GenerationRequest) -> None:
         """Queue a request (raises QueueFullError / ShuttingDownError)."""
+        self._submitted[request.request_id] = time.perf_counter()
         self.queue.put(request)
 
     def pending(self) -> int:
@@ -152,6 +156,11 @@ class HFBackend:
 
         return step
 
+    def _first_token(self, row: Row) -> None:
+        submitted = self._submitted.pop(row.request.request_id, None)
+        if submitted is not None and self.on_first_token is not None:
+            self._outbox.append((self.on_first_token, time.perf_counter() - submitted))
+
     def _guarded_step(self, batch: _Batch | None, new: list[GenerationRequest]) -> _Batch | None:
         try:
             return self._step(batch, new)
@@ -160,6 +169,7 @@ class HFBackend:
             for row in batch.rows if batch else []:
                 row.fail(error)
             for request in new:
+                self._submitted.pop(request.request_id, None)
                 self._outbox.append((request.emit, Failed(error)))
             return None
 
@@ -223,6 +233,8 @@ class HFBackend:
         for row, token in zip(batch.rows, tokens, strict=True):
             row.record(token)
             row.accept(token)
+            if row.generated == 1 or (row.done and not row.generated):
+                self._first_token(row)
         column = torch.tensor(tokens, dtype=torch.long, device=batch.ids.device)[:, None]
         batch.ids = torch.cat([batch.ids, column], dim=1)
         batch.mask = torch.cat([batch.mask, torch.ones_like(column)], dim=1)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
+import time
 from typing import TYPE_CHECKING, Any
 
 from tuneforge.errors import TuneforgeError
@@ -74,7 +75,10 @@ def api_command(cfg: TuneforgeConfig) -> None:
     from tuneforge.infer import load_engine
     from tuneforge.serve.app import create_app
 
+    started = time.perf_counter()
     engine = load_engine(cfg)
+    print(f"Model loaded in {time.perf_counter() - started:.1f} s")
+    report_first_token(engine)
     settings = server_settings(cfg, engine)
     host, port = bind_address(cfg, settings.api_keys)
     if not settings.api_keys:
@@ -83,3 +87,16 @@ def api_command(cfg: TuneforgeConfig) -> None:
             print("Binding 127.0.0.1 only; set api_keys and api_host to serve other machines.")
     print(f"Serving {settings.model_name} at http://{host}:{port}/v1 (docs at /docs)")
     build_server(create_app(engine, settings), engine, host, port).run()
+
+
+def report_first_token(engine: Any) -> None:
+    """Print the time to first token of the first request served (backends that measure it)."""
+    backend = engine.backend
+    if not hasattr(backend, "on_first_token"):
+        return
+
+    def once(seconds: float) -> None:
+        backend.on_first_token = None
+        print(f"First request: first token after {1000 * seconds:.0f} ms", flush=True)
+
+    backend.on_first_token = once
