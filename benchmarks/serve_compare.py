@@ -52,13 +52,11 @@ def hide_torchvision(work: Path) -> str:
     return str(shim)
 
 
-def start(name: str, command: list[str], port: int, log: Path, pythonpath: str | None) -> subprocess.Popen:
-    """Start one API server and wait until /v1/models answers."""
+def start(name: str, command: list[str], port: int, log: Path, extra: dict[str, str]) -> subprocess.Popen:
+    """Start one API server (environment: defaults plus `extra`) and wait until /v1/models answers."""
     import httpx
 
-    env = {**default_env(), "API_PORT": str(port), "API_HOST": "127.0.0.1"}
-    if pythonpath is not None:
-        env["PYTHONPATH"] = pythonpath
+    env = {**default_env(), "API_PORT": str(port), "API_HOST": "127.0.0.1", **extra}
     process = subprocess.Popen(command, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
     deadline = time.time() + 300
     while time.time() < deadline:
@@ -142,7 +140,7 @@ def versions(lf_python: str) -> str:
     return f"tuneforge (transformers {transformers.__version__}, torch {torch.__version__}); {lf_text}"
 
 
-def report(results: dict[tuple[str, int], list[float]], clients: list[int]) -> None:
+def report(results: dict[tuple[str, int], list[float]], clients: list[int], tuned: list[str]) -> None:
     print(f"\n{'clients':>7} {'tuneforge':>10} {'LF':>8} {'plain':>8} {'tf/LF':>7} {'tf/plain':>9}  (median tokens/s)")
     for n in clients:
         tf, lf, pl = (statistics.median(results[(s, n)]) for s in ("tuneforge", "llamafactory", "plain"))
@@ -150,6 +148,12 @@ def report(results: dict[tuple[str, int], list[float]], clients: list[int]) -> N
     for n in clients:
         per_round = [t / f for t, f in zip(results[("tuneforge", n)], results[("llamafactory", n)], strict=True)]
         print(f"tf/LF per round, {n} clients: " + ", ".join(f"{r:.2f}" for r in per_round))
+    for name in tuned:
+        ratios = [statistics.median(results[("tuneforge", n)]) / statistics.median(results[(name, n)]) for n in clients]
+        print(
+            f"default / {name} (hand-tuned threads): "
+            + ", ".join(f"{n} clients {r:.2f}" for n, r in zip(clients, ratios, strict=True))
+        )
 
 
 def main() -> None:
@@ -160,6 +164,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=2, help="requests per client")
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--tf-threads", type=int, nargs="*", default=[], help="also tuneforge with these threads")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="serve_compare_"))
     model = args.model
@@ -170,13 +175,16 @@ def main() -> None:
     lf_cli = str(Path(args.lf_python).parent / "llamafactory-cli")
     config = work / "serve.yaml"  # the same file for both (LF reads key=value overrides only after a file)
     config.write_text(f"model_name_or_path: {model}\ntemplate: qwen\ninfer_backend: huggingface\n")
+    tf_command = [sys.executable, "-m", "tuneforge.cli", "api", str(config)]
+    tf_env = {"PYTHONPATH": os.environ["PYTHONPATH"]} if os.environ.get("PYTHONPATH") else {}
     servers = {
-        "tuneforge": [sys.executable, "-m", "tuneforge.cli", "api", str(config)],
-        "llamafactory": [lf_cli, "api", str(config)],
+        "tuneforge": (tf_command, tf_env),
+        "llamafactory": ([lf_cli, "api", str(config)], {"PYTHONPATH": hide_torchvision(work)}),
     }
+    for threads in args.tf_threads:  # hand-tuned thread counts, to check the default against
+        servers[f"tf@{threads}"] = (tf_command, {**tf_env, "TUNEFORGE_NUM_THREADS": str(threads)})
     ports = {name: free_port() for name in servers}
-    paths = {"tuneforge": os.environ.get("PYTHONPATH"), "llamafactory": hide_torchvision(work)}
-    procs = {name: start(name, cmd, ports[name], work / f"{name}.log", paths[name]) for name, cmd in servers.items()}
+    procs = {name: start(name, cmd, ports[name], work / f"{name}.log", env) for name, (cmd, env) in servers.items()}
     print(f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {platform.machine()}, {os.cpu_count()} CPUs, "
           f"load average {os.getloadavg()[0]:.1f}; {versions(args.lf_python)}")  # fmt: skip
     results: dict[tuple[str, int], list[float]] = {}
@@ -186,7 +194,7 @@ def main() -> None:
         for round_index in range(args.rounds):
             for n in args.clients:
                 requests = max(1, args.requests if n < 32 else 1)
-                for name in ("tuneforge", "llamafactory", "plain"):
+                for name in [*servers, "plain"]:
                     if name == "plain":
                         tokens, seconds = plain(model, n, requests, args.max_tokens)
                     else:
@@ -198,7 +206,7 @@ def main() -> None:
         for process in procs.values():
             process.terminate()
             process.wait(30)
-    report(results, args.clients)
+    report(results, args.clients, [f"tf@{n}" for n in args.tf_threads])
 
 
 if __name__ == "__main__":
