@@ -87,3 +87,26 @@ def test_breakdown_names_each_part_in_order() -> None:
     names = [name for name, _ in timing.parts]
     assert names[-2:] == ["tokenizer", "data"] and names[0] in ("start-up", "tokenizer")
     assert str(timing).endswith("s") and "tokenizer 0.00 s" in str(timing)
+
+
+def test_engine_reports_first_token_decode_split_and_threads(tiny_qwen2, capsys: pytest.CaptureFixture) -> None:
+    from tuneforge.config import load_config
+    from tuneforge.infer import load_engine
+    from tuneforge.serve.server import report_first_token
+
+    engine = load_engine(load_config({"model_name_or_path": str(tiny_qwen2), "template": "qwen"}))
+    try:
+        seen: list[float] = []
+        engine.backend.on_first_token = seen.append
+        engine.chat([{"role": "user", "content": "hi"}], max_new_tokens=4, temperature=0)
+        report_first_token(engine)  # what `tuneforge api` installs: prints the first request's figure only
+        for _ in range(2):
+            engine.chat([{"role": "user", "content": "hi"}], max_new_tokens=2, temperature=0)
+    finally:
+        engine.close(5)
+    assert len(seen) == 1 and 0 < seen[0] < 60
+    assert capsys.readouterr().out.count("First request: first token after") == 1
+    stats = engine.backend.decode_stats
+    assert stats.steps[1] >= 3 and 0 <= stats.outside_forward(1) < 1
+    fixed = user_threads()  # a thread count set in the environment is used as given; otherwise one is measured
+    assert engine.backend.threads == fixed if fixed is not None else engine.backend.threads >= 1

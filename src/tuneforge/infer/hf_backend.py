@@ -92,7 +92,11 @@ class HFBackend:
     def submit(self, request: GenerationRequest) -> None:
         """Queue a request (raises QueueFullError / ShuttingDownError)."""
         self._submitted[request.request_id] = time.perf_counter()
-        self.queue.put(request)
+        try:
+            self.queue.put(request)
+        except BaseException:
+            self._submitted.pop(request.request_id, None)
+            raise
 
     def pending(self) -> int:
         """Requests waiting to join the running batch."""
@@ -167,6 +171,7 @@ class HFBackend:
         except Exception as error:  # a model failure must not kill the worker: report it to every request
             logger.exception("Generation step failed")
             for row in batch.rows if batch else []:
+                self._submitted.pop(row.request.request_id, None)
                 row.fail(error)
             for request in new:
                 self._submitted.pop(request.request_id, None)
