@@ -62,7 +62,9 @@ class MethodSection(Section):
     pissa_iter: int = F(16, "PiSSA: iterations of fast SVD; -1 uses the exact SVD.")
     pissa_convert: bool = F(
         False,
-        "PiSSA: save the final adapter converted to a plain LoRA adapter usable with the original weights.",
+        "PiSSA: also save the trained adapter converted to a plain LoRA adapter (twice the rank) for the original "
+        "base model, in output_dir/pissa_converted (the initial adapter goes to output_dir/pissa_init); "
+        "needs pissa_init, stages pt/sft.",
     )
     use_galore: bool = F(
         False,
@@ -169,19 +171,21 @@ class MethodSection(Section):
     use_muon: bool = F(False, "Use the Muon optimizer for 2-D weight matrices, with AdamW for the rest.")
     use_dft_loss: bool = F(
         False,
-        "SFT: use the Dynamic Fine-Tuning loss, which weights each token's loss by its predicted probability.",
+        "SFT: use the Dynamic Fine-Tuning loss, each label token's cross-entropy weighted by the model's "
+        "probability of that token (no gradient through the weight); token-weighted like the plain loss.",
     )
     use_asft_loss: bool = F(
         False,
-        "SFT: use the anchored SFT loss, DFT plus a KL term towards a reference model to limit drift.",
+        "SFT: use the anchored SFT loss, the DFT loss plus asft_alpha times KL(reference || model) per label "
+        "token; the reference is ref_model if set, else the base model (LoRA: the adapter disabled).",
     )
-    asft_alpha: float = F(0.1, "Anchored SFT: weight of the KL term towards the reference model.")
+    asft_alpha: float = F(0.1, "Anchored SFT (use_asft_loss): weight of the KL term towards the reference model.")
     use_eaft_loss: bool = F(
         False,
-        "SFT: use the entropy-adaptive fine-tuning loss, which scales each token's loss by the model's "
-        "normalised predictive entropy.",
+        "SFT: use the entropy-adaptive fine-tuning loss, each label token's cross-entropy weighted by "
+        "(entropy of the softmax over the 20 most likely tokens / 3) ** eaft_alpha (no gradient through the weight).",
     )
-    eaft_alpha: float = F(1.0, "EAFT: exponent controlling how strongly the entropy-based weight varies.")
+    eaft_alpha: float = F(1.0, "EAFT (use_eaft_loss): exponent of the entropy weight; 0 gives the plain loss.")
     freeze_vision_tower: bool = F(True, "Multimodal models: keep the vision encoder frozen.")
     freeze_multi_modal_projector: bool = F(
         True,

@@ -73,8 +73,9 @@ class ModelSection(Section):
     )
     mixture_of_depths: Literal["convert", "load"] | None = F(
         None,
-        "Mixture-of-Depths: convert turns the model into a MoD model, load loads one already converted "
-        "(needs the optional MoD package).",
+        "Mixture of depths: convert routes only the router's top tokens through every second decoder layer "
+        "(capacity falling from 1 to 1/8 over training); load loads a model saved after convert. llama, mistral, "
+        "mixtral, gemma, phi and starcoder2 models; padded batches only (no neat_packing / max_tokens_per_batch).",
     )
     use_unsloth: bool = F(
         False,

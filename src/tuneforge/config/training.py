@@ -463,15 +463,16 @@ class TrainingSection(Section):
     )
     fp8: bool = F(
         False,
-        "Train with FP8 mixed precision (Hopper-class NVIDIA GPUs; excludes weight quantization).",
+        "Train the linear layers with FP8 matmuls through torchao (pip install 'tuneforge[fp8]'); needs an NVIDIA "
+        "GPU of compute capability 8.9+ (Ada, Hopper, Blackwell) and stops elsewhere; not with quantization.",
     )
     fp8_backend: str = F(
         "auto",
-        "FP8 implementation: auto, or a specific backend such as torchao or te (Transformer Engine).",
+        "FP8 implementation: auto or torchao (the same); te (Transformer Engine) and msamp are refused.",
     )
     fp8_enable_fsdp_float8_all_gather: bool = F(
         False,
-        "FP8 with FSDP: all-gather weights in float8 to save communication (multi-GPU).",
+        "FP8 with FSDP2: all-gather weights in float8 (tensorwise scaling) to save communication; implies fp8.",
     )
     enable_torch_profiler: bool = F(False, "Record a PyTorch profiler trace during training.")
     profiler_output_dir: str | None = F(
