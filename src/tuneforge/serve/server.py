@@ -75,12 +75,12 @@ def api_command(cfg: TuneforgeConfig) -> None:
     from tuneforge.infer import load_engine
     from tuneforge.serve.app import create_app
 
+    host, port = bind_address(cfg, api_keys(cfg))  # a bad API_PORT stops here, before any weight is read
     started = time.perf_counter()
     engine = load_engine(cfg)
     print(f"Model loaded in {time.perf_counter() - started:.1f} s")
     report_first_token(engine)
     settings = server_settings(cfg, engine)
-    host, port = bind_address(cfg, settings.api_keys)
     if not settings.api_keys:
         print(f"No API key set (api_keys / API_KEY): the server is open to anyone who can reach {host}:{port}.")
         if host == "127.0.0.1":
