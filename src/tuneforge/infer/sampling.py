@@ -123,7 +123,10 @@ def _penalised(logits: torch.Tensor, counts: list[torch.Tensor | None], params: 
     import torch
 
     return torch.stack(
-        [row if c is None else apply_penalties(row, c, p) for row, c, p in zip(logits, counts, params, strict=True)]
+        [
+            row if c is None else apply_penalties(row, c.to(row.device), p)  # counts live on the CPU
+            for row, c, p in zip(logits, counts, params, strict=True)
+        ]
     )
 
 
@@ -173,5 +176,7 @@ def _top_p(probs: torch.Tensor, top_p: float) -> torch.Tensor:
 def _draw(probs: torch.Tensor, ids: torch.Tensor | None, generator: torch.Generator | None) -> int:
     import torch
 
+    if generator is not None and generator.device != probs.device:  # seeded generators live on the CPU
+        probs = probs.to(generator.device)
     choice = int(torch.multinomial(probs, 1, generator=generator))
     return choice if ids is None else int(ids[choice])
