@@ -84,8 +84,10 @@ class HFBackend:
         self._stopped = threading.Event()
         self._outbox: list = []  # this step's messages for the emitter thread (text, Finished, Failed)
         self._emitter = Emitter()
+        self._ready = threading.Event()  # set once the thread count is chosen (part of loading, not of a request)
         self._thread = threading.Thread(target=self._run, name="tuneforge-engine", daemon=True)
         self._thread.start()
+        self._ready.wait(timeout=120)
 
     # ---- public -----------------------------------------------------------------------------------------
 
@@ -116,7 +118,10 @@ class HFBackend:
 
         batch: _Batch | None = None
         with torch.inference_mode():
-            self._tune_threads()
+            try:
+                self._tune_threads()
+            finally:
+                self._ready.set()
             while True:
                 room = self.max_batch_size - (len(batch.rows) if batch else 0)
                 may_admit = batch is None or self._can_merge
