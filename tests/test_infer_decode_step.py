@@ -110,3 +110,17 @@ def test_engine_reports_first_token_decode_split_and_threads(tiny_qwen2, capsys:
     assert stats.steps[1] >= 3 and 0 <= stats.outside_forward(1) < 1
     fixed = user_threads()  # a thread count set in the environment is used as given; otherwise one is measured
     assert engine.backend.threads == fixed if fixed is not None else engine.backend.threads >= 1
+
+
+def test_loaded_line_names_parts_and_threads() -> None:
+    from types import SimpleNamespace
+
+    from tuneforge.timing import Breakdown, loaded_line
+
+    timing = Breakdown()
+    with timing.part("weights"):
+        pass
+    assert loaded_line(timing, SimpleNamespace(backend=SimpleNamespace(threads=1))).endswith(
+        "weights 0.00 s; 1 CPU thread"
+    )
+    assert loaded_line(timing, SimpleNamespace(backend=SimpleNamespace(threads=None))).endswith("weights 0.00 s")

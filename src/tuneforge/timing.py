@@ -42,3 +42,9 @@ class Breakdown:
 
     def __str__(self) -> str:
         return ", ".join(f"{name} {seconds:.2f} s" for name, seconds in self.parts)
+
+
+def loaded_line(timing: Breakdown, engine: object) -> str:
+    """`loaded: start-up .. s, imports .. s, ...; 1 CPU thread` for chat and api start-up."""
+    threads = getattr(getattr(engine, "backend", None), "threads", None)
+    return f"loaded: {timing}" + (f"; {threads} CPU thread{'s' if threads > 1 else ''}" if threads else "")

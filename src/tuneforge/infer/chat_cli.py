@@ -34,10 +34,11 @@ def chat_command(cfg: TuneforgeConfig) -> None:
     Timings (loading, and per answer the time to first token and the decoding speed) go to stderr.
     """
     from tuneforge.infer import load_engine
+    from tuneforge.timing import Breakdown, loaded_line
 
-    started = time.perf_counter()
-    engine = load_engine(cfg)
-    print(f"[loaded in {time.perf_counter() - started:.1f} s]", file=sys.stderr)
+    timing = Breakdown()
+    engine = load_engine(cfg, timing)
+    print(f"[{loaded_line(timing, engine)}]", file=sys.stderr)
     try:
         run_chat(engine, ChatSession(system=cfg.data.default_system), sys.stdin, sys.stdout, timings=sys.stderr)
     finally:

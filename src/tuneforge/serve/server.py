@@ -9,7 +9,6 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
-import time
 from typing import TYPE_CHECKING, Any
 
 from tuneforge.errors import TuneforgeError
@@ -76,9 +75,11 @@ def api_command(cfg: TuneforgeConfig) -> None:
     from tuneforge.serve.app import create_app
 
     host, port = bind_address(cfg, api_keys(cfg))  # a bad API_PORT stops here, before any weight is read
-    started = time.perf_counter()
-    engine = load_engine(cfg)
-    print(f"Model loaded in {time.perf_counter() - started:.1f} s")
+    from tuneforge.timing import Breakdown, loaded_line
+
+    timing = Breakdown()
+    engine = load_engine(cfg, timing)
+    print("L" + loaded_line(timing, engine)[1:])
     report_first_token(engine)
     settings = server_settings(cfg, engine)
     if not settings.api_keys:
