@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Literal
 
 from tuneforge.config.fields import F, Section
+from tuneforge.config.lists import CommaList, CommaListStr, split_list
+from tuneforge.config.stages import StageName
 
 
 class MethodSection(Section):
@@ -22,7 +24,7 @@ class MethodSection(Section):
         None,
         "Freeze tuning: comma-separated extra modules outside the hidden layers to train as well.",
     )
-    additional_target: str | None = F(
+    additional_target: CommaList = F(
         None,
         "Comma-separated modules besides the adapter layers to train fully and save (e.g. embed_tokens,lm_head).",
     )
@@ -44,7 +46,7 @@ class MethodSection(Section):
         8,
         "LoRA: rank of the low-rank update matrices; higher means more trainable parameters.",
     )
-    lora_target: str = F("all", "LoRA: comma-separated module names to adapt, or all for every linear layer.")
+    lora_target: CommaListStr = F("all", "LoRA: comma-separated module names to adapt, or all for every linear layer.")
     loraplus_lr_ratio: float | None = F(
         None,
         "LoRA+: learning-rate multiplier for the B matrices relative to A; unset disables LoRA+.",
@@ -143,7 +145,7 @@ class MethodSection(Section):
         False,
         "Train entirely in bfloat16 with no float32 master weights (saves memory, needs bf16 hardware).",
     )
-    stage: Literal["pt", "sft", "rm", "ppo", "dpo", "kto", "grpo"] = F(
+    stage: StageName = F(
         "sft",
         "Training stage: pt (pre-training), sft, rm (reward model), ppo, dpo (and other preference losses), kto, grpo.",
     )
@@ -195,3 +197,13 @@ class MethodSection(Section):
         False,
         "Multimodal models: keep the language model frozen, training only the other parts.",
     )
+
+    @property
+    def lora_targets(self) -> list[str]:
+        """`lora_target` as a list (`["all"]` for every linear layer)."""
+        return split_list(self.lora_target)
+
+    @property
+    def additional_targets(self) -> list[str]:
+        """`additional_target` as a list."""
+        return split_list(self.additional_target)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Literal
 
 from tuneforge.config.fields import F, Section
+from tuneforge.config.lists import CommaList, split_list
 
 
 class ModelSection(Section):
@@ -14,7 +15,7 @@ class ModelSection(Section):
         None,
         "Local directory or Hugging Face Hub id of the base model and its tokenizer.",
     )
-    adapter_name_or_path: str | None = F(
+    adapter_name_or_path: CommaList = F(
         None,
         "Comma-separated paths or Hub ids of trained LoRA/OFT adapters to apply to the base model, in order.",
     )
@@ -186,3 +187,8 @@ class ModelSection(Section):
         None,
         "KTransformers: intermediate (feed-forward) size of each GPU-side LoRA expert.",
     )
+
+    @property
+    def adapters(self) -> list[str]:
+        """`adapter_name_or_path` as a list, in the order they are applied."""
+        return split_list(self.adapter_name_or_path)

@@ -1,6 +1,6 @@
 """Collators: padding (sft/pt/unsupervised), pairwise (rm/dpo), KTO, packed and padding-free batches.
 
-`PackedCollator` and `PaddingFreeCollator` put the whole batch in one row (`input_ids` of shape [1, total])
+`PaddingFreeCollator` puts the whole batch in one row (`input_ids` of shape [1, total])
 with `position_ids` that restart at 0 for each sample, `cu_seq_lens_q/k` and `max_length_q/k` (the keyword
 names transformers' flash-attention path reads), and labels of -100 at each sample's first token, so
 neither attention nor loss crosses a sample boundary when the model uses varlen attention.
@@ -140,6 +140,3 @@ class PaddingFreeCollator:
             "max_length_q": longest,
             "max_length_k": longest,
         }
-
-
-PackedCollator = PaddingFreeCollator  # packed rows are collated the same way: one row, positions per sample

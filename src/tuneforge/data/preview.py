@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from tuneforge.config import TuneforgeConfig
 
 from tuneforge.console import line, literal
 
@@ -24,13 +27,15 @@ def _console() -> Any:
     return make_console()
 
 
-def _tokenizer(cfg: Any) -> Any:
+def _tokenizer(cfg: TuneforgeConfig) -> Any:
     from tuneforge.models.loader import load_tokenizer
 
     return load_tokenizer(cfg)
 
 
-def preview_command(cfg: Any, n: int = 3, jsonl: str | None = None, tokenizer: Any = None) -> list[dict[str, Any]]:
+def preview_command(
+    cfg: TuneforgeConfig, n: int = 3, jsonl: str | None = None, tokenizer: Any = None
+) -> list[dict[str, Any]]:
     """Print the first `n` training samples; with `jsonl`, also write every shown sample as a JSON line.
 
     Returns the samples shown (dicts of token-id lists).
@@ -122,22 +127,53 @@ def write_jsonl(path: Path, samples: list[dict[str, Any]]) -> None:
             handle.write(json.dumps(row) + "\n")
 
 
-def stats_command(cfg: Any, tokenizer: Any = None) -> Any:
+def _recalled_stats(cfg: TuneforgeConfig) -> Any:
+    """The stats of data a previous `data stats` prepared with this exact config and files (no tokenizer load)."""
+    from tuneforge.data import cache
+    from tuneforge.data.pipeline import DataStats
+    from tuneforge.errors import TuneforgeError
+
+    root = cache.cache_root(getattr(cfg.model, "cache_dir", None))
+    try:
+        found = cache.recall(root, cache.quick_key(cfg, root))
+    except (OSError, ValueError, KeyError, TuneforgeError):  # the normal path below reports the problem
+        return None
+    if found is None:
+        return None
+    meta, warnings = found
+    stats = DataStats.from_dict(meta["stats"])
+    stats.cache_hit, stats.cache_path, stats.warnings = True, meta["folder"], warnings
+    return stats
+
+
+def stats_command(cfg: TuneforgeConfig, tokenizer: Any = None) -> Any:
     """Print rows kept and dropped (and why), length percentiles, packing fill, and where the time went."""
     from tuneforge.timing import Breakdown
 
     timing = Breakdown()
+    with timing.part("cache lookup"):
+        stats = _recalled_stats(cfg) if tokenizer is None else None
+    if stats is None:
+        stats = _prepared_stats(cfg, tokenizer, timing)
+    console = _console()
+    show_stats(console, stats)
+    console.print(line(f"time: {timing}"))
+    return stats
+
+
+def _prepared_stats(cfg: TuneforgeConfig, tokenizer: Any, timing: Any) -> Any:
+    """Prepare (or load from the cache) the data with the tokenizer, and remember its stats for next time."""
     with timing.part("imports"):
         from transformers import AutoTokenizer  # noqa: F401  (transformers and torch, timed apart from loading)
 
+        from tuneforge.data import cache
         from tuneforge.data.pipeline import prepare_dataset
     with timing.part("tokenizer"):
         tokenizer = tokenizer or _tokenizer(cfg)
     with timing.part("data"):
         stats = prepare_dataset(cfg, tokenizer).stats
-    console = _console()
-    show_stats(console, stats)
-    console.print(line(f"time: {timing}"))
+    root = cache.cache_root(getattr(cfg.model, "cache_dir", None))
+    cache.remember(root, cache.quick_key(cfg, root), stats.cache_path, stats.warnings)
     return stats
 
 

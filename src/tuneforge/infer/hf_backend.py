@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from tuneforge.infer.isolation import accept_token, pick_tokens
 from tuneforge.infer.requests import Failed, GenerationRequest, RequestQueue
 from tuneforge.infer.rows import Emitter, Row
 from tuneforge.infer.sampling import sample_batch
@@ -91,13 +92,16 @@ class HFBackend:
 
     # ---- public -----------------------------------------------------------------------------------------
 
-    def submit(self, request: GenerationRequest) -> None:
-        """Queue a request (raises QueueFullError / ShuttingDownError)."""
-        self._submitted[request.request_id] = time.perf_counter()
+    def submit(self, *requests: GenerationRequest) -> None:
+        """Queue the requests, all or none (raises QueueFullError / ShuttingDownError)."""
+        now = time.perf_counter()
+        for request in requests:
+            self._submitted[request.request_id] = now
         try:
-            self.queue.put(request)
+            self.queue.put(*requests)
         except BaseException:
-            self._submitted.pop(request.request_id, None)
+            for request in requests:
+                self._submitted.pop(request.request_id, None)
             raise
 
     def pending(self) -> int:
@@ -238,14 +242,14 @@ class HFBackend:
         """Pick one token per row, stream it, and append it to the batch tensors."""
         import torch
 
-        params, counts, generators = zip(*(row.sampling_state for row in batch.rows), strict=True)
-        tokens = sample_batch(logits, list(params), list(counts), list(generators))
+        tokens = pick_tokens(batch.rows, logits, sample_batch)  # a failing row fails alone (token None)
         for row, token in zip(batch.rows, tokens, strict=True):
-            row.record(token)
-            row.accept(token)
+            if token is not None:
+                accept_token(row, token)
             if row.generated == 1 or (row.done and not row.generated):
                 self._first_token(row)
-        column = torch.tensor(tokens, dtype=torch.long, device=batch.ids.device)[:, None]
+        padded = [self.pad_id if token is None else token for token in tokens]
+        column = torch.tensor(padded, dtype=torch.long, device=batch.ids.device)[:, None]
         batch.ids = torch.cat([batch.ids, column], dim=1)
         batch.mask = torch.cat([batch.mask, torch.ones_like(column)], dim=1)
 

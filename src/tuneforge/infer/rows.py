@@ -123,13 +123,18 @@ class _TextStream:
         self.done = False
 
     def push(self, token: int) -> None:
-        """Stream one token's text; a stop string ends the request here."""
+        """Stream one token's text; a stop string ends the request here, a failure fails this request only."""
         if self.done:
             return
         self._tokens += 1
-        text, stopped = self._stops.feed(self._detok.push(token))
-        if text:
-            self.request.emit(TextDelta(text, (token,)))
+        try:
+            text, stopped = self._stops.feed(self._detok.push(token))
+            if text:
+                self.request.emit(TextDelta(text, (token,)))
+        except Exception as error:  # detokenising or the consumer's callback: this row fails, not the others
+            logger.exception("Streaming a token failed for request %s", self.request.request_id)
+            self.fail(error)
+            return
         if stopped:
             self._end("stop", self._tokens)
 

@@ -178,5 +178,8 @@ def _draw(probs: torch.Tensor, ids: torch.Tensor | None, generator: torch.Genera
 
     if generator is not None and generator.device != probs.device:  # seeded generators live on the CPU
         probs = probs.to(generator.device)
+    total = float(probs.sum())  # inf or NaN anywhere makes the sum non-finite
+    if not total > 0 or total == float("inf"):
+        raise ValueError(f"sampling probabilities are not finite (sum {total})")
     choice = int(torch.multinomial(probs, 1, generator=generator))
     return choice if ids is None else int(ids[choice])
