@@ -50,7 +50,7 @@ def load_for_inference(cfg: TuneforgeConfig, tokenizer: Any = None) -> tuple[Any
 
     m = cfg.model
     tokenizer = tokenizer if tokenizer is not None else load_tokenizer(cfg)
-    check_adapter_paths(adapter_paths(cfg))
+    check_adapter_paths(cfg.model.adapters)
     model_config = AutoConfig.from_pretrained(m.model_name_or_path, trust_remote_code=m.trust_remote_code)
     kwargs: dict[str, Any] = {"dtype": infer_dtype(cfg, model_config), "trust_remote_code": m.trust_remote_code}
     attn = attn_implementation(m.flash_attn)
