@@ -68,6 +68,7 @@ def start(name: str, command: list[str], port: int, log: Path, extra: dict[str, 
         except httpx.HTTPError:
             pass
         time.sleep(0.5)
+    process.terminate()
     raise SystemExit(f"{name} did not start within 300 s; see {log}")
 
 
@@ -184,11 +185,13 @@ def main() -> None:
     for threads in args.tf_threads:  # hand-tuned thread counts, to check the default against
         servers[f"tf@{threads}"] = (tf_command, {**tf_env, "TUNEFORGE_NUM_THREADS": str(threads)})
     ports = {name: free_port() for name in servers}
-    procs = {name: start(name, cmd, ports[name], work / f"{name}.log", env) for name, (cmd, env) in servers.items()}
-    print(f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {platform.machine()}, {os.cpu_count()} CPUs, "
-          f"load average {os.getloadavg()[0]:.1f}; {versions(args.lf_python)}")  # fmt: skip
+    procs: dict[str, subprocess.Popen] = {}
     results: dict[tuple[str, int], list[float]] = {}
-    try:
+    try:  # every server started so far is stopped below, also when a later one fails to start
+        for name, (cmd, env) in servers.items():
+            procs[name] = start(name, cmd, ports[name], work / f"{name}.log", env)
+        print(f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {platform.machine()}, {os.cpu_count()} CPUs, "
+              f"load average {os.getloadavg()[0]:.1f}; {versions(args.lf_python)}")  # fmt: skip
         for port in ports.values():  # warm-up
             asyncio.run(load(port, 1, 1, 4))
         for round_index in range(args.rounds):
