@@ -12,9 +12,9 @@ from typing import Any
 
 import click
 
-from tuneforge import __version__
 from tuneforge.console import shown
 from tuneforge.errors import TuneforgeError
+from tuneforge.version import __version__
 
 CONFIG_VERB = {
     "ignore_unknown_options": True,
