@@ -104,3 +104,25 @@ def test_no_ddp_defaults_in_a_single_process(monkeypatch: pytest.MonkeyPatch) ->
     values: dict = {}
     ddp_defaults(_cfg("lora"), values, cuda=False)
     assert values == {}
+
+
+def test_other_ranks_leave_the_output_folder_alone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rank 1 neither writes the resolved config nor trims the log nor clears half-written checkpoints."""
+    from tuneforge.config import load_config
+    from tuneforge.train import checkpoint as ckpt
+    from tuneforge.train.recipe import save_resolved_config
+
+    cfg = load_config({"model_name_or_path": str(tmp_path), "output_dir": str(tmp_path)})
+    log = tmp_path / "trainer_log.jsonl"
+    log.write_text('{"current_steps": 1}\n{"current_steps": 2}\n')
+    (tmp_path / ckpt.STAGING).mkdir()
+    monkeypatch.setenv("RANK", "1")
+    assert not save_resolved_config(cfg, tmp_path).exists()
+    ckpt.trim_log(log, 1)
+    ckpt.clear_staging(tmp_path)
+    assert len(log.read_text().splitlines()) == 2 and (tmp_path / ckpt.STAGING).exists()
+    monkeypatch.setenv("RANK", "0")
+    assert save_resolved_config(cfg, tmp_path).exists()
+    ckpt.trim_log(log, 1)
+    ckpt.clear_staging(tmp_path)
+    assert len(log.read_text().splitlines()) == 1 and not (tmp_path / ckpt.STAGING).exists()
