@@ -187,3 +187,30 @@ def test_efficient_eos_with_mask_history_labels_only_the_trained_answer(qwen_tok
     first = template.encode_turns(qwen_tokenizer, CHAT)[0]
     assert row["labels"][len(first[0] + first[1])] == IGNORE
     assert row["labels"].count(eos) == 1 and row["labels"][-1] == eos
+
+
+@pytest.mark.parametrize("name", ["qwen", "llama3", "mistral"])
+def test_glaive_rows_train_on_the_prompt_the_api_builds(shared_dir, qwen_tokenizer, name: str) -> None:
+    """Every glaive_toolcall_en_demo row (bare function schemas): the ids before its first answer equal the API
+    engine's prompt for the same question with the schemas in OpenAI's wrapped form."""
+    from tuneforge.data.convert import convert_rows
+    from tuneforge.data.loading import read_dataset
+    from tuneforge.data.registry import resolve_datasets
+    from tuneforge.infer.engine import Engine
+
+    template = get_template(name, qwen_tokenizer)
+    engine = Engine(None, qwen_tokenizer, template, None, "m")
+    report = RowReport()
+    (attr,) = resolve_datasets("glaive_toolcall_en_demo", shared_dir / "lf-data")
+    examples = convert_rows(read_dataset(attr, report), attr, report).rows
+    checked = 0
+    for ex in examples:
+        first = next(i for i, m in enumerate(ex["messages"]) if m["role"] == "assistant")
+        history, tools = ex["messages"][:first], ex["tools"]
+        (row,) = _process(
+            template, qwen_tokenizer, [{**ex, "messages": history}], kind="unsupervised", cutoff_len=10**6
+        )
+        wrapped = [{"type": "function", "function": t} for t in tools or []]
+        assert engine.encode_chat(history, ex["system"], wrapped).ids == row["input_ids"]
+        checked += bool(tools)
+    assert checked >= 19

@@ -84,3 +84,11 @@ def read_log(out: Path) -> list[dict[str, Any]]:
     """Records of `out/trainer_log.jsonl`."""
     path = out / "trainer_log.jsonl"
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def write_identity_dataset(folder: Path, n: int = 16) -> Path:
+    """An alpaca dataset `ids` of n "Who are you i?" rows with its dataset_info.json in `folder` (returned)."""
+    rows = [{"instruction": f"Who are you {i}?", "input": "", "output": f"I am Forge {i}."} for i in range(n)]
+    (folder / "ids.json").write_text(json.dumps(rows))
+    (folder / "dataset_info.json").write_text(json.dumps({"ids": {"file_name": "ids.json"}}))
+    return folder

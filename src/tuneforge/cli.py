@@ -12,8 +12,9 @@ from typing import Any
 
 import click
 
-from tuneforge import __version__
-from tuneforge.errors import NotBuiltError, TuneforgeError
+from tuneforge.console import shown
+from tuneforge.errors import TuneforgeError
+from tuneforge.version import __version__
 
 CONFIG_VERB = {
     "ignore_unknown_options": True,
@@ -56,6 +57,10 @@ def main_group() -> None:
 @_config_verb("train", "Train a model (pt, sft, rm, dpo, kto, ppo, grpo) as the config says.")
 def train_cmd(config: str | None, overrides: tuple[str, ...]) -> None:
     cfg = _load(config, overrides)
+    from tuneforge.train.launch import launch_if_wanted
+
+    if launch_if_wanted(["train", *([config] if config else []), *overrides], cfg):
+        return  # torchrun ran the job on every rank
     from tuneforge.train import run_training
 
     run_training(cfg)
@@ -93,10 +98,12 @@ def webchat_cmd(config: str | None, overrides: tuple[str, ...]) -> None:
     webchat_command(cfg)
 
 
-@_config_verb("eval", "Evaluate the model on a benchmark task.")
+@_config_verb("eval", "Evaluate the model (and its adapters) on lm-evaluation-harness benchmarks (MMLU, C-Eval...).")
 def eval_cmd(config: str | None, overrides: tuple[str, ...]) -> None:
-    _load(config, overrides)  # the config is read and validated before saying the verb is not built
-    _not_built("eval")
+    cfg = _load(config, overrides)
+    from tuneforge.eval.runner import eval_command
+
+    eval_command(cfg)
 
 
 @main_group.command("webui")
@@ -118,13 +125,6 @@ def debug_config_cmd(config: str) -> None:
     from tuneforge.webui.vscode import debug_config_command
 
     click.echo(f"wrote {debug_config_command(config)}")
-
-
-def _not_built(verb: str) -> None:
-    raise NotBuiltError(
-        f"`tuneforge {verb}` is not built yet in tuneforge {__version__}. "
-        "The config was read and validated; follow the project's issues for this verb."
-    )
 
 
 @main_group.command("env")
@@ -250,7 +250,7 @@ def main(argv: list[str] | None = None) -> None:
     except TuneforgeError as err:
         if os.environ.get("TUNEFORGE_DEBUG") == "1":
             raise
-        click.secho(f"error: {err}", fg="red", err=True)
+        click.secho(f"error: {shown(err)}", fg="red", err=True)
         sys.exit(err.exit_code)
     except click.exceptions.Exit as err:
         sys.exit(err.exit_code)

@@ -382,7 +382,8 @@ class TrainingSection(Section):
     )
     ddp_find_unused_parameters: bool | None = F(
         None,
-        "DDP: look for parameters that get no gradient each step (multi-GPU); unset decides automatically.",
+        "DDP: look for parameters that get no gradient each step (multi-process); unset: false for LoRA (as "
+        "LLaMA-Factory), else the Trainer's choice (false with gradient checkpointing).",
     )
     ddp_bucket_cap_mb: int | None = F(None, "DDP: gradient bucket size in MB for all-reduce (multi-GPU).")
     ddp_broadcast_buffers: bool | None = F(
@@ -395,12 +396,15 @@ class TrainingSection(Section):
     )
     ddp_backend: str | None = F(
         None,
-        "Distributed backend: nccl (NVIDIA GPUs), gloo (CPU), or another supported by PyTorch.",
+        "Distributed backend: nccl (NVIDIA GPUs), gloo (CPU), or another supported by PyTorch; unset: gloo on CPU, "
+        "the device's default elsewhere.",
     )
     ddp_timeout: int = F(1800, "Timeout in seconds for distributed collective operations.")
     fsdp: list[str] | str | None = F(
         None,
-        "Fully Sharded Data Parallel options (e.g. full_shard auto_wrap) for multi-GPU training.",
+        "Fully Sharded Data Parallel (FSDP2 by default) options, e.g. `full_shard auto_wrap`; needs several "
+        "processes (more than one GPU, or FORCE_TORCHRUN=1). On CPU accelerate does not shard: a warning says the "
+        "run is plain DDP.",
     )
     fsdp_config: dict | str | None = F(
         None,
@@ -408,7 +412,9 @@ class TrainingSection(Section):
     )
     deepspeed: dict | str | None = F(
         None,
-        "DeepSpeed config (multi-GPU, needs the optional deepspeed package), as a dict or path to a JSON file.",
+        "DeepSpeed config: a stage name (z0, z2, z3, z3_offload: the files in examples/deepspeed/), a JSON file or "
+        "a dict; `auto` values come from the training keys. Validated by DeepSpeed before launch; needs "
+        "pip install 'tuneforge[deepspeed]' and CUDA GPUs.",
     )
     debug: list[str] | str = F(
         "",
@@ -451,15 +457,19 @@ class TrainingSection(Section):
         None,
         "Path or Hub id of a GenerationConfig to use when generating during evaluation.",
     )
-    ray_num_workers: int = F(1, "Number of Ray workers (one per GPU) for distributed training with Ray.")
-    ray_init_kwargs: dict | str | None = F(None, "Arguments passed to ray.init(), as a dict or JSON string.")
+    ray_num_workers: int = F(
+        1, "Ray Train workers (LLaMA-Factory, USE_RAY=1). Ray Train is not built yet: warns that it has no effect."
+    )
+    ray_init_kwargs: dict | str | None = F(
+        None, "Arguments for ray.init() (LLaMA-Factory, USE_RAY=1). Ray Train is not built yet: warns, no effect."
+    )
     master_addr: str | None = F(
         None,
-        "Address of the rank-0 node for multi-node training (the MASTER_ADDR variable).",
+        "Address of the node with NODE_RANK=0 for the torchrun launch; the MASTER_ADDR variable wins when set.",
     )
     master_port: str | None = F(
         None,
-        "Port of the rank-0 node for multi-node training (the MASTER_PORT variable).",
+        "Rendezvous port for the torchrun launch (the same on every node); the MASTER_PORT variable wins when set.",
     )
     fp8: bool = F(
         False,

@@ -19,7 +19,10 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from tuneforge.config import TuneforgeConfig
 
 FORMAT_VERSION = "2"  # bump when the stored layout or the processing semantics change (2: per-chunk encoding)
 _PROBE = "Hello, 世界! 123 <|im_start|> \n\t naïve café — 😀 def f(x): return x**2"
@@ -110,16 +113,16 @@ _TOKENIZER_FILES = (
 )
 
 
-def quick_key(cfg: Any, root: Path) -> str | None:
+def quick_key(cfg: TuneforgeConfig, root: Path) -> str | None:
     """A key for a config's prepared data computed without loading the tokenizer, or None when it cannot be.
 
     It hashes the whole config, the local tokenizer files and the local data files (by content), so it is at
     least as specific as the full key; `remember` maps it to the full key's entry after a normal run, and
     `recall` finds that entry again without importing transformers (a warm `tuneforge data stats`).
     """
-    from tuneforge import __version__
     from tuneforge.data.loading import data_files
     from tuneforge.data.registry import resolve_datasets
+    from tuneforge.version import __version__
 
     d, model = cfg.data, Path(str(cfg.model.model_name_or_path or ""))
     if not model.is_dir() or d.streaming or d.overwrite_cache or getattr(d, "tokenized_path", None):

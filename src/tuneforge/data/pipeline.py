@@ -27,6 +27,7 @@ from tuneforge.data.report import RowReport
 from tuneforge.data.splits import DatasetSplits, DatasetStat, DataStats, Plan
 from tuneforge.data.tokens import MemoTokenizer
 from tuneforge.errors import DataError
+from tuneforge.train.dist import is_main_process
 
 if TYPE_CHECKING:
     from tuneforge.config import TuneforgeConfig
@@ -115,7 +116,8 @@ def prepare_dataset(cfg: TuneforgeConfig, tokenizer: Any, kind: DataKind | None 
 
 def _cached_or_built(plan: Plan, tokenizer: Any, folder: Path) -> tuple[dict[str, Any], DataStats]:
     """Split datasets from the cache entry `folder`, building and storing it first when needed."""
-    hit = None if plan.data.overwrite_cache else cache.load_entry(folder)
+    rebuild = plan.data.overwrite_cache and is_main_process()  # other ranks read what rank 0 rebuilt
+    hit = None if rebuild else cache.load_entry(folder)
     cached = hit is not None
     if hit is None:
         tables, stats = build_tables(plan, tokenizer)

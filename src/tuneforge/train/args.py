@@ -7,6 +7,8 @@ import logging
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
+from tuneforge.train.dist import ddp_defaults
+
 if TYPE_CHECKING:
     from transformers import Seq2SeqTrainingArguments
 
@@ -63,6 +65,7 @@ def build_training_args(cfg: TuneforgeConfig, *, cuda: bool) -> tuple[Seq2SeqTra
         values["train_sampling_strategy"] = "sequential"
     if not cuda:
         values["use_cpu"] = True
+    ddp_defaults(cfg, values, cuda)
     return Seq2SeqTrainingArguments(**values), precision["notes"]
 
 

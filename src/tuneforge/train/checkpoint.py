@@ -19,6 +19,7 @@ from typing import Any
 
 from tuneforge.errors import TuneforgeError
 from tuneforge.files import fsync_dir, write_json_atomic
+from tuneforge.train.dist import is_main_process
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +58,7 @@ def complete_checkpoints(output_dir: Path) -> list[Path]:
 def clear_staging(output_dir: Path) -> None:
     """Remove half-written checkpoints left by a killed run."""
     staging = output_dir / STAGING
-    if staging.exists():
+    if staging.exists() and is_main_process():
         logger.warning("Removing incomplete checkpoint(s) left by an interrupted save in %s", staging)
         shutil.rmtree(staging)
 
@@ -137,7 +138,7 @@ def check_fingerprint(checkpoint: str, current: dict[str, str]) -> None:
 
 def trim_log(log_path: Path, step: int) -> None:
     """Drop log lines written after `step` by a run that was killed before its next checkpoint."""
-    if not log_path.is_file():
+    if not log_path.is_file() or not is_main_process():
         return
     kept = [
         line

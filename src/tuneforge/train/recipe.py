@@ -28,6 +28,7 @@ from tuneforge.models.loader import load_model, load_tokenizer
 from tuneforge.train import checkpoint as ckpt
 from tuneforge.train.args import build_training_args
 from tuneforge.train.callbacks import LOG_NAME, GracefulStop, LogCallback, ProgressCallback
+from tuneforge.train.dist import is_main_process, main_process_first
 from tuneforge.train.fp8 import apply_fp8, check_fp8
 from tuneforge.train.plot import plot_losses
 from tuneforge.train.speed.plan import SpeedPlan, plan_speed, prepare_model
@@ -196,7 +197,8 @@ def stage_data(cfg: TuneforgeConfig, tokenizer: Any, collator: Callable[[Any, An
     from tuneforge.data.pipeline import prepare_dataset
 
     row = stage(cfg.method.stage)
-    splits = prepare_dataset(cfg, tokenizer, kind=row.data_kind)
+    with main_process_first():  # rank 0 builds the data cache, the other ranks read it
+        splits = prepare_dataset(cfg, tokenizer, kind=row.data_kind)
     if splits.train is None or len(splits.train) == 0:
         raise TuneforgeError("No training rows: set `dataset` (the data report above says why rows were dropped).")
     if row.proof_column not in splits.train.column_names:
@@ -215,7 +217,7 @@ def begin_log(cfg: TuneforgeConfig, run: RunStart, fingerprint: dict[str, str]) 
     if run.resume:
         ckpt.check_fingerprint(run.resume, fingerprint)
         ckpt.trim_log(out / LOG_NAME, ckpt.checkpoint_step(run.resume))
-    elif (out / LOG_NAME).exists():
+    elif (out / LOG_NAME).exists() and is_main_process():
         (out / LOG_NAME).unlink()  # a fresh run (overwrite_output_dir) starts a fresh log
     out.mkdir(parents=True, exist_ok=True)
     ckpt.clear_staging(out)
@@ -268,6 +270,8 @@ def attach_chat_template(tokenizer: Any, template: Template | None) -> None:
 def save_resolved_config(cfg: TuneforgeConfig, out: Path) -> Path:
     """Write the keys the user set (after overrides) as `tuneforge_config.yaml`, re-runnable with `tuneforge train`."""
     path = out / CONFIG_NAME
+    if not is_main_process():
+        return path
     values = json.loads(json.dumps(cfg.flat(only_changed=True), default=str))
     path.write_text(yaml.safe_dump(values, sort_keys=False, allow_unicode=True), encoding="utf-8")
     return path

@@ -54,6 +54,7 @@ def end_token_ids(model: Any, tokenizer: Any) -> list[int]:
 def sample(model: Any, tokenizer: Any, batch: dict[str, Any], cfg: TuneforgeConfig, repeats: int = 1) -> Rollout:
     """Sample `repeats` completions per prompt with the generation settings; the model is left in train mode."""
     g = cfg.generation
+    model = getattr(model, "module", model)  # DDP: generate on the wrapped model (no gradients, no all-reduce)
     ids = batch["input_ids"].repeat_interleave(repeats, 0)
     mask = batch["attention_mask"].repeat_interleave(repeats, 0)
     ends = end_token_ids(model, tokenizer)

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from tuneforge.config.require import require
 from tuneforge.config.stages import stage
+from tuneforge.train.dist import is_main_process
 
 if TYPE_CHECKING:
     from tuneforge.config import TuneforgeConfig
@@ -35,7 +36,8 @@ def run(cfg: TuneforgeConfig) -> dict[str, Any]:
         metrics = getattr(importlib.import_module(module), function)(cfg)
     if cfg.training.do_predict:
         metrics.update(run_predict(cfg))
-    print(outputs_summary(Path(cfg.training.output_dir), finished="Prediction" if predict_only else "Training"))
+    if is_main_process():
+        print(outputs_summary(Path(cfg.training.output_dir), finished="Prediction" if predict_only else "Training"))
     return metrics
 
 

@@ -16,6 +16,7 @@ from transformers.utils.import_utils import is_torch_xla_available
 
 from tuneforge.errors import TuneforgeError
 from tuneforge.train.checkpoint import STAGING, publish
+from tuneforge.train.dist import barrier
 
 logger = logging.getLogger(__name__)
 
@@ -99,6 +100,7 @@ class TuneforgeTrainer(Trainer):
         finally:
             self._staging_dir = None
         name = f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+        barrier()  # every rank has written its part (rng state) before rank 0 publishes the checkpoint
         if self.args.should_save:
             publish(run_dir / STAGING / name, run_dir / name, self._fingerprint)
         if self.state.best_global_step:

@@ -60,8 +60,13 @@ def attach_value_head(model: Any, state_file: Path | None = None) -> ValueHead:
 
 def last_token_values(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
     """One value per row at its last non-padding token (right-padded batches)."""
-    hidden = backbone(model)(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-    values = model.v_head(hidden)
+    if isinstance(model, nn.parallel.DistributedDataParallel):  # its forward hooks the gradient all-reduce
+        out = model(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True)
+        hidden, head = out.hidden_states[-1], model.module.v_head
+    else:
+        hidden = backbone(model)(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        head = model.v_head
+    values = head(hidden)
     last = attention_mask.long().sum(-1).clamp(min=1) - 1
     return values.gather(1, last.unsqueeze(1)).squeeze(1)
 

@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-import json
 import typing
 from dataclasses import dataclass
 from pathlib import Path
@@ -197,20 +196,11 @@ def _run_settings(config: dict[str, Any], values: dict[str, Any]) -> dict[str, A
 
 
 def deepspeed_file(state_dir: Path, stage: int) -> Path:
-    """A minimal DeepSpeed ZeRO config for `stage`, written once under the UI state folder."""
-    path = Path(state_dir) / "deepspeed" / f"ds_z{stage}_config.json"
-    if not path.is_file():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        config = {
-            "train_batch_size": "auto",
-            "train_micro_batch_size_per_gpu": "auto",
-            "gradient_accumulation_steps": "auto",
-            "zero_optimization": {"stage": stage, "overlap_comm": True, "contiguous_gradients": True},
-            "bf16": {"enabled": "auto"},
-            "fp16": {"enabled": "auto"},
-        }
-        path.write_text(json.dumps(config, indent=2))
-    return path
+    """The shipped ZeRO config of `stage` (as in examples/deepspeed/): the one `tuneforge train` validates with
+    DeepSpeed and launches under torchrun. `state_dir` is unused (kept for callers)."""
+    from tuneforge.train.ds_config import stage_file
+
+    return stage_file(f"z{stage}")
 
 
 def validate(config: dict[str, Any]) -> Any:

@@ -1,0 +1,65 @@
+"""What a training process needs to know about the distributed job it belongs to (one rank of a torchrun job,
+or a lone process): who writes outputs, who preprocesses data first, and the DDP defaults of each method."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from tuneforge.config import TuneforgeConfig
+
+from tuneforge.train.ds_config import STAGE_NAMES, stage_file
+
+logger = logging.getLogger(__name__)
+
+
+def world_size() -> int:
+    """Processes in the job (1 outside a distributed launch)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def is_distributed() -> bool:
+    """True in a rank of a multi-process job."""
+    return world_size() > 1
+
+
+def is_main_process() -> bool:
+    """True on global rank 0 (the only rank that writes logs, plots, checkpoints, the config and exports)."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def barrier() -> None:
+    """Wait for every rank (nothing outside an initialised process group)."""
+    import torch.distributed as torch_dist
+
+    if torch_dist.is_available() and torch_dist.is_initialized():
+        torch_dist.barrier()
+
+
+@contextmanager
+def main_process_first() -> Iterator[None]:
+    """Rank 0 runs the block first (e.g. builds the data cache); the other ranks run it after (reading that cache)."""
+    if not is_main_process():
+        barrier()
+    try:
+        yield
+    finally:
+        if is_main_process():
+            barrier()
+
+
+def ddp_defaults(cfg: TuneforgeConfig, values: dict[str, Any], cuda: bool) -> None:
+    """Fill the Trainer's DDP settings the user left unset, as LLaMA-Factory does (in place)."""
+    if isinstance(values.get("deepspeed"), str) and values["deepspeed"].strip() in STAGE_NAMES:
+        values["deepspeed"] = str(stage_file(values["deepspeed"].strip()))  # a stage name: the shipped file
+    if not is_distributed():
+        return
+    if values.get("ddp_find_unused_parameters") is None and cfg.method.finetuning_type == "lora":
+        values["ddp_find_unused_parameters"] = False  # every LoRA weight gets a gradient; the search breaks DDP
+        logger.info("`ddp_find_unused_parameters` set to false for DDP with LoRA.")
+    if not cuda and values.get("ddp_backend") is None:
+        values["ddp_backend"] = "gloo"  # the CPU backend
