@@ -6,6 +6,7 @@ import difflib
 
 import click
 
+from tuneforge.config.fields import wiring_of
 from tuneforge.config.root import field_index, field_info, type_label
 
 
@@ -15,6 +16,8 @@ def describe_key(key: str) -> str:
     kind = type_label(info.annotation)
     text = f"{key}  ({field_index()[key]} section)\n  type: {kind}\n  default: {info.default!r}\n"
     text += f"  {info.description}"
+    wiring = wiring_of(info)
+    text += f"\n  class: {wiring.label() if wiring else 'unclassified'}"
     extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
     if extra.get("why"):
         text += f"\n  LLaMA-Factory default: {extra['lf_default']!r}. {extra['why']}"

@@ -131,43 +131,7 @@ def _evaluation(cfg: TuneforgeConfig) -> Iterator[Conflict]:
         )
 
 
-# LLaMA-Factory switches tuneforge reads (so the YAML loads) but does not implement yet: setting one is an
-# error rather than a switch that silently does nothing.
-NOT_IMPLEMENTED = {
-    "use_galore": "GaLore",
-    "use_apollo": "APOLLO",
-    "use_badam": "BAdam",
-    "use_muon": "the Muon optimizer",
-    "use_adam_mini": "Adam-mini",
-    "use_llama_pro": "LLaMA Pro block expansion",
-    "use_unsloth": "Unsloth",
-    "use_unsloth_gc": "Unsloth gradient checkpointing",
-    "use_mca": "MCoreAdapter",
-    "use_hyper_parallel": "hyper-parallel training",
-    "use_kt": "KTransformers",
-    "use_dft_loss": "the DFT loss",
-    "use_asft_loss": "the ASFT loss",
-    "use_eaft_loss": "the EAFT loss",
-    "shift_attn": "shift short attention (S^2-Attn)",
-    "mixture_of_depths": "mixture of depths",
-    "pissa_convert": "PiSSA-to-LoRA conversion",
-    "use_swanlab": "SwanLab logging",
-    "enable_torch_profiler": "the torch profiler",
-}
-
-
-def _not_implemented(cfg: TuneforgeConfig) -> Iterator[Conflict]:
-    for key, what in NOT_IMPLEMENTED.items():
-        if cfg.get(key):
-            yield (
-                (key,),
-                f"{what} is accepted for LLaMA-Factory compatibility but not implemented in tuneforge yet; "
-                f"remove `{key}` (or set it to false) so nothing is silently ignored.",
-            )
-
-
 CHECKS: list[Callable[[TuneforgeConfig], Iterator[Conflict]]] = [
-    _not_implemented,
     _precision,
     _quantization,
     _data,

@@ -1,30 +1,78 @@
-"""Building blocks shared by every config section: the base class and the field helper.
+"""Building blocks shared by every config section: the base class, the field helper and the wiring classes.
 
 A field's description is the single source of its help text: the CLI, the JSON schema, the generated
-docs and validation hints all read it from here.
+docs and validation hints all read it from here. Next to it, `wiring=` says what setting the key does:
+`ACTS` (it changes behaviour), `refused(...)` (a non-default value stops the run with what to use instead)
+or `no_op(...)` (a non-default value is accepted with a one-line warning saying why it has no effect).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 _SAME: Any = object()
 
+WiringClass = Literal["acts", "refused", "no-op"]
 
-def F(default: Any, description: str, *, lf_default: Any = _SAME, why: str | None = None, **kwargs: Any) -> Any:
+
+@dataclass(frozen=True)
+class Wiring:
+    """What setting a key does: it acts, it is refused (`text`: what to use instead) or it is a no-op (`text`: why)."""
+
+    kind: WiringClass
+    text: str = ""
+
+    def label(self) -> str:
+        """Short form for tables: `acts`, `refused: ...`, `no-op: ...`."""
+        return self.kind if not self.text else f"{self.kind}: {self.text}"
+
+
+ACTS = Wiring("acts")
+
+
+def refused(instead: str) -> Wiring:
+    """A key whose non-default value stops the run; `instead` says why and what to use instead."""
+    return Wiring("refused", instead)
+
+
+def no_op(why: str) -> Wiring:
+    """A key accepted for LLaMA-Factory compatibility that has no effect here; `why` is the warning's reason."""
+    return Wiring("no-op", why)
+
+
+def F(
+    default: Any,
+    description: str,
+    *,
+    lf_default: Any = _SAME,
+    why: str | None = None,
+    wiring: Wiring | None = None,
+    **kwargs: Any,
+) -> Any:
     """Declare a config field.
 
     `lf_default` records LLaMA-Factory's default where tuneforge deliberately differs (or where the key
     is tuneforge's own: pass `lf_default=None`); `why` says why the tuneforge default is better.
+    `wiring` classifies the key (see the module docstring); every field must have one (a test checks).
     """
     extra: dict[str, Any] = {}
     if lf_default is not _SAME:
         extra["lf_default"] = lf_default
     if why:
         extra["why"] = why
+    if wiring is not None:
+        extra["wiring"] = {"kind": wiring.kind, "text": wiring.text}
     return Field(default, description=description, json_schema_extra=extra or None, **kwargs)
+
+
+def wiring_of(info: Any) -> Wiring | None:
+    """The wiring class recorded on a pydantic FieldInfo, or None when the field is unclassified."""
+    extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
+    raw = extra.get("wiring")
+    return Wiring(raw["kind"], raw.get("text", "")) if isinstance(raw, dict) else None
 
 
 class Section(BaseModel):
