@@ -440,8 +440,11 @@ class TrainingSection(Section):
     )
     warmup_ratio: float | None = F(
         None,
-        "Deprecated: fraction of total steps used for linear warmup; use a fractional warmup_steps instead.",
+        "Fraction of total steps used for linear warmup (the transformers 4 key); applied as a fractional "
+        "warmup_steps, which takes precedence when both are set.",
         wiring=ACTS,
+        ge=0,
+        le=1,
     )
     logging_dir: str | None = F(
         None, "Directory for TensorBoard logs; unset uses a folder inside output_dir.", wiring=ACTS
