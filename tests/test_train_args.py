@@ -71,9 +71,8 @@ def test_warmup_ratio_is_validated() -> None:
 
 @pytest.mark.slow
 def test_users_qwen3_lora_sft_config_warms_up(shared_dir: Path, tiny_qwen3: Path, tmp_path: Path) -> None:
-    """The users' file says `warmup_ratio: 0.1`: over 20 steps the logged learning rate rises 0 -> peak in 2 steps, then decays."""
+    """The users' file says `warmup_ratio: 0.1`: the logged rate rises 0 -> peak in 2 of 20 steps."""
     from train_helpers import read_log
-
     from tuneforge.train.runner import run
 
     cfg = load_config(
