@@ -117,6 +117,12 @@ def _evaluation(cfg: TuneforgeConfig) -> Iterator[Conflict]:
             ("eval_strategy", "eval_dataset", "val_size"),
             "evaluation is scheduled but there is no evaluation data: set `eval_dataset` or `val_size`.",
         )
+    if t.early_stopping_steps is not None and not (t.load_best_model_at_end and t.eval_strategy != "no"):
+        yield (
+            ("early_stopping_steps", "load_best_model_at_end", "eval_strategy"),
+            "early stopping compares evaluations and keeps the best checkpoint: set `eval_strategy: steps` "
+            "(or epoch), `load_best_model_at_end: true` and a matching `save_strategy`.",
+        )
     if t.do_predict and cfg.method.stage == "sft" and not t.predict_with_generate:
         yield (
             ("do_predict", "predict_with_generate"),

@@ -75,9 +75,7 @@ class MethodSection(Section):
     use_galore: bool = F(
         False,
         "Train with the GaLore low-rank gradient-projection optimizer (needs the optional galore-torch package).",
-        wiring=refused(
-            "GaLore is not implemented in tuneforge yet (planned in issue #19); remove `use_galore`"
-        ),
+        wiring=refused("GaLore is not implemented in tuneforge yet (planned in issue #19); remove `use_galore`"),
     )
     galore_target: str = F(
         "all",
@@ -112,9 +110,7 @@ class MethodSection(Section):
     use_apollo: bool = F(
         False,
         "Train with the APOLLO memory-efficient optimizer (needs the optional apollo-torch package).",
-        wiring=refused(
-            "APOLLO is not implemented in tuneforge yet (planned in issue #19); remove `use_apollo`"
-        ),
+        wiring=refused("APOLLO is not implemented in tuneforge yet (planned in issue #19); remove `use_apollo`"),
     )
     apollo_target: str = F(
         "all",

@@ -143,3 +143,11 @@ class PaddingFreeCollator:
 
 
 PackedCollator = PaddingFreeCollator  # packed rows are collated the same way: one row, positions per sample
+
+
+def sft_collator(neat_packing: bool, pad_token_id: int, cuda: bool) -> Any:
+    """The pt/sft collator: padding-free for neat-packed rows (attention stays within each sample), else padding
+    (to a multiple of 8 on a GPU for tensor-core friendly shapes)."""
+    if neat_packing:
+        return PaddingFreeCollator()
+    return PaddingCollator(pad_token_id, pad_to_multiple_of=8 if cuda else None)

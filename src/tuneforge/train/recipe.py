@@ -23,6 +23,7 @@ from tuneforge.models.loader import load_model, load_tokenizer
 from tuneforge.train import checkpoint as ckpt
 from tuneforge.train.args import build_training_args
 from tuneforge.train.callbacks import LOG_NAME, GracefulStop, LogCallback
+from tuneforge.train.modes import effective_tokens_per_sec, trainer_callbacks
 from tuneforge.train.plot import plot_losses
 from tuneforge.train.sft import (
     attach_chat_template,
@@ -129,13 +130,20 @@ def run_stage(cfg: TuneforgeConfig, build: StageBuilder, tokenizer: Any = None) 
         eval_dataset=evals,
         data_collator=plan.collator,
         processing_class=tokenizer,
-        callbacks=[MetricsCallback(plan.metrics), LogCallback(str(out)), GracefulStop(), *plan.callbacks],
+        callbacks=[
+            MetricsCallback(plan.metrics),
+            LogCallback(str(out)),
+            GracefulStop(),
+            *plan.callbacks,
+            *trainer_callbacks(cfg),
+        ],
         fingerprint=fingerprint,
         optimizer_factory=loraplus_factory(cfg),
         loss_fn=plan.loss,
     )
     use_own_progress_bar(trainer)
     result = trainer.train(resume_from_checkpoint=resume)
+    effective_tokens_per_sec(cfg, train, result.metrics)
     return _finish(cfg, trainer, model, plan, result, evals is not None)
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tuneforge.errors import NotBuiltError, TuneforgeError
+from tuneforge.train.modes import check_modes, run_eval_only, run_modes
 
 if TYPE_CHECKING:
     from tuneforge.config import TuneforgeConfig
@@ -41,18 +42,22 @@ def run(cfg: TuneforgeConfig) -> dict[str, Any]:
     """Train as the config says; returns the final metrics."""
     check_trainable(cfg)
     _show_info_logs()
-    predict_only = cfg.training.do_predict and not cfg.training.do_train
+    modes = run_modes(cfg)
+    check_modes(cfg)
     metrics: dict[str, Any] = {}
     if cfg.training.do_predict:
         from tuneforge.train.predict import check_predict, run_predict
 
         check_predict(cfg)  # before training, so a wrong setting does not cost a whole run
-    if not predict_only:
+    if modes.train:
         module, function = RECIPES[cfg.method.stage].split(":")
         metrics = getattr(importlib.import_module(module), function)(cfg)
+    elif modes.evaluate:
+        metrics = run_eval_only(cfg)
     if cfg.training.do_predict:
         metrics.update(run_predict(cfg))
-    print(outputs_summary(Path(cfg.training.output_dir), finished="Prediction" if predict_only else "Training"))
+    finished = "Training" if modes.train else "Evaluation" if modes.evaluate else "Prediction"
+    print(outputs_summary(Path(cfg.training.output_dir), finished=finished))
     return metrics
 
 
@@ -66,6 +71,7 @@ OUTPUTS = [
     ("loss plot", "training_loss.png"),
     ("eval loss plot", "training_eval_loss.png"),
     ("metrics", "all_results.json"),
+    ("eval metrics", "eval_results.json"),
     ("config", "tuneforge_config.yaml"),
     ("predictions", "generated_predictions.jsonl"),
     ("predict scores", "predict_results.json"),

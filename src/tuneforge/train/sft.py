@@ -18,6 +18,7 @@ from tuneforge.models.loader import load_model, load_tokenizer
 from tuneforge.train import checkpoint as ckpt
 from tuneforge.train.args import build_training_args
 from tuneforge.train.callbacks import LOG_NAME, GracefulStop, LogCallback, ProgressCallback
+from tuneforge.train.modes import effective_tokens_per_sec, trainer_callbacks
 from tuneforge.train.plot import plot_losses
 from tuneforge.train.speed.plan import plan_speed, prepare_model
 from tuneforge.train.trainer import TuneforgeTrainer, logits_to_predictions, token_accuracy
@@ -78,7 +79,7 @@ def run_sft(cfg: TuneforgeConfig, data: TrainData | None = None, tokenizer: Any 
         eval_dataset=data.eval,
         data_collator=data.collator,
         processing_class=tokenizer,
-        callbacks=[LogCallback(str(out)), GracefulStop()],
+        callbacks=[LogCallback(str(out)), GracefulStop(), *trainer_callbacks(cfg)],
         compute_metrics=token_accuracy if cfg.training.compute_accuracy and data.eval is not None else None,
         preprocess_logits_for_metrics=logits_to_predictions if cfg.training.compute_accuracy else None,
         fingerprint=fingerprint,
@@ -87,6 +88,7 @@ def run_sft(cfg: TuneforgeConfig, data: TrainData | None = None, tokenizer: Any 
     )
     use_own_progress_bar(trainer)
     result = trainer.train(resume_from_checkpoint=resume)
+    effective_tokens_per_sec(cfg, data.train, result.metrics)
 
     unwrap_model(model).config.use_cache = True  # the saved model generates with a KV cache
     trainer.save_model()
@@ -110,16 +112,13 @@ def prepare_data(cfg: TuneforgeConfig, tokenizer: Any) -> TrainData:
     Neat-packed rows (position ids restarting per sample) are collated padding-free into one row without an
     attention mask, so attention stays within each sample (varlen kernels on GPU, a block-diagonal mask on sdpa).
     """
-    from tuneforge.data.collate import PaddingCollator, PaddingFreeCollator
+    from tuneforge.data.collate import sft_collator
     from tuneforge.data.pipeline import prepare_dataset
 
     splits = prepare_dataset(cfg, tokenizer, stage=cfg.method.stage)
     if splits.train is None or len(splits.train) == 0:
         raise TuneforgeError("No training rows: set `dataset` (the data report above says why rows were dropped).")
-    if cfg.data.neat_packing:
-        collator: Any = PaddingFreeCollator()
-    else:
-        collator = PaddingCollator(tokenizer.pad_token_id, pad_to_multiple_of=8 if torch.cuda.is_available() else None)
+    collator = sft_collator(cfg.data.neat_packing, tokenizer.pad_token_id, torch.cuda.is_available())
     return TrainData(train=splits.train, eval=splits.eval, collator=collator, template=splits.template)
 
 

@@ -1,0 +1,122 @@
+"""Run modes as LLaMA-Factory has them (`do_train` / `do_eval` / `do_predict`), and the extras every recipe adds.
+
+`run_eval_only` evaluates a model (or a model plus adapters) without training: it writes `eval_results.json`
+and `all_results.json` to `output_dir` and no weights. `trainer_callbacks` adds early stopping;
+`effective_tokens_per_sec` is LLaMA-Factory's throughput over the dataset's real tokens.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tuneforge.errors import ConfigError
+
+if TYPE_CHECKING:
+    from tuneforge.config import TuneforgeConfig
+
+logger = logging.getLogger(__name__)
+
+EVAL_STAGES = ("pt", "sft")
+
+
+@dataclass(frozen=True)
+class RunModes:
+    """What one `tuneforge train` run does, in order: train, evaluate, predict."""
+
+    train: bool
+    evaluate: bool
+    predict: bool
+
+
+def run_modes(cfg: TuneforgeConfig) -> RunModes:
+    """The modes a config asks for; a config naming none of them trains (see README, Differences)."""
+    t = cfg.training
+    train = t.do_train or not (t.do_eval or t.do_predict)
+    return RunModes(train=train, evaluate=t.do_eval and not train, predict=t.do_predict)
+
+
+def trainer_callbacks(cfg: TuneforgeConfig) -> list[Any]:
+    """Callbacks a config asks for beyond tuneforge's own: early stopping after `early_stopping_steps` evals."""
+    if cfg.training.early_stopping_steps is None:
+        return []
+    from transformers import EarlyStoppingCallback
+
+    return [EarlyStoppingCallback(early_stopping_patience=cfg.training.early_stopping_steps)]
+
+
+def effective_tokens_per_sec(cfg: TuneforgeConfig, dataset: Any, metrics: dict[str, Any]) -> None:
+    """With `include_effective_tokens_per_second`, add LLaMA-Factory's `effective_tokens_per_sec` to `metrics`:
+    the dataset's tokens (chosen + rejected for pairs) times the epochs, over the training time."""
+    if not cfg.training.include_effective_tokens_per_second or not metrics.get("train_runtime"):
+        return
+    if not hasattr(dataset, "__len__"):
+        logger.warning("`include_effective_tokens_per_second`: a streamed dataset has no token count; not reported.")
+        return
+    pairs = "chosen_input_ids" in dataset.column_names
+    columns = ["chosen_input_ids", "rejected_input_ids"] if pairs else ["input_ids"]
+    tokens = sum(len(ids) for column in columns for ids in dataset[column])
+    metrics["effective_tokens_per_sec"] = tokens * metrics.get("epoch", 1.0) / metrics["train_runtime"]
+
+
+def check_modes(cfg: TuneforgeConfig) -> None:
+    """Refuse an evaluation-only run that cannot work, before anything is loaded."""
+    modes = run_modes(cfg)
+    if modes.evaluate and cfg.method.stage not in EVAL_STAGES:
+        raise ConfigError(
+            f"`do_eval` without `do_train` evaluates stage pt or sft only, not `stage: {cfg.method.stage}`; "
+            "set `do_train: true` (evaluation then runs after training) or `stage: sft`."
+        )
+    if modes.evaluate and not (cfg.data.eval_dataset or cfg.data.val_size):
+        raise ConfigError(
+            "`do_eval: true` without training needs evaluation data: set `eval_dataset` (or `dataset` with `val_size`)."
+        )
+
+
+def run_eval_only(cfg: TuneforgeConfig) -> dict[str, Any]:
+    """Evaluate the model (plus `adapter_name_or_path`) on the evaluation data; writes metrics, no weights."""
+    import torch
+
+    from tuneforge.models.adapters import apply_finetuning
+    from tuneforge.models.loader import load_model, load_tokenizer
+    from tuneforge.train.args import build_training_args
+    from tuneforge.train.trainer import TuneforgeTrainer, logits_to_predictions, token_accuracy
+
+    args, notes = build_training_args(cfg, cuda=torch.cuda.is_available())
+    for note in notes:
+        logger.warning(note)
+    tokenizer = load_tokenizer(cfg)
+    evals, collator = _eval_data(cfg, tokenizer)
+    model = apply_finetuning(load_model(cfg, tokenizer, trainable=False), cfg, trainable=False)
+    accuracy = cfg.training.compute_accuracy
+    trainer = TuneforgeTrainer(
+        model=model,
+        args=args,
+        eval_dataset=evals,
+        data_collator=collator,
+        processing_class=tokenizer,
+        compute_metrics=token_accuracy if accuracy else None,
+        preprocess_logits_for_metrics=logits_to_predictions if accuracy else None,
+    )
+    Path(args.output_dir).mkdir(parents=True, exist_ok=True)
+    metrics = trainer.evaluate(metric_key_prefix="eval")
+    trainer.log_metrics("eval", metrics)
+    trainer.save_metrics("eval", metrics)
+    return metrics
+
+
+def _eval_data(cfg: TuneforgeConfig, tokenizer: Any) -> tuple[Any, Any]:
+    """The tokenized evaluation split (labelled rows, as for training) and its collator."""
+    import torch
+
+    from tuneforge.data.collate import sft_collator
+    from tuneforge.data.pipeline import prepare_dataset
+
+    data_cfg = cfg.model_copy(deep=True)
+    data_cfg.training.predict_with_generate = False  # labelled rows for the loss, not prompt-only rows
+    splits = prepare_dataset(data_cfg, tokenizer, stage=cfg.method.stage)
+    if splits.eval is None or len(splits.eval) == 0:
+        raise ConfigError("No evaluation rows: set `eval_dataset` (or `val_size`); the data report above says why.")
+    return splits.eval, sft_collator(cfg.data.neat_packing, tokenizer.pad_token_id, torch.cuda.is_available())
