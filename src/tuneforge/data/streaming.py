@@ -3,7 +3,8 @@
 Local JSON-lines and text files are read line by line; a JSON array is parsed once; hub datasets use
 `datasets.load_dataset(..., streaming=True)`. Datasets are mixed with `datasets.interleave_datasets` or
 concatenated, shuffled within `buffer_size`, and `val_size` (a row count) is taken from the front. Sample
-packing needs the whole dataset and is not available here (pre-training chunking is).
+packing (sft) packs the samples of each chunk of `STREAM_CHUNK` rows, as LLaMA-Factory packs each preprocessing
+batch; pre-training chunking works as without streaming.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 from tuneforge.data.convert import convert_rows
 from tuneforge.data.loading import RawRows, data_files, read_file, read_hub
 from tuneforge.data.mixing import parse_probs
+from tuneforge.data.packing import pack_table
 from tuneforge.data.process import process_rows
 from tuneforge.data.report import RowReport
 from tuneforge.data.tokens import MemoTokenizer
@@ -32,8 +34,6 @@ def prepare_streaming(plan: Any, tokenizer: Any) -> Any:
     from tuneforge.data.pipeline import DatasetSplits, DataStats
 
     d = plan.data
-    if plan.pack and not plan.opts.pt_chunking:
-        raise DataError("packing / neat_packing need the whole dataset; they cannot be combined with streaming.")
     if d.val_size and (d.val_size < 1 or int(d.val_size) != d.val_size):
         raise DataError(f"With streaming, val_size must be a row count (an integer >= 1), got {d.val_size}.")
     parts = [_iterable(IterableDataset, a, plan, tokenizer) for a in plan.train_attrs]
@@ -106,4 +106,15 @@ def _chunk(raw: RawRows, attr: Any, plan: Any, tok: MemoTokenizer, report: RowRe
     """Convert and tokenize one chunk (KTO's mismatched completions and pt blocks stay within the chunk)."""
     examples = convert_rows(raw, attr, report, pretrain=plan.kind == "pt")
     table = process_rows(examples, plan.template, tok, plan.opts, report)
+    if plan.pack and not plan.opts.pt_chunking and table.num_rows:
+        table = pack_table(table, plan.opts.cutoff_len, plan.neat).table
     yield from table.to_pylist()
+
+
+def no_rows(dataset: Any) -> bool:
+    """Whether a dataset is missing or empty; a streamed one is asked for its first row only."""
+    if dataset is None:
+        return True
+    if hasattr(dataset, "__len__"):
+        return len(dataset) == 0
+    return next(iter(dataset.take(1)), None) is None

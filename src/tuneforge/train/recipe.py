@@ -150,11 +150,12 @@ def run_stage(cfg: TuneforgeConfig, build: StageBuilder, tokenizer: Any = None) 
 def stage_data(cfg: TuneforgeConfig, tokenizer: Any) -> tuple[Any, Any, Any]:
     """(train, eval, template) for the stage, or a clear error when the datasets are of the wrong kind."""
     from tuneforge.data.pipeline import prepare_dataset
+    from tuneforge.data.streaming import no_rows
 
     stage = cfg.method.stage
     _, column, wanted = STAGE_DATA[stage]
     splits = prepare_dataset(cfg, tokenizer, stage=stage)
-    if splits.train is None or len(splits.train) == 0:
+    if no_rows(splits.train):
         raise TuneforgeError("No training rows: set `dataset` (the data report above says why rows were dropped).")
     if column not in splits.train.column_names:
         raise DataError(

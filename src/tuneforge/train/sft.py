@@ -114,9 +114,10 @@ def prepare_data(cfg: TuneforgeConfig, tokenizer: Any) -> TrainData:
     """
     from tuneforge.data.collate import sft_collator
     from tuneforge.data.pipeline import prepare_dataset
+    from tuneforge.data.streaming import no_rows
 
     splits = prepare_dataset(cfg, tokenizer, stage=cfg.method.stage)
-    if splits.train is None or len(splits.train) == 0:
+    if no_rows(splits.train):
         raise TuneforgeError("No training rows: set `dataset` (the data report above says why rows were dropped).")
     collator = sft_collator(cfg.data.neat_packing, tokenizer.pad_token_id, torch.cuda.is_available())
     return TrainData(train=splits.train, eval=splits.eval, collator=collator, template=splits.template)
