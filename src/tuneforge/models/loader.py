@@ -222,8 +222,9 @@ def _require_model_path(cfg: TuneforgeConfig) -> None:
 
 
 def _require_package(package: str, what: str) -> None:
-    if importlib.util.find_spec(package) is None:
-        raise TuneforgeError(f"`{what}` needs the `{package}` package: pip install {package}.")
+    from tuneforge.extras import require
+
+    require(package, what)
 
 
 def _cuda_available() -> bool:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tuneforge.errors import NotBuiltError, TuneforgeError
+from tuneforge.extras import check_extras
 from tuneforge.train.modes import check_modes, run_eval_only, run_modes
 
 if TYPE_CHECKING:
@@ -41,6 +42,7 @@ def check_trainable(cfg: TuneforgeConfig) -> None:
 def run(cfg: TuneforgeConfig) -> dict[str, Any]:
     """Train as the config says; returns the final metrics."""
     check_trainable(cfg)
+    check_extras(cfg, "train")
     _show_info_logs()
     modes = run_modes(cfg)
     check_modes(cfg)
