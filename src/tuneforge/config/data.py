@@ -64,7 +64,14 @@ class DataSection(Section):
     overwrite_cache: bool = F(
         False, "Redo preprocessing instead of reusing the cached tokenized datasets.", wiring=ACTS
     )
-    preprocessing_batch_size: int = F(1000, "Number of examples tokenized per batch during preprocessing.", wiring=ACTS)
+    preprocessing_batch_size: int = F(
+        1000,
+        "Number of examples tokenized per batch during preprocessing.",
+        wiring=no_op(
+            "tuneforge tokenizes each dataset as one table (streams in chunks of 256 rows); the result does "
+            "not depend on a batch size"
+        ),
+    )
     preprocessing_num_workers: int | None = F(
         None, "Number of processes used for preprocessing; unset uses one.", wiring=ACTS
     )
@@ -72,7 +79,12 @@ class DataSection(Section):
         None, "Use at most this many examples from each dataset, for quick runs and debugging.", wiring=ACTS
     )
     eval_num_beams: int | None = F(
-        None, "Beams for beam search when generating during evaluation; unset keeps generation_num_beams.", wiring=ACTS
+        None,
+        "Beams for beam search when generating during evaluation; unset keeps generation_num_beams.",
+        wiring=no_op(
+            "prediction generates with `num_beams` and `max_new_tokens`, which take precedence over this key "
+            "in LLaMA-Factory too"
+        ),
     )
     ignore_pad_token_for_loss: bool = F(
         True,
@@ -115,7 +127,10 @@ class DataSection(Section):
     preserve_thinking: bool = F(
         False,
         "Keep the thinking content of earlier assistant turns in the prompt instead of stripping it.",
-        wiring=ACTS,
+        wiring=refused(
+            "keeping the thinking of earlier assistant turns is not implemented; earlier turns' thinking is "
+            "stripped, as with LLaMA-Factory's default"
+        ),
     )
     tokenized_path: str | None = F(
         None, "Folder to save the tokenized dataset to, or to load it from when it already exists.", wiring=ACTS

@@ -466,10 +466,20 @@ class TrainingSection(Section):
         wiring=ACTS,
     )
     generation_max_length: int | None = F(
-        None, "Maximum length when generating during evaluation; unset uses the model's generation config.", wiring=ACTS
+        None,
+        "Maximum length when generating during evaluation; unset uses the model's generation config.",
+        wiring=no_op(
+            "prediction generates with `num_beams` and `max_new_tokens`, which take precedence over this key "
+            "in LLaMA-Factory too"
+        ),
     )
     generation_num_beams: int | None = F(
-        None, "Beams when generating during evaluation; unset uses the model's generation config.", wiring=ACTS
+        None,
+        "Beams when generating during evaluation; unset uses the model's generation config.",
+        wiring=no_op(
+            "prediction generates with `num_beams` and `max_new_tokens`, which take precedence over this key "
+            "in LLaMA-Factory too"
+        ),
     )
     generation_config: str | None = F(
         None, "Path or Hub id of a GenerationConfig to use when generating during evaluation.", wiring=ACTS

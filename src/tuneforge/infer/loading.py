@@ -58,6 +58,8 @@ def load_for_inference(cfg: TuneforgeConfig) -> tuple[Any, Any]:
     quant = quantization_config(cfg)
     if quant is not None:
         kwargs.update(quantization_config=quant, device_map={"": 0})
+        if cfg.quantization.quantization_device_map == "auto":  # spread over devices, offloading what is left
+            kwargs.update(device_map="auto", offload_folder=m.offload_folder)
     model = AutoModelForCausalLM.from_pretrained(m.model_name_or_path, **kwargs)
     if quant is None and _cuda():
         model = model.to("cuda")
@@ -68,8 +70,10 @@ def load_for_inference(cfg: TuneforgeConfig) -> tuple[Any, Any]:
 
 
 def adapter_paths(cfg: TuneforgeConfig) -> list[str]:
-    """The comma-separated `adapter_name_or_path` as a list (empty when unset)."""
-    return [p.strip() for p in (cfg.model.adapter_name_or_path or "").split(",") if p.strip()]
+    """The comma-separated `adapter_name_or_path` as a list (each inside `adapter_folder`; empty when unset)."""
+    from tuneforge.models.adapters import adapter_locations
+
+    return adapter_locations(cfg.model.adapter_name_or_path, cfg.model.adapter_folder)
 
 
 def apply_adapters(model: Any, paths: list[str], keep_last: bool = False) -> Any:

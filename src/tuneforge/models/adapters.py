@@ -11,6 +11,7 @@ import re
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tuneforge.errors import TuneforgeError
@@ -41,7 +42,23 @@ def apply_finetuning(model: PreTrainedModel, cfg: TuneforgeConfig, *, trainable:
     if trainable:
         _upcast_trainable(model, cfg)
         logger.info("%s", describe_trainable(model))
+    if cfg.model.print_param_status:
+        print(param_status(model))
     return model
+
+
+def param_status(model: Any) -> str:
+    """One line per parameter: name, dtype, device and whether it trains (`print_param_status`)."""
+    return "\n".join(
+        f"name: {name}, dtype: {p.dtype}, device: {p.device}, trainable: {p.requires_grad}"
+        for name, p in model.named_parameters()
+    )
+
+
+def adapter_locations(adapters: str | None, folder: str | None) -> list[str]:
+    """The comma-separated adapters as paths, each inside its `adapter_folder` sub-folder when one is set."""
+    paths = [p.strip() for p in (adapters or "").split(",") if p.strip()]
+    return [str(Path(p) / folder) for p in paths] if folder else paths
 
 
 def describe_trainable(model: Any) -> str:
@@ -171,7 +188,7 @@ def ties_embeddings(model: Any, modules_to_save: list[str] | None) -> bool:
 def _apply_peft(model: Any, cfg: TuneforgeConfig, kind: str, trainable: bool) -> Any:
     from peft import PeftModel, get_peft_model
 
-    adapters = _split(cfg.model.adapter_name_or_path or "")
+    adapters = adapter_locations(cfg.model.adapter_name_or_path, cfg.model.adapter_folder)
     resume_last = trainable and adapters and not cfg.method.create_new_adapter
     to_merge = adapters[:-1] if resume_last else adapters
     with _quiet_peft():

@@ -190,6 +190,8 @@ def prepare_for_training(model: PreTrainedModel, cfg: TuneforgeConfig) -> None:
     model.config.use_cache = False
     if cfg.model.upcast_layernorm:
         _upcast_norms(model)
+    if cfg.model.upcast_lmhead_output:
+        model.get_output_embeddings().register_forward_hook(_logits_to_float32)
     if cfg.model.disable_gradient_checkpointing or not getattr(model, "supports_gradient_checkpointing", False):
         return
     kwargs = {"use_reentrant": cfg.model.use_reentrant_gc}
@@ -198,6 +200,13 @@ def prepare_for_training(model: PreTrainedModel, cfg: TuneforgeConfig) -> None:
     else:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
     model.enable_input_require_grads()  # reentrant checkpointing needs inputs that require grad (frozen embeddings)
+
+
+def _logits_to_float32(module: Any, inputs: Any, output: Any) -> Any:
+    """Forward hook for `upcast_lmhead_output`: the language-model head returns float32 logits."""
+    import torch
+
+    return output.to(torch.float32)
 
 
 def _upcast_norms(model: Any) -> None:

@@ -69,6 +69,11 @@ def check_modes(cfg: TuneforgeConfig) -> None:
             f"`do_eval` without `do_train` evaluates stage pt or sft only, not `stage: {cfg.method.stage}`; "
             "set `do_train: true` (evaluation then runs after training) or `stage: sft`."
         )
+    if modes.train and cfg.quantization.quantization_device_map == "auto":
+        raise ConfigError(
+            "`quantization_device_map: auto` spreads a quantized model over devices for inference only; "
+            "remove it to train (QLoRA trains on one device)."
+        )
     if modes.evaluate and not (cfg.data.eval_dataset or cfg.data.val_size):
         raise ConfigError(
             "`do_eval: true` without training needs evaluation data: set `eval_dataset` (or `dataset` with `val_size`)."
