@@ -84,3 +84,15 @@ def test_transformers4_keys_are_translated(old: str, caplog: pytest.LogCaptureFi
 def test_old_and_new_name_together_is_an_error() -> None:
     with pytest.raises(ConfigError, match="old name of `eval_strategy`"):
         load_config({"evaluation_strategy": "steps", "eval_strategy": "no"}, paths=False)
+
+
+def test_yaml_on_off_reach_string_switches(tmp_path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("fuse_micro_batches: on\nspeed_kernels: off\n")
+    cfg = load_config(path, paths=False)
+    assert cfg.training.fuse_micro_batches == "on" and cfg.training.speed_kernels == "off"
+    path.write_text("fuse_micro_batches: off\n")
+    assert load_config(path, paths=False).training.fuse_micro_batches == "off"
+    assert load_config({"fuse_micro_batches": True}, paths=False).training.fuse_micro_batches == "on"
+    with pytest.raises(ConfigError):
+        load_config({"speed_kernels": True}, paths=False)  # no `on` value: still an error, not a guess

@@ -9,9 +9,10 @@ or `no_op(...)` (a non-default value is accepted with a one-line warning saying 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from functools import cache
+from typing import Any, Literal, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 _SAME: Any = object()
 
@@ -80,6 +81,33 @@ class Section(BaseModel):
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=())
 
+    @model_validator(mode="before")
+    @classmethod
+    def _yaml_switches(cls, data: Any) -> Any:
+        """YAML reads `on` / `off` as booleans: give string switches with those values their words back."""
+        if not isinstance(data, dict):
+            return data
+        out = dict(data)
+        for key, value in data.items():
+            words = _switch_words(cls, key)
+            if isinstance(value, bool) and ("on" if value else "off") in words:
+                out[key] = "on" if value else "off"
+        return out
+
     def changed(self) -> dict[str, Any]:
         """The keys whose value differs from the default."""
         return {k: getattr(self, k) for k in type(self).model_fields if k in self.model_fields_set}
+
+
+def _literal_values(annotation: Any) -> set[Any]:
+    if get_origin(annotation) is Literal:
+        return set(get_args(annotation))
+    return {v for arg in get_args(annotation) for v in _literal_values(arg)}
+
+
+@cache
+def _switch_words(cls: type[BaseModel], key: str) -> frozenset[str]:
+    """The `on` / `off` words a string field accepts (empty for other fields)."""
+    info = cls.model_fields.get(key)
+    values = _literal_values(info.annotation) if info is not None else set()
+    return frozenset(v for v in values if v in ("on", "off"))
