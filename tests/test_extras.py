@@ -39,7 +39,7 @@ FEATURES = [
     ("train", {"quantization_bit": 8, "quantization_method": "eetq"}, "eetq", "eetq"),
     ("infer", {"infer_backend": "vllm"}, "vllm", "vllm"),
     ("infer", {"infer_backend": "sglang"}, "sglang", "sglang"),
-    ("export", {"export_quantization_bit": 4, "export_dir": "x"}, "gptqmodel", "quantize"),
+    ("export", {"export_quantization_bit": 4, "export_dir": "x"}, "gptqmodel", "quantize"),  # table only
 ]
 
 
@@ -87,3 +87,13 @@ def test_train_with_missing_tracker_stops_before_any_work(tiny_qwen3: Path, tmp_
     assert result.returncode != 0
     assert "pip install 'tuneforge[wandb]'" in result.stderr and "Traceback" not in result.stderr
     assert not out.exists()
+
+
+def test_export_quantization_names_the_extra(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Export checks its settings first (bits, calibration data, GPU), then the package, naming the extra."""
+    from tuneforge.export.quantize import check_export_quantization
+
+    cfg = load_config({"export_quantization_bit": 4, "export_quantization_dataset": "c.jsonl"}, paths=False)
+    _hide(monkeypatch, "gptqmodel")
+    with pytest.raises(Exception, match=r"pip install 'tuneforge\[quantize\]'"):
+        check_export_quantization(cfg, cuda=True)

@@ -111,3 +111,19 @@ def test_neat_packing_final_eval_equals_in_loop_eval(tiny_qwen3: Path, shared_di
     metrics = run(_config(tiny_qwen3, shared_dir, out, **values))
     in_loop = next(r["eval_loss"] for r in read_log(out) if "eval_loss" in r)  # the log ends with the final one
     assert metrics["eval_loss"] == pytest.approx(in_loop, abs=1e-6)  # was 11.9004 vs 11.8902 with the KV cache on
+
+
+@pytest.mark.slow
+def test_no_final_evaluation_without_do_eval(tiny_qwen3: Path, shared_dir: Path, tmp_path: Path) -> None:
+    """As LLaMA-Factory: `val_size` alone holds rows out; evaluation needs `do_eval` or an `eval_strategy`."""
+    from tuneforge.train.runner import run
+
+    out = tmp_path / "noeval"
+    metrics = run(_config(tiny_qwen3, shared_dir, out, do_train=True, val_size=4, max_steps=1))
+    assert "eval_loss" not in metrics and not (out / "eval_results.json").exists()
+    metrics = run(
+        _config(
+            tiny_qwen3, shared_dir, out, do_train=True, do_eval=True, val_size=4, max_steps=1, overwrite_output_dir=True
+        )
+    )
+    assert metrics["eval_loss"] > 0 and (out / "eval_results.json").exists()

@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Any
 
 from tuneforge.errors import TuneforgeError
 from tuneforge.export import hf, merge, ollama, quantize
-from tuneforge.extras import check_extras
 
 if TYPE_CHECKING:
     from tuneforge.config import TuneforgeConfig
@@ -26,7 +25,6 @@ OFFLINE_VALUES = ("1", "true", "yes", "on")
 
 def export_command(cfg: TuneforgeConfig) -> Path:
     """Export the model the config names into `export_dir`; returns the folder written."""
-    check_extras(cfg, "export")
     out = hf.check_export_dir(cfg.export.export_dir, cfg.training.overwrite_output_dir)
     if not cfg.model.model_name_or_path:
         raise TuneforgeError("`model_name_or_path` is not set; name the base model folder or Hub id to export.")

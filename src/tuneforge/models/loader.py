@@ -135,14 +135,25 @@ def _bnb_config(q: Any) -> Any:
 
 
 def rope_parameters(model_config: Any, rope_scaling: str | None, cutoff_len: int) -> dict[str, Any] | None:
-    """RoPE parameters that stretch the context to `cutoff_len` (factor = cutoff_len / trained length)."""
+    """RoPE parameters that stretch the context to `cutoff_len`, as LLaMA-Factory sets them for training.
+
+    No scaling when `cutoff_len` fits the trained length; else factor = ceil(cutoff_len / trained length) for
+    every method (dynamic too), and `max_position_embeddings` grows by that factor (set on `model_config`).
+    """
     if rope_scaling is None:
         return None
     current = dict(getattr(model_config, "rope_parameters", None) or {})
-    original = getattr(model_config, "max_position_embeddings", None) or cutoff_len
-    factor = float(max(math.ceil(cutoff_len / original), 1)) if rope_scaling != "dynamic" else 2.0
+    original = current.get("original_max_position_embeddings") or getattr(model_config, "max_position_embeddings", 0)
+    if not original:
+        logger.warning("`rope_scaling: %s`: no max_position_embeddings in the model config; not scaling.", rope_scaling)
+        return None
+    if cutoff_len <= original:
+        logger.warning("`rope_scaling`: cutoff_len %s fits the trained length %s; not scaling.", cutoff_len, original)
+        return None
+    factor = float(math.ceil(cutoff_len / original))
+    model_config.max_position_embeddings = int(original * factor)
     current.update({"rope_type": rope_scaling, "factor": factor})
-    if rope_scaling in ("yarn", "llama3"):
+    if rope_scaling in ("dynamic", "yarn", "llama3"):
         current["original_max_position_embeddings"] = original
     if rope_scaling == "llama3":
         current.setdefault("low_freq_factor", 1.0)

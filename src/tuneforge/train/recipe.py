@@ -144,7 +144,7 @@ def run_stage(cfg: TuneforgeConfig, build: StageBuilder, tokenizer: Any = None) 
     use_own_progress_bar(trainer)
     result = trainer.train(resume_from_checkpoint=resume)
     effective_tokens_per_sec(cfg, train, result.metrics)
-    return _finish(cfg, trainer, model, plan, result, evals is not None)
+    return _finish(cfg, trainer, model, plan, result, evals is not None and args.do_eval)
 
 
 def stage_data(cfg: TuneforgeConfig, tokenizer: Any) -> tuple[Any, Any, Any]:

@@ -96,7 +96,7 @@ def run_sft(cfg: TuneforgeConfig, data: TrainData | None = None, tokenizer: Any 
     trainer.log_metrics("train", result.metrics)
     trainer.save_metrics("train", result.metrics)
     metrics = dict(result.metrics)
-    if data.eval is not None:
+    if data.eval is not None and args.do_eval:  # as LLaMA-Factory: do_eval, or an eval_strategy
         eval_metrics = trainer.evaluate(metric_key_prefix="eval")
         trainer.log_metrics("eval", eval_metrics)
         trainer.save_metrics("eval", eval_metrics)
