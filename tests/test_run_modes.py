@@ -14,26 +14,11 @@ from tuneforge.train.modes import RunModes, run_modes
 
 
 def _config(model: Path, shared: Path, out: Path, **values: Any) -> Any:
-    base = {
-        "model_name_or_path": str(model),
-        "template": "qwen3",
-        "dataset_dir": str(shared / "lf-data"),
-        "dataset": "identity",
-        "max_samples": 16,
-        "cutoff_len": 64,
-        "output_dir": str(out),
-        "per_device_train_batch_size": 2,
-        "per_device_eval_batch_size": 4,
-        "learning_rate": 1e-3,
-        "max_steps": 4,
-        "logging_steps": 1,
-        "save_strategy": "no",
-        "report_to": "none",
-        "disable_gradient_checkpointing": True,
-        "disable_tqdm": True,
-        "seed": 0,
-    }
-    return load_config({**base, **values})
+    from train_helpers import tiny_config
+
+    data = {"template": "qwen3", "dataset_dir": str(shared / "lf-data"), "dataset": "identity", "max_samples": 16}
+    sizes = {"cutoff_len": 64, "per_device_train_batch_size": 2, "per_device_eval_batch_size": 4}
+    return tiny_config(model, out, **{**data, **sizes, **values})
 
 
 @pytest.mark.parametrize(
@@ -127,3 +112,13 @@ def test_no_final_evaluation_without_do_eval(tiny_qwen3: Path, shared_dir: Path,
         )
     )
     assert metrics["eval_loss"] > 0 and (out / "eval_results.json").exists()
+
+
+def test_fsdp_in_a_single_process_stops_before_any_work(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tuneforge.train.modes import check_modes
+
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    with pytest.raises(ConfigError, match="torchrun"):
+        check_modes(load_config({"fsdp": "full_shard"}, paths=False))
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    check_modes(load_config({"fsdp": "full_shard"}, paths=False))

@@ -8,6 +8,7 @@ and `all_results.json` to `output_dir` and no weights. `trainer_callbacks` adds 
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -73,6 +74,12 @@ def check_modes(cfg: TuneforgeConfig) -> None:
         raise ConfigError(
             "`quantization_device_map: auto` spreads a quantized model over devices for inference only; "
             "remove it to train (QLoRA trains on one device)."
+        )
+    if cfg.training.fsdp and int(os.environ.get("WORLD_SIZE", "1")) < 2:
+        raise ConfigError(
+            "`fsdp` shards the model over several processes, and this is a single process: launch them with "
+            "`torchrun --nproc_per_node N -m tuneforge.cli train CONFIG` (tuneforge does not start them itself "
+            "yet), or remove `fsdp`."
         )
     if modes.evaluate and not (cfg.data.eval_dataset or cfg.data.val_size):
         raise ConfigError(
