@@ -32,9 +32,7 @@ class DataSection(Section):
     media_dir: str | None = F(
         None,
         "Folder that relative image, video and audio paths in the data resolve against; defaults to dataset_dir.",
-        wiring=no_op(
-            "multimodal inputs are not supported yet: tuneforge trains text-only models (planned in issue #15)"
-        ),
+        wiring=no_op("multimodal inputs are not supported yet: tuneforge trains text-only models (planned)"),
     )
     cutoff_len: int = F(
         2048,
@@ -139,8 +137,7 @@ class DataSection(Section):
         False,
         "Preprocess once for all nodes because they share a file system, rather than once per node.",
         wiring=no_op(
-            "only matters for multi-node training, which tuneforge does not launch yet (issue #14); data is "
-            "prepared once"
+            "only matters for multi-node training, which tuneforge does not launch yet; data is prepared once"
         ),
     )
     strict_data: bool = F(

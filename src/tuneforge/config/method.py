@@ -68,14 +68,13 @@ class MethodSection(Section):
         False,
         "PiSSA: save the final adapter converted to a plain LoRA adapter usable with the original weights.",
         wiring=refused(
-            "PiSSA-to-LoRA conversion is not implemented in tuneforge yet (being built separately); remove "
-            "`pissa_convert`"
+            "PiSSA-to-LoRA conversion is not implemented in tuneforge yet (planned); remove `pissa_convert`"
         ),
     )
     use_galore: bool = F(
         False,
         "Train with the GaLore low-rank gradient-projection optimizer (needs the optional galore-torch package).",
-        wiring=refused("GaLore is not implemented in tuneforge yet (planned in issue #19); remove `use_galore`"),
+        wiring=refused("GaLore is not implemented in tuneforge yet (planned); remove `use_galore`"),
     )
     galore_target: str = F(
         "all",
@@ -110,7 +109,7 @@ class MethodSection(Section):
     use_apollo: bool = F(
         False,
         "Train with the APOLLO memory-efficient optimizer (needs the optional apollo-torch package).",
-        wiring=refused("APOLLO is not implemented in tuneforge yet (planned in issue #19); remove `use_apollo`"),
+        wiring=refused("APOLLO is not implemented in tuneforge yet (planned); remove `use_apollo`"),
     )
     apollo_target: str = F(
         "all",
@@ -160,7 +159,7 @@ class MethodSection(Section):
     use_badam: bool = F(
         False,
         "Train with BAdam, updating one block of parameters at a time (needs the optional badam package).",
-        wiring=refused("BAdam is not implemented in tuneforge yet (planned in issue #19); remove `use_badam`"),
+        wiring=refused("BAdam is not implemented in tuneforge yet (planned); remove `use_badam`"),
     )
     badam_mode: Literal["layer", "ratio"] = F(
         "layer",
@@ -216,27 +215,26 @@ class MethodSection(Section):
         False,
         "LLaMA Pro: train only the newly expanded blocks (use with freeze or lora tuning).",
         wiring=refused(
-            "LLaMA Pro block expansion is not implemented in tuneforge yet (planned in issue #19); remove "
-            "`use_llama_pro`"
+            "LLaMA Pro block expansion is not implemented in tuneforge yet (planned); remove `use_llama_pro`"
         ),
     )
     use_adam_mini: bool = F(
         False,
         "Use the Adam-mini optimizer, which shares learning rates within parameter blocks (optional package).",
-        wiring=refused("Adam-mini is not implemented in tuneforge yet (planned in issue #19); remove `use_adam_mini`"),
+        wiring=refused("Adam-mini is not implemented in tuneforge yet (planned); remove `use_adam_mini`"),
     )
     use_mca: bool = F(
         False,
         "Train through Megatron-Core via mcore_adapter (multi-GPU, optional package).",
         wiring=refused(
-            "MCoreAdapter (Megatron-Core) is not implemented in tuneforge yet (multi-GPU, issue #14); remove `use_mca`"
+            "MCoreAdapter (Megatron-Core) is not implemented in tuneforge yet (multi-GPU, planned); remove `use_mca`"
         ),
     )
     use_hyper_parallel: bool = F(
         False,
         "Use the hyper-parallel distributed training backend (multi-GPU, optional package).",
         wiring=refused(
-            "Hyper-parallel training is not implemented in tuneforge yet (multi-GPU, issue #14); remove "
+            "Hyper-parallel training is not implemented in tuneforge yet (multi-GPU, planned); remove "
             "`use_hyper_parallel`"
         ),
     )
@@ -248,23 +246,17 @@ class MethodSection(Section):
     use_muon: bool = F(
         False,
         "Use the Muon optimizer for 2-D weight matrices, with AdamW for the rest.",
-        wiring=refused(
-            "The Muon optimizer is not implemented in tuneforge yet (planned in issue #19); remove `use_muon`"
-        ),
+        wiring=refused("The Muon optimizer is not implemented in tuneforge yet (planned); remove `use_muon`"),
     )
     use_dft_loss: bool = F(
         False,
         "SFT: use the Dynamic Fine-Tuning loss, which weights each token's loss by its predicted probability.",
-        wiring=refused(
-            "The DFT loss is not implemented in tuneforge yet (being built separately); remove `use_dft_loss`"
-        ),
+        wiring=refused("The DFT loss is not implemented in tuneforge yet (planned); remove `use_dft_loss`"),
     )
     use_asft_loss: bool = F(
         False,
         "SFT: use the anchored SFT loss, DFT plus a KL term towards a reference model to limit drift.",
-        wiring=refused(
-            "The ASFT loss is not implemented in tuneforge yet (being built separately); remove `use_asft_loss`"
-        ),
+        wiring=refused("The ASFT loss is not implemented in tuneforge yet (planned); remove `use_asft_loss`"),
     )
     asft_alpha: float = F(
         0.1,
@@ -275,9 +267,7 @@ class MethodSection(Section):
         False,
         "SFT: use the entropy-adaptive fine-tuning loss, which scales each token's loss by the model's "
         "normalised predictive entropy.",
-        wiring=refused(
-            "The EAFT loss is not implemented in tuneforge yet (being built separately); remove `use_eaft_loss`"
-        ),
+        wiring=refused("The EAFT loss is not implemented in tuneforge yet (planned); remove `use_eaft_loss`"),
     )
     eaft_alpha: float = F(
         1.0,
@@ -287,21 +277,15 @@ class MethodSection(Section):
     freeze_vision_tower: bool = F(
         True,
         "Multimodal models: keep the vision encoder frozen.",
-        wiring=no_op(
-            "multimodal inputs are not supported yet: tuneforge trains text-only models (planned in issue #15)"
-        ),
+        wiring=no_op("multimodal inputs are not supported yet: tuneforge trains text-only models (planned)"),
     )
     freeze_multi_modal_projector: bool = F(
         True,
         "Multimodal models: keep the projector between vision encoder and language model frozen.",
-        wiring=no_op(
-            "multimodal inputs are not supported yet: tuneforge trains text-only models (planned in issue #15)"
-        ),
+        wiring=no_op("multimodal inputs are not supported yet: tuneforge trains text-only models (planned)"),
     )
     freeze_language_model: bool = F(
         False,
         "Multimodal models: keep the language model frozen, training only the other parts.",
-        wiring=no_op(
-            "multimodal inputs are not supported yet: tuneforge trains text-only models (planned in issue #15)"
-        ),
+        wiring=no_op("multimodal inputs are not supported yet: tuneforge trains text-only models (planned)"),
     )

@@ -92,9 +92,7 @@ class ModelSection(Section):
         None,
         "Mixture-of-Depths: convert turns the model into a MoD model, load loads one already converted "
         "(needs the optional MoD package).",
-        wiring=refused(
-            "Mixture of depths is not implemented in tuneforge yet (being built separately); remove `mixture_of_depths`"
-        ),
+        wiring=refused("Mixture of depths is not implemented in tuneforge yet (planned); remove `mixture_of_depths`"),
     )
     use_unsloth: bool = F(
         False,
@@ -187,72 +185,52 @@ class ModelSection(Section):
     image_max_pixels: int = F(
         589824,
         "Images with more pixels (width x height) than this are downscaled before encoding.",
-        wiring=no_op(
-            "multimodal inputs are not supported yet: tuneforge trains text-only models (planned in issue #15)"
-        ),
+        wiring=no_op("multimodal inputs are not supported yet: tuneforge trains text-only models (planned)"),
     )
     image_min_pixels: int = F(
         1024,
         "Images with fewer pixels (width x height) than this are upscaled before encoding.",
-        wiring=no_op(
-            "multimodal inputs are not supported yet: tuneforge trains text-only models (planned in issue #15)"
-        ),
+        wiring=no_op("multimodal inputs are not supported yet: tuneforge trains text-only models (planned)"),
     )
     image_do_pan_and_scan: bool = F(
         False,
         "Gemma 3 pan-and-scan: also encode crops of large images besides the resized whole image.",
-        wiring=no_op(
-            "multimodal inputs are not supported yet: tuneforge trains text-only models (planned in issue #15)"
-        ),
+        wiring=no_op("multimodal inputs are not supported yet: tuneforge trains text-only models (planned)"),
     )
     crop_to_patches: bool = F(
         False,
         "Split each image into tiles before encoding, for processors that support it (e.g. InternVL).",
-        wiring=no_op(
-            "multimodal inputs are not supported yet: tuneforge trains text-only models (planned in issue #15)"
-        ),
+        wiring=no_op("multimodal inputs are not supported yet: tuneforge trains text-only models (planned)"),
     )
     video_max_pixels: int = F(
         65536,
         "Video frames with more pixels (width x height) than this are downscaled.",
-        wiring=no_op(
-            "multimodal inputs are not supported yet: tuneforge trains text-only models (planned in issue #15)"
-        ),
+        wiring=no_op("multimodal inputs are not supported yet: tuneforge trains text-only models (planned)"),
     )
     video_min_pixels: int = F(
         256,
         "Video frames with fewer pixels (width x height) than this are upscaled.",
-        wiring=no_op(
-            "multimodal inputs are not supported yet: tuneforge trains text-only models (planned in issue #15)"
-        ),
+        wiring=no_op("multimodal inputs are not supported yet: tuneforge trains text-only models (planned)"),
     )
     video_fps: float = F(
         2.0,
         "Frames sampled per second of video.",
-        wiring=no_op(
-            "multimodal inputs are not supported yet: tuneforge trains text-only models (planned in issue #15)"
-        ),
+        wiring=no_op("multimodal inputs are not supported yet: tuneforge trains text-only models (planned)"),
     )
     video_maxlen: int = F(
         128,
         "Maximum number of frames sampled from one video.",
-        wiring=no_op(
-            "multimodal inputs are not supported yet: tuneforge trains text-only models (planned in issue #15)"
-        ),
+        wiring=no_op("multimodal inputs are not supported yet: tuneforge trains text-only models (planned)"),
     )
     use_audio_in_video: bool = F(
         False,
         "Also feed each video's audio track to the model (omni models such as Qwen2.5-Omni).",
-        wiring=no_op(
-            "multimodal inputs are not supported yet: tuneforge trains text-only models (planned in issue #15)"
-        ),
+        wiring=no_op("multimodal inputs are not supported yet: tuneforge trains text-only models (planned)"),
     )
     audio_sampling_rate: int = F(
         16000,
         "Sample rate in Hz that audio inputs are resampled to.",
-        wiring=no_op(
-            "multimodal inputs are not supported yet: tuneforge trains text-only models (planned in issue #15)"
-        ),
+        wiring=no_op("multimodal inputs are not supported yet: tuneforge trains text-only models (planned)"),
     )
     use_kt: bool = F(
         False,

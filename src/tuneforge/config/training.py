@@ -488,7 +488,7 @@ class TrainingSection(Section):
         1,
         "Number of Ray workers (one per GPU) for distributed training with Ray.",
         wiring=refused(
-            "Training with Ray is not implemented in tuneforge yet (distributed training, issue #14); launch "
+            "Training with Ray is not implemented in tuneforge yet (distributed training, planned); launch "
             "several processes with `torchrun` or `accelerate launch`"
         ),
     )
@@ -496,7 +496,7 @@ class TrainingSection(Section):
         None,
         "Arguments passed to ray.init(), as a dict or JSON string.",
         wiring=refused(
-            "Training with Ray is not implemented in tuneforge yet (distributed training, issue #14); launch "
+            "Training with Ray is not implemented in tuneforge yet (distributed training, planned); launch "
             "several processes with `torchrun` or `accelerate launch`"
         ),
     )
@@ -504,7 +504,7 @@ class TrainingSection(Section):
         None,
         "Address of the rank-0 node for multi-node training (the MASTER_ADDR variable).",
         wiring=refused(
-            "Launching multi-node training is not implemented in tuneforge yet (issue #14); pass "
+            "Launching multi-node training is not implemented in tuneforge yet; pass "
             "`--master_addr` to `torchrun` (or set MASTER_ADDR)"
         ),
     )
@@ -512,28 +512,25 @@ class TrainingSection(Section):
         None,
         "Port of the rank-0 node for multi-node training (the MASTER_PORT variable).",
         wiring=refused(
-            "Launching multi-node training is not implemented in tuneforge yet (issue #14); pass "
+            "Launching multi-node training is not implemented in tuneforge yet; pass "
             "`--master_port` to `torchrun` (or set MASTER_PORT)"
         ),
     )
     fp8: bool = F(
         False,
         "Train with FP8 mixed precision (Hopper-class NVIDIA GPUs; excludes weight quantization).",
-        wiring=refused("FP8 training is not implemented in tuneforge yet (being built separately); use `bf16: true`"),
+        wiring=refused("FP8 training is not implemented in tuneforge yet (planned); use `bf16: true`"),
     )
     fp8_backend: str = F(
         "auto",
         "FP8 implementation: auto, or a specific backend such as torchao or te (Transformer Engine).",
-        wiring=refused(
-            "FP8 training is not implemented in tuneforge yet (being built separately); remove `fp8_backend`"
-        ),
+        wiring=refused("FP8 training is not implemented in tuneforge yet (planned); remove `fp8_backend`"),
     )
     fp8_enable_fsdp_float8_all_gather: bool = F(
         False,
         "FP8 with FSDP: all-gather weights in float8 to save communication (multi-GPU).",
         wiring=refused(
-            "FP8 training is not implemented in tuneforge yet (being built separately); remove "
-            "`fp8_enable_fsdp_float8_all_gather`"
+            "FP8 training is not implemented in tuneforge yet (planned); remove `fp8_enable_fsdp_float8_all_gather`"
         ),
     )
     enable_torch_profiler: bool = F(
