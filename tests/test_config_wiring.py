@@ -54,7 +54,7 @@ def test_no_op_key_warns_once_with_reason(caplog: pytest.LogCaptureFixture) -> N
 def test_issue_keys_are_classified_as_the_contract_says() -> None:
     acts = ["warmup_ratio", "early_stopping_steps", "include_effective_tokens_per_second", "logging_dir"]
     assert all(wiring(k).kind == "acts" for k in acts)
-    assert wiring("fp8").kind == "refused" and "bf16" in wiring("fp8").text
+    assert wiring("use_galore").kind == "refused" and "GaLore" in wiring("use_galore").text
     assert wiring("master_port").kind == "refused" and "torchrun" in wiring("master_port").text
     assert wiring("data_shared_file_system").kind == "no-op"
 

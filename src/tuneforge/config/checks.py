@@ -97,6 +97,33 @@ def _method(cfg: TuneforgeConfig) -> Iterator[Conflict]:
         yield ("use_dora", "pissa_init"), "PiSSA initialisation is not available for DoRA adapters."
 
 
+def _sft_extras(cfg: TuneforgeConfig) -> Iterator[Conflict]:
+    m, stage = cfg.method, cfg.method.stage
+    losses = tuple(k for k in ("use_dft_loss", "use_eaft_loss", "use_asft_loss") if getattr(m, k))
+    if len(losses) > 1:
+        yield losses, "these sft losses replace each other; enable only one."
+    if losses and stage != "sft":
+        yield (*losses, "stage"), f"the DFT/EAFT/ASFT losses apply to `stage: sft` only, not `{stage}`."
+    if m.pissa_convert and not (m.pissa_init and m.finetuning_type == "lora"):
+        yield (
+            ("pissa_convert", "pissa_init"),
+            "`pissa_convert` converts a PiSSA adapter: it needs `finetuning_type: lora` with `pissa_init: true`.",
+        )
+    for key in ("neat_packing", "max_tokens_per_batch"):
+        if cfg.model.mixture_of_depths and cfg.get(key):
+            yield (
+                ("mixture_of_depths", key),
+                f"mixture of depths routes the top tokens of each padded row; it cannot be combined with `{key}` "
+                "(padding-free rows of several samples). Remove one of them.",
+            )
+    fp8 = cfg.training.fp8 or cfg.training.fp8_enable_fsdp_float8_all_gather
+    if fp8 and cfg.quantization.quantization_bit:
+        yield ("fp8", "quantization_bit"), "FP8 training cannot be combined with a quantized model; drop one."
+    for key, on in (("fp8", fp8), ("pissa_convert", m.pissa_convert)):
+        if on and stage not in ("pt", "sft"):
+            yield (key, "stage"), f"`{key}` applies to stages pt and sft in tuneforge, not `{stage}`."
+
+
 def _stages(cfg: TuneforgeConfig) -> Iterator[Conflict]:
     stage, r = cfg.method.stage, cfg.rlhf
     if stage == "ppo" and not r.reward_model:
@@ -142,6 +169,7 @@ CHECKS: list[Callable[[TuneforgeConfig], Iterator[Conflict]]] = [
     _quantization,
     _data,
     _method,
+    _sft_extras,
     _stages,
     _evaluation,
 ]

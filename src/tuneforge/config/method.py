@@ -66,10 +66,10 @@ class MethodSection(Section):
     pissa_iter: int = F(16, "PiSSA: iterations of fast SVD; -1 uses the exact SVD.", wiring=ACTS)
     pissa_convert: bool = F(
         False,
-        "PiSSA: save the final adapter converted to a plain LoRA adapter usable with the original weights.",
-        wiring=refused(
-            "PiSSA-to-LoRA conversion is not implemented in tuneforge yet (planned); remove `pissa_convert`"
-        ),
+        "PiSSA: also save the trained adapter converted to a plain LoRA adapter (twice the rank) for the original "
+        "base model, in output_dir/pissa_converted (the initial adapter goes to output_dir/pissa_init); "
+        "needs pissa_init, stages pt/sft.",
+        wiring=ACTS,
     )
     use_galore: bool = F(
         False,
@@ -250,29 +250,27 @@ class MethodSection(Section):
     )
     use_dft_loss: bool = F(
         False,
-        "SFT: use the Dynamic Fine-Tuning loss, which weights each token's loss by its predicted probability.",
-        wiring=refused("The DFT loss is not implemented in tuneforge yet (planned); remove `use_dft_loss`"),
+        "SFT: use the Dynamic Fine-Tuning loss, each label token's cross-entropy weighted by the model's "
+        "probability of that token (no gradient through the weight); token-weighted like the plain loss.",
+        wiring=ACTS,
     )
     use_asft_loss: bool = F(
         False,
-        "SFT: use the anchored SFT loss, DFT plus a KL term towards a reference model to limit drift.",
-        wiring=refused("The ASFT loss is not implemented in tuneforge yet (planned); remove `use_asft_loss`"),
+        "SFT: use the anchored SFT loss, the DFT loss plus asft_alpha times KL(reference || model) per label "
+        "token; the reference is ref_model if set, else the base model (LoRA: the adapter disabled).",
+        wiring=ACTS,
     )
     asft_alpha: float = F(
-        0.1,
-        "Anchored SFT: weight of the KL term towards the reference model.",
-        wiring=no_op("only read by the ASFT loss (`use_asft_loss`), which tuneforge does not implement"),
+        0.1, "Anchored SFT (use_asft_loss): weight of the KL term towards the reference model.", wiring=ACTS
     )
     use_eaft_loss: bool = F(
         False,
-        "SFT: use the entropy-adaptive fine-tuning loss, which scales each token's loss by the model's "
-        "normalised predictive entropy.",
-        wiring=refused("The EAFT loss is not implemented in tuneforge yet (planned); remove `use_eaft_loss`"),
+        "SFT: use the entropy-adaptive fine-tuning loss, each label token's cross-entropy weighted by "
+        "(entropy of the softmax over the 20 most likely tokens / 3) ** eaft_alpha (no gradient through the weight).",
+        wiring=ACTS,
     )
     eaft_alpha: float = F(
-        1.0,
-        "EAFT: exponent controlling how strongly the entropy-based weight varies.",
-        wiring=no_op("only read by the EAFT loss (`use_eaft_loss`), which tuneforge does not implement"),
+        1.0, "EAFT (use_eaft_loss): exponent of the entropy weight; 0 gives the plain loss.", wiring=ACTS
     )
     freeze_vision_tower: bool = F(
         True,

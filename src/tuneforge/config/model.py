@@ -90,9 +90,10 @@ class ModelSection(Section):
     )
     mixture_of_depths: Literal["convert", "load"] | None = F(
         None,
-        "Mixture-of-Depths: convert turns the model into a MoD model, load loads one already converted "
-        "(needs the optional MoD package).",
-        wiring=refused("Mixture of depths is not implemented in tuneforge yet (planned); remove `mixture_of_depths`"),
+        "Mixture of depths: convert routes only the router's top tokens through every second decoder layer "
+        "(capacity falling from 1 to 1/8 over training); load loads a model saved after convert. llama, mistral, "
+        "mixtral, gemma, phi and starcoder2 models; padded batches only (no neat_packing / max_tokens_per_batch).",
+        wiring=ACTS,
     )
     use_unsloth: bool = F(
         False,

@@ -518,20 +518,19 @@ class TrainingSection(Section):
     )
     fp8: bool = F(
         False,
-        "Train with FP8 mixed precision (Hopper-class NVIDIA GPUs; excludes weight quantization).",
-        wiring=refused("FP8 training is not implemented in tuneforge yet (planned); use `bf16: true`"),
+        "Train the linear layers with FP8 matmuls through torchao (pip install 'tuneforge[fp8]'); needs an NVIDIA "
+        "GPU of compute capability 8.9+ (Ada, Hopper, Blackwell) and stops elsewhere; not with quantization.",
+        wiring=ACTS,
     )
     fp8_backend: str = F(
         "auto",
-        "FP8 implementation: auto, or a specific backend such as torchao or te (Transformer Engine).",
-        wiring=refused("FP8 training is not implemented in tuneforge yet (planned); remove `fp8_backend`"),
+        "FP8 implementation: auto or torchao (the same); te (Transformer Engine) and msamp are refused.",
+        wiring=ACTS,
     )
     fp8_enable_fsdp_float8_all_gather: bool = F(
         False,
-        "FP8 with FSDP: all-gather weights in float8 to save communication (multi-GPU).",
-        wiring=refused(
-            "FP8 training is not implemented in tuneforge yet (planned); remove `fp8_enable_fsdp_float8_all_gather`"
-        ),
+        "FP8 with FSDP2: all-gather weights in float8 (tensorwise scaling) to save communication; implies fp8.",
+        wiring=ACTS,
     )
     enable_torch_profiler: bool = F(
         False,

@@ -1,7 +1,8 @@
 """Choose what trains: full fine-tuning, freeze (a few layers), LoRA and its variants, or OFT, through PEFT.
 
 `apply_finetuning(model, cfg, trainable=True)` is the one entry point; `build_loraplus_optimizer` makes the
-LoRA+ parameter groups (B matrices at `loraplus_lr_ratio` times the learning rate).
+LoRA+ parameter groups (B matrices at `loraplus_lr_ratio` times the learning rate); `PissaConversion` saves a
+trained PiSSA adapter converted to plain LoRA (`pissa_convert`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from transformers import TrainerCallback
 
 from tuneforge.errors import TuneforgeError
 
@@ -247,6 +250,74 @@ def build_loraplus_optimizer(model: Any, cfg: TuneforgeConfig, optim_kwargs: dic
         loraplus_lr_embedding=cfg.method.loraplus_lr_embedding,
         **kwargs,
     )
+
+
+# ---- PiSSA conversion ---------------------------------------------------------------------------------------
+
+PISSA_INIT, PISSA_CONVERTED = "pissa_init", "pissa_converted"
+
+
+@contextmanager
+def _plain_lora_config(model: Any) -> Iterator[None]:
+    """Save with `init_lora_weights: true`, so loading the adapter does not redo the PiSSA SVD on the base."""
+    config = model.peft_config["default"]
+    init = config.init_lora_weights
+    config.init_lora_weights = True
+    try:
+        yield
+    finally:
+        config.init_lora_weights = init
+
+
+def save_pissa_initial(model: Any, folder: str | Path) -> Path:
+    """Save the PiSSA adapter as initialised (before any step): the conversion subtracts it later."""
+    path = Path(folder)
+    with _plain_lora_config(model), _quiet_peft():
+        model.save_pretrained(str(path))
+    return path
+
+
+def save_pissa_converted(model: Any, folder: str | Path, initial: str | Path) -> Path:
+    """Save the trained PiSSA adapter converted to a plain LoRA adapter (twice the rank) for the original base.
+
+    PiSSA trains on a residual base W - A0 B0; the converted adapter [A | A0] [B | -B0] on the original W gives
+    the same weights, so it works wherever a LoRA adapter does (merge, vLLM, other adapters' bases).
+    """
+    path = Path(folder)
+    with _quiet_peft():  # PEFT loads the initial adapter beside the trained one for the conversion, and warns
+        warnings.filterwarnings("ignore", message="PiSSA changes the base weights", category=UserWarning)
+        model.save_pretrained(str(path), path_initial_model_for_weight_conversion=str(initial))
+    return path
+
+
+class PissaConversion(TrainerCallback):
+    """`pissa_convert`: save the initial adapter to `output_dir/pissa_init` when training starts and the converted
+    plain-LoRA adapter to `output_dir/pissa_converted` when it ends (the output folder keeps the PiSSA adapter)."""
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
+        initial = Path(args.output_dir) / PISSA_INIT
+        if not args.should_save:
+            return
+        if state.global_step > 0:  # resumed: the initial adapter was saved by the run that started from step 0
+            if not (initial / "adapter_config.json").is_file():
+                raise TuneforgeError(
+                    f"`pissa_convert` needs the initial PiSSA adapter in {initial}, which the resumed run did not "
+                    "leave; train from the start (remove `resume_from_checkpoint`) or drop `pissa_convert`."
+                )
+            return
+        save_pissa_initial(model, initial)
+        logger.info("Initial PiSSA adapter saved to %s", initial)
+
+    def on_train_end(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
+        if args.should_save:
+            out = Path(args.output_dir)
+            path = save_pissa_converted(model, out / PISSA_CONVERTED, out / PISSA_INIT)
+            logger.info("PiSSA adapter converted to plain LoRA (for the original base model) in %s", path)
+
+
+def pissa_callbacks(cfg: TuneforgeConfig) -> list[TrainerCallback]:
+    """[PissaConversion()] when `pissa_convert` is set, else []."""
+    return [PissaConversion()] if cfg.method.pissa_convert else []
 
 
 def _split(text: str) -> list[str]:

@@ -185,15 +185,33 @@ def load_model(cfg: TuneforgeConfig, tokenizer: PreTrainedTokenizerBase, *, trai
         quant = quantization_config(cfg)
         if quant is not None:
             kwargs.update(quantization_config=quant, device_map={"": 0})
-        model = AutoModelForCausalLM.from_pretrained(
-            m.model_name_or_path, low_cpu_mem_usage=m.low_cpu_mem_usage, token=m.hf_hub_token, **kwargs
-        )
+        model = _from_pretrained(cfg, kwargs)
+    if m.mixture_of_depths == "convert":
+        from tuneforge.models.mod import convert_to_mod
+
+        model = convert_to_mod(model)
     _fit_vocab(model, tokenizer, m.resize_vocab)
     if trainable:
         prepare_for_training(model, cfg)
     else:
         model.eval()
     return model
+
+
+def _from_pretrained(cfg: TuneforgeConfig, kwargs: dict[str, Any]) -> PreTrainedModel:
+    """`from_pretrained` of the model path, or of a mixture-of-depths model (`mixture_of_depths: load`)."""
+    from transformers import AutoModelForCausalLM
+
+    from tuneforge.models import mod
+
+    m = cfg.model
+    options = {"low_cpu_mem_usage": m.low_cpu_mem_usage, "token": m.hf_hub_token, **kwargs}
+    if m.mixture_of_depths == "load":
+        return mod.load_mod_model(
+            m.model_name_or_path,
+            lambda mapping: AutoModelForCausalLM.from_pretrained(m.model_name_or_path, key_mapping=mapping, **options),
+        )
+    return AutoModelForCausalLM.from_pretrained(m.model_name_or_path, **options)
 
 
 def prepare_for_training(model: PreTrainedModel, cfg: TuneforgeConfig) -> None:

@@ -13,13 +13,15 @@ import yaml
 from transformers import set_seed
 
 from tuneforge.errors import TuneforgeError
-from tuneforge.models.adapters import apply_finetuning, build_loraplus_optimizer
+from tuneforge.models.adapters import apply_finetuning, build_loraplus_optimizer, pissa_callbacks
 from tuneforge.models.loader import load_model, load_tokenizer
 from tuneforge.train import checkpoint as ckpt
 from tuneforge.train.args import build_training_args
 from tuneforge.train.callbacks import LOG_NAME, GracefulStop, LogCallback, ProgressCallback
+from tuneforge.train.fp8 import apply_fp8, check_fp8
 from tuneforge.train.modes import effective_tokens_per_sec, trainer_callbacks
 from tuneforge.train.plot import plot_losses
+from tuneforge.train.sft_losses import sft_loss_func
 from tuneforge.train.speed.plan import plan_speed, prepare_model
 from tuneforge.train.trainer import TuneforgeTrainer, logits_to_predictions, token_accuracy
 
@@ -47,6 +49,7 @@ def run_sft(cfg: TuneforgeConfig, data: TrainData | None = None, tokenizer: Any 
     `data` replaces the dataset pipeline and `tokenizer` the tokenizer load (tests pass hand-made ones).
     """
     cuda = torch.cuda.is_available()
+    check_fp8(cfg, cuda)  # FP8 stops here on hardware without it
     args, notes = build_training_args(cfg, cuda=cuda)
     for note in notes:
         logger.warning(note)
@@ -60,7 +63,7 @@ def run_sft(cfg: TuneforgeConfig, data: TrainData | None = None, tokenizer: Any 
     speed = plan_speed(cfg, args, data, cuda)  # padding-free batches, fusion, token budgets
     model = load_model(cfg, tokenizer, trainable=True)
     prepare_model(model, cfg, speed)  # varlen attention, fused kernels
-    model = apply_finetuning(model, cfg, trainable=True)
+    model = apply_fp8(apply_finetuning(model, cfg, trainable=True), cfg)
 
     fingerprint = ckpt.fingerprint(cfg.model.model_name_or_path, method_identity(cfg), data.train)
     if resume:
@@ -79,12 +82,13 @@ def run_sft(cfg: TuneforgeConfig, data: TrainData | None = None, tokenizer: Any 
         eval_dataset=data.eval,
         data_collator=data.collator,
         processing_class=tokenizer,
-        callbacks=[LogCallback(str(out)), GracefulStop(), *trainer_callbacks(cfg)],
+        callbacks=[LogCallback(str(out)), GracefulStop(), *pissa_callbacks(cfg), *trainer_callbacks(cfg)],
         compute_metrics=token_accuracy if cfg.training.compute_accuracy and data.eval is not None else None,
         preprocess_logits_for_metrics=logits_to_predictions if cfg.training.compute_accuracy else None,
         fingerprint=fingerprint,
         optimizer_factory=loraplus_factory(cfg),
         train_batch_sampler=speed.batch_sampler,
+        compute_loss_func=sft_loss_func(cfg, model, tokenizer),  # DFT / EAFT / ASFT, else the plain loss
     )
     use_own_progress_bar(trainer)
     result = trainer.train(resume_from_checkpoint=resume)

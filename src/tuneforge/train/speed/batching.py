@@ -78,6 +78,8 @@ def fusion_factor(cfg: Any, cuda: bool) -> int:
     samples = t.per_device_train_batch_size * t.gradient_accumulation_steps
     if t.gradient_accumulation_steps <= 1 or t.max_tokens_per_batch or cfg.method.stage not in ("pt", "sft"):
         return 1
+    if cfg.model.mixture_of_depths:  # MoD routes the top tokens of each padded row: no fused rows
+        return 1
     if t.fuse_micro_batches == "on":
         return samples
     if t.fuse_micro_batches == "auto" and cuda and samples * cfg.data.cutoff_len <= FUSE_MAX_TOKENS:

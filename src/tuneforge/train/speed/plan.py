@@ -31,7 +31,7 @@ class SpeedPlan:
 def wants_padding_free(cfg: Any, cuda: bool, fused: int) -> bool:
     """Padding-free batches for neat packing, token budgets and fusion; on CUDA for every pt/sft run whose
     attention is left to tuneforge (`flash_attn: auto`)."""
-    if cfg.method.stage not in ("pt", "sft"):
+    if cfg.method.stage not in ("pt", "sft") or cfg.model.mixture_of_depths:  # MoD routes within padded rows
         return False
     if cfg.data.neat_packing or cfg.training.max_tokens_per_batch or fused > 1:
         return True
