@@ -35,6 +35,9 @@ TUNEFORGE_KEYS = {
     "fuse_micro_batches",
     "speed_kernels",
     "overwrite_output_dir",
+    "fp8",
+    "fp8_backend",
+    "fp8_enable_fsdp_float8_all_gather",
 }
 # Keys transformers 5 removed, translated by `_translate_removed` below.
 TRANSLATED_KEYS = {"warmup_ratio", "logging_dir"}
