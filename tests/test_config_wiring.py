@@ -67,6 +67,8 @@ def test_docs_and_help_show_the_class() -> None:
     assert "| `use_galore` | bool | `False` | refused: GaLore" in markdown_reference()
     out = CliRunner().invoke(main_group, ["help", "sortish_sampler"]).output
     assert "class: no-op" in out and "group_by_length" in out
+    out = CliRunner().invoke(main_group, ["help", "evaluation_strategy"]).output
+    assert "transformers 4 name of `eval_strategy`" in out and "class: acts" in out
 
 
 @pytest.mark.parametrize("old", sorted(RENAMED))

@@ -33,6 +33,11 @@ def help_for(ctx: click.Context, group: click.Group, topic: str | None) -> str:
         return command.get_help(click.Context(command, info_name=f"tuneforge {topic}"))
     if topic in field_index():
         return describe_key(topic)
+    from tuneforge.config.renames import RENAMED
+
+    if topic in RENAMED:
+        new = RENAMED[topic][0]
+        return f"`{topic}` is the transformers 4 name of `{new}`; it is read as `{new}`.\n\n{describe_key(new)}"
     close = difflib.get_close_matches(topic, list(field_index()) + group.list_commands(ctx), n=3)
     hint = f" Did you mean: {', '.join(close)}?" if close else ""
     return f"No verb or config key named `{topic}`.{hint}"
