@@ -52,6 +52,21 @@ def test_eval_only_writes_eval_results_and_no_weights(tiny_qwen3: Path, shared_d
 
 
 @pytest.mark.slow
+def test_eval_only_on_a_trained_adapter(tiny_qwen3: Path, shared_dir: Path, tmp_path: Path) -> None:
+    from tuneforge.train.runner import run
+
+    trained = tmp_path / "adapter"
+    run(_config(tiny_qwen3, shared_dir, trained, do_train=True, learning_rate=1e-2))
+    base = run(_config(tiny_qwen3, shared_dir, tmp_path / "b", do_eval=True, eval_dataset="identity"))
+    out = tmp_path / "eval"
+    tuned = run(
+        _config(tiny_qwen3, shared_dir, out, do_eval=True, eval_dataset="identity", adapter_name_or_path=str(trained))
+    )
+    assert tuned["eval_loss"] < base["eval_loss"]  # the adapter was applied (it learned the identity data)
+    assert (out / "eval_results.json").exists() and not list(out.glob("*.safetensors"))
+
+
+@pytest.mark.slow
 def test_early_stopping_stops(tiny_qwen3: Path, shared_dir: Path, tmp_path: Path) -> None:
     """With `greater_is_better: true` on the falling eval loss, no evaluation improves on the first one."""
     from tuneforge.train.runner import run

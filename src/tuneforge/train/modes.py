@@ -63,7 +63,7 @@ def effective_tokens_per_sec(cfg: TuneforgeConfig, dataset: Any, metrics: dict[s
 
 
 def check_modes(cfg: TuneforgeConfig) -> None:
-    """Refuse an evaluation-only run that cannot work, before anything is loaded."""
+    """Refuse a run that cannot work (eval-only stage, device map, fsdp launch) before anything is loaded."""
     modes = run_modes(cfg)
     if modes.evaluate and cfg.method.stage not in EVAL_STAGES:
         raise ConfigError(
