@@ -37,6 +37,30 @@ def test_each_refused_key_stops_naming_itself(key: str) -> None:
     assert f"`{key}" in str(err.value) and "not supported" in str(err.value)
 
 
+def _load_with_a_non_default(key: str) -> None:
+    """Load a config setting `key` to the first value, of a few kinds, that validates and is not the default."""
+    from tuneforge.config.root import field_info
+
+    default = field_info(key).default
+    candidates = (True, 2, 0.5, "local", "ratio", "reverse_std", "svd", "left", "tensor", "descending", "scatter", "x")
+    for value in (not default if isinstance(default, bool) else None, *candidates):
+        if value is None or value == default:
+            continue
+        try:
+            load_config({key: value}, paths=False)
+            return
+        except ConfigError:
+            continue
+    raise AssertionError(f"no non-default value of {key} validates")
+
+
+@pytest.mark.parametrize("key", [k for k, w in all_wiring().items() if w is not None and w.kind == "no-op"])
+def test_each_no_op_key_warns_naming_itself(key: str, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="tuneforge.config"):
+        _load_with_a_non_default(key)
+    assert f"`{key}` has no effect" in caplog.text
+
+
 def test_refused_key_at_its_default_loads() -> None:
     cfg = load_config({"use_galore": False, "ignore_pad_token_for_loss": True, "ray_num_workers": 1}, paths=False)
     assert cfg.method.use_galore is False
