@@ -58,7 +58,7 @@ def _load_with_a_non_default(key: str) -> None:
 def test_each_no_op_key_warns_naming_itself(key: str, caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.WARNING, logger="tuneforge.config"):
         _load_with_a_non_default(key)
-    assert f"`{key}` has no effect" in caplog.text
+    assert f"`{key}` (the config dict) has no effect" in caplog.text
 
 
 def test_refused_key_at_its_default_loads() -> None:
@@ -70,8 +70,8 @@ def test_no_op_key_warns_once_with_reason(caplog: pytest.LogCaptureFixture) -> N
     with caplog.at_level(logging.WARNING, logger="tuneforge.config"):
         load_config({"ms_hub_token": "abc", "galore_rank": 4, "image_max_pixels": 589824}, paths=False)
     text = caplog.text
-    assert "`ms_hub_token` has no effect" in text and "ModelScope" in text
-    assert "`galore_rank` has no effect" in text
+    assert "`ms_hub_token` (the config dict) has no effect" in text and "ModelScope" in text
+    assert "`galore_rank` (the config dict) has no effect" in text
     assert "image_max_pixels" not in text  # left at its default: nothing to say
 
 

@@ -44,7 +44,9 @@ def load_config(
     entries, notes = apply_renames(entries)
     cfg = build_config(entries, source=str(source) if isinstance(source, (str, Path)) else None)
     refusals, no_ops = check_wiring(cfg)
-    for note in notes + [_format_conflict(keys, msg, entries).strip(" -") for keys, msg in no_ops]:
+    for note in notes + [
+        _format_conflict(keys, msg, entries).strip(" -").replace("): ", ") ", 1) for keys, msg in no_ops
+    ]:
         logger.warning(note)
     problems = [_format_conflict(keys, msg, entries) for keys, msg in refusals + check_consistency(cfg)]
     if paths:

@@ -51,5 +51,5 @@ def check_wiring(cfg: TuneforgeConfig) -> tuple[list[Conflict], list[Conflict]]:
         if w.kind == "refused":
             refusals.append(((key,), f"`{key}: {value!r}` is not supported: {w.text}."))
         else:
-            warnings.append(((key,), f"`{key}` has no effect: {w.text}."))
+            warnings.append(((key,), f"has no effect: {w.text}."))
     return refusals, warnings
