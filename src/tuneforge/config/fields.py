@@ -44,6 +44,14 @@ def no_op(why: str) -> Wiring:
     return Wiring("no-op", why)
 
 
+MULTIMODAL = no_op("multimodal inputs are not supported yet: tuneforge trains text-only models (planned)")
+
+
+def only_with(owner: str, flag: str) -> Wiring:
+    """A no-op sub-setting of a refused feature (`galore_rank` of GaLore, `use_galore`)."""
+    return no_op(f"only read by {owner} (`{flag}`), which tuneforge does not implement")
+
+
 def F(
     default: Any,
     description: str,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from tuneforge.config.fields import ACTS, F, Section, no_op, refused
+from tuneforge.config.fields import ACTS, MULTIMODAL, F, Section, only_with, refused
 
 
 class MethodSection(Section):
@@ -79,32 +79,32 @@ class MethodSection(Section):
     galore_target: str = F(
         "all",
         "GaLore: comma-separated module names whose gradients are projected, or all.",
-        wiring=no_op("only read by GaLore (`use_galore`), which tuneforge does not implement"),
+        wiring=only_with("GaLore", "use_galore"),
     )
     galore_rank: int = F(
         16,
         "GaLore: rank of the gradient projection.",
-        wiring=no_op("only read by GaLore (`use_galore`), which tuneforge does not implement"),
+        wiring=only_with("GaLore", "use_galore"),
     )
     galore_update_interval: int = F(
         200,
         "GaLore: steps between recomputations of the projection.",
-        wiring=no_op("only read by GaLore (`use_galore`), which tuneforge does not implement"),
+        wiring=only_with("GaLore", "use_galore"),
     )
     galore_scale: float = F(
         2.0,
         "GaLore: scaling factor applied to the projected update.",
-        wiring=no_op("only read by GaLore (`use_galore`), which tuneforge does not implement"),
+        wiring=only_with("GaLore", "use_galore"),
     )
     galore_proj_type: Literal["std", "reverse_std", "right", "left", "full"] = F(
         "std",
         "GaLore: which side(s) of the gradient are projected.",
-        wiring=no_op("only read by GaLore (`use_galore`), which tuneforge does not implement"),
+        wiring=only_with("GaLore", "use_galore"),
     )
     galore_layerwise: bool = F(
         False,
         "GaLore: update each layer right after its backward pass to save memory; no gradient accumulation.",
-        wiring=no_op("only read by GaLore (`use_galore`), which tuneforge does not implement"),
+        wiring=only_with("GaLore", "use_galore"),
     )
     use_apollo: bool = F(
         False,
@@ -114,47 +114,47 @@ class MethodSection(Section):
     apollo_target: str = F(
         "all",
         "APOLLO: comma-separated module names it applies to, or all.",
-        wiring=no_op("only read by APOLLO (`use_apollo`), which tuneforge does not implement"),
+        wiring=only_with("APOLLO", "use_apollo"),
     )
     apollo_rank: int = F(
         16,
         "APOLLO: rank of the auxiliary low-rank space.",
-        wiring=no_op("only read by APOLLO (`use_apollo`), which tuneforge does not implement"),
+        wiring=only_with("APOLLO", "use_apollo"),
     )
     apollo_update_interval: int = F(
         200,
         "APOLLO: steps between refreshes of the projection.",
-        wiring=no_op("only read by APOLLO (`use_apollo`), which tuneforge does not implement"),
+        wiring=only_with("APOLLO", "use_apollo"),
     )
     apollo_scale: float = F(
         32.0,
         "APOLLO: scaling factor applied to the update.",
-        wiring=no_op("only read by APOLLO (`use_apollo`), which tuneforge does not implement"),
+        wiring=only_with("APOLLO", "use_apollo"),
     )
     apollo_proj: Literal["svd", "random"] = F(
         "random",
         "APOLLO: projection built by SVD or at random.",
-        wiring=no_op("only read by APOLLO (`use_apollo`), which tuneforge does not implement"),
+        wiring=only_with("APOLLO", "use_apollo"),
     )
     apollo_proj_type: Literal["std", "right", "left"] = F(
         "std",
         "APOLLO: which side of the gradient is projected.",
-        wiring=no_op("only read by APOLLO (`use_apollo`), which tuneforge does not implement"),
+        wiring=only_with("APOLLO", "use_apollo"),
     )
     apollo_scale_type: Literal["channel", "tensor"] = F(
         "channel",
         "APOLLO: compute the update scaling per channel or per tensor.",
-        wiring=no_op("only read by APOLLO (`use_apollo`), which tuneforge does not implement"),
+        wiring=only_with("APOLLO", "use_apollo"),
     )
     apollo_layerwise: bool = F(
         False,
         "APOLLO: update each layer right after its backward pass to save memory; no gradient accumulation.",
-        wiring=no_op("only read by APOLLO (`use_apollo`), which tuneforge does not implement"),
+        wiring=only_with("APOLLO", "use_apollo"),
     )
     apollo_scale_front: bool = F(
         False,
         "APOLLO: apply the norm-growth limiter before scaling the gradient rather than after.",
-        wiring=no_op("only read by APOLLO (`use_apollo`), which tuneforge does not implement"),
+        wiring=only_with("APOLLO", "use_apollo"),
     )
     use_badam: bool = F(
         False,
@@ -164,37 +164,37 @@ class MethodSection(Section):
     badam_mode: Literal["layer", "ratio"] = F(
         "layer",
         "BAdam: layer-wise block switching, or ratio-wise sparse updates.",
-        wiring=no_op("only read by BAdam (`use_badam`), which tuneforge does not implement"),
+        wiring=only_with("BAdam", "use_badam"),
     )
     badam_start_block: int | None = F(
         None,
         "BAdam layer mode: index of the first block to update; unset picks per badam_switch_mode.",
-        wiring=no_op("only read by BAdam (`use_badam`), which tuneforge does not implement"),
+        wiring=only_with("BAdam", "use_badam"),
     )
     badam_switch_mode: Literal["ascending", "descending", "random", "fixed"] | None = F(
         "ascending",
         "BAdam layer mode: order in which blocks take turns being updated.",
-        wiring=no_op("only read by BAdam (`use_badam`), which tuneforge does not implement"),
+        wiring=only_with("BAdam", "use_badam"),
     )
     badam_switch_interval: int | None = F(
         50,
         "BAdam layer mode: steps between block switches; -1 never switches.",
-        wiring=no_op("only read by BAdam (`use_badam`), which tuneforge does not implement"),
+        wiring=only_with("BAdam", "use_badam"),
     )
     badam_update_ratio: float = F(
         0.05,
         "BAdam ratio mode: fraction of parameters updated at each step.",
-        wiring=no_op("only read by BAdam (`use_badam`), which tuneforge does not implement"),
+        wiring=only_with("BAdam", "use_badam"),
     )
     badam_mask_mode: Literal["adjacent", "scatter"] = F(
         "adjacent",
         "BAdam ratio mode: choose the updated parameters as adjacent runs or scattered.",
-        wiring=no_op("only read by BAdam (`use_badam`), which tuneforge does not implement"),
+        wiring=only_with("BAdam", "use_badam"),
     )
     badam_verbose: int = F(
         0,
         "BAdam: log verbosity; 0 silent, 1 prints the active block, 2 also prints trainable parameters.",
-        wiring=no_op("only read by BAdam (`use_badam`), which tuneforge does not implement"),
+        wiring=only_with("BAdam", "use_badam"),
     )
     pure_bf16: bool = F(
         False,
@@ -241,7 +241,7 @@ class MethodSection(Section):
     hyper_parallel_args: str | None = F(
         None,
         "Path to a YAML or JSON file of settings for the hyper-parallel backend.",
-        wiring=no_op("only read by hyper-parallel training (`use_hyper_parallel`), which tuneforge does not implement"),
+        wiring=only_with("hyper-parallel training", "use_hyper_parallel"),
     )
     use_muon: bool = F(
         False,
@@ -275,15 +275,15 @@ class MethodSection(Section):
     freeze_vision_tower: bool = F(
         True,
         "Multimodal models: keep the vision encoder frozen.",
-        wiring=no_op("multimodal inputs are not supported yet: tuneforge trains text-only models (planned)"),
+        wiring=MULTIMODAL,
     )
     freeze_multi_modal_projector: bool = F(
         True,
         "Multimodal models: keep the projector between vision encoder and language model frozen.",
-        wiring=no_op("multimodal inputs are not supported yet: tuneforge trains text-only models (planned)"),
+        wiring=MULTIMODAL,
     )
     freeze_language_model: bool = F(
         False,
         "Multimodal models: keep the language model frozen, training only the other parts.",
-        wiring=no_op("multimodal inputs are not supported yet: tuneforge trains text-only models (planned)"),
+        wiring=MULTIMODAL,
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from tuneforge.config.fields import ACTS, F, Section, no_op, refused
+from tuneforge.config.fields import ACTS, MULTIMODAL, F, Section, no_op, only_with, refused
 
 
 class ModelSection(Section):
@@ -186,52 +186,52 @@ class ModelSection(Section):
     image_max_pixels: int = F(
         589824,
         "Images with more pixels (width x height) than this are downscaled before encoding.",
-        wiring=no_op("multimodal inputs are not supported yet: tuneforge trains text-only models (planned)"),
+        wiring=MULTIMODAL,
     )
     image_min_pixels: int = F(
         1024,
         "Images with fewer pixels (width x height) than this are upscaled before encoding.",
-        wiring=no_op("multimodal inputs are not supported yet: tuneforge trains text-only models (planned)"),
+        wiring=MULTIMODAL,
     )
     image_do_pan_and_scan: bool = F(
         False,
         "Gemma 3 pan-and-scan: also encode crops of large images besides the resized whole image.",
-        wiring=no_op("multimodal inputs are not supported yet: tuneforge trains text-only models (planned)"),
+        wiring=MULTIMODAL,
     )
     crop_to_patches: bool = F(
         False,
         "Split each image into tiles before encoding, for processors that support it (e.g. InternVL).",
-        wiring=no_op("multimodal inputs are not supported yet: tuneforge trains text-only models (planned)"),
+        wiring=MULTIMODAL,
     )
     video_max_pixels: int = F(
         65536,
         "Video frames with more pixels (width x height) than this are downscaled.",
-        wiring=no_op("multimodal inputs are not supported yet: tuneforge trains text-only models (planned)"),
+        wiring=MULTIMODAL,
     )
     video_min_pixels: int = F(
         256,
         "Video frames with fewer pixels (width x height) than this are upscaled.",
-        wiring=no_op("multimodal inputs are not supported yet: tuneforge trains text-only models (planned)"),
+        wiring=MULTIMODAL,
     )
     video_fps: float = F(
         2.0,
         "Frames sampled per second of video.",
-        wiring=no_op("multimodal inputs are not supported yet: tuneforge trains text-only models (planned)"),
+        wiring=MULTIMODAL,
     )
     video_maxlen: int = F(
         128,
         "Maximum number of frames sampled from one video.",
-        wiring=no_op("multimodal inputs are not supported yet: tuneforge trains text-only models (planned)"),
+        wiring=MULTIMODAL,
     )
     use_audio_in_video: bool = F(
         False,
         "Also feed each video's audio track to the model (omni models such as Qwen2.5-Omni).",
-        wiring=no_op("multimodal inputs are not supported yet: tuneforge trains text-only models (planned)"),
+        wiring=MULTIMODAL,
     )
     audio_sampling_rate: int = F(
         16000,
         "Sample rate in Hz that audio inputs are resampled to.",
-        wiring=no_op("multimodal inputs are not supported yet: tuneforge trains text-only models (planned)"),
+        wiring=MULTIMODAL,
     )
     use_kt: bool = F(
         False,
@@ -241,25 +241,25 @@ class ModelSection(Section):
     kt_weight_path: str | None = F(
         None,
         "KTransformers: folder of preprocessed (e.g. INT8) expert weights to load instead of converting online.",
-        wiring=no_op("only read by KTransformers (`use_kt`), which tuneforge does not implement"),
+        wiring=only_with("KTransformers", "use_kt"),
     )
     kt_expert_checkpoint_path: str | None = F(
         None,
         "KTransformers: safetensors expert checkpoint converted online when kt_weight_path is unset.",
-        wiring=no_op("only read by KTransformers (`use_kt`), which tuneforge does not implement"),
+        wiring=only_with("KTransformers", "use_kt"),
     )
     kt_use_lora_experts: bool | None = F(
         None,
         "KTransformers: add extra GPU-side LoRA experts to each MoE layer (legacy option).",
-        wiring=no_op("only read by KTransformers (`use_kt`), which tuneforge does not implement"),
+        wiring=only_with("KTransformers", "use_kt"),
     )
     kt_lora_expert_num: int | None = F(
         None,
         "KTransformers: number of GPU-side LoRA experts per MoE layer.",
-        wiring=no_op("only read by KTransformers (`use_kt`), which tuneforge does not implement"),
+        wiring=only_with("KTransformers", "use_kt"),
     )
     kt_lora_expert_intermediate_size: int | None = F(
         None,
         "KTransformers: intermediate (feed-forward) size of each GPU-side LoRA expert.",
-        wiring=no_op("only read by KTransformers (`use_kt`), which tuneforge does not implement"),
+        wiring=only_with("KTransformers", "use_kt"),
     )

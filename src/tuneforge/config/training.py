@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from tuneforge.config.fields import ACTS, F, Section, no_op, refused
+from tuneforge.config.fields import ACTS, F, Section, no_op, only_with, refused
 
 
 class TrainingSection(Section):
@@ -20,42 +20,42 @@ class TrainingSection(Section):
     swanlab_project: str | None = F(
         "llamafactory",
         "SwanLab: project name for the run.",
-        wiring=no_op("only read by SwanLab logging (`use_swanlab`), which tuneforge does not implement"),
+        wiring=only_with("SwanLab logging", "use_swanlab"),
     )
     swanlab_workspace: str | None = F(
         None,
         "SwanLab: workspace (user or organisation) that owns the project; unset uses your own.",
-        wiring=no_op("only read by SwanLab logging (`use_swanlab`), which tuneforge does not implement"),
+        wiring=only_with("SwanLab logging", "use_swanlab"),
     )
     swanlab_run_name: str | None = F(
         None,
         "SwanLab: experiment name; unset lets SwanLab pick one.",
-        wiring=no_op("only read by SwanLab logging (`use_swanlab`), which tuneforge does not implement"),
+        wiring=only_with("SwanLab logging", "use_swanlab"),
     )
     swanlab_mode: Literal["cloud", "local"] = F(
         "cloud",
         "SwanLab: upload to the cloud service or keep logs local.",
-        wiring=no_op("only read by SwanLab logging (`use_swanlab`), which tuneforge does not implement"),
+        wiring=only_with("SwanLab logging", "use_swanlab"),
     )
     swanlab_api_key: str | None = F(
         None,
         "SwanLab: API key for logging in; prefer the SWANLAB_API_KEY environment variable.",
-        wiring=no_op("only read by SwanLab logging (`use_swanlab`), which tuneforge does not implement"),
+        wiring=only_with("SwanLab logging", "use_swanlab"),
     )
     swanlab_logdir: str | None = F(
         None,
         "SwanLab: folder for local log files.",
-        wiring=no_op("only read by SwanLab logging (`use_swanlab`), which tuneforge does not implement"),
+        wiring=only_with("SwanLab logging", "use_swanlab"),
     )
     swanlab_lark_webhook_url: str | None = F(
         None,
         "SwanLab: Lark (Feishu) webhook URL that receives run notifications.",
-        wiring=no_op("only read by SwanLab logging (`use_swanlab`), which tuneforge does not implement"),
+        wiring=only_with("SwanLab logging", "use_swanlab"),
     )
     swanlab_lark_secret: str | None = F(
         None,
         "SwanLab: signing secret for the Lark (Feishu) webhook.",
-        wiring=no_op("only read by SwanLab logging (`use_swanlab`), which tuneforge does not implement"),
+        wiring=only_with("SwanLab logging", "use_swanlab"),
     )
     compute_accuracy: bool = F(
         False, "During evaluation, also report token-level accuracy of next-token predictions (SFT, PT).", wiring=ACTS
@@ -543,47 +543,47 @@ class TrainingSection(Section):
     profiler_output_dir: str | None = F(
         None,
         "Directory for profiler traces; unset uses a folder inside output_dir.",
-        wiring=no_op("only read by the torch profiler (`enable_torch_profiler`), which tuneforge does not implement"),
+        wiring=only_with("the torch profiler", "enable_torch_profiler"),
     )
     profiler_wait_steps: int = F(
         1,
         "Profiler: steps to skip before each recording cycle.",
-        wiring=no_op("only read by the torch profiler (`enable_torch_profiler`), which tuneforge does not implement"),
+        wiring=only_with("the torch profiler", "enable_torch_profiler"),
     )
     profiler_warmup_steps: int = F(
         1,
         "Profiler: steps traced but discarded before recording in each cycle.",
-        wiring=no_op("only read by the torch profiler (`enable_torch_profiler`), which tuneforge does not implement"),
+        wiring=only_with("the torch profiler", "enable_torch_profiler"),
     )
     profiler_active_steps: int = F(
         1,
         "Profiler: steps recorded in each cycle.",
-        wiring=no_op("only read by the torch profiler (`enable_torch_profiler`), which tuneforge does not implement"),
+        wiring=only_with("the torch profiler", "enable_torch_profiler"),
     )
     profiler_repeat: int = F(
         1,
         "Profiler: number of wait/warmup/active cycles; 0 repeats until training ends.",
-        wiring=no_op("only read by the torch profiler (`enable_torch_profiler`), which tuneforge does not implement"),
+        wiring=only_with("the torch profiler", "enable_torch_profiler"),
     )
     profiler_record_shapes: bool = F(
         True,
         "Profiler: record the input shapes of each operator.",
-        wiring=no_op("only read by the torch profiler (`enable_torch_profiler`), which tuneforge does not implement"),
+        wiring=only_with("the torch profiler", "enable_torch_profiler"),
     )
     profiler_profile_memory: bool = F(
         True,
         "Profiler: track memory allocations.",
-        wiring=no_op("only read by the torch profiler (`enable_torch_profiler`), which tuneforge does not implement"),
+        wiring=only_with("the torch profiler", "enable_torch_profiler"),
     )
     profiler_with_stack: bool = F(
         True,
         "Profiler: record Python stack traces of operators (larger traces).",
-        wiring=no_op("only read by the torch profiler (`enable_torch_profiler`), which tuneforge does not implement"),
+        wiring=only_with("the torch profiler", "enable_torch_profiler"),
     )
     profile_modules: str | None = F(
         None,
         "Profiler: comma-separated module names to label separately in traces; unset profiles the whole model.",
-        wiring=no_op("only read by the torch profiler (`enable_torch_profiler`), which tuneforge does not implement"),
+        wiring=only_with("the torch profiler", "enable_torch_profiler"),
     )
     overwrite_output_dir: bool = F(
         False, "Allow writing into a non-empty output_dir instead of stopping with an error.", wiring=ACTS
