@@ -6,8 +6,4 @@ bash scripts/setup_env.sh
 # shellcheck disable=SC1091
 . .venv/bin/activate
 [ -f .tiny/qwen2/config.json ] || tuneforge make-tiny --arch qwen2 --out .tiny/qwen2
-if tuneforge train --help >/dev/null 2>&1 && python -c "import tuneforge.train.runner" 2>/dev/null; then
-    tuneforge train examples/quickstart.yaml
-else
-    tuneforge config validate examples/quickstart.yaml
-fi
+tuneforge train examples/quickstart.yaml

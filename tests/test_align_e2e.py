@@ -122,7 +122,7 @@ def test_dpo_raises_the_margin_on_training_pairs(tiny_qwen2: Path, shared_dir: P
                   learning_rate=5e-3, per_device_train_batch_size=4)  # fmt: skip
     _train(cfg)
     tokenizer = load_tokenizer(cfg)
-    rows = prepare_dataset(cfg, tokenizer, stage="dpo").train
+    rows = prepare_dataset(cfg, tokenizer, kind="pairwise").train
     model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_qwen2), str(tmp_path / "dpo"))
     margin = _pair_margins(model.eval(), rows, tokenizer)
     assert margin > 0.1  # 0 before training: the LoRA update starts at zero
@@ -157,7 +157,7 @@ def test_grpo_raises_an_exact_match_reward(tiny_qwen2: Path, tmp_path: Path) -> 
                  "finetuning_type": "full"}  # fmt: skip
     probe = _config(tiny_qwen2, tmp_path / "probe", None, **overrides)
     tokenizer = load_tokenizer(probe)
-    prompt = list(prepare_dataset(probe, tokenizer, stage="grpo").train[0]["input_ids"])
+    prompt = list(prepare_dataset(probe, tokenizer, kind="unsupervised").train[0]["input_ids"])
     base = AutoModelForCausalLM.from_pretrained(tiny_qwen2).eval()
     with torch.no_grad():
         top = torch.topk(base(input_ids=torch.tensor([prompt])).logits[0, -1], 3).indices.tolist()

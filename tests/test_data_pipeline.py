@@ -102,7 +102,7 @@ def test_empty_responses_are_reported_and_all_empty_is_an_error(shared_dir, qwen
 
 def test_unsupervised_prompt_and_reference(shared_dir, qwen_tokenizer, tmp_path):
     path = write_json(tmp_path / "d.json", alpaca_rows(2))
-    row = prepare_dataset(data_config(tmp_path, dataset=str(path)), qwen_tokenizer, stage="ppo").train[0]
+    row = prepare_dataset(data_config(tmp_path, dataset=str(path)), qwen_tokenizer, kind="unsupervised").train[0]
     assert qwen_tokenizer.decode(row["input_ids"]).endswith("Question 0?<|im_end|>\n<|im_start|>assistant\n")
     assert qwen_tokenizer.decode(row["labels"]) == "Answer 0.<|im_end|>"
 

@@ -48,3 +48,25 @@ def test_stats_counts_dropped_rows_and_reasons(qwen_tokenizer, tmp_path, capsys)
     assert stats.packing_fill is not None and stats.length_percentiles["max"] > 0
     printed = capsys.readouterr().out
     assert "row 2: empty response" in printed and "row 5" in printed
+
+
+def test_warm_stats_skip_the_tokenizer_until_something_changes(tmp_path, monkeypatch, qwen_tokenizer) -> None:
+    """A second `data stats` on unchanged config, tokenizer files and data reads the cache without loading the
+    tokenizer; changing the data file (or any config key) goes through the tokenizer again."""
+    from tuneforge.data import preview
+    from tuneforge.models.tokenizer import tokenizer_dir
+
+    monkeypatch.setenv("TUNEFORGE_CACHE", str(tmp_path / "cache"))
+    path = write_json(tmp_path / "rows.json", alpaca_rows(6))
+    loads = []
+    monkeypatch.setattr(preview, "_tokenizer", lambda cfg: loads.append(1) or qwen_tokenizer)
+    cfg = data_config(tmp_path, dataset=str(path), model_name_or_path=str(tokenizer_dir("qwen2")))
+    first = stats_command(cfg)
+    second = stats_command(cfg)
+    assert len(loads) == 1 and second.cache_hit and second.train_rows == first.train_rows == 6
+    assert second.length_percentiles == first.length_percentiles
+    write_json(path, alpaca_rows(5))
+    assert stats_command(cfg).train_rows == 5 and len(loads) == 2
+    model = cfg.model.model_name_or_path
+    stats_command(data_config(tmp_path, dataset=str(path), model_name_or_path=model, cutoff_len=9))
+    assert len(loads) == 3

@@ -28,7 +28,7 @@ def test_newline_after_end_of_turn_is_not_trained(qwen_tokenizer, tmp_path: Path
         )
     )
     cfg = data_config(tmp_path, dataset="chat", dataset_dir=str(tmp_path))
-    row = prepare_dataset(cfg, qwen_tokenizer, stage="sft").train[0]
+    row = prepare_dataset(cfg, qwen_tokenizer).train[0]
     ids, labels = row["input_ids"], row["labels"]
     end = qwen_tokenizer.convert_tokens_to_ids("<|im_end|>")
     newline = qwen_tokenizer("\n", add_special_tokens=False)["input_ids"][0]
@@ -43,7 +43,7 @@ def test_evaluation_rows_are_not_packed(shared_dir: Path, qwen_tokenizer, tmp_pa
     from tuneforge.data.pipeline import prepare_dataset
 
     cfg = data_config(tmp_path, dataset="identity", max_samples=40, packing=True, val_size=8, cutoff_len=256)
-    splits = prepare_dataset(cfg, qwen_tokenizer, stage="sft")
+    splits = prepare_dataset(cfg, qwen_tokenizer)
     assert len(splits.eval) == 8  # one row per held-out sample
     assert len(splits.train) < 32  # 32 samples packed into fewer rows
 

@@ -83,13 +83,18 @@ def test_text_completion(client):
         {"messages": [{"role": "user", "content": "x"}] * 9},
         {"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]},
         {"messages": [{"role": "user", "content": "x"}, {"role": "assistant", "content": "y"}]},
-        {"messages": [{"role": "user", "content": "x" * 30_000}]},
     ],
 )
 def test_malformed_requests_are_400(client, payload):
     response = client.post("/v1/chat/completions", json=payload, headers=AUTH)
     assert response.status_code == 400, response.text
     assert response.json()["error"]["message"]
+
+
+def test_oversized_body_is_413(client):
+    response = client.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": "x" * 30_000}]})
+    assert response.status_code == 413
+    assert response.json()["error"]["type"] == "invalid_request_error"
 
 
 def test_invalid_json_is_400(client):
@@ -116,7 +121,7 @@ class _BusyEngine:
     def __getattr__(self, name):
         return getattr(self._engine, name)
 
-    def open_stream(self, ids, params):
+    def open_streams(self, prompts):
         raise self._error
 
 

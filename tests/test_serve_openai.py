@@ -119,12 +119,13 @@ def test_tool_call_non_streamed(client):
     assert choice.finish_reason == "tool_calls"
     call = choice.message.tool_calls[0]
     assert call.function.name == "get_weather" and json.loads(call.function.arguments) == {"city": "Paris"}
+    assert call.id.startswith("call_")  # the form OpenAI clients expect
 
 
 def test_tool_call_streamed_and_fed_back(client):
     chunks = list(client.chat.completions.create(model="x", messages=ASK, tools=TOOLS, temperature=0, stream=True))
     calls = [tc for c in chunks if c.choices for tc in (c.choices[0].delta.tool_calls or [])]
-    assert [c.function.name for c in calls] == ["get_weather"]
+    assert [c.function.name for c in calls] == ["get_weather"] and calls[0].id.startswith("call_")
     assert json.loads(calls[0].function.arguments) == {"city": "Paris"}
     assert chunks[-1].choices[0].finish_reason == "tool_calls"
     history = [

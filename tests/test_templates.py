@@ -194,11 +194,6 @@ def test_to_jinja_matches_render(name: str) -> None:
         assert out[0][0] == template.render(messages, system=system)
 
 
-def test_efficient_eos_appends_eos(qwen_tokenizer) -> None:
-    pairs = get_template("chatglm3").encode_turns(qwen_tokenizer, MULTI[:2])
-    assert pairs[0][1][-1] == qwen_tokenizer.eos_token_id
-
-
 class _Tok:
     """Just the bos/eos strings a tokenizer would fill into templates that leave them empty."""
 

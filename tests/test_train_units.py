@@ -212,12 +212,12 @@ def test_every_configurable_stage_has_a_recipe() -> None:
     import typing
 
     from tuneforge.config.method import MethodSection
-    from tuneforge.train.runner import RECIPES
+    from tuneforge.config.stages import STAGES
 
-    assert set(typing.get_args(MethodSection.model_fields["stage"].annotation)) == set(RECIPES)
-    for target in RECIPES.values():
-        module, function = target.split(":")
-        assert callable(getattr(importlib.import_module(module), function, None)), target
+    assert set(typing.get_args(MethodSection.model_fields["stage"].annotation)) == set(STAGES)
+    for row in STAGES.values():
+        module, function = row.recipe.split(":")
+        assert callable(getattr(importlib.import_module(module), function, None)), row
 
 
 def test_outputs_summary_names_what_exists(tmp_path) -> None:

@@ -40,14 +40,13 @@ def test_upcast_lmhead_output_gives_float32_logits(tiny_qwen3: Path, upcast: boo
     assert logits.dtype == (torch.float32 if upcast else torch.bfloat16)
 
 
-def test_adapter_folder_is_looked_up_inside_each_adapter(tmp_path: Path) -> None:
-    from tuneforge.infer.loading import adapter_paths
-    from tuneforge.models.adapters import adapter_locations
-
-    assert adapter_locations("a,b", "sub") == [str(Path("a") / "sub"), str(Path("b") / "sub")]
-    assert adapter_locations("a", None) == ["a"]
-    cfg = load_config({"adapter_name_or_path": "x", "adapter_folder": "final"}, paths=False)
-    assert adapter_paths(cfg) == [str(Path("x") / "final")]
+def test_adapter_folder_is_looked_up_inside_each_adapter() -> None:
+    """Training, inference and export all read `cfg.model.adapters`."""
+    assert load_config({"adapter_name_or_path": "a,b/", "adapter_folder": "sub"}, paths=False).model.adapters == [
+        "a/sub",
+        "b/sub",
+    ]
+    assert load_config({"adapter_name_or_path": "a"}, paths=False).model.adapters == ["a"]
 
 
 def test_quantization_device_map_auto_is_refused_for_training(tmp_path: Path) -> None:

@@ -95,7 +95,8 @@ def webchat_cmd(config: str | None, overrides: tuple[str, ...]) -> None:
 
 @_config_verb("eval", "Evaluate the model on a benchmark task.")
 def eval_cmd(config: str | None, overrides: tuple[str, ...]) -> None:
-    _not_built("eval", _load(config, overrides))
+    _load(config, overrides)  # the config is read and validated before saying the verb is not built
+    _not_built("eval")
 
 
 @main_group.command("webui")
@@ -119,7 +120,7 @@ def debug_config_cmd(config: str) -> None:
     click.echo(f"wrote {debug_config_command(config)}")
 
 
-def _not_built(verb: str, _cfg: Any = None) -> None:
+def _not_built(verb: str) -> None:
     raise NotBuiltError(
         f"`tuneforge {verb}` is not built yet in tuneforge {__version__}. "
         "The config was read and validated; follow the project's issues for this verb."

@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Literal
 
 from tuneforge.config.fields import ACTS, MULTIMODAL, F, Section, only_with, refused
+from tuneforge.config.lists import CommaList, CommaListStr, split_list
+from tuneforge.config.stages import StageName
 
 
 class MethodSection(Section):
@@ -21,7 +23,7 @@ class MethodSection(Section):
     freeze_extra_modules: str | None = F(
         None, "Freeze tuning: comma-separated extra modules outside the hidden layers to train as well.", wiring=ACTS
     )
-    additional_target: str | None = F(
+    additional_target: CommaList = F(
         None,
         "Comma-separated modules besides the adapter layers to train fully and save (e.g. embed_tokens,lm_head).",
         wiring=ACTS,
@@ -47,7 +49,7 @@ class MethodSection(Section):
     lora_rank: int = F(
         8, "LoRA: rank of the low-rank update matrices; higher means more trainable parameters.", wiring=ACTS
     )
-    lora_target: str = F(
+    lora_target: CommaListStr = F(
         "all", "LoRA: comma-separated module names to adapt, or all for every linear layer.", wiring=ACTS
     )
     loraplus_lr_ratio: float | None = F(
@@ -201,7 +203,7 @@ class MethodSection(Section):
         "Train entirely in bfloat16 with no float32 master weights (saves memory, needs bf16 hardware).",
         wiring=ACTS,
     )
-    stage: Literal["pt", "sft", "rm", "ppo", "dpo", "kto", "grpo"] = F(
+    stage: StageName = F(
         "sft",
         "Training stage: pt (pre-training), sft, rm (reward model), ppo, dpo (and other preference losses), kto, grpo.",
         wiring=ACTS,
@@ -287,3 +289,13 @@ class MethodSection(Section):
         "Multimodal models: keep the language model frozen, training only the other parts.",
         wiring=MULTIMODAL,
     )
+
+    @property
+    def lora_targets(self) -> list[str]:
+        """`lora_target` as a list (`["all"]` for every linear layer)."""
+        return split_list(self.lora_target)
+
+    @property
+    def additional_targets(self) -> list[str]:
+        """`additional_target` as a list."""
+        return split_list(self.additional_target)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Literal
 
 from tuneforge.config.fields import ACTS, MULTIMODAL, F, Section, no_op, only_with, refused
+from tuneforge.config.lists import CommaList, split_list
 
 
 class ModelSection(Section):
@@ -13,7 +14,7 @@ class ModelSection(Section):
     model_name_or_path: str | None = F(
         None, "Local directory or Hugging Face Hub id of the base model and its tokenizer.", wiring=ACTS
     )
-    adapter_name_or_path: str | None = F(
+    adapter_name_or_path: CommaList = F(
         None,
         "Comma-separated paths or Hub ids of trained LoRA/OFT adapters to apply to the base model, in order.",
         wiring=ACTS,
@@ -263,3 +264,9 @@ class ModelSection(Section):
         "KTransformers: intermediate (feed-forward) size of each GPU-side LoRA expert.",
         wiring=only_with("KTransformers", "use_kt"),
     )
+
+    @property
+    def adapters(self) -> list[str]:
+        """`adapter_name_or_path` as a list, in the order they are applied (each inside `adapter_folder` if set)."""
+        paths = split_list(self.adapter_name_or_path)
+        return [f"{p.rstrip('/')}/{self.adapter_folder}" for p in paths] if self.adapter_folder else paths

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Literal
 
 from tuneforge.config.fields import ACTS, F, Section
+from tuneforge.config.lists import CommaList, split_list
 
 
 class RlhfSection(Section):
@@ -45,14 +46,14 @@ class RlhfSection(Section):
         "with adapters disabled).",
         wiring=ACTS,
     )
-    ref_model_adapters: str | None = F(None, "Comma-separated adapters to apply to the reference model.", wiring=ACTS)
+    ref_model_adapters: CommaList = F(None, "Comma-separated adapters to apply to the reference model.", wiring=ACTS)
     ref_model_quantization_bit: int | None = F(
         None, "Bits to quantize the reference model to on the fly (4 or 8); unset keeps full precision.", wiring=ACTS
     )
     reward_model: str | None = F(
         None, "Path or Hub id of the reward model for PPO, or the API URL when reward_model_type is api.", wiring=ACTS
     )
-    reward_model_adapters: str | None = F(None, "Comma-separated adapters to apply to the reward model.", wiring=ACTS)
+    reward_model_adapters: CommaList = F(None, "Comma-separated adapters to apply to the reward model.", wiring=ACTS)
     reward_model_quantization_bit: int | None = F(
         None, "Bits to quantize the reward model to on the fly (4 or 8); unset keeps full precision.", wiring=ACTS
     )
@@ -79,9 +80,24 @@ class RlhfSection(Section):
         wiring=ACTS,
     )
     grpo_epsilon: float = F(0.2, "GRPO: clipping range of the policy ratio.", lf_default=None, wiring=ACTS)
-    reward_funcs: str | None = F(
+    reward_funcs: CommaList = F(
         None,
         "GRPO: comma-separated reward functions as `module:function`, applied with the reward model if any.",
         lf_default=None,
         wiring=ACTS,
     )
+
+    @property
+    def ref_adapters(self) -> list[str]:
+        """`ref_model_adapters` as a list."""
+        return split_list(self.ref_model_adapters)
+
+    @property
+    def reward_adapters(self) -> list[str]:
+        """`reward_model_adapters` as a list."""
+        return split_list(self.reward_model_adapters)
+
+    @property
+    def reward_func_specs(self) -> list[str]:
+        """`reward_funcs` as a list of `module:function` specs."""
+        return split_list(self.reward_funcs)

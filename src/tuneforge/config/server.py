@@ -18,7 +18,9 @@ class ServerSection(Section):
     api_port: int = F(8000, "TCP port of the API server. Env: API_PORT.", lf_default=None, wiring=ACTS)
     api_keys: str | None = F(
         None,
-        "Comma-separated API keys clients must send as `Authorization: Bearer KEY`. Env: API_KEY.",
+        "Comma-separated API keys clients must send as `Authorization: Bearer KEY`. Each entry is "
+        "`[NAME=]KEY[@RPM]`: an optional name (shown in rate-limit errors) and an optional limit in requests per "
+        "minute for that key, e.g. `alice=sk-a@60,bob=sk-b`. Env: API_KEY.",
         lf_default=None,
         wiring=ACTS,
     )
@@ -36,4 +38,19 @@ class ServerSection(Section):
     )
     max_batch_size: int = F(
         8, "Requests the Hugging Face engine decodes together in one dynamic batch.", lf_default=None, wiring=ACTS
+    )
+    request_timeout: float | None = F(
+        600.0,
+        "Seconds a request may take from arrival to its last token (queueing included); past it the request is "
+        "cancelled and answered 408 (or, once streaming, an error event). Unset: no deadline.",
+        lf_default=None,
+        gt=0,
+        wiring=ACTS,
+    )
+    max_request_bytes: int = F(
+        4 * 1024 * 1024,
+        "Largest request body the API reads; bigger bodies are answered 413 before being parsed.",
+        lf_default=None,
+        ge=1024,
+        wiring=ACTS,
     )

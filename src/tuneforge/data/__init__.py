@@ -3,7 +3,7 @@
 Entry points (import them from their modules; this package imports nothing heavy):
 
 - `pipeline.prepare_dataset(cfg, tokenizer, stage=None) -> DatasetSplits` (train / eval datasets.Dataset + stats)
-- `collate.PaddingCollator`, `PairwiseCollator`, `KTOCollator`, `PaddingFreeCollator` (= `PackedCollator`)
+- `collate.PaddingCollator`, `PairwiseCollator`, `KTOCollator`, `PaddingFreeCollator`
 - `preview.preview_command(cfg, n, jsonl)` and `preview.stats_command(cfg)` for `tuneforge data preview|stats`
 - `templates` (chat templates as data) is its own subpackage.
 

@@ -19,9 +19,12 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-FORMAT_VERSION = "1"  # bump when the stored layout or the processing semantics change
+if TYPE_CHECKING:
+    from tuneforge.config import TuneforgeConfig
+
+FORMAT_VERSION = "2"  # bump when the stored layout or the processing semantics change (2: per-chunk encoding)
 _PROBE = "Hello, 世界! 123 <|im_start|> \n\t naïve café — 😀 def f(x): return x**2"
 
 
@@ -84,6 +87,9 @@ def template_record(template: Any) -> Any:
         parts[attr] = dataclasses.asdict(value) if dataclasses.is_dataclass(value) else repr(value)
     if not any(v not in (None, "None") for v in parts.values()):
         parts["repr"] = repr(template)
+    from tuneforge.data.templates.template import ENCODING
+
+    parts["encoding"] = ENCODING
     return parts
 
 
@@ -91,6 +97,59 @@ def make_key(parts: dict[str, Any]) -> str:
     """A stable hex key over JSON-serialisable parts."""
     blob = json.dumps({"version": FORMAT_VERSION, **parts}, sort_keys=True, default=repr, ensure_ascii=False)
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:32]
+
+
+_TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "chat_template.jinja",
+    "chat_template.json",
+    "vocab.json",
+    "merges.txt",
+    "tokenizer.model",
+    "vocab.txt",
+)
+
+
+def quick_key(cfg: TuneforgeConfig, root: Path) -> str | None:
+    """A key for a config's prepared data computed without loading the tokenizer, or None when it cannot be.
+
+    It hashes the whole config, the local tokenizer files and the local data files (by content), so it is at
+    least as specific as the full key; `remember` maps it to the full key's entry after a normal run, and
+    `recall` finds that entry again without importing transformers (a warm `tuneforge data stats`).
+    """
+    from tuneforge import __version__
+    from tuneforge.data.loading import data_files
+    from tuneforge.data.registry import resolve_datasets
+
+    d, model = cfg.data, Path(str(cfg.model.model_name_or_path or ""))
+    if not model.is_dir() or d.streaming or d.overwrite_cache or getattr(d, "tokenized_path", None):
+        return None
+    attrs = [*resolve_datasets(d.dataset, d.dataset_dir), *resolve_datasets(d.eval_dataset, d.dataset_dir)]
+    if not attrs or any(a.source != "file" for a in attrs):
+        return None
+    files = [[n, file_digest(model / n, root)] for n in _TOKENIZER_FILES if (model / n).is_file()]
+    data = [[a.record(), [file_digest(p, root) for p in data_files(a)]] for a in attrs]
+    parts = {"quick": __version__, "config": cfg.flat(), "tokenizer_files": files, "data": data}
+    return make_key(parts)
+
+
+def remember(root: Path, quick: str | None, folder: str | None, warnings: list[str]) -> None:
+    """Note that the data of quick key `quick` is the cache entry `folder` (with the run's template warnings)."""
+    if quick and folder:
+        with contextlib.suppress(OSError):
+            _write_json(root / "quick" / f"{quick}.json", {"folder": folder, "warnings": warnings})
+
+
+def recall(root: Path, quick: str | None) -> tuple[dict[str, Any], list[str]] | None:
+    """(meta.json of the entry remembered for `quick`, its warnings), or None when absent or incomplete."""
+    note = _read_json(root / "quick" / f"{quick}.json") if quick else {}
+    meta = _read_json(Path(note["folder"]) / "meta.json") if note.get("folder") else {}
+    if not meta or not all((Path(note["folder"]) / f"{s}.arrow").is_file() for s in meta.get("splits", [])):
+        return None
+    return {**meta, "folder": note["folder"]}, list(note.get("warnings", []))
 
 
 def entry_dir(root: Path, key: str) -> Path:

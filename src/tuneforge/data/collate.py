@@ -1,6 +1,6 @@
 """Collators: padding (sft/pt/unsupervised), pairwise (rm/dpo), KTO, packed and padding-free batches.
 
-`PackedCollator` and `PaddingFreeCollator` put the whole batch in one row (`input_ids` of shape [1, total])
+`PaddingFreeCollator` puts the whole batch in one row (`input_ids` of shape [1, total])
 with `position_ids` that restart at 0 for each sample, `cu_seq_lens_q/k` and `max_length_q/k` (the keyword
 names transformers' flash-attention path reads), and labels of -100 at each sample's first token, so
 neither attention nor loss crosses a sample boundary when the model uses varlen attention.
@@ -140,14 +140,3 @@ class PaddingFreeCollator:
             "max_length_q": longest,
             "max_length_k": longest,
         }
-
-
-PackedCollator = PaddingFreeCollator  # packed rows are collated the same way: one row, positions per sample
-
-
-def sft_collator(neat_packing: bool, pad_token_id: int, cuda: bool) -> Any:
-    """The pt/sft collator: padding-free for neat-packed rows (attention stays within each sample), else padding
-    (to a multiple of 8 on a GPU for tensor-core friendly shapes)."""
-    if neat_packing:
-        return PaddingFreeCollator()
-    return PaddingCollator(pad_token_id, pad_to_multiple_of=8 if cuda else None)

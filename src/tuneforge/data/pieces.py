@@ -10,7 +10,6 @@ add_prefix_space). Everything else tokenizes the whole text.
 
 from __future__ import annotations
 
-import bisect
 import re
 from typing import Any
 
@@ -22,7 +21,7 @@ class PieceSplitter:
 
     def __init__(self, pattern: re.Pattern[str], ids: dict[str, int]) -> None:
         self.pattern = pattern
-        self.ids = ids
+        self.ids_of = ids
 
     @classmethod
     def for_tokenizer(cls, tokenizer: Any) -> PieceSplitter | None:
@@ -49,30 +48,16 @@ class PieceSplitter:
         """Queue the text pieces of `text` for the next batch encode."""
         for index, piece in enumerate(self.pattern.split(text)):
             if piece and index % 2 == 0:
-                tok.ids_and_starts(piece)
+                tok.ids(piece)
 
-    def encode(self, tok: MemoTokenizer, text: str, ends: list[int]) -> tuple[list[int], list[int]]:
-        """Token ids of `text` and, for each character position in `ends` (ascending), the number of tokens
-        that start before it."""
+    def ids(self, tok: MemoTokenizer, text: str) -> list[int]:
+        """Token ids of `text`: added tokens looked up, the text between them encoded (memoised) piece by piece."""
         ids: list[int] = []
-        cuts: list[int] = []
-        pending = 0
-        start = 0
         for index, piece in enumerate(self.pattern.split(text)):
             if not piece:
                 continue
-            end = start + len(piece)
             if index % 2:  # an added token: one id
-                while pending < len(ends) and ends[pending] <= start:
-                    cuts.append(len(ids))
-                    pending += 1
-                ids.append(self.ids[piece])
+                ids.append(self.ids_of[piece])
             else:
-                piece_ids, piece_starts = tok.ids_and_starts(piece)
-                while pending < len(ends) and ends[pending] < end:
-                    cuts.append(len(ids) + bisect.bisect_left(piece_starts, ends[pending] - start))
-                    pending += 1
-                ids += piece_ids
-            start = end
-        cuts += [len(ids)] * (len(ends) - pending)
-        return ids, cuts
+                ids += tok.ids(piece)
+        return ids

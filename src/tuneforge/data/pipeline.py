@@ -1,4 +1,4 @@
-"""One entry point: `prepare_dataset(cfg, tokenizer, stage=None) -> DatasetSplits`.
+"""One entry point: `prepare_dataset(cfg, tokenizer, kind=None) -> DatasetSplits`.
 
 Steps: resolve the datasets (registry, inline entries, plain paths) -> read rows -> `num_samples` /
 `max_samples` -> convert to canonical examples -> tokenize for the stage -> mix -> split off `val_size`
@@ -10,135 +10,47 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from tuneforge.config.stages import DataKind, stage
 from tuneforge.data import cache
 from tuneforge.data.convert import convert_rows
 from tuneforge.data.loading import data_files, read_dataset, sample_rows
 from tuneforge.data.mixing import mix_tables, parse_probs, split_validation
 from tuneforge.data.packing import pack_table
 from tuneforge.data.parallel import process_parallel, worth_parallel
-from tuneforge.data.process import KINDS, ProcessOptions, process_rows
+from tuneforge.data.process import ProcessOptions, process_rows
 from tuneforge.data.registry import DatasetAttr, resolve_datasets
 from tuneforge.data.report import RowReport
+from tuneforge.data.splits import DatasetSplits, DatasetStat, DataStats, Plan
 from tuneforge.data.tokens import MemoTokenizer
 from tuneforge.errors import DataError
 
+if TYPE_CHECKING:
+    from tuneforge.config import TuneforgeConfig
+    from tuneforge.data.templates.template import Template
+
 logger = logging.getLogger("tuneforge.data")
 
-PAIRWISE_STAGES = ("rm", "dpo", "orpo", "simpo")
-UNSUPERVISED_STAGES = ("ppo", "grpo")
+__all__ = ["DataStats", "DatasetSplits", "DatasetStat", "Plan", "make_plan", "prepare_dataset"]
 
 
-@dataclass
-class DatasetStat:
-    """Rows read, kept and dropped for one dataset."""
-
-    name: str
-    rows_read: int
-    rows_kept: int
-    rows_dropped: int
-
-
-@dataclass
-class DataStats:
-    """What preprocessing did: per-dataset counts, drop reasons, lengths, packing and cache use."""
-
-    kind: str
-    template: str | None
-    datasets: list[DatasetStat] = field(default_factory=list)
-    drop_reasons: dict[str, int] = field(default_factory=dict)
-    train_rows: int = 0
-    eval_rows: int = 0
-    length_percentiles: dict[str, int] = field(default_factory=dict)
-    packed_rows: int | None = None
-    packing_fill: float | None = None
-    cache_hit: bool = False
-    cache_path: str | None = None
-    seconds: float = 0.0
-    problems: list[str] = field(default_factory=list)  # the bad-row summary (first lines)
-    warnings: list[str] = field(default_factory=list)  # chat template / tokenizer warnings
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain data (stored in the cache's meta.json)."""
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> DataStats:
-        """Inverse of `to_dict`."""
-        data = dict(data)
-        data["datasets"] = [DatasetStat(**d) for d in data.get("datasets", [])]
-        return cls(**data)
-
-
-@dataclass
-class DatasetSplits:
-    """The tokenized training and evaluation data (datasets.Dataset; eval may be a dict per dataset)."""
-
-    train: Any | None
-    eval: Any | None
-    stats: DataStats
-    template: Any | None = None
-
-
-@dataclass
-class Plan:
-    """Everything `prepare_dataset` needs, resolved from the config."""
-
-    kind: str
-    template: Any | None
-    warnings: list[str]
-    opts: ProcessOptions
-    train_attrs: list[DatasetAttr]
-    eval_attrs: list[DatasetAttr]
-    data: Any
-    seed: int
-    pack: bool
-    neat: bool
-
-
-def stage_kind(stage: str | None, cfg: Any = None) -> str:
-    """The processing kind for a training stage (`pt`, `sft`, `pairwise`, `kto`, `unsupervised`)."""
-    stage = stage or "sft"
-    if stage in KINDS:
-        if stage == "sft" and cfg is not None:
-            training = getattr(cfg, "training", None)
-            if getattr(training, "predict_with_generate", False) and not getattr(training, "do_train", True):
-                return "unsupervised"
-        return stage
-    if stage == "supervised":
-        return "sft"
-    if stage in PAIRWISE_STAGES:
-        return "pairwise"
-    if stage in UNSUPERVISED_STAGES:
-        return "unsupervised"
-    raise DataError(f"Unknown stage {stage!r} for data preprocessing.")
-
-
-def build_template(cfg: Any, tokenizer: Any) -> tuple[Any, list[str]]:
+def build_template(cfg: TuneforgeConfig, tokenizer: Any) -> tuple[Template, list[str]]:
     """The chat template named by `cfg.data.template` and the warnings from checking it against the tokenizer."""
-    from tuneforge.data.templates import check_template_tokenizer, template_for_config
+    from tuneforge.data.templates import checked_template
 
+    return checked_template(cfg.data, tokenizer)
+
+
+def make_plan(cfg: TuneforgeConfig, tokenizer: Any, kind: DataKind | None = None) -> Plan:
+    """Resolve the data kind (default: the configured stage's), template, datasets and options from the config.
+    Combinations of keys were judged by the config checks when the config was loaded."""
     d = cfg.data
-    template = template_for_config(d, tokenizer, check=False)
-    warnings = check_template_tokenizer(template, tokenizer, allow=bool(getattr(d, "allow_template_mismatch", False)))
-    for warning in warnings or []:
-        logger.warning("%s", warning)
-    return template, list(warnings or [])
-
-
-def make_plan(cfg: Any, tokenizer: Any, stage: str | None = None) -> Plan:
-    """Resolve stage, template, datasets and options from the config."""
-    d = cfg.data
-    kind = stage_kind(stage or getattr(cfg.method, "stage", None), cfg)
-    if d.mask_history and d.train_on_prompt:
-        raise DataError("mask_history and train_on_prompt cannot both be true (one masks what the other trains).")
-    pack = bool(d.packing) or bool(d.neat_packing) or (d.packing is None and kind == "pt")
-    if pack and kind not in ("pt", "sft"):
-        logger.warning("packing applies to stages pt and sft only; ignored for %s.", kind)
-        pack = False
+    kind = kind or stage(cfg.method.stage).data_kind
+    packs = kind in ("pt", "sft")  # prompt-only, pairwise and KTO rows are never packed
+    pack = packs and (bool(d.packing) or bool(d.neat_packing) or (d.packing is None and kind == "pt"))
     opts = ProcessOptions(
         kind=kind,
         cutoff_len=int(d.cutoff_len),
@@ -154,7 +66,7 @@ def make_plan(cfg: Any, tokenizer: Any, stage: str | None = None) -> Plan:
         raise DataError("Set either val_size or eval_dataset, not both.")
     check_stage_fit(train_attrs + eval_attrs, kind)
     template, warnings = (None, []) if kind == "pt" else build_template(cfg, tokenizer)
-    seed = int(getattr(cfg.training, "data_seed", None) or getattr(cfg.training, "seed", 42))
+    seed = int(cfg.training.data_seed or cfg.training.seed)
     return Plan(kind, template, warnings, opts, train_attrs, eval_attrs, d, seed, pack, bool(d.neat_packing))
 
 
@@ -179,18 +91,19 @@ def check_stage_fit(attrs: list[DatasetAttr], kind: str) -> None:
             )
 
 
-def prepare_dataset(cfg: Any, tokenizer: Any, stage: str | None = None) -> DatasetSplits:
-    """Load, convert, tokenize, mix, split and pack the config's datasets (cached on disk)."""
+def prepare_dataset(cfg: TuneforgeConfig, tokenizer: Any, kind: DataKind | None = None) -> DatasetSplits:
+    """Load, convert, tokenize (as rows of `kind`, default the configured stage's), mix, split and pack the config's
+    datasets (cached on disk)."""
     start = time.perf_counter()
-    plan = make_plan(cfg, tokenizer, stage)
+    plan = make_plan(cfg, tokenizer, kind)
     if plan.data.streaming:
         from tuneforge.data.streaming import prepare_streaming
 
         return prepare_streaming(plan, tokenizer)
-    tokenized = getattr(plan.data, "tokenized_path", None)
+    tokenized = plan.data.tokenized_path
     if tokenized and Path(tokenized).exists() and any(Path(tokenized).iterdir()):
         return _load_tokenized(Path(tokenized), plan)
-    root = cache.cache_root(getattr(cfg.model, "cache_dir", None))
+    root = cache.cache_root(cfg.model.cache_dir)
     folder = cache.entry_dir(root, cache.make_key(_key_parts(plan, tokenizer, root)))
     splits, stats = _cached_or_built(plan, tokenizer, folder)
     result = _splits(splits, stats, plan)
@@ -237,12 +150,15 @@ def _key_parts(plan: Plan, tokenizer: Any, root: Path) -> dict[str, Any]:
         "template": cache.template_record(plan.template),
         "opts": asdict(plan.opts),
         "args": {
-            k: getattr(d, k, None)
-            for k in ("max_samples", "val_size", "mix_strategy", "interleave_probs", "eval_on_each_dataset")
+            "max_samples": d.max_samples,
+            "val_size": d.val_size,
+            "mix_strategy": d.mix_strategy,
+            "interleave_probs": d.interleave_probs,
+            "eval_on_each_dataset": d.eval_on_each_dataset,
         },
         "seed": plan.seed,
         "pack": [plan.pack, plan.neat],
-        "strict": bool(getattr(d, "strict_data", False)),
+        "strict": d.strict_data,
     }
 
 
@@ -255,8 +171,8 @@ def _attr_key(attr: DatasetAttr, root: Path) -> dict[str, Any]:
 
 def build_tables(plan: Plan, tokenizer: Any) -> tuple[dict[str, Any], DataStats]:
     """Run the whole preprocessing; returns split tables (train, eval or eval-<name>) and stats."""
-    report = RowReport(strict=bool(getattr(plan.data, "strict_data", False)))
-    stats = DataStats(kind=plan.kind, template=getattr(plan.template, "name", None))
+    report = RowReport(strict=plan.data.strict_data)
+    stats = DataStats(kind=plan.kind, template=plan.template_name)
     tok = MemoTokenizer(tokenizer)
     d = plan.data
     probs = parse_probs(d.interleave_probs, len(plan.train_attrs)) if plan.train_attrs else None
@@ -352,7 +268,7 @@ def _load_tokenized(path: Path, plan: Plan) -> DatasetSplits:
         loaded = load_from_disk(str(path))
     except (FileNotFoundError, ValueError) as err:
         raise DataError(f"tokenized_path {path} does not hold a saved dataset: {err}") from err
-    stats = DataStats(kind=plan.kind, template=getattr(plan.template, "name", None), cache_path=str(path))
+    stats = DataStats(kind=plan.kind, template=plan.template_name, cache_path=str(path))
     stats.cache_hit = True
     if not isinstance(loaded, DatasetDict):
         stats.train_rows = len(loaded)

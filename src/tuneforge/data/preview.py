@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from tuneforge.config import TuneforgeConfig
 
 IGNORE = -100
 _PAIRS = (("input_ids", "labels"), ("chosen_input_ids", "chosen_labels"), ("rejected_input_ids", "rejected_labels"))
@@ -22,13 +25,15 @@ def _console() -> Any:
     return Console(highlight=False)
 
 
-def _tokenizer(cfg: Any) -> Any:
+def _tokenizer(cfg: TuneforgeConfig) -> Any:
     from tuneforge.models.loader import load_tokenizer
 
     return load_tokenizer(cfg)
 
 
-def preview_command(cfg: Any, n: int = 3, jsonl: str | None = None, tokenizer: Any = None) -> list[dict[str, Any]]:
+def preview_command(
+    cfg: TuneforgeConfig, n: int = 3, jsonl: str | None = None, tokenizer: Any = None
+) -> list[dict[str, Any]]:
     """Print the first `n` training samples; with `jsonl`, also write every shown sample as a JSON line.
 
     Returns the samples shown (dicts of token-id lists).
@@ -111,14 +116,37 @@ def write_jsonl(path: Path, samples: list[dict[str, Any]]) -> None:
             handle.write(json.dumps(row) + "\n")
 
 
-def stats_command(cfg: Any, tokenizer: Any = None) -> Any:
+def _recalled_stats(cfg: TuneforgeConfig) -> Any:
+    """The stats of data a previous `data stats` prepared with this exact config and files (no tokenizer load)."""
+    from tuneforge.data import cache
+    from tuneforge.data.pipeline import DataStats
+    from tuneforge.errors import TuneforgeError
+
+    root = cache.cache_root(getattr(cfg.model, "cache_dir", None))
+    try:
+        found = cache.recall(root, cache.quick_key(cfg, root))
+    except (OSError, ValueError, KeyError, TuneforgeError):  # the normal path below reports the problem
+        return None
+    if found is None:
+        return None
+    meta, warnings = found
+    stats = DataStats.from_dict(meta["stats"])
+    stats.cache_hit, stats.cache_path, stats.warnings = True, meta["folder"], warnings
+    return stats
+
+
+def stats_command(cfg: TuneforgeConfig, tokenizer: Any = None) -> Any:
     """Print rows kept and dropped (and why), length percentiles, packing fill; returns the DataStats."""
     from rich.table import Table
 
-    from tuneforge.data.pipeline import prepare_dataset
+    stats = _recalled_stats(cfg) if tokenizer is None else None
+    if stats is None:
+        from tuneforge.data import cache
+        from tuneforge.data.pipeline import prepare_dataset
 
-    tokenizer = tokenizer or _tokenizer(cfg)
-    stats = prepare_dataset(cfg, tokenizer).stats
+        stats = prepare_dataset(cfg, tokenizer or _tokenizer(cfg)).stats
+        root = cache.cache_root(getattr(cfg.model, "cache_dir", None))
+        cache.remember(root, cache.quick_key(cfg, root), stats.cache_path, stats.warnings)
     console = _console()
     table = Table(title=f"datasets (stage {stats.kind}, template {stats.template})")
     for column in ("dataset", "rows read", "kept", "dropped"):

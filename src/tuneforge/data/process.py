@@ -80,21 +80,28 @@ def encode_sft(ex: dict[str, Any], turns: Turns, opts: ProcessOptions) -> dict[s
         raise RowError("the chat template produced no assistant turn")
     if turns.tok.recording:
         return {}
-    ids, labels = _join_turns(pairs, opts)
+    ids, labels = _join_turns(pairs, opts, turns.eos)
     if all(label == IGNORE for label in labels):
         raise RowError(f"no response token left after truncation to cutoff_len={opts.cutoff_len}")
     return {"input_ids": ids, "labels": labels}
 
 
-def _join_turns(pairs: list[tuple[list[int], list[int]]], opts: ProcessOptions) -> tuple[list, list]:
-    """Concatenate turns within cutoff_len; with mask_history the last turn is kept first and alone trained."""
+def _join_turns(pairs: list[tuple[list[int], list[int]]], opts: ProcessOptions, eos: int | None = None) -> tuple:
+    """Concatenate turns within cutoff_len; with mask_history the last turn is kept first and alone trained.
+
+    A turn cut down to prompt tokens only (no response token fits) is dropped rather than left as a stray
+    fragment. With `eos` (efficient_eos templates) the input holds no eos between turns, exactly as the
+    inference prompt; the eos is the label of the next prompt's first token and ends the sequence.
+    """
     ordered = list(reversed(pairs)) if opts.mask_history else pairs
     parts: list[tuple[list[int], list[int]]] = []
-    total = 0
+    total = 0 if eos is None else 1
     for turn, (source, target) in enumerate(ordered):
         if total >= opts.cutoff_len:
             break
         source, target = _cut(source, target, opts.cutoff_len - total)
+        if not target:
+            break
         total += len(source) + len(target)
         source_labels = source if opts.train_on_prompt else [IGNORE] * len(source)
         target_labels = [IGNORE] * len(target) if opts.mask_history and turn else target
@@ -104,19 +111,26 @@ def _join_turns(pairs: list[tuple[list[int], list[int]]], opts: ProcessOptions) 
     ids: list[int] = []
     labels: list[int] = []
     for part_ids, part_labels in parts:
+        if eos is not None and labels and labels[-1] != IGNORE and part_labels[0] == IGNORE:
+            part_labels = [eos, *part_labels[1:]]  # the previous response ends here
         ids += part_ids
         labels += part_labels
+    if eos is not None:
+        ids.append(eos)
+        labels.append(eos if labels and labels[-1] != IGNORE else IGNORE)
     return ids, labels
 
 
 def _prompt_and_response(ex: dict[str, Any], turns: Turns, reply: dict[str, Any]) -> tuple[list, list]:
+    """The prompt (earlier turns and the generation prompt) and the reply's ids (plus eos for efficient_eos)."""
     pairs = turns.pairs([*ex["messages"], reply], ex["system"], ex["tools"])
     if not pairs:
         raise RowError("the chat template produced no assistant turn")
     prompt: list[int] = []
     for source, target in pairs[:-1]:
         prompt += source + target
-    return prompt + pairs[-1][0], pairs[-1][1]
+    response = pairs[-1][1] if turns.eos is None else [*pairs[-1][1], turns.eos]
+    return prompt + pairs[-1][0], response
 
 
 def encode_pairwise(ex: dict[str, Any], turns: Turns, opts: ProcessOptions) -> dict[str, Any]:

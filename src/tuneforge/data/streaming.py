@@ -11,27 +11,31 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tuneforge.data.convert import convert_rows
 from tuneforge.data.loading import RawRows, data_files, read_file, read_hub
 from tuneforge.data.mixing import parse_probs
 from tuneforge.data.packing import pack_table
 from tuneforge.data.process import process_rows
+from tuneforge.data.registry import DatasetAttr
 from tuneforge.data.report import RowReport
+from tuneforge.data.splits import DatasetSplits, DataStats, Plan
 from tuneforge.data.tokens import MemoTokenizer
 from tuneforge.errors import DataError
+
+if TYPE_CHECKING:
+    from tuneforge.config.data import DataSection
 
 logger = logging.getLogger("tuneforge.data")
 STREAM_CHUNK = 256
 _JOBS: dict[str, tuple] = {}  # generator arguments by key (kept for the life of the process)
 
 
-def prepare_streaming(plan: Any, tokenizer: Any) -> Any:
-    """Train/eval `datasets.IterableDataset`s for `plan` (see the module docstring)."""
+def prepare_streaming(plan: Plan, tokenizer: Any) -> DatasetSplits:
+    """Train/eval `datasets.IterableDataset`s for `plan` (see the module docstring). `val_size` is a row count
+    here (the config checks refuse a fraction with streaming)."""
     from datasets import IterableDataset
-
-    from tuneforge.data.pipeline import DatasetSplits, DataStats
 
     d = plan.data
     if d.val_size and (d.val_size < 1 or int(d.val_size) != d.val_size):
@@ -44,11 +48,11 @@ def prepare_streaming(plan: Any, tokenizer: Any) -> Any:
         train = train.shuffle(buffer_size=d.buffer_size, seed=plan.seed)
         if d.val_size and evaluation is None:
             evaluation, train = train.take(int(d.val_size)), train.skip(int(d.val_size))
-    stats = DataStats(kind=plan.kind, template=getattr(plan.template, "name", None), warnings=plan.warnings)
+    stats = DataStats(kind=plan.kind, template=plan.template_name, warnings=plan.warnings)
     return DatasetSplits(train, evaluation, stats, plan.template)
 
 
-def _iterable(cls: Any, attr: Any, plan: Any, tokenizer: Any) -> Any:
+def _iterable(cls: Any, attr: DatasetAttr, plan: Plan, tokenizer: Any) -> Any:
     """An IterableDataset over `_rows`; the heavy arguments travel by key, so `datasets` does not hash them."""
     key = f"{id(plan)}-{attr.name}-{len(_JOBS)}"
     _JOBS[key] = (attr, plan, tokenizer)
@@ -59,7 +63,7 @@ def _rows_by_key(key: str) -> Iterator[dict[str, Any]]:
     yield from _rows(*_JOBS[key])
 
 
-def _mix(parts: list[Any], d: Any, seed: int) -> Any:
+def _mix(parts: list[Any], d: DataSection, seed: int) -> Any:
     from datasets import concatenate_datasets, interleave_datasets
 
     if not parts:
@@ -74,7 +78,7 @@ def _mix(parts: list[Any], d: Any, seed: int) -> Any:
     return interleave_datasets(parts, probabilities=probs, seed=seed, stopping_strategy=strategy)
 
 
-def _raw(attr: Any, report: RowReport) -> Iterator[tuple[int, dict[str, Any]]]:
+def _raw(attr: DatasetAttr, report: RowReport) -> Iterator[tuple[int, dict[str, Any]]]:
     if attr.source != "file":
         yield from enumerate(read_hub(attr), start=1)
         return
@@ -82,9 +86,9 @@ def _raw(attr: Any, report: RowReport) -> Iterator[tuple[int, dict[str, Any]]]:
         yield from read_file(path, attr.name, report)
 
 
-def _rows(attr: Any, plan: Any, tokenizer: Any) -> Iterator[dict[str, Any]]:
+def _rows(attr: DatasetAttr, plan: Plan, tokenizer: Any) -> Iterator[dict[str, Any]]:
     """Processed rows of one dataset, produced lazily in chunks of `STREAM_CHUNK` rows."""
-    report = RowReport(strict=bool(getattr(plan.data, "strict_data", False)))
+    report = RowReport(strict=plan.data.strict_data)
     tok = MemoTokenizer(tokenizer)
     limit = plan.data.max_samples
     rows: list[dict[str, Any]] = []
@@ -102,7 +106,9 @@ def _rows(attr: Any, plan: Any, tokenizer: Any) -> Iterator[dict[str, Any]]:
     report.log_summary()
 
 
-def _chunk(raw: RawRows, attr: Any, plan: Any, tok: MemoTokenizer, report: RowReport) -> Iterator[dict[str, Any]]:
+def _chunk(
+    raw: RawRows, attr: DatasetAttr, plan: Plan, tok: MemoTokenizer, report: RowReport
+) -> Iterator[dict[str, Any]]:
     """Convert and tokenize one chunk (KTO's mismatched completions and pt blocks stay within the chunk)."""
     examples = convert_rows(raw, attr, report, pretrain=plan.kind == "pt")
     table = process_rows(examples, plan.template, tok, plan.opts, report)

@@ -11,8 +11,8 @@ from __future__ import annotations
 from typing import Any
 
 _MAX_MEMO = 400_000  # distinct texts kept between chunks; beyond this the memo starts over
-IDS, OFFSETS, STARTS = 0, 1, 2  # what a memo entry holds: ids, (ids, offsets) or (ids, token start chars)
-_PLACEHOLDER: dict[int, Any] = {IDS: [0], OFFSETS: ([0], [(0, 0)]), STARTS: ([0], [0])}
+IDS, OFFSETS = 0, 1  # what a memo entry holds: ids or (ids, offsets)
+_PLACEHOLDER: dict[int, Any] = {IDS: [0], OFFSETS: ([0], [(0, 0)])}
 
 
 class Encoding(dict):
@@ -79,10 +79,6 @@ class MemoTokenizer:
         """Token ids of `text` with each token's (start, end) character offsets."""
         return self._lookup((text, add_special_tokens, OFFSETS))
 
-    def ids_and_starts(self, text: str) -> tuple[list[int], list[int]]:
-        """Token ids of `text` and each token's start character (for cutting at text boundaries)."""
-        return self._lookup((text, False, STARTS))
-
     def _lookup(self, key: tuple[str, bool, int]) -> Any:
         if self.recording:
             if key not in self._memo:
@@ -115,7 +111,7 @@ class MemoTokenizer:
 
 
 def _encode_keys(tokenizer: Any, keys: list[tuple[str, bool, int]]) -> list[Any]:
-    """Encode memo keys that share their flags: ids, (ids, offsets) or (ids, token start characters)."""
+    """Encode memo keys that share their flags: ids or (ids, offsets)."""
     texts, add_special, mode = [k[0] for k in keys], keys[0][1], keys[0][2]
     if mode == IDS:
         return batch_encode(tokenizer, texts, add_special)
@@ -127,8 +123,6 @@ def _encode_keys(tokenizer: Any, keys: list[tuple[str, bool, int]]) -> list[Any]
     else:
         _sync_special(tokenizer, backend)
         pairs = [(e.ids, e.offsets) for e in backend.encode_batch(texts, add_special_tokens=add_special)]
-    if mode == STARTS:
-        return [(ids, [o[0] for o in spans]) for ids, spans in pairs]
     return pairs
 
 

@@ -15,7 +15,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tuneforge.config.require import require
 from tuneforge.errors import TuneforgeError
+from tuneforge.files import fsync_dir
 
 if TYPE_CHECKING:
     import torch
@@ -31,8 +33,7 @@ STAGING_MARK = ".tuneforge-export-"
 
 def check_export_dir(export_dir: str | None, overwrite: bool) -> Path:
     """The export folder as a Path; refuses a missing key or an existing non-empty folder (unless overwriting)."""
-    if not export_dir:
-        raise TuneforgeError("`export_dir` is not set; name the folder that receives the exported model.")
+    require(export_dir, "export_dir")
     path = Path(export_dir)
     if path.exists() and not path.is_dir():
         raise TuneforgeError(f"`export_dir: {export_dir}` is a file; name a folder.")
@@ -72,17 +73,8 @@ def _publish(staging: Path, final: Path) -> None:
     if final.exists():
         final.rename(old)
     staging.rename(final)
-    _fsync_dir(final.parent)
+    fsync_dir(final.parent)
     shutil.rmtree(old, ignore_errors=True)
-
-
-def _fsync_dir(path: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 # ---- weights -------------------------------------------------------------------------------------------------

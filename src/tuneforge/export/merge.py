@@ -23,14 +23,9 @@ logger = logging.getLogger(__name__)
 DTYPES = {"float16": "float16", "bfloat16": "bfloat16", "float32": "float32"}
 
 
-def adapter_paths(cfg: TuneforgeConfig) -> list[str]:
-    """The adapters named by `adapter_name_or_path`, in merge order."""
-    return [p.strip() for p in (cfg.model.adapter_name_or_path or "").split(",") if p.strip()]
-
-
 def check_mergeable(cfg: TuneforgeConfig) -> None:
     """Refuse merging adapters into a quantized base before anything is loaded."""
-    adapters = adapter_paths(cfg)
+    adapters = cfg.model.adapters
     if not adapters:
         return
     bits = cfg.quantization.quantization_bit
@@ -78,7 +73,7 @@ def load_merged(cfg: TuneforgeConfig) -> Any:
     model = AutoModelForCausalLM.from_pretrained(
         m.model_name_or_path, revision=m.model_revision, cache_dir=m.cache_dir, token=m.hf_hub_token, **kwargs
     )
-    for path in adapter_paths(cfg):
+    for path in cfg.model.adapters:
         model = merge_adapter(model, path)
     model.eval()
     return model

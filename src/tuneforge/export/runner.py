@@ -12,6 +12,7 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tuneforge.config.require import require
 from tuneforge.errors import TuneforgeError
 from tuneforge.export import hf, merge, ollama, quantize
 
@@ -26,8 +27,7 @@ OFFLINE_VALUES = ("1", "true", "yes", "on")
 def export_command(cfg: TuneforgeConfig) -> Path:
     """Export the model the config names into `export_dir`; returns the folder written."""
     out = hf.check_export_dir(cfg.export.export_dir, cfg.training.overwrite_output_dir)
-    if not cfg.model.model_name_or_path:
-        raise TuneforgeError("`model_name_or_path` is not set; name the base model folder or Hub id to export.")
+    require(cfg.model.model_name_or_path, "model_name_or_path", "the base model to export")
     merge.check_mergeable(cfg)
     quantize.check_export_quantization(cfg)
     check_hub(cfg)
@@ -48,14 +48,14 @@ def export_command(cfg: TuneforgeConfig) -> Path:
 
 def load_tokenizer_and_template(cfg: TuneforgeConfig) -> tuple[Any, Any]:
     """The base tokenizer and the chat template the model was trained with (None: the tokenizer's own)."""
-    from tuneforge.data.templates import template_for_config
+    from tuneforge.data.templates import checked_template
     from tuneforge.models.loader import load_tokenizer
 
     tokenizer = load_tokenizer(cfg)
     d = cfg.data
     if d.template is None:
         return tokenizer, None
-    template = template_for_config(d, tokenizer)
+    template, _ = checked_template(d, tokenizer)
     return tokenizer, template
 
 
@@ -88,7 +88,7 @@ def write_hf_export(model: Any, tokenizer: Any, template: Any, stage: Path, cfg:
     finally:
         if target != stage:
             shutil.rmtree(target, ignore_errors=True)
-    sources = [cfg.model.model_name_or_path or "", *merge.adapter_paths(cfg)]
+    sources = [cfg.model.model_name_or_path or "", *cfg.model.adapters]
     if hf.copy_value_head(sources, stage):
         logger.info("Copied the reward model's value head")
 

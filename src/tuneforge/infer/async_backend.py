@@ -160,9 +160,9 @@ class AsyncLoopBackend:
 
     # ---- public -----------------------------------------------------------------------------------------
 
-    def submit(self, request: GenerationRequest) -> None:
-        """Queue a request (raises QueueFullError / ShuttingDownError); it starts on the loop at once."""
-        self.queue.put(request)
+    def submit(self, *requests: GenerationRequest) -> None:
+        """Queue the requests, all or none (QueueFullError / ShuttingDownError); they start on the loop at once."""
+        self.queue.put(*requests)
         self._loop.call_soon_threadsafe(self._admit)
 
     def pending(self) -> int:

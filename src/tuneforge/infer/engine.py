@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import queue
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -16,7 +17,8 @@ from typing import Any
 from tuneforge.errors import TuneforgeError
 from tuneforge.infer.chat_stream import ChatAssembler, ChatDelta, ChatResult
 from tuneforge.infer.params import SamplingParams
-from tuneforge.infer.requests import Event, Failed, Finished, GenerationRequest
+from tuneforge.infer.requests import Event, Failed, Finished, GenerationRequest, RequestQueue
+from tuneforge.infer.stats import EngineStats
 
 
 class NotARewardModelError(TuneforgeError):
@@ -33,14 +35,16 @@ class Prompt:
 
 
 class AsyncEventStream:
-    """Async iterator over one queued request's events; `cancel` stops it."""
+    """Async iterator over one queued request's events; `cancel` stops it (and frees its queue place at once)."""
 
-    def __init__(self, request: GenerationRequest, sink: asyncio.Queue[Event]) -> None:
-        self.request, self._sink = request, sink
+    def __init__(self, request: GenerationRequest, sink: asyncio.Queue[Event], queue: RequestQueue) -> None:
+        self.request, self._sink, self._queue = request, sink, queue
 
     def cancel(self) -> None:
-        """Stop decoding this request."""
-        self.request.cancel()
+        """Stop decoding this request; if it is still waiting, it leaves the queue now."""
+        if not self.request.cancelled.is_set():
+            self.request.cancel()
+            self._queue.discard_cancelled()
 
     async def __aiter__(self) -> AsyncIterator[Event]:
         try:
@@ -50,7 +54,7 @@ class AsyncEventStream:
                 if isinstance(event, (Finished, Failed)):
                     return
         finally:
-            self.request.cancel()
+            self.cancel()
 
 
 class Engine:
@@ -69,6 +73,7 @@ class Engine:
         self.defaults = defaults
         self.model_name = model_name
         self.scorer = scorer
+        self.stats = EngineStats()
 
     @property
     def context_len(self) -> int:
@@ -97,9 +102,9 @@ class Engine:
             template = dataclasses.replace(template, enable_thinking=enable_thinking)
         try:
             text = template.render(messages, system, tools or None, add_generation_prompt=True)
+            ids = template.encode_prompt(self.tokenizer, messages, system, tools or None)  # the ids training built
         except (ValueError, KeyError, TypeError) as error:
             raise TuneforgeError(f"Cannot format the conversation with template {template.name!r}: {error}") from None
-        ids = self.tokenizer.encode(text, add_special_tokens=False)
         thinking = template.spec.thinking
         opened = bool(thinking) and text.rstrip().endswith(thinking.open)
         return Prompt(ids, opened, bool(tools))
@@ -118,7 +123,7 @@ class Engine:
 
     def submit(self, prompt_ids: list[int], params: SamplingParams, emit: Any) -> GenerationRequest:
         """Queue a request whose events go to `emit` (called from the engine thread); returns its handle."""
-        request = GenerationRequest(list(prompt_ids), params, emit)
+        request = GenerationRequest(list(prompt_ids), params, self.stats.track(emit))
         self.backend.submit(request)
         return request
 
@@ -137,10 +142,25 @@ class Engine:
 
     def open_stream(self, prompt_ids: list[int], params: SamplingParams) -> AsyncEventStream:
         """Queue a request now (so QueueFullError is raised before any response starts); iterate it async."""
+        return self.open_streams([(prompt_ids, params)])[0]
+
+    def open_streams(self, prompts: list[tuple[list[int], SamplingParams]]) -> list[AsyncEventStream]:
+        """Queue every (prompt ids, params) pair at once, or none of them (QueueFullError / ShuttingDownError)."""
         loop = asyncio.get_running_loop()
-        sink: asyncio.Queue[Event] = asyncio.Queue()
-        request = self.submit(prompt_ids, params, lambda e: loop.call_soon_threadsafe(sink.put_nowait, e))
-        return AsyncEventStream(request, sink)
+        streams, requests = [], []
+        for ids, params in prompts:
+            sink: asyncio.Queue[Event] = asyncio.Queue()
+            emit = self.stats.track(functools.partial(loop.call_soon_threadsafe, sink.put_nowait))
+            request = GenerationRequest(list(ids), params, emit)
+            requests.append(request)
+            streams.append(AsyncEventStream(request, sink, self.backend.queue))
+        try:
+            self.backend.submit(*requests)
+        except BaseException:
+            for request in requests:  # never queued: close their accounting without events to anyone
+                request.emit(Finished("cancelled", len(request.prompt_ids), 0))
+            raise
+        return streams
 
     # ---- chat -------------------------------------------------------------------------------------------
 

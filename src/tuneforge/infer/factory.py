@@ -7,6 +7,7 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tuneforge.config.require import require
 from tuneforge.errors import ConfigError, TuneforgeError
 from tuneforge.infer.engine import Engine
 from tuneforge.infer.params import GenerationDefaults
@@ -21,8 +22,7 @@ _GPU_BACKENDS = {"vllm": "vllm", "sglang": "sglang", "ktransformers": "ktransfor
 
 def load_engine(cfg: TuneforgeConfig) -> Engine:
     """The inference engine the config describes (model, adapters, template, backend, sampling defaults)."""
-    if not cfg.model.model_name_or_path:
-        raise ConfigError("`model_name_or_path` is not set; name the model folder (or Hub id) to chat with.")
+    require(cfg.model.model_name_or_path, "model_name_or_path", "the model to chat with")
     backend_name = cfg.inference.infer_backend
     if backend_name in ("vllm", "sglang"):
         return _load_async_engine(cfg, backend_name)
@@ -73,10 +73,10 @@ def _load_async_engine(cfg: TuneforgeConfig, name: str) -> Engine:
 
 def load_inference_template(cfg: TuneforgeConfig, tokenizer: Any) -> Any:
     """The training template (`template`), or the tokenizer's own chat template when unset."""
-    from tuneforge.data.templates import template_for_config
+    from tuneforge.data.templates import checked_template
 
     d = cfg.data
-    return template_for_config(d, tokenizer)
+    return checked_template(d, tokenizer)[0]
 
 
 def served_name(cfg: TuneforgeConfig) -> str:

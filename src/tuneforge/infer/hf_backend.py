@@ -12,6 +12,7 @@ import logging
 import threading
 from typing import TYPE_CHECKING, Any
 
+from tuneforge.infer.isolation import accept_token, pick_tokens
 from tuneforge.infer.requests import Failed, GenerationRequest, RequestQueue
 from tuneforge.infer.rows import Row
 from tuneforge.infer.sampling import sample_batch
@@ -59,9 +60,9 @@ class HFBackend:
 
     # ---- public -----------------------------------------------------------------------------------------
 
-    def submit(self, request: GenerationRequest) -> None:
-        """Queue a request (raises QueueFullError / ShuttingDownError)."""
-        self.queue.put(request)
+    def submit(self, *requests: GenerationRequest) -> None:
+        """Queue the requests, all or none (raises QueueFullError / ShuttingDownError)."""
+        self.queue.put(*requests)
 
     def pending(self) -> int:
         """Requests waiting to join the running batch."""
@@ -148,12 +149,12 @@ class HFBackend:
         """Pick one token per row, stream it, and append it to the batch tensors."""
         import torch
 
-        params, counts, generators = zip(*(row.sampling_state for row in batch.rows), strict=True)
-        tokens = sample_batch(logits, list(params), list(counts), list(generators))
+        tokens = pick_tokens(batch.rows, logits, sample_batch)  # a failing row fails alone (token None)
         for row, token in zip(batch.rows, tokens, strict=True):
-            row.record(token)
-            row.accept(token)
-        column = torch.tensor(tokens, dtype=torch.long, device=batch.ids.device)[:, None]
+            if token is not None:
+                accept_token(row, token)
+        padded = [self.pad_id if token is None else token for token in tokens]
+        column = torch.tensor(padded, dtype=torch.long, device=batch.ids.device)[:, None]
         batch.ids = torch.cat([batch.ids, column], dim=1)
         batch.mask = torch.cat([batch.mask, torch.ones_like(column)], dim=1)
 

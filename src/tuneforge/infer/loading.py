@@ -63,17 +63,10 @@ def load_for_inference(cfg: TuneforgeConfig) -> tuple[Any, Any]:
     model = AutoModelForCausalLM.from_pretrained(m.model_name_or_path, **kwargs)
     if quant is None and _cuda():
         model = model.to("cuda")
-    model = apply_adapters(model, adapter_paths(cfg), keep_last=quant is not None)
+    model = apply_adapters(model, cfg.model.adapters, keep_last=quant is not None)
     model.requires_grad_(False)
     model.eval()
     return model, tokenizer
-
-
-def adapter_paths(cfg: TuneforgeConfig) -> list[str]:
-    """The comma-separated `adapter_name_or_path` as a list (each inside `adapter_folder`; empty when unset)."""
-    from tuneforge.models.adapters import adapter_locations
-
-    return adapter_locations(cfg.model.adapter_name_or_path, cfg.model.adapter_folder)
 
 
 def apply_adapters(model: Any, paths: list[str], keep_last: bool = False) -> Any:
@@ -96,7 +89,7 @@ def apply_adapters(model: Any, paths: list[str], keep_last: bool = False) -> Any
 
 def find_value_head(cfg: TuneforgeConfig) -> Path | None:
     """The value-head file beside the last adapter or the model folder, if any."""
-    folders = [*reversed(adapter_paths(cfg)), cfg.model.model_name_or_path or ""]
+    folders = [*reversed(cfg.model.adapters), cfg.model.model_name_or_path or ""]
     for folder in folders:
         candidate = Path(folder) / VALUE_HEAD_FILE
         if folder and candidate.is_file():

@@ -44,24 +44,37 @@ class SamplingParams:
         for key in ("stop", "stop_token_ids"):
             if key in values:
                 values[key] = tuple(values[key])
+        if 0 < values.get("top_p", 1) < MIN_TOP_P:  # same choice (the top token only), but representable in fp32
+            values["top_p"] = MIN_TOP_P
         return replace(self, **values).validated()
 
     def validated(self) -> SamplingParams:
-        """Self, after checking ranges; raises TuneforgeError naming the bad setting."""
-        checks = {
-            "max_new_tokens": self.max_new_tokens >= 1,
-            "temperature": self.temperature >= 0,
-            "top_p": 0 < self.top_p <= 1,
-            "top_k": self.top_k >= 0,
-            "repetition_penalty": self.repetition_penalty > 0,
-            "presence_penalty": -2 <= self.presence_penalty <= 2,
-            "frequency_penalty": -2 <= self.frequency_penalty <= 2,
-        }
-        bad = [name for name, ok in checks.items() if not ok]
+        """Self, after checking the ranges that keep the sampling maths finite; raises TuneforgeError naming
+        every bad setting and its allowed range."""
+        bad = [f"{name}={getattr(self, name)} (allowed: {text})" for name, text, ok in _range_checks(self) if not ok]
         if bad:
-            values = ", ".join(f"{name}={getattr(self, name)}" for name in bad)
-            raise TuneforgeError(f"Sampling setting out of range: {values}.")
+            raise TuneforgeError(f"Sampling setting out of range: {', '.join(bad)}.")
         return self
+
+
+MAX_SEED = 2**63 - 1
+MIN_TOP_P = 1e-6  # any smaller top_p keeps only the most likely token too; 1e-300 would round to 0 in float32
+REPETITION_PENALTY_RANGE = (0.01, 100.0)  # beyond this, logits / penalty overflows or every logit collapses
+
+
+def _range_checks(p: SamplingParams) -> list[tuple[str, str, bool]]:
+    """(setting, allowed range, ok) for each bounded setting; NaN fails every comparison, so it is refused."""
+    low, high = REPETITION_PENALTY_RANGE
+    return [
+        ("max_new_tokens", ">= 1", p.max_new_tokens >= 1),
+        ("temperature", "0 to 100", 0 <= p.temperature <= 100),
+        ("top_p", "> 0 and <= 1", 0 < p.top_p <= 1),
+        ("top_k", ">= 0", p.top_k >= 0),
+        ("repetition_penalty", f"{low} to {high:g}", low <= p.repetition_penalty <= high),
+        ("presence_penalty", "-2 to 2", -2 <= p.presence_penalty <= 2),
+        ("frequency_penalty", "-2 to 2", -2 <= p.frequency_penalty <= 2),
+        ("seed", f"0 to {MAX_SEED}", p.seed is None or 0 <= p.seed <= MAX_SEED),
+    ]
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,14 @@ class ShuttingDownError(TuneforgeError):
     """The engine is stopping and accepts no new requests (the API answers 503)."""
 
 
+class SamplingError(TuneforgeError):
+    """Decoding one request failed because of its own sampling settings (the API answers 400)."""
+
+
+class RequestTimeoutError(TuneforgeError):
+    """A request ran past the server's `request_timeout` (the API answers 408)."""
+
+
 @dataclass(frozen=True)
 class TextDelta:
     """Newly generated text for one request (never ends inside a character, never contains a stop string)."""
@@ -81,28 +89,60 @@ class RequestQueue:
         """True once `close` was called."""
         return self._closed
 
-    def put(self, request: GenerationRequest) -> None:
-        """Enqueue, or raise QueueFullError / ShuttingDownError."""
+    def put(self, *requests: GenerationRequest) -> None:
+        """Enqueue all of `requests` or none (QueueFullError / ShuttingDownError); cancelled ones leave first."""
         with self._cond:
+            dropped = self._drop_cancelled()
             if self._closed:
                 raise ShuttingDownError("The inference engine is shutting down; no new requests are accepted.")
-            if len(self._items) >= self._max:
-                raise QueueFullError(f"{len(self._items)} requests are already waiting; retry shortly.")
-            self._items.append(request)
+            if len(requests) > self._max:
+                raise TuneforgeError(
+                    f"This request needs {len(requests)} generations at once; the queue holds at most {self._max} "
+                    "(max_queue_size). Send fewer prompts or a smaller n."
+                )
+            if len(self._items) + len(requests) > self._max:
+                raise QueueFullError(
+                    f"{len(self._items)} requests are already waiting (at most {self._max}); "
+                    f"this one needs room for {len(requests)}. Retry shortly."
+                )
+            self._items.extend(requests)
             self._cond.notify()
+        _finish_cancelled(dropped)
 
     def take(self, limit: int, wait: float | None) -> list[GenerationRequest]:
-        """Up to `limit` requests; waits up to `wait` seconds for the first one when `wait` is not None."""
+        """Up to `limit` live requests; waits up to `wait` seconds for the first one when `wait` is not None.
+
+        Requests cancelled while waiting are finished (`Finished('cancelled')`) here rather than handed out.
+        """
         with self._cond:
             if wait is not None and not self._items and not self._closed:
                 self._cond.wait(timeout=wait)
+            dropped = self._drop_cancelled()
             out = []
             while self._items and len(out) < limit:
                 out.append(self._items.popleft())
-            return out
+        _finish_cancelled(dropped)
+        return out
+
+    def discard_cancelled(self) -> None:
+        """Finish and drop every waiting request that was cancelled (frees its place at once)."""
+        with self._cond:
+            dropped = self._drop_cancelled()
+        _finish_cancelled(dropped)
+
+    def _drop_cancelled(self) -> list[GenerationRequest]:
+        dropped = [r for r in self._items if r.cancelled.is_set()]
+        if dropped:
+            self._items = deque(r for r in self._items if not r.cancelled.is_set())
+        return dropped
 
     def close(self) -> None:
         """Refuse new requests; the ones already queued are still served."""
         with self._cond:
             self._closed = True
             self._cond.notify_all()
+
+
+def _finish_cancelled(requests: list[GenerationRequest]) -> None:
+    for request in requests:
+        request.emit(Finished("cancelled", len(request.prompt_ids), 0))

@@ -84,4 +84,7 @@ def _sample_row(
     if params.top_p < 1.0:
         drop = probs.cumsum(-1) - probs >= params.top_p  # keep the token that crosses top_p
         probs = probs.masked_fill(drop, 0.0)
+    total = float(probs.sum())  # inf or NaN anywhere makes the sum non-finite
+    if not total > 0 or total == float("inf"):
+        raise ValueError(f"sampling probabilities are not finite (sum {total})")
     return int(ids[torch.multinomial(probs, 1, generator=generator)])

@@ -59,9 +59,7 @@ def build_backend(cfg: TuneforgeConfig) -> AsyncLoopBackend:
 
 def single_adapter(cfg: TuneforgeConfig, backend: str) -> str | None:
     """The one adapter folder to apply per request (None without adapters); refuses several."""
-    from tuneforge.infer.loading import adapter_paths
-
-    paths = adapter_paths(cfg)
+    paths = cfg.model.adapters
     if len(paths) > 1:
         raise ConfigError(
             f"`adapter_name_or_path` lists {len(paths)} adapters, but `infer_backend: {backend}` applies one LoRA "
@@ -75,8 +73,6 @@ def single_adapter(cfg: TuneforgeConfig, backend: str) -> str | None:
 
 def engine_args(cfg: TuneforgeConfig) -> dict[str, Any]:
     """Keyword arguments for `vllm.AsyncEngineArgs` from the model and inference sections (+ `vllm_config`)."""
-    from tuneforge.infer.loading import adapter_paths
-
     m, inf = cfg.model, cfg.inference
     args: dict[str, Any] = {
         "model": m.model_name_or_path,
@@ -91,7 +87,7 @@ def engine_args(cfg: TuneforgeConfig) -> dict[str, Any]:
     }
     if m.model_revision != "main":
         args["revision"] = m.model_revision
-    if adapter_paths(cfg):
+    if cfg.model.adapters:
         args.update(enable_lora=True, max_loras=1, max_lora_rank=inf.vllm_max_lora_rank)
     args.update(merged_extra(inf.vllm_config, "vllm_config"))
     return args

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from transformers import TrainerCallback
 
+from tuneforge.config.lists import split_list
 from tuneforge.errors import TuneforgeError
 
 if TYPE_CHECKING:
@@ -58,12 +59,6 @@ def param_status(model: Any) -> str:
     )
 
 
-def adapter_locations(adapters: str | None, folder: str | None) -> list[str]:
-    """The comma-separated adapters as paths, each inside its `adapter_folder` sub-folder when one is set."""
-    paths = [p.strip() for p in (adapters or "").split(",") if p.strip()]
-    return [str(Path(p) / folder) for p in paths] if folder else paths
-
-
 def describe_trainable(model: Any) -> str:
     """`trainable params: N || all params: M || trainable%: P` as LLaMA-Factory prints it."""
     total = sum(p.numel() for p in model.parameters())
@@ -88,8 +83,8 @@ def freeze_trainable_names(model: Any, cfg: TuneforgeConfig) -> list[str]:
         logger.warning("`freeze_trainable_layers: %s`: the model has %s layers; training all of them.", count, layers)
         count = layers if count > 0 else -layers
     ids = range(layers - count, layers) if count > 0 else range(-count)
-    modules = None if m.freeze_trainable_modules.strip() == "all" else _split(m.freeze_trainable_modules)
-    extras = _split(m.freeze_extra_modules or "")
+    modules = None if m.freeze_trainable_modules.strip() == "all" else split_list(m.freeze_trainable_modules)
+    extras = split_list(m.freeze_extra_modules)
     names = [n for n, _ in model.named_parameters() if _freeze_keeps(n, set(ids), modules, extras)]
     if not names:
         raise TuneforgeError(
@@ -134,7 +129,7 @@ def linear_module_names(model: Any) -> list[str]:
 
 
 def _targets(model: Any, spec: str) -> list[str]:
-    targets = _split(spec)
+    targets = split_list(spec)
     if targets == ["all"]:
         return linear_module_names(model)
     known = {name.split(".")[-1] for name, _ in model.named_modules()}
@@ -152,7 +147,7 @@ def peft_config(model: Any, cfg: TuneforgeConfig, kind: str) -> Any:
     from peft import LoraConfig, OFTConfig, TaskType
 
     m = cfg.method
-    extra = _split(m.additional_target or "") or None
+    extra = m.additional_targets or None
     if kind == "oft":
         return OFTConfig(
             task_type=TaskType.CAUSAL_LM,
@@ -193,7 +188,7 @@ def ties_embeddings(model: Any, modules_to_save: list[str] | None) -> bool:
 def _apply_peft(model: Any, cfg: TuneforgeConfig, kind: str, trainable: bool) -> Any:
     from peft import PeftModel, get_peft_model
 
-    adapters = adapter_locations(cfg.model.adapter_name_or_path, cfg.model.adapter_folder)
+    adapters = cfg.model.adapters
     resume_last = trainable and adapters and not cfg.method.create_new_adapter
     to_merge = adapters[:-1] if resume_last else adapters
     with _quiet_peft():
@@ -318,7 +313,3 @@ class PissaConversion(TrainerCallback):
 def pissa_callbacks(cfg: TuneforgeConfig) -> list[TrainerCallback]:
     """[PissaConversion()] when `pissa_convert` is set, else []."""
     return [PissaConversion()] if cfg.method.pissa_convert else []
-
-
-def _split(text: str) -> list[str]:
-    return [t.strip() for t in text.split(",") if t.strip()]

@@ -10,6 +10,8 @@ import logging
 import math
 from typing import TYPE_CHECKING, Any
 
+from tuneforge.config.lists import split_list
+from tuneforge.config.require import require
 from tuneforge.errors import TuneforgeError
 
 if TYPE_CHECKING:
@@ -46,9 +48,9 @@ def load_tokenizer(cfg: TuneforgeConfig) -> PreTrainedTokenizerBase:
         token=m.hf_hub_token,
     )
     if m.add_tokens:
-        tokenizer.add_tokens(_split(m.add_tokens))
+        tokenizer.add_tokens(split_list(m.add_tokens))
     if m.add_special_tokens:
-        tokenizer.add_special_tokens({"additional_special_tokens": _split(m.add_special_tokens)})
+        tokenizer.add_special_tokens({"additional_special_tokens": split_list(m.add_special_tokens)})
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
@@ -255,8 +257,7 @@ def _fit_vocab(model: Any, tokenizer: Any, resize: bool) -> None:
 
 
 def _require_model_path(cfg: TuneforgeConfig) -> None:
-    if not cfg.model.model_name_or_path:
-        raise TuneforgeError("`model_name_or_path` is not set; name a local model folder or a Hub id.")
+    require(cfg.model.model_name_or_path, "model_name_or_path")
 
 
 def _require_package(package: str, what: str) -> None:
@@ -269,7 +270,3 @@ def _cuda_available() -> bool:
     import torch
 
     return torch.cuda.is_available()
-
-
-def _split(text: str) -> list[str]:
-    return [t.strip() for t in text.split(",") if t.strip()]

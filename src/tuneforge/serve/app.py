@@ -8,9 +8,11 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from tuneforge.serve.deps import ServerSettings
+from tuneforge.serve.deps import RateLimiter, ServerSettings
 from tuneforge.serve.errors import BodyLimitMiddleware, install_error_handlers
+from tuneforge.serve.metrics import ApiMetrics
 from tuneforge.serve.routes import chat, completions, health, models, score
+from tuneforge.serve.schemas import AUTH_RESPONSES
 
 
 def create_app(engine: Any, settings: ServerSettings, *, close_engine: bool = True) -> FastAPI:
@@ -23,9 +25,12 @@ def create_app(engine: Any, settings: ServerSettings, *, close_engine: bool = Tr
             engine.close()
 
     app = FastAPI(title="tuneforge OpenAI-compatible API", lifespan=lifespan)
+    metrics = ApiMetrics()
     app.state.engine, app.state.settings = engine, settings
-    install_error_handlers(app)
-    for module in (models, chat, completions, score, health):
-        app.include_router(module.router)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.state.metrics, app.state.limiter = metrics, RateLimiter()
+    install_error_handlers(app, metrics)
+    for module in (models, chat, completions, score):
+        app.include_router(module.router, responses=AUTH_RESPONSES)
+    app.include_router(health.router)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes, metrics=metrics)
     return app

@@ -58,10 +58,7 @@ def template_messages(messages: list[ChatMessage]) -> tuple[str | None, list[dic
 
 def sampling_overrides(request: SamplingFields, max_tokens: int | None) -> dict[str, Any]:
     """Engine sampling overrides from the OpenAI fields (unset fields keep the config defaults)."""
-    try:
-        stop = request.stop_list()
-    except ValueError as error:
-        raise APIError(400, str(error), "stop") from None
+    stop = request.stop_list()
     return {
         "max_new_tokens": max_tokens,
         "temperature": request.temperature,
@@ -90,21 +87,29 @@ def chat_inputs(engine: Any, request: ChatCompletionRequest, settings: ServerSet
     max_tokens = request.max_completion_tokens or request.max_tokens
     try:
         prompt = engine.encode_chat(messages, system, tools, enable_thinking=thinking)
-        engine.check_length(len(prompt.ids), max_tokens)
-        params = engine.sampling(**sampling_overrides(request, max_tokens))
+    except TuneforgeError as error:
+        raise APIError(400, str(error), "messages") from None
+    return prompt, checked_params(engine, len(prompt.ids), max_tokens, request, "messages")
+
+
+def checked_params(engine: Any, prompt_len: int, max_tokens: int | None, request: SamplingFields, field: str) -> Any:
+    """Sampling params once the prompt (`field`) and max_tokens fit the context; APIError 400 naming the culprit."""
+    for limit, param in ((None, field), (max_tokens, "max_tokens")):
+        try:
+            engine.check_length(prompt_len, limit)
+        except TuneforgeError as error:
+            raise APIError(400, str(error), param) from None
+    try:
+        return engine.sampling(**sampling_overrides(request, max_tokens))
     except TuneforgeError as error:
         raise APIError(400, str(error)) from None
-    return prompt, params
 
 
-def completion_inputs(engine: Any, prompt: str, request: SamplingFields) -> tuple[list[int], Any]:
-    """(prompt ids, sampling params) for a text completion."""
+def completion_inputs(
+    engine: Any, prompt: str, request: SamplingFields, field: str = "prompt"
+) -> tuple[list[int], Any]:
+    """(prompt ids, sampling params) for a text completion; errors name `field` (`prompt.3` in a list)."""
     ids = engine.tokenizer.encode(prompt, add_special_tokens=False)
     if not ids:
-        raise APIError(400, "prompt: must not be empty", "prompt")
-    try:
-        engine.check_length(len(ids), request.max_tokens)
-        params = engine.sampling(**sampling_overrides(request, request.max_tokens))
-    except TuneforgeError as error:
-        raise APIError(400, str(error)) from None
-    return ids, params
+        raise APIError(400, f"{field}: must not be empty", field)
+    return ids, checked_params(engine, len(ids), request.max_tokens, request, field)

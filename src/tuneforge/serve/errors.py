@@ -11,13 +11,25 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tuneforge.errors import TuneforgeError
-from tuneforge.infer.engine import NotARewardModelError
-from tuneforge.infer.requests import QueueFullError, ShuttingDownError
+from tuneforge.infer.requests import QueueFullError, RequestTimeoutError, ShuttingDownError
+from tuneforge.serve.metrics import ApiMetrics
 from tuneforge.serve.schemas import ErrorBody, ErrorResponse
 
 logger = logging.getLogger(__name__)
 
-_TYPES = {400: "invalid_request_error", 401: "authentication_error", 404: "not_found_error"}
+_TYPES = {
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    408: "timeout_error",
+    429: "rate_limit_error",
+    499: "client_closed_request",  # never seen by the client (it left); counted apart in /metrics
+}
+
+
+def error_type(status: int) -> str:
+    """OpenAI's error `type` for an HTTP status: client mistakes are never labelled `server_error`."""
+    return _TYPES.get(status) or ("invalid_request_error" if status < 500 else "server_error")
 
 
 class APIError(Exception):
@@ -30,81 +42,100 @@ class APIError(Exception):
 
 def error_response(status: int, message: str, param: str | None = None, headers: dict | None = None) -> JSONResponse:
     """The JSON response OpenAI clients expect for an error."""
-    kind = _TYPES.get(status, "rate_limit_error" if status == 429 else "server_error")
-    body = ErrorResponse(error=ErrorBody(message=message, type=kind, param=param, code=str(status)))
+    body = ErrorResponse(error=ErrorBody(message=message, type=error_type(status), param=param, code=str(status)))
     return JSONResponse(body.model_dump(), status_code=status, headers=headers)
+
+
+def failure_status(error: BaseException) -> int:
+    """The status a failed generation answers: 400 when the request's own settings caused it, 408 past the
+    deadline, else 500 (a genuine server fault)."""
+    if isinstance(error, RequestTimeoutError):
+        return 408
+    return 400 if isinstance(error, TuneforgeError) else 500  # SamplingError and other request faults
 
 
 def _validation_message(error: RequestValidationError) -> tuple[str, str | None]:
     first: dict[str, Any] = error.errors()[0] if error.errors() else {}
+    custom = (first.get("ctx") or {}).get("param")
+    if custom:
+        return str(first.get("msg")), str(custom)
     location = [str(p) for p in first.get("loc", ()) if p != "body"]
     param = ".".join(location) or None
     message = str(first.get("msg", "invalid request"))
     return (f"{param}: {message}" if param else message), param
 
 
-def install_error_handlers(app: FastAPI) -> None:
+def install_error_handlers(app: FastAPI, metrics: ApiMetrics) -> None:
     """Map validation, engine and HTTP errors to OpenAI-style JSON with the right 4xx/5xx code."""
+
+    def answer(status: int, message: str, param: str | None = None, headers: dict | None = None) -> JSONResponse:
+        metrics.error(error_type(status))
+        return error_response(status, message, param, headers)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, error: RequestValidationError) -> JSONResponse:
         message, param = _validation_message(error)
-        return error_response(400, message, param)
+        return answer(400, message, param)
 
     @app.exception_handler(APIError)
     async def _api(_: Request, error: APIError) -> JSONResponse:
-        return error_response(error.status, error.message, error.param, error.headers)
+        return answer(error.status, error.message, error.param, error.headers)
 
     @app.exception_handler(QueueFullError)
     async def _full(_: Request, error: QueueFullError) -> JSONResponse:
-        return error_response(429, f"The server is busy: {error}", headers={"Retry-After": "1"})
+        return answer(429, f"The server is busy: {error}", headers={"Retry-After": "1"})
 
     @app.exception_handler(ShuttingDownError)
     async def _closing(_: Request, error: ShuttingDownError) -> JSONResponse:
-        return error_response(503, str(error), headers={"Retry-After": "5"})
-
-    @app.exception_handler(NotARewardModelError)
-    async def _not_rm(_: Request, error: NotARewardModelError) -> JSONResponse:
-        return error_response(400, str(error))
+        return answer(503, str(error), headers={"Retry-After": "5"})
 
     @app.exception_handler(TuneforgeError)
     async def _user(_: Request, error: TuneforgeError) -> JSONResponse:
-        return error_response(400, str(error))
+        return answer(failure_status(error), str(error))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, error: StarletteHTTPException) -> JSONResponse:
-        return error_response(error.status_code, str(error.detail), headers=getattr(error, "headers", None))
+        return answer(error.status_code, str(error.detail), headers=getattr(error, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def _fault(_: Request, error: Exception) -> JSONResponse:
+        logger.error("Request failed", exc_info=error)
+        return answer(500, f"Internal server error ({type(error).__name__}); see the server log.")
 
 
 class BodyLimitMiddleware:
-    """Pure ASGI middleware: answers 400 when a request body is larger than `max_bytes`."""
+    """Pure ASGI middleware: answers 413 when a request body is larger than `max_bytes` (before parsing it)."""
 
-    def __init__(self, app: Any, max_bytes: int) -> None:
-        self.app, self.max_bytes = app, max_bytes
+    def __init__(self, app: Any, max_bytes: int, metrics: ApiMetrics) -> None:
+        self.app, self.max_bytes, self.metrics = app, max_bytes, metrics
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         declared = dict(scope.get("headers") or []).get(b"content-length", b"0")
-        if not declared.isdigit() or int(declared) > self.max_bytes:
-            await self._reject(scope, receive, send)
+        if not declared.isdigit():
+            await self._reject(scope, receive, send, 400, "Content-Length is not a number.")
             return
-        body, more = b"", True
+        if int(declared) > self.max_bytes:
+            await self._reject(scope, receive, send, 413, f"Request body larger than {self.max_bytes} bytes.")
+            return
+        parts, size, more = [], 0, True
         while more:
             message = await receive()
             if message["type"] == "http.disconnect":
                 return
-            body += message.get("body", b"")
+            parts.append(message.get("body", b""))
+            size += len(parts[-1])
             more = message.get("more_body", False)
-            if len(body) > self.max_bytes:
-                await self._reject(scope, receive, send)
+            if size > self.max_bytes:
+                await self._reject(scope, receive, send, 413, f"Request body larger than {self.max_bytes} bytes.")
                 return
-        await self.app(scope, _replay(body, receive), send)
+        await self.app(scope, _replay(b"".join(parts), receive), send)
 
-    async def _reject(self, scope: dict, receive: Any, send: Any) -> None:
-        response = error_response(400, f"Request body larger than {self.max_bytes} bytes.", "body")
-        await response(scope, receive, send)
+    async def _reject(self, scope: dict, receive: Any, send: Any, status: int, message: str) -> None:
+        self.metrics.error(error_type(status))
+        await error_response(status, message)(scope, receive, send)
 
 
 def _replay(body: bytes, receive: Any) -> Any:

@@ -15,7 +15,7 @@ from tuneforge.errors import TuneforgeError
 
 if TYPE_CHECKING:
     from tuneforge.config import TuneforgeConfig
-    from tuneforge.serve.deps import ServerSettings
+    from tuneforge.serve.deps import ApiKey, ServerSettings
 
 logger = logging.getLogger(__name__)
 
@@ -24,18 +24,18 @@ GRACEFUL_SECONDS = 30
 
 def require_api_extra() -> None:
     """Raise a TuneforgeError naming the extra to install when FastAPI or uvicorn is missing."""
-    missing = [name for name in ("fastapi", "uvicorn") if importlib.util.find_spec(name) is None]
+    missing = [name for name in ("fastapi", "uvicorn", "jsonschema") if importlib.util.find_spec(name) is None]
     if missing:
         raise TuneforgeError(
-            f"`tuneforge api` needs {', '.join(missing)}: pip install 'tuneforge[api]' "
-            "(fastapi, uvicorn, sse-starlette)."
+            f"`tuneforge api` needs {', '.join(missing)}: pip install 'tuneforge[api]' (fastapi, uvicorn, jsonschema)."
         )
 
 
-def api_keys(cfg: TuneforgeConfig) -> tuple[str, ...]:
-    """Keys from the API_KEY environment variable, else `api_keys` (both comma-separated)."""
-    raw = os.environ.get("API_KEY") or cfg.server.api_keys or ""
-    return tuple(k.strip() for k in raw.split(",") if k.strip())
+def api_keys(cfg: TuneforgeConfig) -> tuple[ApiKey, ...]:
+    """Keys from the API_KEY environment variable, else `api_keys` (`[NAME=]KEY[@RPM]`, comma-separated)."""
+    from tuneforge.serve.deps import parse_api_keys
+
+    return parse_api_keys(os.environ.get("API_KEY") or cfg.server.api_keys or "")
 
 
 def bind_address(cfg: TuneforgeConfig, keys: tuple[str, ...]) -> tuple[str, int]:
@@ -48,11 +48,16 @@ def bind_address(cfg: TuneforgeConfig, keys: tuple[str, ...]) -> tuple[str, int]
         raise TuneforgeError(f"API_PORT={port!r} is not a port number.") from None
 
 
-def server_settings(cfg: TuneforgeConfig, engine: Any) -> ServerSettings:
-    """The API's settings for this config and engine."""
+def server_settings(cfg: TuneforgeConfig, engine: Any, keys: tuple[ApiKey, ...] | None = None) -> ServerSettings:
+    """The API's settings for this config and engine (`keys`: already parsed `api_keys`)."""
     from tuneforge.serve.deps import ServerSettings
 
-    return ServerSettings(model_name=engine.model_name, api_keys=api_keys(cfg))
+    return ServerSettings(
+        model_name=engine.model_name,
+        api_keys=api_keys(cfg) if keys is None else keys,
+        max_body_bytes=cfg.server.max_request_bytes,
+        request_timeout=cfg.server.request_timeout,
+    )
 
 
 def build_server(app: Any, engine: Any, host: str, port: int, log_level: str = "info") -> Any:
@@ -74,9 +79,10 @@ def api_command(cfg: TuneforgeConfig) -> None:
     from tuneforge.infer import load_engine
     from tuneforge.serve.app import create_app
 
+    keys = api_keys(cfg)  # a malformed key spec stops here, before the model loads
+    host, port = bind_address(cfg, keys)
     engine = load_engine(cfg)
-    settings = server_settings(cfg, engine)
-    host, port = bind_address(cfg, settings.api_keys)
+    settings = server_settings(cfg, engine, keys)
     if not settings.api_keys:
         print(f"No API key set (api_keys / API_KEY): the server is open to anyone who can reach {host}:{port}.")
         if host == "127.0.0.1":

@@ -19,7 +19,8 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 logger = logging.getLogger(__name__)
 
 
-def _hms(seconds: float) -> str:
+def hms(seconds: float) -> str:
+    """`H:MM:SS` for a duration in seconds (negative counts as 0)."""
     seconds = max(int(seconds), 0)
     return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
 
@@ -81,9 +82,9 @@ class LogCallback(TrainerCallback):
         record["percentage"] = round(100 * step / total, 2) if total else 0.0
         record["tokens_per_sec"] = round(self.clock.tokens_per_sec(state.num_input_tokens_seen), 2)
         record["total_tokens"] = state.num_input_tokens_seen
-        record["elapsed_time"] = _hms(self.clock.elapsed())
+        record["elapsed_time"] = hms(self.clock.elapsed())
         record["elapsed_seconds"] = round(self.clock.elapsed(), 3)
-        record["remaining_time"] = _hms(self.clock.remaining(step, total))
+        record["remaining_time"] = hms(self.clock.remaining(step, total))
         record.update(_gpu_memory())
         return record
 
@@ -122,7 +123,7 @@ class ProgressCallback(TrainerCallback):
         postfix = {"tok/s": f"{self.clock.tokens_per_sec(state.num_input_tokens_seen):,.0f}"}
         if self.loss is not None:
             postfix["loss"] = f"{self.loss:.4f}"
-        postfix["eta"] = _hms(self.clock.remaining(state.global_step, state.max_steps))
+        postfix["eta"] = hms(self.clock.remaining(state.global_step, state.max_steps))
         self.bar.set_postfix(postfix, refresh=False)
 
     def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any) -> None:

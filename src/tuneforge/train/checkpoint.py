@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from tuneforge.errors import TuneforgeError
+from tuneforge.files import fsync_dir, write_json_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -28,37 +29,16 @@ _CKPT = re.compile(r"^checkpoint-(\d+)$")
 _OWN_FILES = {"trainer_log.jsonl", "tuneforge_config.yaml", STAGING}
 
 
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON to a temporary file, fsync it, then rename it over `path`."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(data, fh, indent=2, sort_keys=True)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
 def publish(staged: Path, final: Path, fingerprint: dict[str, Any]) -> None:
     """Mark a fully written staged checkpoint complete and move it into place atomically."""
-    write_json_atomic(staged / MARKER, {"fingerprint": fingerprint})
-    _fsync_dir(staged)
+    write_json_atomic(staged / MARKER, {"fingerprint": fingerprint}, sort_keys=True)
+    fsync_dir(staged)
     if final.exists():
         shutil.rmtree(final)
     os.replace(staged, final)
-    _fsync_dir(final.parent)
+    fsync_dir(final.parent)
     with contextlib.suppress(OSError):
         staged.parent.rmdir()  # only succeeds once nothing else is staged
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:  # pragma: no cover - platforms without directory fds
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def is_complete(path: Path) -> bool:

@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from tuneforge.data.collate import PairwiseCollator
 from tuneforge.train.losses import (
     AVERAGED_LOSSES,
     REFERENCE_FREE,
@@ -21,7 +20,9 @@ from tuneforge.train.losses import (
     sequence_logps,
     token_logps,
 )
-from tuneforge.train.recipe import MetricStore, StagePlan, load_reference, reference_logits, run_stage
+from tuneforge.train.recipe import MetricStore, StagePlan, StageSpec, run_stage
+from tuneforge.train.reference import load_reference, reference_logits
+from tuneforge.train.rm import pairwise_collator
 
 if TYPE_CHECKING:
     from tuneforge.config import TuneforgeConfig
@@ -108,20 +109,21 @@ class PreferenceLoss:
 
 
 def build_dpo(cfg: TuneforgeConfig, model: Any, tokenizer: Any) -> StagePlan:
-    """The dpo plan: pairwise collator, the reference (unless orpo/simpo), the preference loss."""
+    """The dpo plan: the reference (unless orpo/simpo), the preference loss."""
     r = cfg.rlhf
     needs_ref = r.pref_loss not in REFERENCE_FREE or r.pref_bco_weight > 0
     ref = load_reference(cfg, model, tokenizer) if needs_ref else None
     metrics = MetricStore()
-    pad = 8 if torch.cuda.is_available() else None
     return StagePlan(
-        collator=PairwiseCollator(tokenizer.pad_token_id, pad_to_multiple_of=pad),
         loss=PreferenceLoss(cfg, ref, metrics),
         metrics=metrics,
         plot_keys=("rewards/accuracies", "rewards/margins"),
     )
 
 
+DPO = StageSpec(collator=pairwise_collator, plan=build_dpo)
+
+
 def run_dpo(cfg: TuneforgeConfig, tokenizer: Any = None) -> dict[str, Any]:
     """Train with a preference loss as `cfg` says; returns the final metrics."""
-    return run_stage(cfg, build_dpo, tokenizer)
+    return run_stage(cfg, DPO, tokenizer)

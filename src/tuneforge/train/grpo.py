@@ -16,7 +16,8 @@ import torch
 from tuneforge.data.collate import PaddingCollator
 from tuneforge.errors import ConfigError
 from tuneforge.train.losses import group_advantages, grpo_token_losses, k3_kl, masked_mean, token_logps
-from tuneforge.train.recipe import MetricStore, StagePlan, load_reference, reference_logits, run_stage
+from tuneforge.train.recipe import MetricStore, StagePlan, StageSpec, run_stage
+from tuneforge.train.reference import load_reference, reference_logits
 from tuneforge.train.rewards import load_reward_funcs, load_reward_model
 from tuneforge.train.rollout import sample, score
 
@@ -57,27 +58,29 @@ class GRPOLoss:
 
 
 def build_grpo(cfg: TuneforgeConfig, model: Any, tokenizer: Any) -> StagePlan:
-    """The grpo plan: left-padded prompt batches, reference (when grpo_beta > 0), rewards, the GRPO loss."""
+    """The grpo plan: reference (when grpo_beta > 0), rewards, the GRPO loss."""
     r = cfg.rlhf
-    funcs = load_reward_funcs(r.reward_funcs)
+    funcs = load_reward_funcs(r.reward_func_specs)
     reward_model = load_reward_model(cfg, tokenizer)
-    if reward_model is None and not funcs:
-        raise ConfigError(
-            "`stage: grpo` needs a reward: set `reward_funcs` (e.g. tuneforge.train.rewards:exact_match) and/or "
-            "`reward_model` (with `reward_model_type`)."
-        )
     if r.num_generations < 2:
         raise ConfigError("`num_generations` must be at least 2: GRPO compares completions within a group.")
     ref = load_reference(cfg, model, tokenizer) if r.grpo_beta > 0 else None
     metrics = MetricStore()
     return StagePlan(
-        collator=PaddingCollator(tokenizer.pad_token_id, padding_side="left"),
         loss=GRPOLoss(cfg, tokenizer, ref, (reward_model, funcs), metrics),
         metrics=metrics,
         plot_keys=("rewards/mean",),
     )
 
 
+def prompt_collator(cfg: TuneforgeConfig, tokenizer: Any) -> PaddingCollator:
+    """Left-padded prompt batches, ready for generation."""
+    return PaddingCollator(tokenizer.pad_token_id, padding_side="left")
+
+
+GRPO = StageSpec(collator=prompt_collator, plan=build_grpo)
+
+
 def run_grpo(cfg: TuneforgeConfig, tokenizer: Any = None) -> dict[str, Any]:
     """Train with GRPO as `cfg` says; returns the final metrics."""
-    return run_stage(cfg, build_grpo, tokenizer)
+    return run_stage(cfg, GRPO, tokenizer)

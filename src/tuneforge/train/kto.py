@@ -12,7 +12,8 @@ import torch
 
 from tuneforge.data.collate import KTOCollator
 from tuneforge.train.losses import kto_losses, sequence_logps, token_logps
-from tuneforge.train.recipe import MetricStore, StagePlan, load_reference, reference_logits, run_stage
+from tuneforge.train.recipe import MetricStore, StagePlan, StageSpec, pad_multiple, run_stage
+from tuneforge.train.reference import load_reference, reference_logits
 
 if TYPE_CHECKING:
     from tuneforge.config import TuneforgeConfig
@@ -69,17 +70,23 @@ def kto_metrics(rewards: Any, desirable: Any, logps: Any, kl: Any) -> dict[str, 
 
 
 def build_kto(cfg: TuneforgeConfig, model: Any, tokenizer: Any) -> StagePlan:
-    """The kto plan: KTO collator, reference model, KTO loss."""
+    """The kto plan: reference model, KTO loss."""
     metrics = MetricStore()
-    pad = 8 if torch.cuda.is_available() else None
     return StagePlan(
-        collator=KTOCollator(tokenizer.pad_token_id, pad_to_multiple_of=pad),
         loss=KTOLoss(cfg, load_reference(cfg, model, tokenizer), metrics),
         metrics=metrics,
         plot_keys=("rewards/chosen", "rewards/rejected"),
     )
 
 
+def kto_collator(cfg: TuneforgeConfig, tokenizer: Any) -> KTOCollator:
+    """Completions with their mismatched KL completions and desirable / undesirable tags."""
+    return KTOCollator(tokenizer.pad_token_id, pad_to_multiple_of=pad_multiple())
+
+
+KTO = StageSpec(collator=kto_collator, plan=build_kto)
+
+
 def run_kto(cfg: TuneforgeConfig, tokenizer: Any = None) -> dict[str, Any]:
     """Train with KTO as `cfg` says; returns the final metrics."""
-    return run_stage(cfg, build_kto, tokenizer)
+    return run_stage(cfg, KTO, tokenizer)

@@ -121,14 +121,10 @@ def run_eval_only(cfg: TuneforgeConfig) -> dict[str, Any]:
 
 def _eval_data(cfg: TuneforgeConfig, tokenizer: Any) -> tuple[Any, Any]:
     """The tokenized evaluation split (labelled rows, as for training) and its collator."""
-    import torch
-
-    from tuneforge.data.collate import sft_collator
     from tuneforge.data.pipeline import prepare_dataset
+    from tuneforge.train.sft import sft_collator
 
-    data_cfg = cfg.model_copy(deep=True)
-    data_cfg.training.predict_with_generate = False  # labelled rows for the loss, not prompt-only rows
-    splits = prepare_dataset(data_cfg, tokenizer, stage=cfg.method.stage)
+    splits = prepare_dataset(cfg, tokenizer)  # the stage's labelled rows, as for training
     if splits.eval is None or len(splits.eval) == 0:
         raise ConfigError("No evaluation rows: set `eval_dataset` (or `val_size`); the data report above says why.")
-    return splits.eval, sft_collator(cfg.data.neat_packing, tokenizer.pad_token_id, torch.cuda.is_available())
+    return splits.eval, sft_collator(cfg, tokenizer)

@@ -5,31 +5,39 @@ Per step: `ppo_buffer_size` batches of prompts are completed by the policy and s
 last token (`ppo_score_norm` normalises scores with running moments, `ppo_whiten_rewards` whitens the rewards);
 then `ppo_epochs` passes of clipped policy + value loss over the buffer. The KL coefficient adapts towards
 `ppo_target` (Ziegler et al. 2019). The policy carries a value head on its last hidden state.
-Logs go to `trainer_log.jsonl` through the same callback as the other stages; no mid-run checkpoints.
+Logs go to `trainer_log.jsonl` through the same callback as the other stages; start, resume and the output-dir
+checks are the Trainer recipe's; mid-run checkpoints (`save_steps`) hold the value head, optimizer and scheduler
+(see `ppo_state.py`), and a SIGINT / SIGTERM saves one before stopping.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 from transformers import TrainerControl, TrainerState, get_scheduler, set_seed
 
-from tuneforge.errors import ConfigError
 from tuneforge.models.adapters import apply_finetuning
 from tuneforge.models.loader import load_model, load_tokenizer
-from tuneforge.train.args import build_training_args
-from tuneforge.train.callbacks import LOG_NAME, LogCallback
+from tuneforge.train import checkpoint as ckpt
+from tuneforge.train.callbacks import GracefulStop, LogCallback
 from tuneforge.train.losses import clipped_policy_loss, clipped_value_loss, gae, masked_mean, token_logps, whiten
-from tuneforge.train.plot import plot_losses
-from tuneforge.train.recipe import load_reference, reference_logits, stage_data
+from tuneforge.train.ppo_state import LoopState, restore_checkpoint, save_checkpoint, save_policy
+from tuneforge.train.recipe import (
+    RunStart,
+    attach_chat_template,
+    begin_log,
+    finish_run,
+    method_identity,
+    stage_data,
+    start_run,
+)
+from tuneforge.train.reference import load_reference, reference_logits
 from tuneforge.train.rewards import load_reward_model
 from tuneforge.train.rollout import Rollout, sample, score
-from tuneforge.train.sft import attach_chat_template, save_resolved_config
-from tuneforge.train.value_head import attach_value_head, detach_value_head, save_value_head, unwrap
+from tuneforge.train.value_head import attach_value_head, unwrap
 
 if TYPE_CHECKING:
     from tuneforge.config import TuneforgeConfig
@@ -124,30 +132,25 @@ class PPO:
 
 
 def run_ppo(cfg: TuneforgeConfig, tokenizer: Any = None) -> dict[str, Any]:
-    """Train with PPO as `cfg` says; returns the final metrics."""
-    args, notes = build_training_args(cfg, cuda=torch.cuda.is_available())
-    for note in notes:
-        logger.warning(note)
-    out = Path(args.output_dir)
+    """Train with PPO as `cfg` says; returns the final metrics. Resumes like the Trainer stages do."""
+    run = start_run(cfg)
+    args = run.args
     set_seed(args.seed)
     tokenizer = tokenizer if tokenizer is not None else load_tokenizer(cfg)
-    reward = load_reward_model(cfg, tokenizer)
-    if reward is None:
-        raise ConfigError("`stage: ppo` needs `reward_model` (a stage-rm output, or the URL of a reward API).")
-    train, _, template = stage_data(cfg, tokenizer)
-    attach_chat_template(tokenizer, template)
+    reward = load_reward_model(cfg, tokenizer)  # the config checks make sure `reward_model` is set
+    data = stage_data(cfg, tokenizer)
+    attach_chat_template(tokenizer, data.template)
     model = apply_finetuning(load_model(cfg, tokenizer, trainable=True), cfg, trainable=True)
-    device = args.device
-    model.to(device)
+    model.to(args.device)
     attach_value_head(model)
     ppo = PPO(cfg, model, tokenizer, reward, load_reference(cfg, model, tokenizer))
-    out.mkdir(parents=True, exist_ok=True)
-    (out / LOG_NAME).unlink(missing_ok=True)
-    save_resolved_config(cfg, out)
-    metrics = _train_loop(cfg, args, ppo, train, device)
-    _save(model, tokenizer, out)
-    if cfg.training.plot_loss:
-        plot_losses(out, extra_keys=("rewards/mean", "objective/kl"))
+    fingerprint = ckpt.fingerprint(cfg.model.model_name_or_path, method_identity(cfg), data.train)
+    begin_log(cfg, run, fingerprint)
+    metrics = _train_loop(cfg, run, ppo, data.train, fingerprint)
+    unwrap(model).config.use_cache = True  # the saved model generates with a KV cache
+    save_policy(model, run.out)
+    tokenizer.save_pretrained(str(run.out))
+    finish_run(cfg, run.out, ("rewards/mean", "objective/kl"))
     return metrics
 
 
@@ -169,30 +172,51 @@ def _total_steps(args: Any, loader: Any, buffer: int) -> int:
     return max(math.ceil(len(loader) / buffer * args.num_train_epochs), 1)
 
 
-def _train_loop(cfg: TuneforgeConfig, args: Any, ppo: PPO, train: Any, device: Any) -> dict[str, Any]:
-    r = cfg.rlhf
+def _train_loop(
+    cfg: TuneforgeConfig, run: RunStart, ppo: PPO, train: Any, fingerprint: dict[str, str]
+) -> dict[str, Any]:
+    r, args = cfg.rlhf, run.args
     loader = _batches(train, cfg, args, ppo.tokenizer)
     total = _total_steps(args, loader, r.ppo_buffer_size)
     params = [p for p in ppo.model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=args.learning_rate, weight_decay=args.weight_decay)
     warmup = args.get_warmup_steps(total)
     scheduler = get_scheduler(args.lr_scheduler_type, optimizer, num_warmup_steps=warmup, num_training_steps=total)
-    state, log = TrainerState(max_steps=total), LogCallback(str(args.output_dir))
-    log.on_train_begin(args, state, TrainerControl())
-    batches, losses = _endless(loader), []
-    for step in range(1, total + 1):
-        buffer = [ppo.experience(_to(next(batches), device)) for _ in range(r.ppo_buffer_size)]
-        stats = _optimise(ppo, buffer, optimizer, params, args.max_grad_norm, r.ppo_epochs)
-        scheduler.step()
-        ppo.kl.update(float(stats["objective/kl"]), args.per_device_train_batch_size * r.ppo_buffer_size)
-        state.global_step, state.epoch = step, step / max(len(loader) / r.ppo_buffer_size, 1)
-        state.num_input_tokens_seen += sum(int(e["rollout"].attention_mask.sum()) for e in buffer)
-        losses.append(stats["loss"])
-        if step % max(int(args.logging_steps), 1) == 0 or step == total:
-            logs = {**stats, "learning_rate": scheduler.get_last_lr()[0], "epoch": state.epoch}
-            logs["objective/kl_coef"] = ppo.kl.value
-            log.on_log(args, state, TrainerControl(), logs=logs)
-    return {"train_loss": sum(losses) / len(losses), "epoch": state.epoch, "train_steps": total}
+    parts = {"optimizer": optimizer, "scheduler": scheduler}
+    loop = restore_checkpoint(ppo, parts, run.resume) if run.resume else LoopState()
+    batches = _endless(loader)
+    for _ in range(loop.step * r.ppo_buffer_size):  # the batches the resumed run already trained on
+        next(batches)
+    state, log, stop = TrainerState(max_steps=total), LogCallback(str(args.output_dir)), GracefulStop()
+    state.global_step, state.num_input_tokens_seen = loop.step, loop.tokens
+    for callback in (log, stop):
+        callback.on_train_begin(args, state, TrainerControl())
+    epoch_steps = max(len(loader) / r.ppo_buffer_size, 1)
+    try:
+        while loop.step < total and not stop.requested:
+            buffer = [ppo.experience(_to(next(batches), args.device)) for _ in range(r.ppo_buffer_size)]
+            stats = _optimise(ppo, buffer, optimizer, params, args.max_grad_norm, r.ppo_epochs)
+            scheduler.step()
+            ppo.kl.update(float(stats["objective/kl"]), args.per_device_train_batch_size * r.ppo_buffer_size)
+            loop.step += 1
+            loop.tokens += sum(int(e["rollout"].attention_mask.sum()) for e in buffer)
+            loop.losses.append(stats["loss"])
+            state.global_step, state.num_input_tokens_seen = loop.step, loop.tokens
+            state.epoch = loop.step / epoch_steps
+            if loop.step % max(int(args.logging_steps), 1) == 0 or loop.step == total:
+                logs = {**stats, "learning_rate": scheduler.get_last_lr()[0], "epoch": state.epoch}
+                log.on_log(args, state, TrainerControl(), logs=logs | {"objective/kl_coef": ppo.kl.value})
+            if _should_save(args, loop.step, total) or stop.requested:
+                save_checkpoint(ppo, loop, parts, args, fingerprint)
+    finally:
+        stop.on_train_end(args, state, TrainerControl())
+    mean_loss = sum(loop.losses) / len(loop.losses) if loop.losses else 0.0
+    return {"train_loss": mean_loss, "epoch": loop.step / epoch_steps, "train_steps": loop.step}
+
+
+def _should_save(args: Any, step: int, total: int) -> bool:
+    """Mid-run checkpoints as `save_strategy: steps` / `save_steps` ask (the final weights are saved anyway)."""
+    return args.save_strategy == "steps" and step < total and step % max(int(args.save_steps), 1) == 0
 
 
 def _optimise(ppo: PPO, buffer: list[dict], optimizer: Any, params: list, max_norm: float, epochs: int) -> dict:
@@ -222,12 +246,3 @@ def _endless(loader: Any) -> Any:
 
 def _to(batch: dict[str, Any], device: Any) -> dict[str, Any]:
     return {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
-
-
-def _save(model: Any, tokenizer: Any, out: Path) -> None:
-    head = detach_value_head(model)
-    unwrap(model).config.use_cache = True
-    model.save_pretrained(str(out))
-    tokenizer.save_pretrained(str(out))
-    if head is not None:
-        save_value_head(head, out)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tuneforge.errors import ConfigError, TuneforgeError
+from tuneforge.train.callbacks import hms
 
 if TYPE_CHECKING:
     from tuneforge.config import TuneforgeConfig
@@ -45,14 +46,13 @@ def check_predict(cfg: TuneforgeConfig) -> None:
 def predict_config(cfg: TuneforgeConfig) -> TuneforgeConfig:
     """The config to generate with: after training, the trained adapter or model in `output_dir`."""
     pcfg = cfg.model_copy(deep=True)
-    pcfg.training.do_train = False  # the data pipeline then builds unsupervised (prompt-only) rows
     if cfg.data.eval_dataset:  # only the evaluation data is predicted; the training set is not processed again
         pcfg.data.dataset, pcfg.data.val_size = None, 0.0
     if not cfg.training.do_train:
         return pcfg
     out = str(cfg.training.output_dir)
     if cfg.method.finetuning_type in ("lora", "oft"):
-        earlier = [p.strip() for p in (cfg.model.adapter_name_or_path or "").split(",") if p.strip()]
+        earlier = cfg.model.adapters
         kept = earlier if cfg.method.create_new_adapter else earlier[:-1]  # the last one was trained further
         pcfg.model.adapter_name_or_path = ",".join([*kept, out])
     else:
@@ -67,7 +67,7 @@ def prediction_rows(cfg: TuneforgeConfig, tokenizer: Any) -> Any:
 
     from tuneforge.data.pipeline import prepare_dataset
 
-    splits = prepare_dataset(cfg, tokenizer, stage="unsupervised")
+    splits = prepare_dataset(cfg, tokenizer, kind="unsupervised")
     rows = splits.eval if splits.eval is not None else splits.train
     if isinstance(rows, dict):
         rows = concatenate_datasets(list(rows.values()))
@@ -150,15 +150,11 @@ class ProgressLog:
             "current_steps": done,
             "total_steps": total,
             "percentage": round(100 * done / total, 2),
-            "elapsed_time": _hms(elapsed),
-            "remaining_time": _hms(elapsed / done * (total - done)),
+            "elapsed_time": hms(elapsed),
+            "remaining_time": hms(elapsed / done * (total - done)),
         }
         with self.path.open("a", encoding="utf-8") as handle:
             handle.write(json.dumps(record) + "\n")
-
-
-def _hms(seconds: float) -> str:
-    return time.strftime("%H:%M:%S", time.gmtime(max(0.0, seconds)))
 
 
 def prediction_records(tokenizer: Any, rows: Any, predictions: list[str]) -> list[dict[str, str]]:

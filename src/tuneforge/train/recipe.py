@@ -1,12 +1,15 @@
-"""The recipe shared by the Trainer-based alignment stages (rm, dpo, kto, grpo), top to bottom.
+"""The one Trainer recipe, top to bottom, that every Trainer-based stage (pt, sft, rm, dpo, kto, grpo) runs:
 
-Each stage supplies a `StagePlan`: its collator, its loss (a callable `loss(model, batch) -> tensor` that records
-metrics in a `MetricStore`), extra callbacks, extra keys to plot and what to save beside the model. Everything
-else (arguments, resume, data, model + adapters, the Trainer, checkpoints, logs, plots) is the sft recipe's.
+start log -> resume point -> tokenizer, data -> model + adapters -> Trainer -> train -> save -> evaluate -> finish.
+
+A stage module states only what differs, as a `StageSpec`: its batch collator, whether the pt/sft speed paths
+apply, and a `plan` (its loss, metrics, extra callbacks, plots, what it saves and restores beside the model).
+The start / resume / finish pieces (`start_run`, `begin_log`, `finish_run`) are shared with PPO's own loop.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from collections import defaultdict
 from collections.abc import Callable
@@ -15,39 +18,40 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
-from transformers import TrainerCallback, set_seed
+import yaml
+from transformers import TrainerCallback, TrainingArguments, set_seed
 
+from tuneforge.config.stages import stage
 from tuneforge.errors import DataError, TuneforgeError
-from tuneforge.models.adapters import apply_finetuning
+from tuneforge.models.adapters import apply_finetuning, build_loraplus_optimizer
 from tuneforge.models.loader import load_model, load_tokenizer
 from tuneforge.train import checkpoint as ckpt
 from tuneforge.train.args import build_training_args
-from tuneforge.train.callbacks import LOG_NAME, GracefulStop, LogCallback
+from tuneforge.train.callbacks import LOG_NAME, GracefulStop, LogCallback, ProgressCallback
+from tuneforge.train.fp8 import apply_fp8, check_fp8
 from tuneforge.train.modes import effective_tokens_per_sec, trainer_callbacks
 from tuneforge.train.plot import plot_losses
-from tuneforge.train.sft import (
-    attach_chat_template,
-    loraplus_factory,
-    method_identity,
-    save_resolved_config,
-    unwrap_model,
-    use_own_progress_bar,
-)
+from tuneforge.train.speed.plan import SpeedPlan, plan_speed, prepare_model
 from tuneforge.train.trainer import TuneforgeTrainer
+from tuneforge.train.value_head import unwrap
 
 if TYPE_CHECKING:
     from tuneforge.config import TuneforgeConfig
+    from tuneforge.data.templates.template import Template
 
 logger = logging.getLogger(__name__)
 
-# The data each stage needs: the processing kind, the feature that proves it, and what to give instead.
-STAGE_DATA = {
-    "rm": ("pairwise", "chosen_input_ids", "preference data (`ranking: true` with chosen/rejected)"),
-    "dpo": ("pairwise", "chosen_input_ids", "preference data (`ranking: true` with chosen/rejected)"),
-    "kto": ("kto", "kto_tags", "KTO data (a boolean `kto_tag` column mapped in dataset_info.json)"),
-    "ppo": ("unsupervised", "input_ids", "prompts (any sft or preference dataset)"),
-    "grpo": ("unsupervised", "input_ids", "prompts (any sft or preference dataset)"),
-}
+CONFIG_NAME = "tuneforge_config.yaml"
+
+
+@dataclass
+class TrainData:
+    """Tokenized datasets (train, optional eval), the batch collator and the chat template they were built with."""
+
+    train: Any
+    eval: Any | None
+    collator: Any
+    template: Template | None = None
 
 
 class MetricStore:
@@ -85,84 +89,169 @@ class MetricsCallback(TrainerCallback):
             logs.update({f"eval_{k}": v for k, v in self.store.pop("eval").items()})
 
 
+SaveModel = Callable[[], None]
+
+
 @dataclass
 class StagePlan:
-    """What a stage adds to the common recipe."""
+    """What a stage adds once its model is ready. Without `loss` the Trainer's causal-LM loss is used."""
 
-    collator: Any
-    loss: Callable[[Any, dict[str, Any]], torch.Tensor]
-    metrics: MetricStore
-    callbacks: list[Any] = field(default_factory=list)
+    loss: Callable[[Any, dict[str, Any]], torch.Tensor] | None = None
+    metrics: MetricStore | None = None
+    callbacks: list[TrainerCallback] = field(default_factory=list)
     plot_keys: tuple[str, ...] = ()
-    save_extra: Callable[[Any, Path], None] | None = None
+    compute_metrics: Callable[[Any], dict[str, float]] | None = None
+    preprocess_logits: Callable[[Any, Any], Any] | None = None
+    compute_loss_func: Callable[..., torch.Tensor] | None = None  # the Trainer's hook over the model outputs
+    save: Callable[[Any, Path, SaveModel], None] | None = None  # wraps the model save (e.g. the value head)
     resume_extra: Callable[[Any, str], None] | None = None
 
 
-StageBuilder = Callable[["TuneforgeConfig", Any, Any], StagePlan]
+@dataclass(frozen=True)
+class StageSpec:
+    """A Trainer stage's differences from the common recipe."""
+
+    collator: Callable[[TuneforgeConfig, Any], Any]  # (cfg, tokenizer) -> batch collator
+    plan: Callable[[TuneforgeConfig, Any, Any], StagePlan] = lambda cfg, model, tokenizer: StagePlan()
+    speed: bool = False  # the pt/sft paths: padding-free batches, fusion, token budgets, fused kernels, FP8
+    model_columns_only: bool = False  # let the Trainer drop columns the model's forward does not take
 
 
-def run_stage(cfg: TuneforgeConfig, build: StageBuilder, tokenizer: Any = None) -> dict[str, Any]:
-    """Train `cfg.method.stage` with the plan `build(cfg, model, tokenizer)` returns; outputs go to output_dir."""
+@dataclass
+class RunStart:
+    """Arguments, output folder and resume point of a run (shared with PPO)."""
+
+    args: TrainingArguments
+    out: Path
+    resume: str | None
+
+
+def start_run(cfg: TuneforgeConfig) -> RunStart:
+    """Training arguments (their notes logged), the output folder and the checkpoint to resume from."""
     args, notes = build_training_args(cfg, cuda=torch.cuda.is_available())
     for note in notes:
         logger.warning(note)
-    args.remove_unused_columns = False  # pairwise / KTO / prompt columns are not model arguments
     out = Path(args.output_dir)
     resume = ckpt.resolve_resume(str(out), cfg.training.resume_from_checkpoint, cfg.training.overwrite_output_dir)
+    return RunStart(args, out, resume)
 
+
+def run_stage(
+    cfg: TuneforgeConfig, spec: StageSpec, tokenizer: Any = None, data: TrainData | None = None
+) -> dict[str, Any]:
+    """Train `cfg.method.stage` as `spec` says and write every output to `output_dir`; returns the final metrics.
+
+    `data` replaces the dataset pipeline and `tokenizer` the tokenizer load (tests pass hand-made ones).
+    """
+    cuda = torch.cuda.is_available()
+    if spec.speed:
+        check_fp8(cfg, cuda)  # FP8 stops here on hardware without it
+    run = start_run(cfg)
+    args = run.args
+    args.remove_unused_columns = spec.model_columns_only and args.remove_unused_columns
     set_seed(args.seed)
     tokenizer = tokenizer if tokenizer is not None else load_tokenizer(cfg)
-    train, evals, template = stage_data(cfg, tokenizer)
-    attach_chat_template(tokenizer, template)
+    data = data or stage_data(cfg, tokenizer, spec.collator)  # stops here when the template does not fit
+    attach_chat_template(tokenizer, data.template)
+    speed = plan_speed(cfg, args, data, cuda) if spec.speed else SpeedPlan(cuda=cuda)
     model = load_model(cfg, tokenizer, trainable=True)
+    if spec.speed:
+        prepare_model(model, cfg, speed)  # varlen attention, fused kernels
     model = apply_finetuning(model, cfg, trainable=True)
-    plan = build(cfg, model, tokenizer)
-    if resume and plan.resume_extra is not None:
-        plan.resume_extra(model, resume)
+    if spec.speed:
+        model = apply_fp8(model, cfg)
+    plan = spec.plan(cfg, model, tokenizer)
+    if run.resume and plan.resume_extra is not None:
+        plan.resume_extra(model, run.resume)
 
-    fingerprint = ckpt.fingerprint(cfg.model.model_name_or_path, method_identity(cfg), _hashable(train))
-    _start_log(out, resume, fingerprint)
-    save_resolved_config(cfg, out)
+    fingerprint = ckpt.fingerprint(cfg.model.model_name_or_path, method_identity(cfg), _hashable(data.train))
+    begin_log(cfg, run, fingerprint)
     trainer = TuneforgeTrainer(
         model=model,
         args=args,
-        train_dataset=train,
-        eval_dataset=evals,
-        data_collator=plan.collator,
+        train_dataset=data.train,
+        eval_dataset=data.eval,
+        data_collator=data.collator,
         processing_class=tokenizer,
-        callbacks=[
-            MetricsCallback(plan.metrics),
-            LogCallback(str(out)),
-            GracefulStop(),
-            *plan.callbacks,
-            *trainer_callbacks(cfg),
-        ],
+        callbacks=[*_callbacks(run.out, plan), *trainer_callbacks(cfg)],
+        compute_metrics=plan.compute_metrics if data.eval is not None else None,
+        preprocess_logits_for_metrics=plan.preprocess_logits,
         fingerprint=fingerprint,
         optimizer_factory=loraplus_factory(cfg),
         loss_fn=plan.loss,
+        train_batch_sampler=speed.batch_sampler,
+        compute_loss_func=plan.compute_loss_func,
     )
     use_own_progress_bar(trainer)
-    result = trainer.train(resume_from_checkpoint=resume)
-    effective_tokens_per_sec(cfg, train, result.metrics)
-    return _finish(cfg, trainer, model, plan, result, evals is not None and args.do_eval)
+    result = trainer.train(resume_from_checkpoint=run.resume)
+    effective_tokens_per_sec(cfg, data.train, result.metrics)
+    _save(trainer, model, plan, result.metrics)
+    metrics = dict(result.metrics)
+    if data.eval is not None and trainer.args.do_eval:  # as LLaMA-Factory: do_eval or an eval_strategy
+        metrics.update(_evaluate(trainer))
+    finish_run(cfg, run.out, plan.plot_keys, trainer.is_world_process_zero())
+    return metrics
 
 
-def stage_data(cfg: TuneforgeConfig, tokenizer: Any) -> tuple[Any, Any, Any]:
-    """(train, eval, template) for the stage, or a clear error when the datasets are of the wrong kind."""
+def stage_data(cfg: TuneforgeConfig, tokenizer: Any, collator: Callable[[Any, Any], Any] | None = None) -> TrainData:
+    """(train, eval, collator, template) for the configured stage, or a clear error for data of the wrong kind."""
     from tuneforge.data.pipeline import prepare_dataset
     from tuneforge.data.streaming import no_rows
 
-    stage = cfg.method.stage
-    _, column, wanted = STAGE_DATA[stage]
-    splits = prepare_dataset(cfg, tokenizer, stage=stage)
+    row = stage(cfg.method.stage)
+    splits = prepare_dataset(cfg, tokenizer, kind=row.data_kind)
     if no_rows(splits.train):
         raise TuneforgeError("No training rows: set `dataset` (the data report above says why rows were dropped).")
-    if column not in splits.train.column_names:
+    if row.proof_column not in splits.train.column_names:
         raise DataError(
-            f"`stage: {stage}` needs {wanted}, but `dataset: {cfg.data.dataset}` gave columns "
+            f"`stage: {row.name}` needs {row.wanted}, but `dataset: {cfg.data.dataset}` gave columns "
             f"{', '.join(splits.train.column_names)}. Pick a dataset of that kind."
         )
-    return splits.train, splits.eval, splits.template
+    made = collator(cfg, tokenizer) if collator is not None else None
+    return TrainData(train=splits.train, eval=splits.eval, collator=made, template=splits.template)
+
+
+def begin_log(cfg: TuneforgeConfig, run: RunStart, fingerprint: dict[str, str]) -> None:
+    """Check the resumed checkpoint fits, trim (or on a fresh run remove) the log, clear half-written checkpoints
+    and write the resolved config."""
+    out = run.out
+    if run.resume:
+        ckpt.check_fingerprint(run.resume, fingerprint)
+        ckpt.trim_log(out / LOG_NAME, ckpt.checkpoint_step(run.resume))
+    elif (out / LOG_NAME).exists():
+        (out / LOG_NAME).unlink()  # a fresh run (overwrite_output_dir) starts a fresh log
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt.clear_staging(out)
+    save_resolved_config(cfg, out)
+
+
+def finish_run(cfg: TuneforgeConfig, out: Path, plot_keys: tuple[str, ...], main_process: bool = True) -> None:
+    """The loss plots (and those of `plot_keys`) when `plot_loss`."""
+    if cfg.training.plot_loss and main_process:
+        plot_losses(out, extra_keys=plot_keys)
+
+
+def _callbacks(out: Path, plan: StagePlan) -> list[TrainerCallback]:
+    metrics = [MetricsCallback(plan.metrics)] if plan.metrics is not None else []
+    return [*metrics, LogCallback(str(out)), GracefulStop(), *plan.callbacks]
+
+
+def _save(trainer: TuneforgeTrainer, model: Any, plan: StagePlan, train_metrics: dict[str, Any]) -> None:
+    unwrap(model).config.use_cache = True  # the saved model generates with a KV cache
+    if plan.save is not None:
+        plan.save(model, Path(trainer.args.output_dir), trainer.save_model)
+    else:
+        trainer.save_model()
+    trainer.save_state()
+    trainer.log_metrics("train", train_metrics)
+    trainer.save_metrics("train", train_metrics)
+
+
+def _evaluate(trainer: TuneforgeTrainer) -> dict[str, Any]:
+    metrics = trainer.evaluate(metric_key_prefix="eval")
+    trainer.log_metrics("eval", metrics)
+    trainer.save_metrics("eval", metrics)
+    return metrics
 
 
 def _hashable(train: Any) -> Any:
@@ -172,75 +261,46 @@ def _hashable(train: Any) -> Any:
     return train.select_columns(["chosen_input_ids"]).rename_column("chosen_input_ids", "input_ids")
 
 
-def _start_log(out: Path, resume: str | None, fingerprint: dict[str, str]) -> None:
-    if resume:
-        ckpt.check_fingerprint(resume, fingerprint)
-        ckpt.trim_log(out / LOG_NAME, ckpt.checkpoint_step(resume))
-    elif (out / LOG_NAME).exists():
-        (out / LOG_NAME).unlink()
-    out.mkdir(parents=True, exist_ok=True)
-    ckpt.clear_staging(out)
+def attach_chat_template(tokenizer: Any, template: Template | None) -> None:
+    """Give the tokenizer the training template's Jinja so every runtime formats prompts the same way."""
+    jinja = template.to_jinja() if template is not None and hasattr(template, "to_jinja") else None
+    if jinja:
+        tokenizer.chat_template = jinja
 
 
-def _finish(cfg: TuneforgeConfig, trainer: Any, model: Any, plan: StagePlan, result: Any, has_eval: bool) -> dict:
-    out = Path(trainer.args.output_dir)
-    unwrap_model(model).config.use_cache = True
-    metrics = dict(result.metrics)
-    if has_eval:
-        eval_metrics = trainer.evaluate(metric_key_prefix="eval")
-        trainer.log_metrics("eval", eval_metrics)
-        trainer.save_metrics("eval", eval_metrics)
-        metrics.update(eval_metrics)
-    if plan.save_extra is not None:
-        plan.save_extra(model, out)  # before save_model: it may detach modules that are not the causal LM
-    trainer.save_model()
-    trainer.save_state()
-    trainer.log_metrics("train", result.metrics)
-    trainer.save_metrics("train", result.metrics)
-    if cfg.training.plot_loss and trainer.is_world_process_zero():
-        plot_losses(out, extra_keys=plan.plot_keys)
-    return metrics
+def save_resolved_config(cfg: TuneforgeConfig, out: Path) -> Path:
+    """Write the keys the user set (after overrides) as `tuneforge_config.yaml`, re-runnable with `tuneforge train`."""
+    path = out / CONFIG_NAME
+    values = json.loads(json.dumps(cfg.flat(only_changed=True), default=str))
+    path.write_text(yaml.safe_dump(values, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    return path
 
 
-def load_frozen(
-    cfg: TuneforgeConfig, tokenizer: Any, path: str, adapters: str | None, bits: int | None
-) -> torch.nn.Module:
-    """A frozen eval-mode causal LM: `path` (+ merged `adapters`), optionally quantized to `bits`."""
-    from tuneforge.infer.loading import apply_adapters
-
-    model_section = cfg.model.model_copy(update={"model_name_or_path": path, "adapter_name_or_path": None})
-    quant = cfg.quantization.model_copy(update={"quantization_bit": bits})
-    sub = cfg.model_copy(update={"model": model_section, "quantization": quant})
-    model = load_model(sub, tokenizer, trainable=False)
-    names = [a.strip() for a in (adapters or "").split(",") if a.strip()]
-    model = apply_adapters(model, names, keep_last=bits is not None)
-    model.requires_grad_(False)
-    return model.eval()
+def method_identity(cfg: TuneforgeConfig) -> dict[str, Any]:
+    """The method keys that change what a checkpoint means; part of the resume fingerprint."""
+    m = cfg.method
+    keys = ("stage", "finetuning_type", "lora_rank", "lora_target", "additional_target", "oft_rank", "use_dora")
+    return {k: getattr(m, k) for k in keys} | {"template": cfg.data.template, "cutoff_len": cfg.data.cutoff_len}
 
 
-def load_reference(cfg: TuneforgeConfig, model: Any, tokenizer: Any) -> torch.nn.Module | None:
-    """The reference model: `ref_model` if set; None for LoRA (the policy with its adapter disabled); else a
-    frozen copy of the base model."""
-    r = cfg.rlhf
-    if r.ref_model:
-        logger.info("Reference model: %s", r.ref_model)
-        return load_frozen(cfg, tokenizer, r.ref_model, r.ref_model_adapters, r.ref_model_quantization_bit)
-    if hasattr(model, "disable_adapter"):
-        logger.info("Reference model: the base model (the policy with its adapter disabled)")
+def loraplus_factory(cfg: TuneforgeConfig) -> Callable[[Any, dict[str, Any]], torch.optim.Optimizer] | None:
+    """An optimizer factory giving LoRA B matrices `loraplus_lr_ratio` times the learning rate, or None."""
+    if cfg.method.loraplus_lr_ratio is None:
         return None
-    logger.info("Reference model: a frozen copy of %s", cfg.model.model_name_or_path)
-    adapters = cfg.model.adapter_name_or_path
-    return load_frozen(cfg, tokenizer, cfg.model.model_name_or_path, adapters, r.ref_model_quantization_bit)
+    return lambda model, kwargs: build_loraplus_optimizer(model, cfg, kwargs)
 
 
-def reference_logits(model: Any, ref: Any, **inputs: Any) -> torch.Tensor:
-    """Logits of the reference for `inputs`, without gradients (the policy with adapters off when `ref` is None)."""
-    with torch.no_grad():
-        if ref is not None:
-            device = inputs["input_ids"].device
-            if next(ref.parameters()).device != device and not getattr(ref, "is_quantized", False):
-                ref.to(device)
-            return ref(**inputs).logits
-        policy = getattr(model, "module", model)
-        with policy.disable_adapter():
-            return policy(**inputs).logits
+def use_own_progress_bar(trainer: TuneforgeTrainer) -> None:
+    """Replace the Trainer's tqdm bar with tuneforge's (loss, tokens/s, ETA) unless tqdm is disabled."""
+    from transformers.trainer_callback import PrinterCallback
+    from transformers.trainer_callback import ProgressCallback as HfProgress
+
+    trainer.remove_callback(HfProgress)
+    if not trainer.args.disable_tqdm:
+        trainer.remove_callback(PrinterCallback)
+        trainer.add_callback(ProgressCallback())
+
+
+def pad_multiple() -> int | None:
+    """Pad batches to a multiple of 8 on CUDA (tensor cores), not on CPU."""
+    return 8 if torch.cuda.is_available() else None

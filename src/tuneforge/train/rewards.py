@@ -50,14 +50,14 @@ def think_format(prompts: list[str], completions: list[str], answers: list[str],
     return [float(_THINK.fullmatch(c) is not None) for c in completions]
 
 
-def load_reward_funcs(spec: str | None) -> list[tuple[str, RewardFunc]]:
+def load_reward_funcs(specs: list[str]) -> list[tuple[str, RewardFunc]]:
     """(name, callable) for each `module:function` in the comma-separated `reward_funcs`."""
     funcs = []
-    for item in [s.strip() for s in (spec or "").split(",") if s.strip()]:
+    for item in specs:
         module_name, _, function = item.partition(":")
         if not module_name or not function:
             raise ConfigError(
-                f"`reward_funcs: {spec}`: {item!r} is not `module:function` (e.g. {__name__}:exact_match)."
+                f"`reward_funcs: {','.join(specs)}`: {item!r} is not `module:function` (e.g. {__name__}:exact_match)."
             )
         try:
             fn = getattr(importlib.import_module(module_name), function)
@@ -142,14 +142,14 @@ def load_reward_model(cfg: TuneforgeConfig, tokenizer: Any) -> Callable[[list[li
     from pathlib import Path
 
     from tuneforge.infer.loading import VALUE_HEAD_FILE, load_value_head
-    from tuneforge.train.recipe import load_frozen
+    from tuneforge.train.reference import load_frozen
     from tuneforge.train.value_head import hidden_size
 
     if r.reward_model_type == "lora":  # an adapter trained with stage rm on this base model
-        base, adapters, head_dir = cfg.model.model_name_or_path, r.reward_model, r.reward_model
+        base, adapters, head_dir = cfg.model.model_name_or_path, [r.reward_model], r.reward_model
     else:
-        base, adapters = r.reward_model, r.reward_model_adapters
-        head_dir = (adapters or "").split(",")[-1].strip() or r.reward_model
+        base, adapters = r.reward_model, r.reward_adapters
+        head_dir = adapters[-1] if adapters else r.reward_model
     head_file = Path(head_dir) / VALUE_HEAD_FILE
     if not head_file.is_file():
         raise ConfigError(

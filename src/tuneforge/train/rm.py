@@ -16,7 +16,7 @@ from transformers import TrainerCallback
 from tuneforge.data.collate import PairwiseCollator
 from tuneforge.infer.loading import VALUE_HEAD_FILE
 from tuneforge.train.losses import pairwise_reward_loss
-from tuneforge.train.recipe import MetricStore, StagePlan, run_stage
+from tuneforge.train.recipe import MetricStore, SaveModel, StagePlan, StageSpec, pad_multiple, run_stage
 from tuneforge.train.value_head import (
     attach_value_head,
     detach_value_head,
@@ -66,24 +66,33 @@ class ValueHeadCheckpoint(TrainerCallback):
             save_value_head(self.model.v_head, folder)
 
 
+def pairwise_collator(cfg: TuneforgeConfig, tokenizer: Any) -> PairwiseCollator:
+    """B chosen rows followed by B rejected rows, right-padded."""
+    return PairwiseCollator(tokenizer.pad_token_id, pad_to_multiple_of=pad_multiple())
+
+
 def build_rm(cfg: TuneforgeConfig, model: Any, tokenizer: Any) -> StagePlan:
-    """The reward-model plan: a fresh value head on `model`, pairwise collator, loss and head saving."""
+    """The reward-model plan: a fresh value head on `model`, the pairwise loss, head checkpoints and saving."""
     attach_value_head(model)
     metrics = MetricStore()
-    pad = 8 if torch.cuda.is_available() else None
     return StagePlan(
-        collator=PairwiseCollator(tokenizer.pad_token_id, pad_to_multiple_of=pad),
         loss=RewardLoss(metrics),
         metrics=metrics,
         callbacks=[ValueHeadCheckpoint(model)],
         plot_keys=("rewards/accuracies", "eval_rewards/accuracies"),
-        save_extra=_save_head,
+        save=save_with_head,
         resume_extra=_resume_head,
     )
 
 
-def _save_head(model: Any, out: Path) -> None:
+def save_with_head(model: Any, out: Path, save_model: SaveModel) -> None:
+    """Save the causal LM without its value head, then the head as `value_head.safetensors` beside it."""
     head = detach_value_head(model)
+    try:
+        save_model()
+    finally:
+        if head is not None:
+            model.v_head = head  # the final evaluation still scores with it
     if head is not None:
         save_value_head(head, out)
 
@@ -94,6 +103,9 @@ def _resume_head(model: Any, checkpoint: str) -> None:
         load_value_head_state(model.v_head, path)
 
 
+RM = StageSpec(collator=pairwise_collator, plan=build_rm)
+
+
 def run_rm(cfg: TuneforgeConfig, tokenizer: Any = None) -> dict[str, Any]:
     """Train a reward model as `cfg` says; returns the final metrics."""
-    return run_stage(cfg, build_rm, tokenizer)
+    return run_stage(cfg, RM, tokenizer)

@@ -7,36 +7,19 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tuneforge.errors import NotBuiltError, TuneforgeError
+from tuneforge.config.require import require
+from tuneforge.config.stages import stage
 from tuneforge.extras import check_extras
 from tuneforge.train.modes import check_modes, run_eval_only, run_modes
 
 if TYPE_CHECKING:
     from tuneforge.config import TuneforgeConfig
 
-# Each stage's recipe as `module:function(cfg) -> metrics`.
-RECIPES = {
-    "pt": "tuneforge.train.sft:run_sft",
-    "sft": "tuneforge.train.sft:run_sft",
-    "rm": "tuneforge.train.rm:run_rm",
-    "dpo": "tuneforge.train.dpo:run_dpo",
-    "kto": "tuneforge.train.kto:run_kto",
-    "ppo": "tuneforge.train.ppo:run_ppo",
-    "grpo": "tuneforge.train.grpo:run_grpo",
-}
-BUILT_STAGES = tuple(RECIPES)
-
 
 def check_trainable(cfg: TuneforgeConfig) -> None:
     """Refuse configs that cannot train before anything heavy is loaded."""
-    if not cfg.model.model_name_or_path:
-        raise TuneforgeError("`model_name_or_path` is not set; name a local model folder or a Hub id.")
-    if not cfg.training.output_dir:
-        raise TuneforgeError("`output_dir` is not set; name the folder that receives the model, logs and metrics.")
-    if cfg.method.stage not in BUILT_STAGES:
-        raise NotBuiltError(
-            f"`stage: {cfg.method.stage}` is not built yet; stages available now: {', '.join(BUILT_STAGES)}."
-        )
+    require(cfg.model.model_name_or_path, "model_name_or_path")
+    require(cfg.training.output_dir, "output_dir", "the model, logs and metrics")
 
 
 def run(cfg: TuneforgeConfig) -> dict[str, Any]:
@@ -52,7 +35,7 @@ def run(cfg: TuneforgeConfig) -> dict[str, Any]:
 
         check_predict(cfg)  # before training, so a wrong setting does not cost a whole run
     if modes.train:
-        module, function = RECIPES[cfg.method.stage].split(":")
+        module, function = stage(cfg.method.stage).recipe.split(":")
         metrics = getattr(importlib.import_module(module), function)(cfg)
     elif modes.evaluate:
         metrics = run_eval_only(cfg)

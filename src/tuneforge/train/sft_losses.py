@@ -107,7 +107,7 @@ class SftLoss:
         return token_weighted(per_token, num_items_in_batch)
 
     def _reference_logits(self) -> torch.Tensor:
-        from tuneforge.train.recipe import reference_logits
+        from tuneforge.train.reference import reference_logits
 
         self._in_reference = True
         try:
@@ -136,7 +136,7 @@ def sft_loss_func(cfg: TuneforgeConfig, model: Any, tokenizer: Any) -> Callable[
         return SftLoss("dft")
     if kind == "eaft":
         return SftLoss("eaft", cfg.method.eaft_alpha)
-    from tuneforge.train.recipe import load_reference
+    from tuneforge.train.reference import load_reference
 
     ref = load_reference(cfg, model, tokenizer)
     attention = model.config._attn_implementation

@@ -12,7 +12,7 @@ from typing import Any
 
 from tuneforge.data.registry import REGISTRY_FILE, load_registry
 from tuneforge.errors import DataError
-from tuneforge.webui.vscode import write_json_atomic
+from tuneforge.files import write_json_atomic
 
 TABLE_SUFFIXES = (".csv", ".json", ".jsonl", ".xlsx", ".xls")
 # Mappable fields per formatting (the registry's canonical column keys).

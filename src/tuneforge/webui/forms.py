@@ -13,6 +13,8 @@ from typing import Any
 
 import yaml
 
+from tuneforge.config.stages import STAGES
+
 # Known models: UI name -> (Hub id, default chat template). Local folders are typed as paths instead.
 KNOWN_MODELS: dict[str, tuple[str, str]] = {
     "Qwen2.5-0.5B-Instruct": ("Qwen/Qwen2.5-0.5B-Instruct", "qwen"),
@@ -61,7 +63,7 @@ def _fields() -> list[FormField]:
         F("rope_scaling", "choice", "model", (NONE, *_literal("rope_scaling"))),
         F("flash_attn", "choice", "model", _literal("flash_attn")),
         F("ui_booster", "choice", "model", BOOSTERS),
-        F("stage", "choice", "main", _literal("stage")),
+        F("stage", "choice", "main", tuple(STAGES)),
         F("learning_rate", "float", "main"),
         F("num_train_epochs", "float", "main"),
         F("max_steps", "int", "main"),

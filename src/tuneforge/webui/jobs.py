@@ -25,7 +25,7 @@ from typing import Any
 import yaml
 
 from tuneforge.errors import TuneforgeError
-from tuneforge.webui.vscode import write_json_atomic
+from tuneforge.files import write_json_atomic
 
 LOG_NAME = "trainer_log.jsonl"
 

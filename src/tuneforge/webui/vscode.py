@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from tuneforge.errors import TuneforgeError
+from tuneforge.files import write_json_atomic
 
 
 def launch_entry(config_path: Path, cwd: Path) -> dict[str, Any]:
@@ -44,20 +44,6 @@ def _read_launch(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise TuneforgeError(f"{path} must hold a JSON object with a `configurations` list.")
     return data
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write `data` as indented JSON through a temporary file renamed over `path`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, indent=2, ensure_ascii=False)
-            handle.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def debug_config_command(cfg_path: str | os.PathLike, workspace: str | os.PathLike | None = None) -> Path:

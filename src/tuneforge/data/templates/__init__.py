@@ -20,7 +20,7 @@ Thinking (``enable_thinking``, for records with a ``thinking`` block such as ``q
 True/None; only which side of the prompt/response boundary the empty block sits on differs.
 """
 
-from tuneforge.data.templates.mismatch import TemplateMismatchError, check_template_tokenizer
+from tuneforge.data.templates.mismatch import TemplateMismatchError, check_template_tokenizer, checked_template
 from tuneforge.data.templates.registry import (
     get_spec,
     get_template,
@@ -36,6 +36,7 @@ __all__ = [
     "Template",
     "TemplateMismatchError",
     "check_template_tokenizer",
+    "checked_template",
     "get_spec",
     "get_template",
     "list_templates",

@@ -14,7 +14,7 @@ from typing import Any
 from tuneforge.data.templates.record import TemplateSpec
 from tuneforge.data.templates.render import Segment
 from tuneforge.data.templates.template import Template
-from tuneforge.data.templates.tools import ToolFormat
+from tuneforge.data.templates.tools import ToolFormat, wrap_tool
 from tuneforge.errors import ConfigError
 
 
@@ -27,6 +27,7 @@ class TokenizerTemplate(Template):
 
     def _apply(self, messages: list[dict], tools: list[dict] | None, add_generation_prompt: bool) -> str:
         kwargs = {} if self.enable_thinking is None else {"enable_thinking": self.enable_thinking}
+        tools = [wrap_tool(t) for t in tools] if tools else tools  # one schema form, as the named templates
         return self.tokenizer.apply_chat_template(
             messages, tools=tools, tokenize=False, add_generation_prompt=add_generation_prompt, **kwargs
         )

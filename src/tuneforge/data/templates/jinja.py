@@ -8,24 +8,17 @@ deepseekr1, ...) save the family's official Jinja instead.
 from __future__ import annotations
 
 import json
-import re
 
 from tuneforge.data.templates.record import TemplateSpec
+from tuneforge.data.templates.slots import Var, record_text, slot_pieces
 from tuneforge.data.templates.tools import fill
-
-_PLACEHOLDER = re.compile(r"\{(content|system)\}")
 
 
 def _lit(spec: TemplateSpec, text: str, content: str = "content", system: str = "system") -> str:
     """A Jinja expression for ``text`` with ``{content}`` / ``{system}`` bound to Jinja variables."""
-    text = fill(text, bos=spec.bos, eos=spec.eos, date=spec.date)
-    pieces = []
-    for index, piece in enumerate(_PLACEHOLDER.split(text)):
-        if index % 2:
-            pieces.append(content if piece == "content" else system)
-        elif piece:
-            pieces.append(json.dumps(piece))
-    return " + ".join(pieces) or '""'
+    variables = {"content": content, "system": system}
+    pieces = slot_pieces(record_text(spec, text), variables)
+    return " + ".join(variables[p.name] if isinstance(p, Var) else json.dumps(p) for p in pieces) or '""'
 
 
 def spec_to_jinja(spec: TemplateSpec) -> str:

@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
+import logging
+from typing import TYPE_CHECKING, Any
 
+from tuneforge.data.templates.registry import get_spec, list_templates, template_for_config
+from tuneforge.data.templates.template import Template
 from tuneforge.errors import ConfigError
+
+if TYPE_CHECKING:
+    from tuneforge.config.data import DataSection
+
+logger = logging.getLogger(__name__)
 
 _SAMPLE = [
     {"role": "user", "content": "Hello, who are you?"},
@@ -25,8 +33,6 @@ def is_single_token(tokenizer: Any, text: str) -> bool:
 
 def matching_templates(tokenizer: Any) -> list[str]:
     """Registered templates whose special tokens are all single tokens of ``tokenizer``."""
-    from tuneforge.data.templates.registry import get_spec, list_templates
-
     names = []
     for name in list_templates():
         tokens = get_spec(name).special_tokens
@@ -35,7 +41,18 @@ def matching_templates(tokenizer: Any) -> list[str]:
     return names
 
 
-def check_template_tokenizer(template: Any, tokenizer: Any, *, allow: bool = False) -> list[str]:
+def checked_template(data: DataSection, tokenizer: Any) -> tuple[Template, list[str]]:
+    """The template the config's `data` section asks for, checked against `tokenizer`: missing special tokens
+    raise `TemplateMismatchError` (unless `allow_template_mismatch`); the warnings are logged and returned.
+    The one place training, inference and export turn those keys into a Template."""
+    template = template_for_config(data, tokenizer)
+    warnings = check_template_tokenizer(template, tokenizer, allow=data.allow_template_mismatch)
+    for warning in warnings:
+        logger.warning("%s", warning)
+    return template, warnings
+
+
+def check_template_tokenizer(template: Template, tokenizer: Any, *, allow: bool = False) -> list[str]:
     """Return warnings about ``template`` on ``tokenizer``; raise ``TemplateMismatchError`` on missing tokens.
 
     Missing special tokens raise unless ``allow`` (config ``allow_template_mismatch: true``), which turns the
@@ -69,7 +86,7 @@ def _missing_message(name: str, missing: list[str], candidates: list[str]) -> st
     )
 
 
-def _jinja_difference(template: Any, tokenizer: Any) -> str:
+def _jinja_difference(template: Template, tokenizer: Any) -> str:
     if not getattr(tokenizer, "chat_template", None) or template.name == "tokenizer":
         return ""
     try:

@@ -16,10 +16,10 @@ import json
 import re
 from typing import TYPE_CHECKING, Any
 
+from tuneforge.data.templates.record import PLACEHOLDER
+
 if TYPE_CHECKING:
     from tuneforge.data.templates.tools import ToolFormat
-
-_FIELD = re.compile(r"\{(\w+)\}")
 _CAPTURES = {
     "name": r"(?P<name>[^\"\n<>]+?)",
     "id": r"(?P<id>[\w\-]*)",
@@ -50,7 +50,7 @@ def extract_calls(fmt: ToolFormat, text: str, tools: list[dict] | None = None) -
 
 def _regex(template: str, captures: dict[str, str]) -> str:
     out = []
-    for index, piece in enumerate(_FIELD.split(template)):
+    for index, piece in enumerate(PLACEHOLDER.split(template)):
         if index % 2 == 0:
             out.append(re.escape(piece))
         else:

@@ -7,7 +7,10 @@ Every field is plain text with ``{placeholders}`` (``{content}``, ``{bos}``, ``{
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field, fields
+
+PLACEHOLDER = re.compile(r"\{(\w+)\}")  # `{name}` in a record's text; the one pattern every renderer reads
 
 
 @dataclass(frozen=True)

@@ -6,12 +6,15 @@ import logging
 from dataclasses import replace
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tuneforge.data.templates.record import TemplateSpec
 from tuneforge.data.templates.template import Template
 from tuneforge.data.templates.tools import ToolFormat
 from tuneforge.errors import ConfigError
+
+if TYPE_CHECKING:
+    from tuneforge.config.data import DataSection
 
 _DATA = Path(__file__).with_name("data")
 
@@ -100,23 +103,13 @@ def get_template(
     return Template(spec, formats[tool_format or spec.tool_format], enable_thinking)
 
 
-def template_for_config(data: Any, tokenizer: Any, *, check: bool = True) -> Template:
+def template_for_config(data: DataSection, tokenizer: Any) -> Template:
     """The template a config's `data` section asks for (`template`, `enable_thinking`, `default_system`,
-    `tool_format`); the one place training, inference and export turn those keys into a Template.
-
-    With `check`, a template whose special tokens the tokenizer lacks raises `TemplateMismatchError` (unless
-    `allow_template_mismatch`), and differences from the tokenizer's own chat template are logged as warnings.
-    """
-    template = get_template(
+    `tool_format`), unchecked; `mismatch.checked_template` is what training, inference and export call."""
+    return get_template(
         data.template,
         tokenizer,
         enable_thinking=data.enable_thinking,
         default_system=data.default_system,
         tool_format=data.tool_format,
     )
-    if check and data.template is not None:
-        from tuneforge.data.templates.mismatch import check_template_tokenizer
-
-        for warning in check_template_tokenizer(template, tokenizer, allow=data.allow_template_mismatch):
-            logger.warning("%s", warning)
-    return template

@@ -210,18 +210,29 @@ def _emit_assistant(ctx: _Context, message: dict, after_tool: bool, is_last: boo
     start = spec.assistant_start
     if after_tool and spec.assistant_start_after_tool is not None:
         start = spec.assistant_start_after_tool
-    ctx.emit(start)
     reasoning, content = _reasoning_of(message, spec.thinking)
     think_text, think_is_response = _think_text(ctx, reasoning, kept, is_last)
+    start, lead = _split_start(spec, start, after_tool, think_text and not think_is_response)
+    ctx.emit(start)
     if think_text and not think_is_response:
         ctx.emit(think_text)
         think_text = ""
+    think_text = lead + think_text
     slot = spec.assistant_last if is_last and spec.assistant_last else spec.assistant
     if message.get("tool_calls"):
         content = _render_calls(ctx, content, message["tool_calls"])
         slot = spec.assistant_with_calls or slot
     ctx.emit(slot, response=True, content=think_text + content)
     ctx.emit(spec.turn_sep)
+
+
+def _split_start(spec: TemplateSpec, start: str, after_tool: bool, prompt_think: bool) -> tuple[str, str]:
+    """(prompt part, response part) of an assistant header: text the generation prompt does not show (GLM-4.5's
+    newline after ``<|assistant|>``) is written by the model at inference, so it is trained as response."""
+    gen = spec.gen_prompt
+    if gen is None or after_tool or prompt_think or start == gen or not start.startswith(gen):
+        return start, ""
+    return gen, start[len(gen) :]
 
 
 def _reasoning_of(message: dict, thinking: ThinkingSpec | None) -> tuple[str, str]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import bisect
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -11,6 +10,7 @@ from tuneforge.data.templates.render import Segment, render_segments, split_reas
 from tuneforge.data.templates.tools import ToolFormat
 
 Pair = tuple[list[int], list[int]]
+ENCODING = "chunks-1"  # how turns become ids (part of the data cache key): change it when `encode_segments` changes
 
 
 @dataclass(frozen=True)
@@ -62,23 +62,27 @@ class Template:
     ) -> list[Pair]:
         """One (prompt_ids, response_ids) pair per assistant turn.
 
-        Concatenating all pairs equals tokenizing ``render(...)`` (without added special tokens) up to the end
-        of the last response; the separator after the final turn belongs to no pair. Response ids end with the
-        end-of-turn token(s); templates with ``efficient_eos`` (ChatGLM, Baichuan) also get the tokenizer's eos
-        appended to each response, as their official prompt builders do.
+        Each prompt and each response is tokenized on its own (see ``encode_segments``), so every response
+        starts at a token boundary and the ids before it equal ``encode_prompt`` of the conversation so far.
+        Response ids end with the end-of-turn token(s); the separator after the final turn belongs to no pair.
+        Templates with ``efficient_eos`` (ChatGLM, Baichuan) get no eos here: the data stages add it after
+        the final response and as the label after each earlier one, as LLaMA-Factory does.
         """
         segments = self.segments(messages, system, tools)
         while segments and not segments[-1].response:
             segments.pop()
-        eos = tokenizer.eos_token_id if self.spec.efficient_eos else None
-        return encode_segments(tokenizer, segments, eos)
+        return encode_segments(tokenizer, segments)
 
     def encode_prompt(
         self, tokenizer: Any, messages: list[dict], system: str | None = None, tools: list[dict] | None = None
     ) -> list[int]:
-        """Token ids of the conversation followed by the generation prompt, for inference."""
-        text = self.render(messages, system, tools, add_generation_prompt=True)
-        return tokenizer.encode(text, add_special_tokens=False)
+        """Token ids of the conversation followed by the generation prompt, for inference.
+
+        Tokenized exactly as training tokenizes the same turns (earlier responses on their own), so a model
+        sees at inference the ids it was trained on.
+        """
+        texts, _ = side_chunks(self.segments(messages, system, tools, add_generation_prompt=True))
+        return [token for text in texts for token in tokenizer.encode(text, add_special_tokens=False)]
 
     def stop_token_ids(self, tokenizer: Any) -> list[int]:
         """Ids of the stop words that are single tokens, plus the tokenizer's eos id."""
@@ -110,23 +114,39 @@ class Template:
         return spec_to_jinja(self.spec)
 
 
-def encode_segments(tokenizer: Any, segments: list[Segment], eos: int | None = None) -> list[Pair]:
-    """Tokenize the joined text once and cut it at segment boundaries, so pairs concatenate exactly;
-    `eos` (if given) is appended to every response."""
-    text = "".join(s.text for s in segments)
-    ends, pos = [], 0
+def side_chunks(segments: list[Segment]) -> tuple[list[str], list[bool]]:
+    """The rendered text cut where it switches between prompt and response: (texts, is_response flags)."""
+    texts: list[str] = []
+    responses: list[bool] = []
     for segment in segments:
-        pos += len(segment.text)
-        ends.append(pos)
-    ids, offsets = _tokenize_with_offsets(tokenizer, text)
-    starts = [start for start, _ in offsets]
-    cuts = [bisect.bisect_left(starts, end) for end in ends]
-    return group_pairs(ids, cuts, [s.response for s in segments], eos)
+        if responses and responses[-1] == segment.response:
+            texts[-1] += segment.text
+        else:
+            texts.append(segment.text)
+            responses.append(segment.response)
+    return texts, responses
 
 
-def group_pairs(ids: list[int], cuts: list[int], responses: list[bool], eos: int | None = None) -> list[Pair]:
+def encode_segments(tokenizer: Any, segments: list[Segment]) -> list[Pair]:
+    """Tokenize each prompt chunk and each response chunk on its own and group them into pairs.
+
+    This is LLaMA-Factory's rule: a response never shares a token with the prompt before it (with BPE,
+    ``"Assistant:" + "The"`` would otherwise merge into ``":The"`` and the answer's first word would be masked),
+    and the prompt's ids are what inference builds from the same text.
+    """
+    texts, responses = side_chunks(segments)
+    encoded = tokenizer(texts, add_special_tokens=False)["input_ids"] if texts else []
+    ids: list[int] = []
+    cuts: list[int] = []
+    for chunk in encoded:
+        ids += chunk
+        cuts.append(len(ids))
+    return group_pairs(ids, cuts, responses)
+
+
+def group_pairs(ids: list[int], cuts: list[int], responses: list[bool]) -> list[Pair]:
     """Group token ids into (prompt, response) pairs; span i ends at token `cuts[i]` and is a response
-    when `responses[i]`. With `eos`, that id is appended to every response (templates with efficient_eos)."""
+    when `responses[i]`."""
     pairs: list[Pair] = []
     prompt: list[int] = []
     response: list[int] = []
@@ -143,11 +163,4 @@ def group_pairs(ids: list[int], cuts: list[int], responses: list[bool], eos: int
         prompt += chunk
     if response:
         pairs.append((prompt, response))
-    if eos is not None:
-        pairs = [(p, [*r, eos]) for p, r in pairs]
     return pairs
-
-
-def _tokenize_with_offsets(tokenizer: Any, text: str) -> tuple[list[int], list[tuple[int, int]]]:
-    encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
-    return list(encoded["input_ids"]), [tuple(o) for o in encoded["offset_mapping"]]

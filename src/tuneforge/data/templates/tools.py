@@ -28,16 +28,30 @@ same record that renders training data.
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
-_FIELD = re.compile(r"\{(\w+)\}")
+from tuneforge.data.templates.record import PLACEHOLDER
 
 
 def fill(text: str, **values: str) -> str:
     """Replace ``{key}`` placeholders that name a given value; every other brace is left as is (JSON-safe)."""
-    return _FIELD.sub(lambda m: values[m.group(1)] if m.group(1) in values else m.group(0), text)
+    parts = _parts(text)
+    if len(parts) == 1:
+        return text
+    out = [parts[0]]
+    for index in range(1, len(parts), 2):
+        name = parts[index]
+        out.append(values[name] if name in values else "{" + name + "}")
+        out.append(parts[index + 1])
+    return "".join(out)
+
+
+@lru_cache(maxsize=4096)
+def _parts(text: str) -> tuple[str, ...]:
+    """``text`` split at its ``{name}`` placeholders: literal, name, literal, ... (templates repeat; split once)."""
+    return tuple(PLACEHOLDER.split(text))
 
 
 def to_json(value: Any, indent: int | None = None) -> str:
@@ -79,12 +93,12 @@ class ToolFormat:
         return bool(self.call)
 
     def render_tools(self, tools: list[dict]) -> str:
-        """The tools block listing every tool schema."""
-        items = [self._one_tool(t) for t in tools]
+        """The tools block listing every tool schema (bare function dicts are wrapped first, see `wrap_tool`)."""
+        items = [self._one_tool(wrap_tool(t)) for t in tools]
         return fill(self.tools_block, tools=self.tools_sep.join(items))
 
     def _one_tool(self, tool: dict) -> str:
-        function = tool.get("function", tool)
+        function = tool["function"]
         parameters = function.get("parameters") or {}
         props = parameters.get("properties") or {}
         required = set(parameters.get("required") or ())
@@ -95,7 +109,7 @@ class ToolFormat:
                 kind = fill(self.optional_type, type=kind)
             slot = self.sig_param_optional if key not in required and self.sig_param_optional else self.sig_param
             sig.append(fill(slot, name=key, type=kind))
-            description = str(schema.get("description", "")).strip()
+            description = str(schema.get("description", "") if isinstance(schema, dict) else "").strip()
             params.append(fill(self.param, name=key, type=kind, description=description))
         return fill(
             self.tool,
@@ -163,12 +177,26 @@ class ToolFormat:
         return extract_calls(self, text, tools)
 
 
+def wrap_tool(tool: dict) -> dict:
+    """One form for a tool schema: OpenAI's ``{"type": "function", "function": {...}}``.
+
+    Glaive / LLaMA-Factory datasets list bare function dicts (``{"name", "description", "parameters"}``) while
+    API clients send the wrapped form; both render the same text (as LLaMA-Factory's tool formats do), so
+    training, preview, the API and the web chat show the model one thing.
+    """
+    if isinstance(tool.get("function"), dict):
+        return tool if "type" in tool else {"type": "function", **tool}
+    return {"type": "function", "function": tool}
+
+
 _PY_TYPES = {"string": "str", "number": "float", "integer": "int", "boolean": "bool"}
 
 
-def python_type(schema: dict, typing_names: bool = False) -> str:
+def python_type(schema: Any, typing_names: bool = False) -> str:
     """The Python type name for a JSON-schema property, as the Hermes (``list[..]``) / Cohere (``List[..]``)
-    templates write it."""
+    templates write it. Boolean schemas and tuple-form ``items`` (a list) have no single type: ``Any``."""
+    if not isinstance(schema, dict):
+        return "Any"
     kind = schema.get("type")
     if isinstance(kind, str) and kind in _PY_TYPES:
         return _PY_TYPES[kind]

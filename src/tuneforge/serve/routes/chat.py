@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
 from tuneforge.infer.chat_stream import ChatDelta, ChatResult
@@ -13,6 +14,7 @@ from tuneforge.infer.requests import Finished
 from tuneforge.serve.convert import chat_inputs
 from tuneforge.serve.deps import Authorized, EngineDep, SettingsDep
 from tuneforge.serve.schemas import (
+    GENERATION_RESPONSES,
     AssistantMessage,
     ChatChoice,
     ChatCompletionRequest,
@@ -20,40 +22,52 @@ from tuneforge.serve.schemas import (
     Usage,
     new_id,
     now,
+    tool_call_id,
 )
-from tuneforge.serve.streaming import SSE_HEADERS, merged, open_streams, sse
+from tuneforge.serve.streaming import (
+    SSE_HEADERS,
+    choice_prompts,
+    deadline_of,
+    merged,
+    sse,
+    sse_error,
+    unless_disconnected,
+)
 
 router = APIRouter(prefix="/v1", tags=["chat"], dependencies=[Authorized])
 
 
-@router.post("/chat/completions", response_model=None)
+@router.post("/chat/completions", response_model=None, responses=GENERATION_RESPONSES)
 async def create_chat_completion(
-    request: ChatCompletionRequest, engine: EngineDep, settings: SettingsDep
+    request: ChatCompletionRequest, http: Request, engine: EngineDep, settings: SettingsDep
 ) -> ChatCompletionResponse | StreamingResponse:
     """OpenAI chat completions over the loaded model."""
-    prompt, params = chat_inputs(engine, request, settings)
-    streams = open_streams(engine, prompt.ids, params, request.n)
+    deadline = deadline_of(settings)
+    work = asyncio.to_thread(chat_inputs, engine, request, settings)  # templating + tokenising: off the loop
+    prompt, params = await unless_disconnected(http, work)
+    streams = engine.open_streams(choice_prompts(prompt.ids, params, request.n))
     assemblers = [engine.assembler(prompt) for _ in streams]
     name = request.model or settings.model_name
     if request.stream:
         include_usage = bool(request.stream_options and request.stream_options.include_usage)
-        chunks = _stream_chunks(streams, assemblers, name, include_usage)
+        chunks = _stream_chunks(streams, assemblers, name, include_usage, deadline, http.app.state.metrics)
         return StreamingResponse(chunks, media_type="text/event-stream", headers=SSE_HEADERS)
-    results = [ChatResult() for _ in streams]
-    async for index, event in merged(streams):
-        for delta in assemblers[index].on_event(event):
-            _raise_failure(delta)
-            results[index].add(delta)
+    results = await unless_disconnected(http, _collect(streams, assemblers, deadline))
     return _response(results, name)
 
 
-def _raise_failure(delta: ChatDelta) -> None:
-    if delta.error is not None:
-        raise RuntimeError(f"generation failed: {delta.error}") from delta.error
+async def _collect(streams: list[Any], assemblers: list[Any], deadline: float | None) -> list[ChatResult]:
+    results = [ChatResult() for _ in streams]
+    async for index, event in merged(streams, deadline):
+        for delta in assemblers[index].on_event(event):
+            if delta.error is not None:
+                raise delta.error
+            results[index].add(delta)
+    return results
 
 
 def _message(result: ChatResult) -> AssistantMessage:
-    calls = [{"id": new_id("call"), **call} for call in result.tool_calls] or None
+    calls = [{"id": tool_call_id(), **call} for call in result.tool_calls] or None
     return AssistantMessage(content=result.content, reasoning_content=result.reasoning or None, tool_calls=calls)
 
 
@@ -82,13 +96,13 @@ def _delta_payload(delta: ChatDelta, calls_sent: int) -> dict[str, Any]:
         payload["content"] = delta.content
     if delta.tool_calls:
         payload["tool_calls"] = [
-            {"index": calls_sent + k, "id": new_id("call"), **call} for k, call in enumerate(delta.tool_calls)
+            {"index": calls_sent + k, "id": tool_call_id(), **call} for k, call in enumerate(delta.tool_calls)
         ]
     return payload
 
 
 async def _stream_chunks(
-    streams: list[Any], assemblers: list[Any], name: str, include_usage: bool
+    streams: list[Any], assemblers: list[Any], name: str, include_usage: bool, deadline: float | None, metrics: Any
 ) -> AsyncIterator[str]:
     chunk_id, created = new_id("chatcmpl"), now()
     calls_sent = [0] * len(streams)
@@ -101,21 +115,24 @@ async def _stream_chunks(
 
     for index in range(len(streams)):
         yield chunk(index, {"role": "assistant", "content": ""})
-    async for index, event in merged(streams):
-        for delta in assemblers[index].on_event(event):
-            if delta.error is not None:
-                yield sse({"error": {"message": f"generation failed: {delta.error}", "type": "server_error"}})
-                yield sse("[DONE]")
-                return
-            payload = _delta_payload(delta, calls_sent[index])
-            calls_sent[index] += len(delta.tool_calls)
-            if payload:
-                yield chunk(index, payload)
-            if delta.finish_reason is not None:
-                yield chunk(index, {}, delta.finish_reason)
-        if isinstance(event, Finished):
-            usage.prompt_tokens = event.prompt_tokens
-            usage.completion_tokens += event.completion_tokens
+    try:
+        async for index, event in merged(streams, deadline):
+            for delta in assemblers[index].on_event(event):
+                if delta.error is not None:
+                    raise delta.error
+                payload = _delta_payload(delta, calls_sent[index])
+                calls_sent[index] += len(delta.tool_calls)
+                if payload:
+                    yield chunk(index, payload)
+                if delta.finish_reason is not None:
+                    yield chunk(index, {}, delta.finish_reason)
+            if isinstance(event, Finished):
+                usage.prompt_tokens = event.prompt_tokens
+                usage.completion_tokens += event.completion_tokens
+    except Exception as error:  # the response has started: the error goes in the stream, then [DONE]
+        yield sse_error(error, metrics)
+        yield sse("[DONE]")
+        return
     if include_usage:
         usage.total_tokens = usage.prompt_tokens + usage.completion_tokens
         yield sse({"id": chunk_id, "object": "chat.completion.chunk", "created": created, "model": name,

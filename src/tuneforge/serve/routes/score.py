@@ -8,12 +8,12 @@ from fastapi import APIRouter
 
 from tuneforge.serve.deps import Authorized, EngineDep, SettingsDep
 from tuneforge.serve.errors import APIError
-from tuneforge.serve.schemas import ScoreRequest, ScoreResponse, new_id
+from tuneforge.serve.schemas import ScoreRequest, ScoreResponse, error_responses, new_id
 
 router = APIRouter(prefix="/v1", tags=["score"], dependencies=[Authorized])
 
 
-@router.post("/score/evaluation")
+@router.post("/score/evaluation", responses=error_responses(400, 413, 503))
 async def score_evaluation(request: ScoreRequest, engine: EngineDep, settings: SettingsDep) -> ScoreResponse:
     """One score per text; 400 when the loaded model has no value head."""
     if len(request.messages) > settings.max_messages:

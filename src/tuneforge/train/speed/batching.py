@@ -10,9 +10,12 @@ optimizer step) the loss and gradients are the same, in one forward/backward ins
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tuneforge.data.packing import best_fit_bins
+
+if TYPE_CHECKING:
+    from tuneforge.config import TuneforgeConfig
 
 FUSE_MAX_TOKENS = 32768  # auto fusion only while the fused batch can hold at most this many tokens
 
@@ -72,7 +75,7 @@ def budget_dataloader(trainer: Any, sampler: TokenBudgetBatchSampler) -> Any:
     return trainer.accelerator.prepare(loader)
 
 
-def fusion_factor(cfg: Any, cuda: bool) -> int:
+def fusion_factor(cfg: TuneforgeConfig, cuda: bool) -> int:
     """How many samples to fuse into one padding-free batch (1: no fusion) for this config."""
     t = cfg.training
     samples = t.per_device_train_batch_size * t.gradient_accumulation_steps

@@ -11,11 +11,14 @@ from __future__ import annotations
 import importlib.util
 import logging
 import types
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from tuneforge.errors import TuneforgeError
+
+if TYPE_CHECKING:
+    from tuneforge.config import TuneforgeConfig
 
 logger = logging.getLogger(__name__)
 
@@ -119,7 +122,7 @@ def apply_liger(model: Any) -> None:
     apply(model=model, **{k: v for k, v in wanted.items() if k in params})
 
 
-def resolve_kernels(cfg: Any, cuda: bool, model_type: str, vocab: int) -> str:
+def resolve_kernels(cfg: TuneforgeConfig, cuda: bool, model_type: str, vocab: int) -> str:
     """'liger', 'torch' or 'off' for this config and machine; a clear error when Liger is asked for but missing."""
     mode = cfg.training.speed_kernels
     if cfg.training.use_liger_kernel:

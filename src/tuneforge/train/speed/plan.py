@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from tuneforge.train.speed import attention, batching, kernels
+
+if TYPE_CHECKING:
+    from tuneforge.config import TuneforgeConfig
 
 logger = logging.getLogger(__name__)
 
@@ -28,7 +31,7 @@ class SpeedPlan:
     notes: list[str] = field(default_factory=list)
 
 
-def wants_padding_free(cfg: Any, cuda: bool, fused: int) -> bool:
+def wants_padding_free(cfg: TuneforgeConfig, cuda: bool, fused: int) -> bool:
     """Padding-free batches for neat packing, token budgets and fusion; on CUDA for every pt/sft run whose
     attention is left to tuneforge (`flash_attn: auto`)."""
     if cfg.method.stage not in ("pt", "sft") or cfg.model.mixture_of_depths:  # MoD routes within padded rows
@@ -38,7 +41,7 @@ def wants_padding_free(cfg: Any, cuda: bool, fused: int) -> bool:
     return cuda and cfg.model.flash_attn == "auto"
 
 
-def plan_speed(cfg: Any, args: Any, data: Any, cuda: bool) -> SpeedPlan:
+def plan_speed(cfg: TuneforgeConfig, args: Any, data: Any, cuda: bool) -> SpeedPlan:
     """Fuse micro-batches into `args`, switch `data.collator` to padding-free batches and build token-budget
     batches where the config and machine call for them (in place); returns the plan for `prepare_model`."""
     from tuneforge.data.collate import PaddingCollator, PaddingFreeCollator
@@ -62,7 +65,7 @@ def plan_speed(cfg: Any, args: Any, data: Any, cuda: bool) -> SpeedPlan:
     return plan
 
 
-def prepare_model(model: Any, cfg: Any, plan: SpeedPlan) -> None:
+def prepare_model(model: Any, cfg: TuneforgeConfig, plan: SpeedPlan) -> None:
     """Varlen attention for padding-free batches and fused kernels, on the base model before adapters."""
     current = model.config._attn_implementation
     chosen = attention.choose_implementation(cfg.model.flash_attn, current, plan.padding_free, plan.cuda)
@@ -76,7 +79,7 @@ def prepare_model(model: Any, cfg: Any, plan: SpeedPlan) -> None:
     kernels.apply_kernels(model, mode)
 
 
-def frozen_base_in_bf16(cfg: Any, cuda: bool) -> bool:
+def frozen_base_in_bf16(cfg: TuneforgeConfig, cuda: bool) -> bool:
     """LoRA with bf16 mixed precision on CUDA: keep the frozen base weights in bf16 (half the memory, no per-step
     fp32 -> bf16 weight casts under autocast); the trainable adapter weights stay float32 masters."""
     m, q = cfg.method, cfg.quantization
