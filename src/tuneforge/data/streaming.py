@@ -117,10 +117,11 @@ def _chunk(
     yield from table.to_pylist()
 
 
-def no_rows(dataset: Any) -> bool:
-    """Whether a dataset is missing or empty; a streamed one is asked for its first row only."""
+def columns_of(dataset: Any) -> list[str]:
+    """A dataset's column names ([] when it is missing or empty); a streamed one is asked for its first row only."""
     if dataset is None:
-        return True
-    if hasattr(dataset, "__len__"):
-        return len(dataset) == 0
-    return next(iter(dataset.take(1)), None) is None
+        return []
+    if dataset.column_names is not None:
+        return list(dataset.column_names) if len(dataset) else []
+    first = next(iter(dataset.take(1)), None)
+    return list(first) if first is not None else []

@@ -196,16 +196,17 @@ def run_stage(
 def stage_data(cfg: TuneforgeConfig, tokenizer: Any, collator: Callable[[Any, Any], Any] | None = None) -> TrainData:
     """(train, eval, collator, template) for the configured stage, or a clear error for data of the wrong kind."""
     from tuneforge.data.pipeline import prepare_dataset
-    from tuneforge.data.streaming import no_rows
+    from tuneforge.data.streaming import columns_of
 
     row = stage(cfg.method.stage)
     splits = prepare_dataset(cfg, tokenizer, kind=row.data_kind)
-    if no_rows(splits.train):
+    columns = columns_of(splits.train)  # a streamed dataset shows its columns in its first row
+    if not columns:
         raise TuneforgeError("No training rows: set `dataset` (the data report above says why rows were dropped).")
-    if row.proof_column not in splits.train.column_names:
+    if row.proof_column not in columns:
         raise DataError(
             f"`stage: {row.name}` needs {row.wanted}, but `dataset: {cfg.data.dataset}` gave columns "
-            f"{', '.join(splits.train.column_names)}. Pick a dataset of that kind."
+            f"{', '.join(columns)}. Pick a dataset of that kind."
         )
     made = collator(cfg, tokenizer) if collator is not None else None
     return TrainData(train=splits.train, eval=splits.eval, collator=made, template=splits.template)
@@ -256,7 +257,9 @@ def _evaluate(trainer: TuneforgeTrainer) -> dict[str, Any]:
 
 def _hashable(train: Any) -> Any:
     """The dataset as `checkpoint.dataset_hash` reads it (pairwise rows hash their chosen sequences)."""
-    if "input_ids" in train.column_names:
+    from tuneforge.data.streaming import columns_of
+
+    if "input_ids" in columns_of(train):
         return train
     return train.select_columns(["chosen_input_ids"]).rename_column("chosen_input_ids", "input_ids")
 
