@@ -114,9 +114,9 @@ def test_env_prints_versions() -> None:
         assert f"{name}:" in out.stdout
 
 
-def test_verbs_not_built_yet_exit_2() -> None:
-    out = run_cli("eval", "stage=sft")
-    assert out.returncode == 2 and "not built yet" in out.stderr
+def test_eval_without_a_task_exits_2_naming_the_keys() -> None:
+    out = run_cli("eval", "model_name_or_path=org/model")
+    assert out.returncode == 2 and "Nothing to evaluate" in out.stderr and "tasks:" in out.stderr
 
 
 @pytest.mark.slow

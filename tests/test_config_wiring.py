@@ -42,7 +42,21 @@ def _load_with_a_non_default(key: str) -> None:
     from tuneforge.config.root import field_info
 
     default = field_info(key).default
-    candidates = (True, 2, 0.5, "local", "ratio", "reverse_std", "svd", "left", "tensor", "descending", "scatter", "x")
+    candidates = (
+        True,
+        2,
+        0.5,
+        "local",
+        "ratio",
+        "reverse_std",
+        "svd",
+        "left",
+        "tensor",
+        "descending",
+        "scatter",
+        "force_redownload",
+        "x",
+    )
     for value in (not default if isinstance(default, bool) else None, *candidates):
         if value is None or value == default:
             continue

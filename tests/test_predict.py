@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import subprocess
 import sys
 import threading
@@ -12,51 +11,39 @@ from pathlib import Path
 import pytest
 
 from tuneforge.config import load_config
-from tuneforge.errors import ConfigError
-from tuneforge.eval.text_metrics import average_scores, lcs_length, row_scores, sentence_bleu4
+from tuneforge.errors import ConfigError, TuneforgeError
+from tuneforge.eval.text_metrics import METRIC_NAMES, average_scores, require_metric_packages, row_scores
 from tuneforge.train.predict import check_predict, generate_all, predict_config, predict_metrics
 
-
-def test_bleu4_identical_is_one() -> None:
-    assert sentence_bleu4(list("abcd"), list("abcd")) == pytest.approx(1.0)
+FIXTURE = Path(__file__).parent / "fixtures" / "lf_predict_metrics.json"
 
 
-def test_bleu4_smooths_an_order_without_match() -> None:
-    # p1 = 3/4, p2 = 2/3, p3 = 1/2, p4 = 0/1 -> 1/(2*1); equal lengths -> no brevity penalty
-    assert sentence_bleu4(list("abcx"), list("abcd")) == pytest.approx((3 / 4 * 2 / 3 * 1 / 2 * 1 / 2) ** 0.25)
+def test_metrics_equal_llamafactory_figures_on_fixture() -> None:
+    """English and Chinese rows scored by LF 0.9.5's ComputeSimilarity (scripts/lf_metric_fixture.py)."""
+    fixture = json.loads(FIXTURE.read_text(encoding="utf-8"))
+    for row in fixture["rows"]:
+        ours = row_scores(row["predict"], row["label"])
+        for name, value in row["scores"].items():
+            assert ours[name] == pytest.approx(value, abs=1e-6), (row["predict"], name)
+    averaged = average_scores([r["predict"] for r in fixture["rows"]], [r["label"] for r in fixture["rows"]])
+    for name, value in fixture["average"].items():
+        assert averaged[name] == pytest.approx(value, abs=1e-6), name
 
 
-def test_bleu4_short_hypothesis_gets_brevity_penalty_and_growing_smoothing() -> None:
-    # p1 = 1, p2 = 1, p3: no trigram -> 1/(2*1), p4 -> 1/(4*1); brevity exp(1 - 4/2)
-    expected = math.exp(1 - 2) * (0.5 * 0.25) ** 0.25
-    assert sentence_bleu4(list("ab"), list("abcd")) == pytest.approx(expected)
-
-
-def test_bleu4_is_zero_without_any_matching_character_or_hypothesis() -> None:
-    assert sentence_bleu4(list("xyz"), list("abc")) == 0.0
-    assert sentence_bleu4([], list("abc")) == 0.0
-
-
-def test_rouge_scores_on_characters_ignore_spaces() -> None:
-    scores = row_scores("ab c", "abd")
-    assert scores["rouge-1"] == pytest.approx(66.6667)  # overlap a, b of 3 each side
-    assert scores["rouge-2"] == pytest.approx(50.0)  # ab shared; bc vs bd
-    assert scores["rouge-l"] == pytest.approx(66.6667)  # LCS "ab"
-
-
-def test_rouge_clips_repeated_ngrams_and_lcs_keeps_order() -> None:
-    assert row_scores("aaa", "a")["rouge-1"] == pytest.approx(50.0)  # P = 1/3, R = 1
-    assert lcs_length("acb", "abc") == 2
-    assert row_scores("acb", "abc")["rouge-1"] == pytest.approx(100.0)
-    assert row_scores("", "abc") == {"bleu-4": 0.0, "rouge-1": 0.0, "rouge-2": 0.0, "rouge-l": 0.0}
-
-
-def test_average_over_rows_and_metric_names() -> None:
-    averaged = average_scores(["abcd", "xyz"], ["abcd", "abc"])
-    assert averaged == {"bleu-4": 50.0, "rouge-1": 50.0, "rouge-2": 50.0, "rouge-l": 50.0}
+def test_predict_metrics_names_and_throughput() -> None:
     metrics = predict_metrics([{"predict": "abcd", "label": "abcd", "prompt": "p"}], runtime=2.0)
     assert metrics["predict_bleu-4"] == 100.0 and metrics["predict_rouge-l"] == 100.0
     assert metrics["predict_runtime"] == 2.0 and metrics["predict_samples_per_second"] == 0.5
+    assert average_scores([], []) == dict.fromkeys(METRIC_NAMES, 0.0)
+
+
+def test_missing_metric_packages_stop_with_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "jieba" else real(name, *a))
+    with pytest.raises(TuneforgeError, match=r"jieba: pip install 'tuneforge\[metrics\]'"):
+        require_metric_packages()
 
 
 def _cfg(**keys: object):

@@ -13,7 +13,7 @@ from typing import Any
 import click
 
 from tuneforge import __version__
-from tuneforge.errors import NotBuiltError, TuneforgeError
+from tuneforge.errors import TuneforgeError
 
 CONFIG_VERB = {
     "ignore_unknown_options": True,
@@ -93,10 +93,12 @@ def webchat_cmd(config: str | None, overrides: tuple[str, ...]) -> None:
     webchat_command(cfg)
 
 
-@_config_verb("eval", "Evaluate the model on a benchmark task.")
+@_config_verb("eval", "Evaluate the model (and its adapters) on lm-evaluation-harness benchmarks (MMLU, C-Eval...).")
 def eval_cmd(config: str | None, overrides: tuple[str, ...]) -> None:
-    _load(config, overrides)  # the config is read and validated before saying the verb is not built
-    _not_built("eval")
+    cfg = _load(config, overrides)
+    from tuneforge.eval.runner import eval_command
+
+    eval_command(cfg)
 
 
 @main_group.command("webui")
@@ -118,13 +120,6 @@ def debug_config_cmd(config: str) -> None:
     from tuneforge.webui.vscode import debug_config_command
 
     click.echo(f"wrote {debug_config_command(config)}")
-
-
-def _not_built(verb: str) -> None:
-    raise NotBuiltError(
-        f"`tuneforge {verb}` is not built yet in tuneforge {__version__}. "
-        "The config was read and validated; follow the project's issues for this verb."
-    )
 
 
 @main_group.command("env")

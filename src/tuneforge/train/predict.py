@@ -41,6 +41,9 @@ def check_predict(cfg: TuneforgeConfig) -> None:
         )
     if not cfg.training.output_dir:
         raise ConfigError("`output_dir` is not set; name the folder that receives generated_predictions.jsonl.")
+    from tuneforge.eval.text_metrics import require_metric_packages
+
+    require_metric_packages()
 
 
 def predict_config(cfg: TuneforgeConfig) -> TuneforgeConfig:
@@ -175,7 +178,7 @@ def write_predictions(path: Path, records: list[dict[str, str]]) -> None:
 
 
 def predict_metrics(records: list[dict[str, str]], runtime: float) -> dict[str, float]:
-    """Runtime, throughput and the averaged BLEU-4 / ROUGE scores, under LF's `predict_` names."""
+    """Runtime, throughput and the averaged BLEU-4 / ROUGE scores (as LF computes them), under LF's names."""
     from tuneforge.eval.text_metrics import average_scores
 
     scores = average_scores([r["predict"] for r in records], [r["label"] for r in records])

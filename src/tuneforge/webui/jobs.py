@@ -46,6 +46,7 @@ class Job:
     started: float
     stop_requested: float | None = None
     returncode: int | None = None
+    verb: str = "train"  # `eval` for benchmark jobs of the Evaluate tab
 
     @property
     def run_dir(self) -> Path:
@@ -56,6 +57,15 @@ class Job:
 def train_command(config_path: Path) -> list[str]:
     """The process the UI starts: the `tuneforge train` verb on the generated config."""
     return [sys.executable, "-m", "tuneforge.cli", "train", str(config_path)]
+
+
+def job_command(config_path: Path, verb: str) -> list[str]:
+    """The process of a job: `tuneforge train`, or `tuneforge eval` for a benchmark job."""
+    return (
+        train_command(config_path)
+        if verb == "train"
+        else [sys.executable, "-m", "tuneforge.cli", verb, str(config_path)]
+    )
 
 
 class JobRegistry:
@@ -92,25 +102,26 @@ class JobRegistry:
         """The job with this id, if recorded."""
         return next((job for job in self.jobs() if job.id == job_id), None)
 
-    def latest(self) -> Job | None:
-        """The most recent running job, else the most recent job (what a reopened page shows)."""
-        jobs = self.jobs()
+    def latest(self, verb: str = "train") -> Job | None:
+        """The most recent running job of `verb`, else its most recent job (what a reopened page shows)."""
+        jobs = [job for job in self.jobs() if job.verb == verb]
         running = [job for job in jobs if self.is_running(job)]
         return (running or jobs or [None])[-1]
 
-    def start(self, config: dict[str, Any]) -> Job:
-        """Write `config` to a run folder and start `tuneforge train` on it in its own session."""
-        output_dir = str(Path(config["output_dir"]).resolve())
+    def start(self, config: dict[str, Any], verb: str = "train") -> Job:
+        """Write `config` to a run folder and start `tuneforge VERB` on it in its own session."""
+        out_key = "save_dir" if verb == "eval" else "output_dir"
+        output_dir = str(Path(config[out_key]).resolve())
         with self._locked():
             jobs = self.jobs()
             self._refuse_shared_output(jobs, output_dir)
             job_id = time.strftime("%Y%m%d-%H%M%S-") + f"{len(jobs):03d}"
             run_dir = self.state_dir / "runs" / job_id
             run_dir.mkdir(parents=True, exist_ok=True)
-            config_path, log_path = run_dir / "train.yaml", run_dir / "train.log"
-            config_path.write_text(yaml.safe_dump({**config, "output_dir": output_dir}, sort_keys=False))
-            process = self._spawn(config_path, log_path)
-            job = Job(job_id, process.pid, output_dir, str(config_path), str(log_path), time.time())
+            config_path, log_path = run_dir / f"{verb}.yaml", run_dir / f"{verb}.log"
+            config_path.write_text(yaml.safe_dump({**config, out_key: output_dir}, sort_keys=False))
+            process = self._spawn(config_path, log_path, verb)
+            job = Job(job_id, process.pid, output_dir, str(config_path), str(log_path), time.time(), verb=verb)
             self._save([*jobs, job])
         return job
 
@@ -122,11 +133,11 @@ class JobRegistry:
                     "output folder."
                 )
 
-    def _spawn(self, config_path: Path, log_path: Path) -> subprocess.Popen:
+    def _spawn(self, config_path: Path, log_path: Path, verb: str = "train") -> subprocess.Popen:
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         with open(log_path, "ab") as log:
             process = subprocess.Popen(
-                train_command(config_path),
+                job_command(config_path, verb),
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,

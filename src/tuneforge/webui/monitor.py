@@ -81,5 +81,6 @@ def checkpoints(output_dir: str | Path) -> list[str]:
 
 def finished(output_dir: str | Path) -> bool:
     """Whether the run wrote its final results (the trainer ended normally or after a clean stop, or a
-    prediction-only run wrote its metrics)."""
-    return any((Path(output_dir) / name).is_file() for name in ("train_results.json", "predict_results.json"))
+    prediction-only run wrote its metrics, or a benchmark run its results.json)."""
+    names = ("train_results.json", "predict_results.json", "results.json")
+    return any((Path(output_dir) / name).is_file() for name in names)

@@ -44,13 +44,7 @@ def build_predict_panel(ctx: Context, eval_dataset: Any) -> None:
         }
     for widget in widgets.values():
         lab.add(widget, widget.label)  # the label is still the locale key here
-    with gr.Row():
-        start = lab.add(gr.Button("btn.predict", variant="primary", elem_id="tf-btn-predict"), "btn.predict", "value")
-        stop = lab.add(gr.Button("btn.stop", elem_id="tf-btn-predict-stop"), "btn.stop", "value")
-    status = gr.Markdown(elem_id="tf-predict-status")
-    job_id = gr.State("")
-    progress = gr.HTML(elem_id="tf-predict-progress")
-    log = gr.Textbox(lines=8, max_lines=8, elem_id="tf-predict-log", autoscroll=True, show_label=False)
+    start, stop, status, job_id, progress, log = job_controls(ctx, "predict", "btn.predict")
     metrics = gr.JSON(label="predict_results.json", elem_id="tf-predict-metrics")
     rows = gr.Dataframe(headers=ROW_COLUMNS, label=PREDICTIONS_FILE, elem_id="tf-predict-rows", wrap=True)
     inputs = {*ctx.form.values(), ctx.lang, eval_dataset, *widgets.values()}
@@ -58,6 +52,18 @@ def build_predict_panel(ctx: Context, eval_dataset: Any) -> None:
     stop.click(lambda lang, j: stop_job(ctx, lang, j), [ctx.lang, job_id], [status])
     timer = gr.Timer(POLL_SECONDS)
     timer.tick(lambda lang, j: refresh(ctx, lang, j), [ctx.lang, job_id], [progress, log, metrics, rows])
+
+
+def job_controls(ctx: Context, name: str, button: str) -> tuple[Any, ...]:
+    """Start / Stop buttons, status line, job id, progress bar and log box of a job panel (`tf-*-NAME` ids)."""
+    lab = ctx.labels
+    with gr.Row():
+        start = lab.add(gr.Button(button, variant="primary", elem_id=f"tf-btn-{name}"), button, "value")
+        stop = lab.add(gr.Button("btn.stop", elem_id=f"tf-btn-{name}-stop"), "btn.stop", "value")
+    status = gr.Markdown(elem_id=f"tf-{name}-status")
+    progress = gr.HTML(elem_id=f"tf-{name}-progress")
+    log = gr.Textbox(lines=8, max_lines=8, elem_id=f"tf-{name}-log", autoscroll=True, show_label=False)
+    return start, stop, status, gr.State(""), progress, log
 
 
 def predict_config(ctx: Context, data: dict[Any, Any], eval_dataset: Any, widgets: dict[str, Any]) -> dict[str, Any]:

@@ -8,12 +8,13 @@ from typing import Any
 import gradio as gr
 
 from tuneforge.webui.context import Context, error_message, message
+from tuneforge.webui.eval_panel import build_eval_panel
 from tuneforge.webui.predict_panel import build_predict_panel
 from tuneforge.webui.webchat import respond
 
 
 def build_eval_tab(ctx: Context, train: dict[str, Any]) -> None:
-    """Evaluation data and interval for the next training run (`eval_dataset`, `eval_steps`), and Predict."""
+    """Evaluation data and interval for the next training run (`eval_dataset`, `eval_steps`), Predict, Benchmark."""
     lab = ctx.labels
     lab.add(gr.Markdown("eval.note", elem_id="tf-eval-note"), "eval.note", "value")
     with gr.Row():
@@ -31,6 +32,7 @@ def build_eval_tab(ctx: Context, train: dict[str, Any]) -> None:
         lambda names, d: gr.update(choices=_names(ctx, d)), [train["dataset"], train["dataset_dir"]], eval_dataset
     )
     build_predict_panel(ctx, eval_dataset)
+    build_eval_panel(ctx)
 
 
 def _names(ctx: Context, folder: str) -> list[str]:

@@ -216,7 +216,8 @@ def stop_job(ctx: Context, lang: str, job_id: str) -> str:
     if job is None:
         return message(lang, "msg.no_job", "warn")
     ended = ctx.jobs.stop(job, wait=5.0)
-    return message(lang, "msg.stopped" if ended else "msg.stopping", pid=job.pid)
+    stopping = "msg.bench_stopping" if job.verb == "eval" else "msg.stopping"  # a benchmark saves nothing
+    return message(lang, "msg.stopped" if ended else stopping, pid=job.pid)
 
 
 def refresh(ctx: Context, lang: str, job_id: str) -> tuple[Any, Any, Any]:
@@ -252,5 +253,7 @@ def _state(ctx: Context, lang: str, job: Any) -> str:
         return t(lang, "state.stopping" if job.stop_requested else "state.running")
     if monitor.finished(job.output_dir):
         return t(lang, "state.stopped" if job.stop_requested else "state.finished")
+    if job.verb == "eval" and job.stop_requested:  # a stopped benchmark ends without results.json
+        return t(lang, "state.bench_stopped")
     code = ctx.jobs.returncode(job)
     return t(lang, "state.failed", code="?" if code is None else code)
