@@ -3,7 +3,8 @@
 Run:  python benchmarks/serve_load.py --clients 1 8 --requests 4 --max-tokens 32
 (builds a tiny random Qwen2 model unless --model names a folder; serves it in-process on a free port).
 Prints requests/s, generated tokens/s and p50/p99 time to first token per client count; with 8 clients the
-tokens/s should be well above 1 client, because the engine decodes concurrent requests in one batch.
+tokens/s should be well above 1 client, because the engine decodes concurrent requests in one batch. Then, per
+batch size, the time of a decode step and the share of it spent outside the model forward (sampling, bookkeeping).
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_server(model: Path, max_batch: int) -> tuple[str, object]:
-    """Serve `model` with uvicorn in a thread; returns (base_url, uvicorn server)."""
+def start_server(model: Path, max_batch: int) -> tuple[str, object, object]:
+    """Serve `model` with uvicorn in a thread; returns (base_url, uvicorn server, engine)."""
     from tuneforge.config import load_config
     from tuneforge.infer import load_engine
     from tuneforge.serve.app import create_app
@@ -38,7 +39,7 @@ def start_server(model: Path, max_batch: int) -> tuple[str, object]:
     threading.Thread(target=server.run, daemon=True).start()
     while not server.started:
         time.sleep(0.05)
-    return f"http://127.0.0.1:{port}/v1", server
+    return f"http://127.0.0.1:{port}/v1", server, engine
 
 
 async def one_request(client: object, max_tokens: int, seed: int) -> tuple[float, int]:
@@ -94,7 +95,7 @@ def main() -> None:
         from tuneforge.models.tiny import make_tiny
 
         model = make_tiny("qwen2", Path(tempfile.mkdtemp()) / "tiny")
-    base_url, server = start_server(model, max(args.clients))
+    base_url, server, engine = start_server(model, max(args.clients))
     asyncio.run(run_clients(base_url, 1, 1, 4))  # warm-up
     rows = [asyncio.run(run_clients(base_url, n, args.requests, args.max_tokens)) for n in args.clients]
     print(f"{'clients':>8} {'req/s':>8} {'tok/s':>9} {'TTFT p50 ms':>12} {'TTFT p99 ms':>12}")
@@ -106,7 +107,20 @@ def main() -> None:
     if len(rows) > 1:
         print(f"throughput x{rows[-1]['tokens_per_s'] / rows[0]['tokens_per_s']:.1f} from {rows[0]['clients']} "
               f"to {rows[-1]['clients']} clients")  # fmt: skip
+    print_decode_split(engine.backend)
     server.should_exit = True
+
+
+def print_decode_split(backend: object) -> None:
+    """Per batch size: decode steps, ms per step, and the share spent outside the model forward (target <= 10 %)."""
+    stats = getattr(backend, "decode_stats", None)
+    if stats is None:
+        return
+    print(f"intra-op threads: {backend.threads or 'not measured (set by the environment or not on CPU)'}")
+    print(f"{'batch':>6} {'steps':>6} {'ms/step':>8} {'outside forward':>16}")
+    for rows in sorted(stats.steps):
+        share = stats.outside_forward(rows)
+        print(f"{rows:>6} {stats.steps[rows]:>6} {1000 * stats.step_s[rows] / stats.steps[rows]:>8.2f} {share:>16.1%}")
 
 
 if __name__ == "__main__":

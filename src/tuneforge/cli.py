@@ -12,8 +12,9 @@ from typing import Any
 
 import click
 
-from tuneforge import __version__
+from tuneforge.console import shown
 from tuneforge.errors import TuneforgeError
+from tuneforge.version import __version__
 
 CONFIG_VERB = {
     "ignore_unknown_options": True,
@@ -245,7 +246,7 @@ def main(argv: list[str] | None = None) -> None:
     except TuneforgeError as err:
         if os.environ.get("TUNEFORGE_DEBUG") == "1":
             raise
-        click.secho(f"error: {err}", fg="red", err=True)
+        click.secho(f"error: {shown(err)}", fg="red", err=True)
         sys.exit(err.exit_code)
     except click.exceptions.Exit as err:
         sys.exit(err.exit_code)

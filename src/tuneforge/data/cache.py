@@ -120,9 +120,9 @@ def quick_key(cfg: TuneforgeConfig, root: Path) -> str | None:
     least as specific as the full key; `remember` maps it to the full key's entry after a normal run, and
     `recall` finds that entry again without importing transformers (a warm `tuneforge data stats`).
     """
-    from tuneforge import __version__
     from tuneforge.data.loading import data_files
     from tuneforge.data.registry import resolve_datasets
+    from tuneforge.version import __version__
 
     d, model = cfg.data, Path(str(cfg.model.model_name_or_path or ""))
     if not model.is_dir() or d.streaming or d.overwrite_cache or getattr(d, "tokenized_path", None):

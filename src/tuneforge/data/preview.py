@@ -14,15 +14,17 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from tuneforge.config import TuneforgeConfig
 
+from tuneforge.console import line, literal
+
 IGNORE = -100
 _PAIRS = (("input_ids", "labels"), ("chosen_input_ids", "chosen_labels"), ("rejected_input_ids", "rejected_labels"))
 _PAIRS += (("kl_input_ids", "kl_labels"),)
 
 
 def _console() -> Any:
-    from rich.console import Console
+    from tuneforge.console import make_console
 
-    return Console(highlight=False)
+    return make_console()
 
 
 def _tokenizer(cfg: TuneforgeConfig) -> Any:
@@ -44,19 +46,15 @@ def preview_command(
     splits = prepare_dataset(cfg, tokenizer)
     console = _console()
     stats = splits.stats
-    console.print(
-        f"[bold]template[/bold]: {stats.template or '(none: pre-training)'}   [bold]stage[/bold]: {stats.kind}"
-    )
-    for warning in stats.warnings:
-        console.print(f"[yellow]warning[/yellow]: {warning}", markup=True)
+    show_header(console, stats)
     data = splits.train if splits.train is not None else _first_eval(splits.eval)
     samples = [data[i] for i in range(min(n, len(data)))] if data is not None else []
     for index, sample in enumerate(samples):
         console.rule(f"sample {index}")
-        _print_sample(console, tokenizer, sample, stats.kind)
+        show_sample(console, tokenizer, sample, stats.kind)
     if jsonl:
         write_jsonl(Path(jsonl), samples)
-        console.print(f"wrote {len(samples)} sample(s) to {jsonl}")
+        console.print(line(f"wrote {len(samples)} sample(s) to {jsonl}"))
     return samples
 
 
@@ -66,29 +64,40 @@ def _first_eval(value: Any) -> Any:
     return value
 
 
-def _print_sample(console: Any, tokenizer: Any, sample: dict[str, Any], kind: str) -> None:
+def show_header(console: Any, stats: Any) -> None:
+    """The template and stage in use, then every template/tokenizer warning (printed literally)."""
+    template = stats.template or "(none: pre-training)"
+    console.print(line(("template", "bold"), f": {template}   ", ("stage", "bold"), f": {stats.kind}"))
+    for warning in stats.warnings:
+        console.print(line(("warning", "yellow"), ": ", warning))
+
+
+def show_sample(console: Any, tokenizer: Any, sample: dict[str, Any], kind: str) -> None:
+    """One processed sample: token counts and its decoded text, trained tokens green, masked ones dimmed."""
     for ids_key, labels_key in _PAIRS:
         if ids_key not in sample:
             continue
         ids, labels = sample[ids_key], sample.get(labels_key, [])
         if kind == "unsupervised":
-            console.print(f"[bold]{ids_key}[/bold]: {len(ids)} prompt tokens, {len(labels)} reference tokens")
+            console.print(line((ids_key, "bold"), f": {len(ids)} prompt tokens, {len(labels)} reference tokens"))
             console.print(marked_text(tokenizer, ids, [IGNORE] * len(ids)))
             console.print(marked_text(tokenizer, labels, labels))
             continue
         trained = sum(1 for label in labels if label != IGNORE)
-        console.print(f"[bold]{ids_key}[/bold]: {len(ids)} tokens, {trained} trained, {len(ids) - trained} masked")
+        console.print(line((ids_key, "bold"), f": {len(ids)} tokens, {trained} trained, {len(ids) - trained} masked"))
         console.print(marked_text(tokenizer, ids, labels))
     if "kto_tags" in sample:
-        console.print(f"[bold]kto_tag[/bold]: {'desirable' if sample['kto_tags'] else 'undesirable'}")
+        console.print(line(("kto_tag", "bold"), f": {'desirable' if sample['kto_tags'] else 'undesirable'}"))
     if "position_ids" in sample:
         starts = sum(1 for p in sample["position_ids"] if p == 0)
-        console.print(f"[bold]packed[/bold]: {starts} sample(s) in this row (position ids restart at each)")
+        console.print(line(("packed", "bold"), f": {starts} sample(s) in this row (position ids restart at each)"))
 
 
 def marked_text(tokenizer: Any, ids: list[int], labels: list[int]) -> Any:
     """Rich Text of `ids` decoded in runs: trained tokens green, masked tokens dimmed."""
     from rich.text import Text
+
+    from tuneforge.console import literal
 
     text = Text()
     run: list[int] = []
@@ -96,12 +105,14 @@ def marked_text(tokenizer: Any, ids: list[int], labels: list[int]) -> Any:
     for token, label in zip(ids, labels, strict=False):
         is_masked = label == IGNORE
         if run and is_masked != masked:
-            text.append(tokenizer.decode(run, skip_special_tokens=False), style="dim" if masked else "bold green")
+            text.append_text(
+                literal(tokenizer.decode(run, skip_special_tokens=False), "dim" if masked else "bold green")
+            )
             run = []
         run.append(token)
         masked = is_masked
     if run:
-        text.append(tokenizer.decode(run, skip_special_tokens=False), style="dim" if masked else "bold green")
+        text.append_text(literal(tokenizer.decode(run, skip_special_tokens=False), "dim" if masked else "bold green"))
     return text
 
 
@@ -136,28 +147,50 @@ def _recalled_stats(cfg: TuneforgeConfig) -> Any:
 
 
 def stats_command(cfg: TuneforgeConfig, tokenizer: Any = None) -> Any:
-    """Print rows kept and dropped (and why), length percentiles, packing fill; returns the DataStats."""
-    from rich.table import Table
+    """Print rows kept and dropped (and why), length percentiles, packing fill, and where the time went."""
+    from tuneforge.timing import Breakdown
 
-    stats = _recalled_stats(cfg) if tokenizer is None else None
+    timing = Breakdown()
+    with timing.part("cache lookup"):
+        stats = _recalled_stats(cfg) if tokenizer is None else None
     if stats is None:
+        stats = _prepared_stats(cfg, tokenizer, timing)
+    console = _console()
+    show_stats(console, stats)
+    console.print(line(f"time: {timing}"))
+    return stats
+
+
+def _prepared_stats(cfg: TuneforgeConfig, tokenizer: Any, timing: Any) -> Any:
+    """Prepare (or load from the cache) the data with the tokenizer, and remember its stats for next time."""
+    with timing.part("imports"):
+        from transformers import AutoTokenizer  # noqa: F401  (transformers and torch, timed apart from loading)
+
         from tuneforge.data import cache
         from tuneforge.data.pipeline import prepare_dataset
+    with timing.part("tokenizer"):
+        tokenizer = tokenizer or _tokenizer(cfg)
+    with timing.part("data"):
+        stats = prepare_dataset(cfg, tokenizer).stats
+    root = cache.cache_root(getattr(cfg.model, "cache_dir", None))
+    cache.remember(root, cache.quick_key(cfg, root), stats.cache_path, stats.warnings)
+    return stats
 
-        stats = prepare_dataset(cfg, tokenizer or _tokenizer(cfg)).stats
-        root = cache.cache_root(getattr(cfg.model, "cache_dir", None))
-        cache.remember(root, cache.quick_key(cfg, root), stats.cache_path, stats.warnings)
-    console = _console()
-    table = Table(title=f"datasets (stage {stats.kind}, template {stats.template})")
+
+def show_stats(console: Any, stats: Any) -> None:
+    """The stats report: per-dataset counts, drop reasons, problems, lengths, packing, warnings, cache."""
+    from rich.table import Table
+
+    table = Table(title=literal(f"datasets (stage {stats.kind}, template {stats.template})"))
     for column in ("dataset", "rows read", "kept", "dropped"):
         table.add_column(column, justify="left" if column == "dataset" else "right")
     for item in stats.datasets:
-        table.add_row(item.name, str(item.rows_read), str(item.rows_kept), str(item.rows_dropped))
+        table.add_row(literal(item.name), str(item.rows_read), str(item.rows_kept), str(item.rows_dropped))
     console.print(table)
     for reason, count in sorted(stats.drop_reasons.items(), key=lambda kv: -kv[1]):
-        console.print(f"dropped {count}: {reason}")
-    for line in stats.problems:
-        console.print(line, markup=False)
+        console.print(line(f"dropped {count}: ", reason))
+    for problem in stats.problems:
+        console.print(line(problem))
     console.print(f"train rows: {stats.train_rows}   eval rows: {stats.eval_rows}")
     if stats.length_percentiles:
         lengths = "  ".join(f"{k} {v}" for k, v in stats.length_percentiles.items())
@@ -165,6 +198,5 @@ def stats_command(cfg: TuneforgeConfig, tokenizer: Any = None) -> Any:
     if stats.packing_fill is not None:
         console.print(f"packing: {stats.packed_rows} rows, {stats.packing_fill:.1%} filled")
     for warning in stats.warnings:
-        console.print(f"warning: {warning}", markup=False)
-    console.print(f"cache: {'hit' if stats.cache_hit else 'built'} {stats.cache_path or ''}", markup=False)
-    return stats
+        console.print(line(("warning", "yellow"), ": ", warning))
+    console.print(line(f"cache: {'hit' if stats.cache_hit else 'built'} {stats.cache_path or ''}"))

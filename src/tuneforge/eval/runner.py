@@ -147,7 +147,7 @@ def results_record(
     """What results.json holds: scores, exact config, hashes, versions (and the comparison)."""
     from lm_eval import __version__ as lm_eval_version
 
-    from tuneforge import __version__
+    from tuneforge.version import __version__
 
     record: dict[str, Any] = {
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

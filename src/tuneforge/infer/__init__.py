@@ -13,8 +13,11 @@ if TYPE_CHECKING:
 __all__ = ["load_engine"]
 
 
-def load_engine(cfg: Any) -> Engine:
-    """The inference engine for a config (see `tuneforge.infer.factory.load_engine`)."""
+def load_engine(cfg: Any, timing: Any = None) -> Engine:
+    """The inference engine for a config; `timing` (a `tuneforge.timing.Breakdown`) records where loading went.
+
+    See `tuneforge.infer.factory.load_engine`.
+    """
     from tuneforge.infer.factory import load_engine as _load
 
-    return _load(cfg)
+    return _load(cfg, timing)

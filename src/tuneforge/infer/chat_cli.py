@@ -8,8 +8,11 @@ quits. Empty lines are ignored. Reasoning, when the model thinks, is shown dimme
 from __future__ import annotations
 
 import sys
+import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TextIO
+
+from tuneforge.console import shown
 
 if TYPE_CHECKING:
     from tuneforge.config import TuneforgeConfig
@@ -26,18 +29,24 @@ class ChatSession:
 
 
 def chat_command(cfg: TuneforgeConfig) -> None:
-    """`tuneforge chat CONFIG`: load the model and chat in the terminal until `exit`, EOF or Ctrl-C."""
-    from tuneforge.infer import load_engine
+    """`tuneforge chat CONFIG`: load the model and chat in the terminal until `exit`, EOF or Ctrl-C.
 
-    engine = load_engine(cfg)
+    Timings (loading, and per answer the time to first token and the decoding speed) go to stderr.
+    """
+    from tuneforge.infer import load_engine
+    from tuneforge.timing import Breakdown, loaded_line
+
+    timing = Breakdown()
+    engine = load_engine(cfg, timing)
+    print(f"[{loaded_line(timing, engine)}]", file=sys.stderr)
     try:
-        run_chat(engine, ChatSession(system=cfg.data.default_system), sys.stdin, sys.stdout)
+        run_chat(engine, ChatSession(system=cfg.data.default_system), sys.stdin, sys.stdout, timings=sys.stderr)
     finally:
         engine.close(timeout=5)
 
 
-def run_chat(engine: Any, session: ChatSession, stdin: TextIO, stdout: TextIO) -> None:
-    """The read-answer loop (testable with any text streams)."""
+def run_chat(engine: Any, session: ChatSession, stdin: TextIO, stdout: TextIO, timings: TextIO | None = None) -> None:
+    """The read-answer loop (testable with any text streams); `timings` gets one line per answer."""
     print(HELP, file=stdout)
     while True:
         line = _read(stdin, stdout)
@@ -52,7 +61,7 @@ def run_chat(engine: Any, session: ChatSession, stdin: TextIO, stdout: TextIO) -
         if _command(text, session, stdout):
             continue
         session.history.append({"role": "user", "content": text})
-        answer = _answer(engine, session, stdout)
+        answer = _answer(engine, session, stdout, timings)
         if answer is None:
             session.history.pop()  # interrupted: forget the question so the history stays user/assistant
         else:
@@ -81,25 +90,37 @@ def _command(text: str, session: ChatSession, stdout: TextIO) -> bool:
     return False
 
 
-def _answer(engine: Any, session: ChatSession, stdout: TextIO) -> str | None:
-    """Stream one answer; returns its content, or None when interrupted with Ctrl-C."""
+def _answer(engine: Any, session: ChatSession, stdout: TextIO, timings: TextIO | None) -> str | None:
+    """Stream one answer (model text shown literally); returns its content, or None when interrupted."""
     print("Assistant: ", end="", file=stdout, flush=True)
+    started, first, tokens = time.perf_counter(), None, 0
     stream = engine.stream_chat(session.history, system=session.system)
     content, thinking = [], False
     try:
         for delta in stream:
+            first = first if first is not None else time.perf_counter()
+            tokens = delta.completion_tokens or tokens
             if delta.reasoning:
-                print(("\033[2m" if not thinking else "") + delta.reasoning, end="", file=stdout, flush=True)
+                print(("\033[2m" if not thinking else "") + shown(delta.reasoning), end="", file=stdout, flush=True)
                 thinking = True
             if delta.content:
                 if thinking:
                     print("\033[0m\n", end="", file=stdout)
                     thinking = False
                 content.append(delta.content)
-                print(delta.content, end="", file=stdout, flush=True)
+                print(shown(delta.content), end="", file=stdout, flush=True)
     except KeyboardInterrupt:
         stream.close()  # cancels the request in the engine
         print("\033[0m\n[interrupted]", file=stdout)
         return None
     print("\033[0m" if thinking else "", file=stdout)
+    if timings is not None and first is not None:
+        print(_timing_line(started, first, tokens), file=timings, flush=True)
     return "".join(content)
+
+
+def _timing_line(started: float, first: float, tokens: int) -> str:
+    """`[first token 85 ms, 64 tokens, 210.3 tokens/s]` for one answer."""
+    now = time.perf_counter()
+    rate = f", {(tokens - 1) / (now - first):.1f} tokens/s" if tokens > 1 and now > first else ""
+    return f"[first token {1000 * (first - started):.0f} ms, {tokens} tokens{rate}]"

@@ -11,6 +11,7 @@ from tuneforge.config.require import require
 from tuneforge.errors import ConfigError, TuneforgeError
 from tuneforge.infer.engine import Engine
 from tuneforge.infer.params import GenerationDefaults
+from tuneforge.timing import Breakdown
 
 if TYPE_CHECKING:
     from tuneforge.config import TuneforgeConfig
@@ -20,31 +21,44 @@ logger = logging.getLogger(__name__)
 _GPU_BACKENDS = {"vllm": "vllm", "sglang": "sglang", "ktransformers": "ktransformers"}
 
 
-def load_engine(cfg: TuneforgeConfig) -> Engine:
-    """The inference engine the config describes (model, adapters, template, backend, sampling defaults)."""
+def load_engine(cfg: TuneforgeConfig, timing: Breakdown | None = None) -> Engine:
+    """The inference engine the config describes (model, adapters, template, backend, sampling defaults).
+
+    With `timing`, the Hugging Face path records imports, tokenizer (with the template check), weights and engine
+    start (the CPU thread-count measurement) as separate parts.
+    """
+    timing = timing if timing is not None else Breakdown()
     require(cfg.model.model_name_or_path, "model_name_or_path", "the model to chat with")
     backend_name = cfg.inference.infer_backend
     if backend_name in ("vllm", "sglang"):
         return _load_async_engine(cfg, backend_name)
     if backend_name != "huggingface":
         raise _gpu_backend_error(backend_name)
-    from tuneforge.infer.hf_backend import HFBackend
-    from tuneforge.infer.loading import find_value_head, load_for_inference
+    with timing.part("imports"):
+        from transformers import AutoModelForCausalLM  # noqa: F401  (torch and transformers, timed on their own)
 
-    model, tokenizer = load_for_inference(cfg)
-    backend = HFBackend(
-        model,
-        tokenizer,
-        max_batch_size=cfg.server.max_batch_size,
-        max_queue_size=cfg.server.max_queue_size,
-        use_cache=cfg.inference.use_kv_cache,
-    )
+        from tuneforge.infer.hf_backend import HFBackend
+        from tuneforge.infer.loading import find_value_head, load_for_inference
+        from tuneforge.models.loader import load_tokenizer
+    with timing.part("tokenizer"):
+        tokenizer = load_tokenizer(cfg)
+        template = load_inference_template(cfg, tokenizer)  # refuses a mismatched template before any weight
+    with timing.part("weights"):
+        model, tokenizer = load_for_inference(cfg, tokenizer)
+    with timing.part("engine"):
+        backend = HFBackend(
+            model,
+            tokenizer,
+            max_batch_size=cfg.server.max_batch_size,
+            max_queue_size=cfg.server.max_queue_size,
+            use_cache=cfg.inference.use_kv_cache,
+        )
     head_path = find_value_head(cfg)
     scorer = ValueHeadScorer(backend, head_path) if head_path else None
     return Engine(
         backend,
         tokenizer,
-        load_inference_template(cfg, tokenizer),
+        template,
         GenerationDefaults.from_config(cfg.generation).params,
         model_name=served_name(cfg),
         scorer=scorer,

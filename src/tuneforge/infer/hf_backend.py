@@ -10,17 +10,41 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from tuneforge.infer.isolation import accept_token, pick_tokens
 from tuneforge.infer.requests import Failed, GenerationRequest, RequestQueue
-from tuneforge.infer.rows import Row
+from tuneforge.infer.rows import Emitter, Row
 from tuneforge.infer.sampling import sample_batch
 
 if TYPE_CHECKING:
     import torch
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass
+class DecodeStats:
+    """Where decode steps spend their time, per batch size: whole step vs model forward (benchmarks read it)."""
+
+    steps: dict[int, int] = field(default_factory=lambda: defaultdict(int))
+    step_s: dict[int, float] = field(default_factory=lambda: defaultdict(float))
+    forward_s: dict[int, float] = field(default_factory=lambda: defaultdict(float))
+
+    def add(self, rows: int, step: float, forward: float) -> None:
+        """Record one decode step of `rows` rows."""
+        self.steps[rows] += 1
+        self.step_s[rows] += step
+        self.forward_s[rows] += forward
+
+    def outside_forward(self, rows: int) -> float | None:
+        """Share of the step time spent outside the forward at this batch size (None: no such step yet)."""
+        total = self.step_s.get(rows, 0.0)
+        return (total - self.forward_s[rows]) / total if total else None
 
 
 class _Batch:
@@ -54,15 +78,31 @@ class HFBackend:
         self._can_merge = not any(getattr(layer, "is_sliding", False) for layer in _cache_layers(model))
         self._cache_kw = _cache_keyword(model)
         self.peak_batch = 0  # most rows decoded together so far (observability, tests)
+        self.threads: int | None = None  # intra-op threads chosen on CPU (None: not measured)
+        self.decode_stats = DecodeStats()
+        self.on_first_token: Callable[[float], None] | None = None  # gets each request's time to first token (s)
+        self._submitted: dict[int, float] = {}
         self._stopped = threading.Event()
+        self._outbox: list = []  # this step's messages for the emitter thread (text, Finished, Failed)
+        self._emitter = Emitter()
+        self._ready = threading.Event()  # set once the thread count is chosen (part of loading, not of a request)
         self._thread = threading.Thread(target=self._run, name="tuneforge-engine", daemon=True)
         self._thread.start()
+        self._ready.wait(timeout=120)
 
     # ---- public -----------------------------------------------------------------------------------------
 
     def submit(self, *requests: GenerationRequest) -> None:
         """Queue the requests, all or none (raises QueueFullError / ShuttingDownError)."""
-        self.queue.put(*requests)
+        now = time.perf_counter()
+        for request in requests:
+            self._submitted[request.request_id] = now
+        try:
+            self.queue.put(*requests)
+        except BaseException:
+            for request in requests:
+                self._submitted.pop(request.request_id, None)
+            raise
 
     def pending(self) -> int:
         """Requests waiting to join the running batch."""
@@ -73,6 +113,7 @@ class HFBackend:
         self.queue.close()
         self._stopped.set()
         self._thread.join(timeout)
+        self._emitter.close(timeout)
 
     # ---- worker -----------------------------------------------------------------------------------------
 
@@ -81,6 +122,10 @@ class HFBackend:
 
         batch: _Batch | None = None
         with torch.inference_mode():
+            try:
+                self._tune_threads()
+            finally:
+                self._ready.set()
             while True:
                 room = self.max_batch_size - (len(batch.rows) if batch else 0)
                 may_admit = batch is None or self._can_merge
@@ -91,6 +136,43 @@ class HFBackend:
                         return
                     continue
                 batch = self._guarded_step(batch, new)
+                self._emitter.post(self._outbox[:])
+                self._outbox.clear()
+
+    def _tune_threads(self) -> None:
+        """On CPU, time a decode step at each thread count and keep the fastest (see `tuneforge.threads`)."""
+        if self.model.device.type != "cpu":
+            return
+        from tuneforge.threads import tune_threads
+
+        try:
+            self.threads = tune_threads(self._probe_step())
+        except Exception:  # tuning is an optimisation: never let it stop the engine
+            logger.exception("Measuring the CPU thread count failed; keeping torch's default")
+
+    def _probe_step(self) -> Any:
+        """A function running one batch-1 decode step on a short prompt (the serving hot path)."""
+        import torch
+
+        ids = torch.full((1, 16), self.pad_id, dtype=torch.long, device=self.model.device)
+        mask = torch.ones_like(ids)
+        cache = _new_cache(self.model) if self.use_cache else None
+        self._forward(ids, mask, cache)
+        state = {"mask": mask}
+
+        def step() -> None:
+            if cache is None:
+                self._forward(ids, mask, None)
+                return
+            state["mask"] = torch.cat([state["mask"], mask[:, -1:]], dim=1)
+            self._forward(ids[:, -1:], state["mask"], cache)
+
+        return step
+
+    def _first_token(self, row: Row) -> None:
+        submitted = self._submitted.pop(row.request.request_id, None)
+        if submitted is not None and self.on_first_token is not None:
+            self._outbox.append((self.on_first_token, time.perf_counter() - submitted))
 
     def _guarded_step(self, batch: _Batch | None, new: list[GenerationRequest]) -> _Batch | None:
         try:
@@ -98,9 +180,11 @@ class HFBackend:
         except Exception as error:  # a model failure must not kill the worker: report it to every request
             logger.exception("Generation step failed")
             for row in batch.rows if batch else []:
+                self._submitted.pop(row.request.request_id, None)
                 row.fail(error)
             for request in new:
-                request.emit(Failed(error))
+                self._submitted.pop(request.request_id, None)
+                self._outbox.append((request.emit, Failed(error)))
             return None
 
     def _step(self, batch: _Batch | None, new: list[GenerationRequest]) -> _Batch | None:
@@ -108,13 +192,18 @@ class HFBackend:
             fresh = self._prefill(new)
             batch = fresh if batch is None else _merge(batch, fresh)
             self.peak_batch = max(self.peak_batch, len(batch.rows))
-        elif batch is not None:
-            self._decode(batch)
-        return _prune(batch)
+            return _prune(batch)
+        if batch is None:
+            return None
+        started, rows = time.perf_counter(), len(batch.rows)
+        forward = self._decode(batch)
+        batch = _prune(batch)
+        self.decode_stats.add(rows, time.perf_counter() - started, forward)
+        return batch
 
     def _new_rows(self, requests: list[GenerationRequest]) -> list[Row]:
         vocab = self.model.config.get_text_config().vocab_size
-        return [Row(r, self.tokenizer, vocab, self.context_len) for r in requests]
+        return [Row(r, self.tokenizer, vocab, self.context_len, self._outbox) for r in requests]
 
     def _prefill(self, requests: list[GenerationRequest]) -> _Batch:
         import torch
@@ -133,10 +222,14 @@ class HFBackend:
         self._sample(batch, logits)
         return batch
 
-    def _decode(self, batch: _Batch) -> None:
+    def _decode(self, batch: _Batch) -> float:
+        """One token for every row; returns the seconds spent in the model forward."""
         inputs = batch.ids[:, -1:] if self.use_cache else batch.ids
+        started = time.perf_counter()
         logits = self._forward(inputs, batch.mask, batch.cache)
+        forward = time.perf_counter() - started
         self._sample(batch, logits)
+        return forward
 
     def _forward(self, ids: torch.Tensor, mask: torch.Tensor, cache: Any) -> torch.Tensor:
         positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, -ids.shape[1] :]
@@ -153,6 +246,8 @@ class HFBackend:
         for row, token in zip(batch.rows, tokens, strict=True):
             if token is not None:
                 accept_token(row, token)
+            if row.generated == 1 or (row.done and not row.generated):
+                self._first_token(row)
         padded = [self.pad_id if token is None else token for token in tokens]
         column = torch.tensor(padded, dtype=torch.long, device=batch.ids.device)[:, None]
         batch.ids = torch.cat([batch.ids, column], dim=1)

@@ -42,14 +42,15 @@ def infer_dtype(cfg: TuneforgeConfig, model_config: Any) -> torch.dtype:
     return declared if isinstance(declared, torch.dtype) else torch.bfloat16
 
 
-def load_for_inference(cfg: TuneforgeConfig) -> tuple[Any, Any]:
-    """(model, tokenizer) ready to decode: eval mode, no gradients, adapters applied."""
+def load_for_inference(cfg: TuneforgeConfig, tokenizer: Any = None) -> tuple[Any, Any]:
+    """(model, tokenizer) ready to decode: eval mode, no gradients, adapters applied (tokenizer loaded if None)."""
     from transformers import AutoConfig, AutoModelForCausalLM
 
     from tuneforge.models.loader import attn_implementation, load_tokenizer, quantization_config
 
     m = cfg.model
-    tokenizer = load_tokenizer(cfg)
+    tokenizer = tokenizer if tokenizer is not None else load_tokenizer(cfg)
+    check_adapter_paths(cfg.model.adapters)
     model_config = AutoConfig.from_pretrained(m.model_name_or_path, trust_remote_code=m.trust_remote_code)
     kwargs: dict[str, Any] = {"dtype": infer_dtype(cfg, model_config), "trust_remote_code": m.trust_remote_code}
     attn = attn_implementation(m.flash_attn)
@@ -75,9 +76,8 @@ def apply_adapters(model: Any, paths: list[str], keep_last: bool = False) -> Any
         return model
     from peft import PeftModel
 
+    check_adapter_paths(paths)
     for index, path in enumerate(paths):
-        if not Path(path).exists() and "/" not in path:
-            raise TuneforgeError(f"adapter_name_or_path: {path!r} does not exist; name a trained adapter folder.")
         model = PeftModel.from_pretrained(model, path)
         if keep_last and index == len(paths) - 1:
             logger.info("Loaded adapter %s (kept unmerged over the quantized base)", path)
@@ -85,6 +85,13 @@ def apply_adapters(model: Any, paths: list[str], keep_last: bool = False) -> Any
         model = model.merge_and_unload()
         logger.info("Merged adapter %s", path)
     return model
+
+
+def check_adapter_paths(paths: list[str]) -> None:
+    """Raise before any weight is read when a local adapter folder named in `adapter_name_or_path` is missing."""
+    for path in paths:
+        if not Path(path).exists() and "/" not in path:
+            raise TuneforgeError(f"adapter_name_or_path: {path!r} does not exist; name a trained adapter folder.")
 
 
 def find_value_head(cfg: TuneforgeConfig) -> Path | None:

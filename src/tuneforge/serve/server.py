@@ -79,9 +79,14 @@ def api_command(cfg: TuneforgeConfig) -> None:
     from tuneforge.infer import load_engine
     from tuneforge.serve.app import create_app
 
-    keys = api_keys(cfg)  # a malformed key spec stops here, before the model loads
+    keys = api_keys(cfg)  # a malformed key spec or a bad API_PORT stops here, before the model loads
     host, port = bind_address(cfg, keys)
-    engine = load_engine(cfg)
+    from tuneforge.timing import Breakdown, loaded_line
+
+    timing = Breakdown()
+    engine = load_engine(cfg, timing)
+    print("L" + loaded_line(timing, engine)[1:])
+    report_first_token(engine)
     settings = server_settings(cfg, engine, keys)
     if not settings.api_keys:
         print(f"No API key set (api_keys / API_KEY): the server is open to anyone who can reach {host}:{port}.")
@@ -89,3 +94,16 @@ def api_command(cfg: TuneforgeConfig) -> None:
             print("Binding 127.0.0.1 only; set api_keys and api_host to serve other machines.")
     print(f"Serving {settings.model_name} at http://{host}:{port}/v1 (docs at /docs)")
     build_server(create_app(engine, settings), engine, host, port).run()
+
+
+def report_first_token(engine: Any) -> None:
+    """Print the time to first token of the first request served (backends that measure it)."""
+    backend = engine.backend
+    if not hasattr(backend, "on_first_token"):
+        return
+
+    def once(seconds: float) -> None:
+        backend.on_first_token = None
+        print(f"First request: first token after {1000 * seconds:.0f} ms", flush=True)
+
+    backend.on_first_token = once

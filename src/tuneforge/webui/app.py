@@ -13,6 +13,7 @@ from typing import Any
 
 import yaml
 
+from tuneforge.console import markdown_literal
 from tuneforge.errors import TuneforgeError
 from tuneforge.webui.context import Context, error_message, message
 from tuneforge.webui.locale import DEFAULT_LANG, LANGS
@@ -95,7 +96,7 @@ def _detect(ctx: Context, lang: str, model: str) -> tuple[Any, str]:
         tokenizer = load_local_tokenizer(path) if path else None
         template, notes = suggest_template(model, tokenizer)
         text = message(lang, "msg.template_auto", template=template or "(tokenizer)")
-        return gr.update(value=template), "\n\n".join([text, *notes])
+        return gr.update(value=template), "\n\n".join([text, *map(markdown_literal, notes)])
     except Exception as err:
         return gr.update(), error_message(lang, err)
 
@@ -112,7 +113,7 @@ def _check(ctx: Context, lang: str, model: str, template: str) -> str:
         return error_message(lang, err)
     if not warnings:
         return message(lang, "msg.template_ok", template=template)
-    return "\n\n".join(f"⚠️ {w}" for w in warnings)
+    return "\n\n".join(f"⚠️ {markdown_literal(w)}" for w in warnings)
 
 
 def _adapters(ctx: Context) -> Any:

@@ -58,13 +58,17 @@ class Context:
 
 
 def message(lang: str, key: str, kind: str = "info", **values: Any) -> str:
-    """A status line for the page: the localized text, bold for warnings and errors."""
-    text = t(lang, key, **values)
+    """A status line for the page: the localized text (values shown literally), bold for warnings and errors."""
+    from tuneforge.console import markdown_literal
+
+    text = t(lang, key, **{name: markdown_literal(value) for name, value in values.items()})
     return text if kind == "info" else f"**{text}**"
 
 
 def error_message(lang: str, err: Exception) -> str:
     """A visible message for an error a user can act on (the error's own text names what to change)."""
+    from tuneforge.console import markdown_literal
+
     if isinstance(err, TuneforgeError):
-        return f"**{t(lang, 'msg.error')}:** {err}"
-    return f"**{t(lang, 'msg.unexpected')}:** {type(err).__name__}: {err}"
+        return f"**{t(lang, 'msg.error')}:** {markdown_literal(err)}"
+    return f"**{t(lang, 'msg.unexpected')}:** {type(err).__name__}: {markdown_literal(err)}"

@@ -132,11 +132,10 @@ def raw_rows(dataset_dir: str | Path, name: str, n: int = 3) -> list[dict[str, A
 
 def token_preview_html(samples: list[dict[str, Any]], tokenizer: Any) -> str:
     """HTML of processed samples: trained tokens green, masked tokens grey (rich's own rendering)."""
-    from rich.console import Console
-
+    from tuneforge.console import make_console
     from tuneforge.data.preview import IGNORE, marked_text
 
-    console = Console(record=True, width=110, file=io.StringIO(), force_terminal=False)
+    console = make_console(record=True, width=110, file=io.StringIO(), force_terminal=False)
     for index, sample in enumerate(samples):
         ids, labels = sample.get("input_ids", []), sample.get("labels") or [IGNORE] * len(sample.get("input_ids", []))
         trained = sum(1 for label in labels if label != IGNORE)

@@ -10,6 +10,7 @@ import importlib.util
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+from tuneforge.console import markdown_literal
 from tuneforge.errors import TuneforgeError
 
 if TYPE_CHECKING:
@@ -86,7 +87,7 @@ def build_app(engine: Any, default_system: str | None = None) -> Any:
 
     params = engine.defaults
     with gr.Blocks(title=f"tuneforge chat: {engine.model_name}") as app:
-        gr.Markdown(f"### Chat with `{engine.model_name}`")
+        gr.Markdown(f"### Chat with {markdown_literal(engine.model_name)}")
         chatbot = gr.Chatbot(label="Conversation", height=480)
         with gr.Row():
             box = gr.Textbox(placeholder="Type a message and press Enter", scale=4, show_label=False)
