@@ -165,7 +165,7 @@ def test_missing_gptq_library_named(tmp_path: Path, monkeypatch: pytest.MonkeyPa
 
     cfg = export_cfg(tmp_path, tmp_path / "o", export_quantization_bit=4, export_quantization_dataset="c4.jsonl")
     monkeypatch.setattr("importlib.util.find_spec", lambda name: None)
-    with pytest.raises(TuneforgeError, match="pip install gptqmodel"):
+    with pytest.raises(TuneforgeError, match=r"pip install .tuneforge\[quantize\]."):
         check_export_quantization(cfg, cuda=True)
 
 

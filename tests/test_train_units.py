@@ -55,10 +55,19 @@ def test_rope_scaling_factor_from_cutoff_len() -> None:
 
     from tuneforge.models.loader import rope_parameters
 
-    conf = SimpleNamespace(rope_parameters={"rope_type": "default", "rope_theta": 1e4}, max_position_embeddings=1024)
-    rope = rope_parameters(conf, "linear", 4096)
-    assert rope == {"rope_type": "linear", "rope_theta": 1e4, "factor": 4.0}
-    assert rope_parameters(conf, None, 4096) is None
+    def conf() -> SimpleNamespace:
+        return SimpleNamespace(
+            rope_parameters={"rope_type": "default", "rope_theta": 1e4}, max_position_embeddings=1024
+        )
+
+    linear = conf()
+    assert rope_parameters(linear, "linear", 3000) == {"rope_type": "linear", "rope_theta": 1e4, "factor": 3.0}
+    assert linear.max_position_embeddings == 3072  # enlarged by the factor, as LLaMA-Factory does
+    assert rope_parameters(conf(), None, 4096) is None
+    short = conf()
+    assert rope_parameters(short, "linear", 1024) is None and short.max_position_embeddings == 1024  # fits: no scaling
+    dynamic = rope_parameters(conf(), "dynamic", 4096)  # LLaMA-Factory's factor for dynamic too, not a fixed 2.0
+    assert dynamic["factor"] == 4.0 and dynamic["original_max_position_embeddings"] == 1024
 
 
 @pytest.fixture(scope="module")
@@ -83,9 +92,21 @@ def test_freeze_keeps_last_layers_and_named_modules(tiny_model) -> None:
         ),
     )
     assert any(".layers.0.mlp." in n for n in names) and "model.norm.weight" in names
-    assert not any("self_attn" in n or ".layers.1." in n for n in names)
-    with pytest.raises(TuneforgeError, match="freeze_trainable_layers"):
-        freeze_trainable_names(tiny_model, cfg_of(finetuning_type="freeze", freeze_trainable_layers=5))
+    assert "model.layers.1.input_layernorm.weight" in names  # `norm` trains every matching norm, as LLaMA-Factory
+    assert not any(n.endswith("proj.weight") and (".self_attn." in n or ".layers.1." in n) for n in names)
+
+
+def test_freeze_trainable_layers_beyond_the_model_clamps_with_a_warning(
+    tiny_model, caplog: pytest.LogCaptureFixture
+) -> None:
+    from tuneforge.models.adapters import freeze_trainable_names
+
+    with caplog.at_level("WARNING", logger="tuneforge.models.adapters"):
+        names = freeze_trainable_names(tiny_model, cfg_of(finetuning_type="freeze", freeze_trainable_layers=5))
+    assert "has 2 layers" in caplog.text
+    assert any(".layers.0." in n for n in names) and any(".layers.1." in n for n in names)
+    with pytest.raises(TuneforgeError, match="freeze_trainable_layers: 0"):
+        freeze_trainable_names(tiny_model, cfg_of(finetuning_type="freeze", freeze_trainable_layers=0))
 
 
 def test_lora_target_all_is_every_linear_but_the_head(tiny_model) -> None:
@@ -207,3 +228,15 @@ def test_outputs_summary_names_what_exists(tmp_path) -> None:
     text = outputs_summary(tmp_path)
     assert f"adapter        {tmp_path / 'adapter_model.safetensors'}" in text
     assert "loss plot" in text and "trainer_log.jsonl" not in text
+
+
+def test_fractional_val_size_rounds_up_like_llamafactory() -> None:
+    import pyarrow as pa
+
+    from tuneforge.data.mixing import split_validation
+
+    table = pa.table({"x": list(range(10))})
+    train, evals = split_validation(table, 0.12, seed=0)  # 1.2 rows: LLaMA-Factory (train_test_split) takes 2
+    assert (train.num_rows, evals.num_rows) == (8, 2)
+    train, evals = split_validation(table, 3, seed=0)
+    assert evals.num_rows == 3

@@ -61,13 +61,13 @@ def test_saved_config_loads_back_into_the_form(tmp_path: Path) -> None:
         dataset=["x"],
         output_dir="o",
         learning_rate=0.01,
-        ui_booster="unsloth",
+        ui_booster="liger_kernel",
         ui_deepspeed_stage="2",
     )
     config = forms.form_to_config(values, tmp_path)
     assert Path(config["deepspeed"]).is_file()
     back = forms.config_to_form(yaml.safe_load(forms.to_yaml(config)))
-    assert back["dataset"] == ["x"] and back["learning_rate"] == 0.01 and back["ui_booster"] == "unsloth"
+    assert back["dataset"] == ["x"] and back["learning_rate"] == 0.01 and back["ui_booster"] == "liger_kernel"
     assert forms.form_to_config({**values, **back}, tmp_path) == config
 
 

@@ -144,6 +144,12 @@ def _evaluation(cfg: TuneforgeConfig) -> Iterator[Conflict]:
             ("eval_strategy", "eval_dataset", "val_size"),
             "evaluation is scheduled but there is no evaluation data: set `eval_dataset` or `val_size`.",
         )
+    if t.early_stopping_steps is not None and not (t.load_best_model_at_end and t.eval_strategy != "no"):
+        yield (
+            ("early_stopping_steps", "load_best_model_at_end", "eval_strategy"),
+            "early stopping compares evaluations and keeps the best checkpoint: set `eval_strategy: steps` "
+            "(or epoch), `load_best_model_at_end: true` and a matching `save_strategy`.",
+        )
     if t.do_predict and cfg.method.stage == "sft" and not t.predict_with_generate:
         yield (
             ("do_predict", "predict_with_generate"),
@@ -156,36 +162,6 @@ def _evaluation(cfg: TuneforgeConfig) -> Iterator[Conflict]:
             ("export_quantization_bit", "adapter_name_or_path"),
             "merge the adapter into a model first, then quantize the merged model in a second export.",
         )
-
-
-# LLaMA-Factory switches tuneforge reads (so the YAML loads) but does not implement yet: setting one is an
-# error rather than a switch that silently does nothing.
-NOT_IMPLEMENTED = {
-    "use_galore": "GaLore",
-    "use_apollo": "APOLLO",
-    "use_badam": "BAdam",
-    "use_muon": "the Muon optimizer",
-    "use_adam_mini": "Adam-mini",
-    "use_llama_pro": "LLaMA Pro block expansion",
-    "use_unsloth": "Unsloth",
-    "use_unsloth_gc": "Unsloth gradient checkpointing",
-    "use_mca": "MCoreAdapter",
-    "use_hyper_parallel": "hyper-parallel training",
-    "use_kt": "KTransformers",
-    "shift_attn": "shift short attention (S^2-Attn)",
-    "use_swanlab": "SwanLab logging",
-    "enable_torch_profiler": "the torch profiler",
-}
-
-
-def _not_implemented(cfg: TuneforgeConfig) -> Iterator[Conflict]:
-    for key, what in NOT_IMPLEMENTED.items():
-        if cfg.get(key):
-            yield (
-                (key,),
-                f"{what} is accepted for LLaMA-Factory compatibility but not implemented in tuneforge yet; "
-                f"remove `{key}` (or set it to false) so nothing is silently ignored.",
-            )
 
 
 def _template(cfg: TuneforgeConfig) -> Iterator[Conflict]:
@@ -204,7 +180,6 @@ def _template(cfg: TuneforgeConfig) -> Iterator[Conflict]:
 
 
 CHECKS: list[Callable[[TuneforgeConfig], Iterator[Conflict]]] = [
-    _not_implemented,
     _template,
     _precision,
     _quantization,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import logging
 from collections.abc import Mapping, Sequence
 from functools import cache
 from pathlib import Path
@@ -11,9 +12,13 @@ from typing import Any
 from pydantic import ValidationError
 
 from tuneforge.config.checks import check_consistency, check_paths
+from tuneforge.config.renames import apply_renames
 from tuneforge.config.root import SECTIONS, TuneforgeConfig, field_index, field_info, type_label
 from tuneforge.config.source import Entry, parse_overrides, read_yaml
+from tuneforge.config.wiring import check_wiring
 from tuneforge.errors import ConfigError
+
+logger = logging.getLogger(__name__)
 
 # Keys LLaMA-Factory users write that mean the same as one of ours.
 VALUE_ALIASES: dict[str, dict[Any, Any]] = {
@@ -36,8 +41,14 @@ def load_config(
     """
     entries = _collect(source)
     entries.update(_flatten_sections(parse_overrides(overrides)))
+    entries, notes = apply_renames(entries)
     cfg = build_config(entries, source=str(source) if isinstance(source, (str, Path)) else None)
-    problems = [_format_conflict(keys, msg, entries) for keys, msg in check_consistency(cfg)]
+    refusals, no_ops = check_wiring(cfg)
+    for note in notes + [
+        _format_conflict(keys, msg, entries).strip(" -").replace("): ", ") ", 1) for keys, msg in no_ops
+    ]:
+        logger.warning(note)
+    problems = [_format_conflict(keys, msg, entries) for keys, msg in refusals + check_consistency(cfg)]
     if paths:
         problems += [_format_conflict(keys, msg, entries) for keys, msg in check_paths(cfg)]
     if problems:

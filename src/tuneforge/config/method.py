@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from tuneforge.config.fields import F, Section
+from tuneforge.config.fields import ACTS, MULTIMODAL, F, Section, only_with, refused
 from tuneforge.config.lists import CommaList, CommaListStr, split_list
 from tuneforge.config.stages import StageName
 
@@ -15,187 +15,279 @@ class MethodSection(Section):
     freeze_trainable_layers: int = F(
         2,
         "Freeze tuning: number of layers left trainable; positive counts from the last layer, negative from the first.",
+        wiring=ACTS,
     )
     freeze_trainable_modules: str = F(
-        "all",
-        "Freeze tuning: comma-separated module names inside the trainable layers to train, or all.",
+        "all", "Freeze tuning: comma-separated module names inside the trainable layers to train, or all.", wiring=ACTS
     )
     freeze_extra_modules: str | None = F(
-        None,
-        "Freeze tuning: comma-separated extra modules outside the hidden layers to train as well.",
+        None, "Freeze tuning: comma-separated extra modules outside the hidden layers to train as well.", wiring=ACTS
     )
     additional_target: CommaList = F(
         None,
         "Comma-separated modules besides the adapter layers to train fully and save (e.g. embed_tokens,lm_head).",
+        wiring=ACTS,
     )
-    module_dropout: float = F(0.0, "OFT: probability of dropping whole adapter blocks during training.")
-    oft_rank: int = F(0, "OFT: number of orthogonal blocks per layer; 0 derives it from oft_block_size.")
-    oft_block_size: int = F(32, "OFT: size of each orthogonal block; 0 derives it from oft_rank.")
-    oft_target: str = F("all", "OFT: comma-separated module names to adapt, or all for every linear layer.")
+    module_dropout: float = F(0.0, "OFT: probability of dropping whole adapter blocks during training.", wiring=ACTS)
+    oft_rank: int = F(0, "OFT: number of orthogonal blocks per layer; 0 derives it from oft_block_size.", wiring=ACTS)
+    oft_block_size: int = F(32, "OFT: size of each orthogonal block; 0 derives it from oft_rank.", wiring=ACTS)
+    oft_target: str = F(
+        "all", "OFT: comma-separated module names to adapt, or all for every linear layer.", wiring=ACTS
+    )
     create_new_adapter: bool = F(
         False,
         "Start a fresh adapter on top of the adapters loaded from adapter_name_or_path instead of "
         "continuing the last one.",
+        wiring=ACTS,
     )
     lora_alpha: int | None = F(
         None,
         "LoRA scaling numerator; the update is scaled by lora_alpha / lora_rank. Unset means lora_rank * 2.",
+        wiring=ACTS,
     )
-    lora_dropout: float = F(0.0, "LoRA: dropout probability applied to the adapter's input.")
+    lora_dropout: float = F(0.0, "LoRA: dropout probability applied to the adapter's input.", wiring=ACTS)
     lora_rank: int = F(
-        8,
-        "LoRA: rank of the low-rank update matrices; higher means more trainable parameters.",
+        8, "LoRA: rank of the low-rank update matrices; higher means more trainable parameters.", wiring=ACTS
     )
-    lora_target: CommaListStr = F("all", "LoRA: comma-separated module names to adapt, or all for every linear layer.")
+    lora_target: CommaListStr = F(
+        "all", "LoRA: comma-separated module names to adapt, or all for every linear layer.", wiring=ACTS
+    )
     loraplus_lr_ratio: float | None = F(
-        None,
-        "LoRA+: learning-rate multiplier for the B matrices relative to A; unset disables LoRA+.",
+        None, "LoRA+: learning-rate multiplier for the B matrices relative to A; unset disables LoRA+.", wiring=ACTS
     )
-    loraplus_lr_embedding: float = F(1e-06, "LoRA+: learning rate for LoRA embedding layers.")
+    loraplus_lr_embedding: float = F(1e-06, "LoRA+: learning rate for LoRA embedding layers.", wiring=ACTS)
     use_rslora: bool = F(
-        False,
-        "Use rank-stabilised LoRA scaling (alpha / sqrt(rank)) instead of alpha / rank.",
+        False, "Use rank-stabilised LoRA scaling (alpha / sqrt(rank)) instead of alpha / rank.", wiring=ACTS
     )
-    use_dora: bool = F(False, "Use DoRA, which splits each weight update into magnitude and direction.")
+    use_dora: bool = F(False, "Use DoRA, which splits each weight update into magnitude and direction.", wiring=ACTS)
     pissa_init: bool = F(
         False,
         "Initialise LoRA from the principal singular vectors of the weights (PiSSA) instead of zeros.",
+        wiring=ACTS,
     )
-    pissa_iter: int = F(16, "PiSSA: iterations of fast SVD; -1 uses the exact SVD.")
+    pissa_iter: int = F(16, "PiSSA: iterations of fast SVD; -1 uses the exact SVD.", wiring=ACTS)
     pissa_convert: bool = F(
         False,
         "PiSSA: also save the trained adapter converted to a plain LoRA adapter (twice the rank) for the original "
         "base model, in output_dir/pissa_converted (the initial adapter goes to output_dir/pissa_init); "
         "needs pissa_init, stages pt/sft.",
+        wiring=ACTS,
     )
     use_galore: bool = F(
         False,
         "Train with the GaLore low-rank gradient-projection optimizer (needs the optional galore-torch package).",
+        wiring=refused("GaLore is not implemented in tuneforge yet (planned); remove `use_galore`"),
     )
     galore_target: str = F(
         "all",
         "GaLore: comma-separated module names whose gradients are projected, or all.",
+        wiring=only_with("GaLore", "use_galore"),
     )
-    galore_rank: int = F(16, "GaLore: rank of the gradient projection.")
-    galore_update_interval: int = F(200, "GaLore: steps between recomputations of the projection.")
-    galore_scale: float = F(2.0, "GaLore: scaling factor applied to the projected update.")
+    galore_rank: int = F(
+        16,
+        "GaLore: rank of the gradient projection.",
+        wiring=only_with("GaLore", "use_galore"),
+    )
+    galore_update_interval: int = F(
+        200,
+        "GaLore: steps between recomputations of the projection.",
+        wiring=only_with("GaLore", "use_galore"),
+    )
+    galore_scale: float = F(
+        2.0,
+        "GaLore: scaling factor applied to the projected update.",
+        wiring=only_with("GaLore", "use_galore"),
+    )
     galore_proj_type: Literal["std", "reverse_std", "right", "left", "full"] = F(
         "std",
         "GaLore: which side(s) of the gradient are projected.",
+        wiring=only_with("GaLore", "use_galore"),
     )
     galore_layerwise: bool = F(
         False,
         "GaLore: update each layer right after its backward pass to save memory; no gradient accumulation.",
+        wiring=only_with("GaLore", "use_galore"),
     )
     use_apollo: bool = F(
         False,
         "Train with the APOLLO memory-efficient optimizer (needs the optional apollo-torch package).",
+        wiring=refused("APOLLO is not implemented in tuneforge yet (planned); remove `use_apollo`"),
     )
-    apollo_target: str = F("all", "APOLLO: comma-separated module names it applies to, or all.")
-    apollo_rank: int = F(16, "APOLLO: rank of the auxiliary low-rank space.")
-    apollo_update_interval: int = F(200, "APOLLO: steps between refreshes of the projection.")
-    apollo_scale: float = F(32.0, "APOLLO: scaling factor applied to the update.")
-    apollo_proj: Literal["svd", "random"] = F("random", "APOLLO: projection built by SVD or at random.")
+    apollo_target: str = F(
+        "all",
+        "APOLLO: comma-separated module names it applies to, or all.",
+        wiring=only_with("APOLLO", "use_apollo"),
+    )
+    apollo_rank: int = F(
+        16,
+        "APOLLO: rank of the auxiliary low-rank space.",
+        wiring=only_with("APOLLO", "use_apollo"),
+    )
+    apollo_update_interval: int = F(
+        200,
+        "APOLLO: steps between refreshes of the projection.",
+        wiring=only_with("APOLLO", "use_apollo"),
+    )
+    apollo_scale: float = F(
+        32.0,
+        "APOLLO: scaling factor applied to the update.",
+        wiring=only_with("APOLLO", "use_apollo"),
+    )
+    apollo_proj: Literal["svd", "random"] = F(
+        "random",
+        "APOLLO: projection built by SVD or at random.",
+        wiring=only_with("APOLLO", "use_apollo"),
+    )
     apollo_proj_type: Literal["std", "right", "left"] = F(
         "std",
         "APOLLO: which side of the gradient is projected.",
+        wiring=only_with("APOLLO", "use_apollo"),
     )
     apollo_scale_type: Literal["channel", "tensor"] = F(
         "channel",
         "APOLLO: compute the update scaling per channel or per tensor.",
+        wiring=only_with("APOLLO", "use_apollo"),
     )
     apollo_layerwise: bool = F(
         False,
         "APOLLO: update each layer right after its backward pass to save memory; no gradient accumulation.",
+        wiring=only_with("APOLLO", "use_apollo"),
     )
     apollo_scale_front: bool = F(
         False,
         "APOLLO: apply the norm-growth limiter before scaling the gradient rather than after.",
+        wiring=only_with("APOLLO", "use_apollo"),
     )
     use_badam: bool = F(
         False,
         "Train with BAdam, updating one block of parameters at a time (needs the optional badam package).",
+        wiring=refused("BAdam is not implemented in tuneforge yet (planned); remove `use_badam`"),
     )
     badam_mode: Literal["layer", "ratio"] = F(
         "layer",
         "BAdam: layer-wise block switching, or ratio-wise sparse updates.",
+        wiring=only_with("BAdam", "use_badam"),
     )
     badam_start_block: int | None = F(
         None,
         "BAdam layer mode: index of the first block to update; unset picks per badam_switch_mode.",
+        wiring=only_with("BAdam", "use_badam"),
     )
     badam_switch_mode: Literal["ascending", "descending", "random", "fixed"] | None = F(
         "ascending",
         "BAdam layer mode: order in which blocks take turns being updated.",
+        wiring=only_with("BAdam", "use_badam"),
     )
     badam_switch_interval: int | None = F(
         50,
         "BAdam layer mode: steps between block switches; -1 never switches.",
+        wiring=only_with("BAdam", "use_badam"),
     )
-    badam_update_ratio: float = F(0.05, "BAdam ratio mode: fraction of parameters updated at each step.")
+    badam_update_ratio: float = F(
+        0.05,
+        "BAdam ratio mode: fraction of parameters updated at each step.",
+        wiring=only_with("BAdam", "use_badam"),
+    )
     badam_mask_mode: Literal["adjacent", "scatter"] = F(
         "adjacent",
         "BAdam ratio mode: choose the updated parameters as adjacent runs or scattered.",
+        wiring=only_with("BAdam", "use_badam"),
     )
     badam_verbose: int = F(
         0,
         "BAdam: log verbosity; 0 silent, 1 prints the active block, 2 also prints trainable parameters.",
+        wiring=only_with("BAdam", "use_badam"),
     )
     pure_bf16: bool = F(
         False,
         "Train entirely in bfloat16 with no float32 master weights (saves memory, needs bf16 hardware).",
+        wiring=ACTS,
     )
     stage: StageName = F(
         "sft",
         "Training stage: pt (pre-training), sft, rm (reward model), ppo, dpo (and other preference losses), kto, grpo.",
+        wiring=ACTS,
     )
     finetuning_type: Literal["lora", "oft", "freeze", "full"] = F(
         "lora",
         "Which parameters are trained: lora adapters, oft adapters, freeze (only some layers) or full.",
+        wiring=ACTS,
     )
     use_llama_pro: bool = F(
         False,
         "LLaMA Pro: train only the newly expanded blocks (use with freeze or lora tuning).",
+        wiring=refused(
+            "LLaMA Pro block expansion is not implemented in tuneforge yet (planned); remove `use_llama_pro`"
+        ),
     )
     use_adam_mini: bool = F(
         False,
         "Use the Adam-mini optimizer, which shares learning rates within parameter blocks (optional package).",
+        wiring=refused("Adam-mini is not implemented in tuneforge yet (planned); remove `use_adam_mini`"),
     )
-    use_mca: bool = F(False, "Train through Megatron-Core via mcore_adapter (multi-GPU, optional package).")
+    use_mca: bool = F(
+        False,
+        "Train through Megatron-Core via mcore_adapter (multi-GPU, optional package).",
+        wiring=refused(
+            "MCoreAdapter (Megatron-Core) is not implemented in tuneforge yet (multi-GPU, planned); remove `use_mca`"
+        ),
+    )
     use_hyper_parallel: bool = F(
         False,
         "Use the hyper-parallel distributed training backend (multi-GPU, optional package).",
+        wiring=refused(
+            "Hyper-parallel training is not implemented in tuneforge yet (multi-GPU, planned); remove "
+            "`use_hyper_parallel`"
+        ),
     )
     hyper_parallel_args: str | None = F(
         None,
         "Path to a YAML or JSON file of settings for the hyper-parallel backend.",
+        wiring=only_with("hyper-parallel training", "use_hyper_parallel"),
     )
-    use_muon: bool = F(False, "Use the Muon optimizer for 2-D weight matrices, with AdamW for the rest.")
+    use_muon: bool = F(
+        False,
+        "Use the Muon optimizer for 2-D weight matrices, with AdamW for the rest.",
+        wiring=refused("The Muon optimizer is not implemented in tuneforge yet (planned); remove `use_muon`"),
+    )
     use_dft_loss: bool = F(
         False,
         "SFT: use the Dynamic Fine-Tuning loss, each label token's cross-entropy weighted by the model's "
         "probability of that token (no gradient through the weight); token-weighted like the plain loss.",
+        wiring=ACTS,
     )
     use_asft_loss: bool = F(
         False,
         "SFT: use the anchored SFT loss, the DFT loss plus asft_alpha times KL(reference || model) per label "
         "token; the reference is ref_model if set, else the base model (LoRA: the adapter disabled).",
+        wiring=ACTS,
     )
-    asft_alpha: float = F(0.1, "Anchored SFT (use_asft_loss): weight of the KL term towards the reference model.")
+    asft_alpha: float = F(
+        0.1, "Anchored SFT (use_asft_loss): weight of the KL term towards the reference model.", wiring=ACTS
+    )
     use_eaft_loss: bool = F(
         False,
         "SFT: use the entropy-adaptive fine-tuning loss, each label token's cross-entropy weighted by "
         "(entropy of the softmax over the 20 most likely tokens / 3) ** eaft_alpha (no gradient through the weight).",
+        wiring=ACTS,
     )
-    eaft_alpha: float = F(1.0, "EAFT (use_eaft_loss): exponent of the entropy weight; 0 gives the plain loss.")
-    freeze_vision_tower: bool = F(True, "Multimodal models: keep the vision encoder frozen.")
+    eaft_alpha: float = F(
+        1.0, "EAFT (use_eaft_loss): exponent of the entropy weight; 0 gives the plain loss.", wiring=ACTS
+    )
+    freeze_vision_tower: bool = F(
+        True,
+        "Multimodal models: keep the vision encoder frozen.",
+        wiring=MULTIMODAL,
+    )
     freeze_multi_modal_projector: bool = F(
         True,
         "Multimodal models: keep the projector between vision encoder and language model frozen.",
+        wiring=MULTIMODAL,
     )
     freeze_language_model: bool = F(
         False,
         "Multimodal models: keep the language model frozen, training only the other parts.",
+        wiring=MULTIMODAL,
     )
 
     @property

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from tuneforge.config.fields import F, Section
+from tuneforge.config.fields import ACTS, F, Section
 
 
 class QuantizationSection(Section):
@@ -13,20 +13,21 @@ class QuantizationSection(Section):
     quantization_method: Literal["bnb", "gptq", "awq", "aqlm", "quanto", "eetq", "hqq", "mxfp4", "fp8"] = F(
         "bnb",
         "Library used to quantize the model on the fly; bnb (bitsandbytes) is the usual QLoRA choice.",
+        wiring=ACTS,
     )
     quantization_bit: int | None = F(
         None,
         "Bits per weight for on-the-fly quantization (typically 4 or 8); unset loads the model unquantized.",
+        wiring=ACTS,
     )
     quantization_type: Literal["fp4", "nf4"] = F(
-        "nf4",
-        "bitsandbytes 4-bit data type: nf4 (NormalFloat, the QLoRA default) or fp4.",
+        "nf4", "bitsandbytes 4-bit data type: nf4 (NormalFloat, the QLoRA default) or fp4.", wiring=ACTS
     )
     double_quantization: bool = F(
         True,
         "Also quantize the quantization constants in bitsandbytes 4-bit mode, saving a little more memory.",
+        wiring=ACTS,
     )
     quantization_device_map: Literal["auto"] | None = F(
-        None,
-        "Set to auto to spread a quantized model over available devices (4-bit inference only).",
+        None, "Set to auto to spread a quantized model over available devices (4-bit inference only).", wiring=ACTS
     )

@@ -79,10 +79,13 @@ def interleave_indices(sizes: list[int], strategy: str, probs: list[float] | Non
 
 
 def split_validation(table: Any, val_size: float, seed: int) -> tuple[Any, Any]:
-    """(train, eval) with `val_size` rows (> 1) or that fraction (< 1) in eval, shuffled with `seed`."""
+    """(train, eval) with `val_size` rows (> 1) or that fraction (< 1, rounded up as LLaMA-Factory's
+    `train_test_split` does) in eval, shuffled with `seed`."""
+    import math
+
     import numpy as np
 
-    count = int(val_size) if val_size > 1 else round(table.num_rows * val_size)
+    count = int(val_size) if val_size > 1 else math.ceil(table.num_rows * val_size)
     if count <= 0:
         return table, None
     if count >= table.num_rows:

@@ -3,7 +3,8 @@
 Local JSON-lines and text files are read line by line; a JSON array is parsed once; hub datasets use
 `datasets.load_dataset(..., streaming=True)`. Datasets are mixed with `datasets.interleave_datasets` or
 concatenated, shuffled within `buffer_size`, and `val_size` (a row count) is taken from the front. Sample
-packing needs the whole dataset and is not available here (pre-training chunking is).
+packing (sft) packs the samples of each chunk of `STREAM_CHUNK` rows, as LLaMA-Factory packs each preprocessing
+batch; pre-training chunking works as without streaming.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from tuneforge.data.convert import convert_rows
 from tuneforge.data.loading import RawRows, data_files, read_file, read_hub
 from tuneforge.data.mixing import parse_probs
+from tuneforge.data.packing import pack_table
 from tuneforge.data.process import process_rows
 from tuneforge.data.registry import DatasetAttr
 from tuneforge.data.report import RowReport
@@ -36,8 +38,8 @@ def prepare_streaming(plan: Plan, tokenizer: Any) -> DatasetSplits:
     from datasets import IterableDataset
 
     d = plan.data
-    if plan.pack and not plan.opts.pt_chunking:
-        raise DataError("packing / neat_packing need the whole dataset; they cannot be combined with streaming.")
+    if d.val_size and (d.val_size < 1 or int(d.val_size) != d.val_size):
+        raise DataError(f"With streaming, val_size must be a row count (an integer >= 1), got {d.val_size}.")
     parts = [_iterable(IterableDataset, a, plan, tokenizer) for a in plan.train_attrs]
     train = _mix(parts, d, plan.seed)
     evals = [_iterable(IterableDataset, a, plan, tokenizer) for a in plan.eval_attrs]
@@ -110,4 +112,16 @@ def _chunk(
     """Convert and tokenize one chunk (KTO's mismatched completions and pt blocks stay within the chunk)."""
     examples = convert_rows(raw, attr, report, pretrain=plan.kind == "pt")
     table = process_rows(examples, plan.template, tok, plan.opts, report)
+    if plan.pack and not plan.opts.pt_chunking and table.num_rows:
+        table = pack_table(table, plan.opts.cutoff_len, plan.neat).table
     yield from table.to_pylist()
+
+
+def columns_of(dataset: Any) -> list[str]:
+    """A dataset's column names ([] when it is missing or empty); a streamed one is asked for its first row only."""
+    if dataset is None:
+        return []
+    if dataset.column_names is not None:
+        return list(dataset.column_names) if len(dataset) else []
+    first = next(iter(dataset.take(1)), None)
+    return list(first) if first is not None else []

@@ -50,7 +50,7 @@ def check_export_quantization(cfg: TuneforgeConfig, *, cuda: bool | None = None)
         )
     if importlib.util.find_spec("gptqmodel") is None:
         raise TuneforgeError(
-            f"`export_quantization_bit: {bits}` needs the `gptqmodel` package: pip install gptqmodel "
+            f"`export_quantization_bit: {bits}` needs the `gptqmodel` package: pip install 'tuneforge[quantize]' "
             "(it builds CUDA kernels; see its README for the torch/CUDA versions it supports)."
         )
 

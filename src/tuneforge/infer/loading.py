@@ -59,6 +59,8 @@ def load_for_inference(cfg: TuneforgeConfig, tokenizer: Any = None) -> tuple[Any
     quant = quantization_config(cfg)
     if quant is not None:
         kwargs.update(quantization_config=quant, device_map={"": 0})
+        if cfg.quantization.quantization_device_map == "auto":  # spread over devices, offloading what is left
+            kwargs.update(device_map="auto", offload_folder=m.offload_folder)
     model = AutoModelForCausalLM.from_pretrained(m.model_name_or_path, **kwargs)
     if quant is None and _cuda():
         model = model.to("cuda")

@@ -46,7 +46,17 @@ def apply_finetuning(model: PreTrainedModel, cfg: TuneforgeConfig, *, trainable:
     if trainable:
         _upcast_trainable(model, cfg)
         logger.info("%s", describe_trainable(model))
+    if cfg.model.print_param_status:
+        print(param_status(model))
     return model
+
+
+def param_status(model: Any) -> str:
+    """One line per parameter: name, dtype, device and whether it trains (`print_param_status`)."""
+    return "\n".join(
+        f"name: {name}, dtype: {p.dtype}, device: {p.device}, trainable: {p.requires_grad}"
+        for name, p in model.named_parameters()
+    )
 
 
 def describe_trainable(model: Any) -> str:
@@ -64,11 +74,14 @@ def freeze_trainable_names(model: Any, cfg: TuneforgeConfig) -> list[str]:
     m = cfg.method
     layers = _num_layers(model)
     count = m.freeze_trainable_layers
-    if count == 0 or abs(count) > layers:
+    if count == 0:
         raise TuneforgeError(
-            f"`freeze_trainable_layers: {count}` must be non-zero and at most the model's {layers} layers "
+            "`freeze_trainable_layers: 0` trains no layer; give the number of layers to train "
             "(positive counts from the last layer, negative from the first)."
         )
+    if abs(count) > layers:
+        logger.warning("`freeze_trainable_layers: %s`: the model has %s layers; training all of them.", count, layers)
+        count = layers if count > 0 else -layers
     ids = range(layers - count, layers) if count > 0 else range(-count)
     modules = None if m.freeze_trainable_modules.strip() == "all" else split_list(m.freeze_trainable_modules)
     extras = split_list(m.freeze_extra_modules)
@@ -85,8 +98,7 @@ def _freeze_keeps(name: str, ids: set[int], modules: list[str] | None, extras: l
     match = re.search(r"\.layers\.(\d+)\.(.+)$", name)
     if match and int(match.group(1)) in ids:
         return modules is None or any(match.group(2).startswith(f"{mod}.") for mod in modules)
-    parts = name.split(".")
-    return any(extra in parts for extra in extras)
+    return any(extra in name for extra in extras)  # as LLaMA-Factory: `norm` also trains every layer's norms
 
 
 def _apply_freeze(model: Any, cfg: TuneforgeConfig) -> None:

@@ -137,14 +137,25 @@ def _bnb_config(q: Any) -> Any:
 
 
 def rope_parameters(model_config: Any, rope_scaling: str | None, cutoff_len: int) -> dict[str, Any] | None:
-    """RoPE parameters that stretch the context to `cutoff_len` (factor = cutoff_len / trained length)."""
+    """RoPE parameters that stretch the context to `cutoff_len`, as LLaMA-Factory sets them for training.
+
+    No scaling when `cutoff_len` fits the trained length; else factor = ceil(cutoff_len / trained length) for
+    every method (dynamic too), and `max_position_embeddings` grows by that factor (set on `model_config`).
+    """
     if rope_scaling is None:
         return None
     current = dict(getattr(model_config, "rope_parameters", None) or {})
-    original = getattr(model_config, "max_position_embeddings", None) or cutoff_len
-    factor = float(max(math.ceil(cutoff_len / original), 1)) if rope_scaling != "dynamic" else 2.0
+    original = current.get("original_max_position_embeddings") or getattr(model_config, "max_position_embeddings", 0)
+    if not original:
+        logger.warning("`rope_scaling: %s`: no max_position_embeddings in the model config; not scaling.", rope_scaling)
+        return None
+    if cutoff_len <= original:
+        logger.warning("`rope_scaling`: cutoff_len %s fits the trained length %s; not scaling.", cutoff_len, original)
+        return None
+    factor = float(math.ceil(cutoff_len / original))
+    model_config.max_position_embeddings = int(original * factor)
     current.update({"rope_type": rope_scaling, "factor": factor})
-    if rope_scaling in ("yarn", "llama3"):
+    if rope_scaling in ("dynamic", "yarn", "llama3"):
         current["original_max_position_embeddings"] = original
     if rope_scaling == "llama3":
         current.setdefault("low_freq_factor", 1.0)
@@ -210,6 +221,8 @@ def prepare_for_training(model: PreTrainedModel, cfg: TuneforgeConfig) -> None:
     model.config.use_cache = False
     if cfg.model.upcast_layernorm:
         _upcast_norms(model)
+    if cfg.model.upcast_lmhead_output:
+        model.get_output_embeddings().register_forward_hook(_logits_to_float32)
     if cfg.model.disable_gradient_checkpointing or not getattr(model, "supports_gradient_checkpointing", False):
         return
     kwargs = {"use_reentrant": cfg.model.use_reentrant_gc}
@@ -218,6 +231,13 @@ def prepare_for_training(model: PreTrainedModel, cfg: TuneforgeConfig) -> None:
     else:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
     model.enable_input_require_grads()  # reentrant checkpointing needs inputs that require grad (frozen embeddings)
+
+
+def _logits_to_float32(module: Any, inputs: Any, output: Any) -> Any:
+    """Forward hook for `upcast_lmhead_output`: the language-model head returns float32 logits."""
+    import torch
+
+    return output.to(torch.float32)
 
 
 def _upcast_norms(model: Any) -> None:
@@ -241,8 +261,9 @@ def _require_model_path(cfg: TuneforgeConfig) -> None:
 
 
 def _require_package(package: str, what: str) -> None:
-    if importlib.util.find_spec(package) is None:
-        raise TuneforgeError(f"`{what}` needs the `{package}` package: pip install {package}.")
+    from tuneforge.extras import require
+
+    require(package, what)
 
 
 def _cuda_available() -> bool:

@@ -109,7 +109,11 @@ def _model_id(model_path: str | None) -> Any:
 
 
 def dataset_hash(dataset: Any) -> str:
-    """Hash of the dataset size and a sample of its rows' token ids (first, middle and last rows)."""
+    """Hash of the dataset size and a sample of its rows' token ids (first, middle and last rows).
+
+    A streamed dataset (no length) is identified by its first rows."""
+    if not hasattr(dataset, "__len__"):
+        return _hash(["stream", [list(row["input_ids"]) for row in dataset.take(3)]])
     n = len(dataset)
     picks = sorted({0, n // 2, max(n - 1, 0)}) if n else []
     rows = [list(dataset[i]["input_ids"]) for i in picks]

@@ -234,8 +234,4 @@ def _check_ray(cfg: TuneforgeConfig) -> None:
             "USE_RAY=1: training on Ray Train is not built yet in tuneforge. Use torchrun instead: "
             "FORCE_TORCHRUN=1 with NNODES, NODE_RANK, NPROC_PER_NODE, MASTER_ADDR, MASTER_PORT (see the README)."
         )
-    t = cfg.training
-    unused = [key for key in ("ray_init_kwargs",) if getattr(t, key)]
-    unused += ["ray_num_workers"] if t.ray_num_workers != 1 else []
-    if unused:
-        logger.warning("%s: no effect, Ray Train is not built yet (use torchrun: see the README).", ", ".join(unused))
+    # ray_num_workers / ray_init_kwargs warn through their no-op wiring when the config loads

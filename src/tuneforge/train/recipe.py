@@ -30,6 +30,7 @@ from tuneforge.train.args import build_training_args
 from tuneforge.train.callbacks import LOG_NAME, GracefulStop, LogCallback, ProgressCallback
 from tuneforge.train.dist import is_main_process, main_process_first
 from tuneforge.train.fp8 import apply_fp8, check_fp8
+from tuneforge.train.modes import effective_tokens_per_sec, trainer_callbacks
 from tuneforge.train.plot import plot_losses
 from tuneforge.train.speed.plan import SpeedPlan, plan_speed, prepare_model
 from tuneforge.train.trainer import TuneforgeTrainer
@@ -173,7 +174,7 @@ def run_stage(
         eval_dataset=data.eval,
         data_collator=data.collator,
         processing_class=tokenizer,
-        callbacks=_callbacks(run.out, plan),
+        callbacks=[*_callbacks(run.out, plan), *trainer_callbacks(cfg)],
         compute_metrics=plan.compute_metrics if data.eval is not None else None,
         preprocess_logits_for_metrics=plan.preprocess_logits,
         fingerprint=fingerprint,
@@ -184,9 +185,10 @@ def run_stage(
     )
     use_own_progress_bar(trainer)
     result = trainer.train(resume_from_checkpoint=run.resume)
+    effective_tokens_per_sec(cfg, data.train, result.metrics)
     _save(trainer, model, plan, result.metrics)
     metrics = dict(result.metrics)
-    if data.eval is not None:
+    if data.eval is not None and trainer.args.do_eval:  # as LLaMA-Factory: do_eval or an eval_strategy
         metrics.update(_evaluate(trainer))
     finish_run(cfg, run.out, plan.plot_keys, trainer.is_world_process_zero())
     return metrics
@@ -195,16 +197,18 @@ def run_stage(
 def stage_data(cfg: TuneforgeConfig, tokenizer: Any, collator: Callable[[Any, Any], Any] | None = None) -> TrainData:
     """(train, eval, collator, template) for the configured stage, or a clear error for data of the wrong kind."""
     from tuneforge.data.pipeline import prepare_dataset
+    from tuneforge.data.streaming import columns_of
 
     row = stage(cfg.method.stage)
     with main_process_first():  # rank 0 builds the data cache, the other ranks read it
         splits = prepare_dataset(cfg, tokenizer, kind=row.data_kind)
-    if splits.train is None or len(splits.train) == 0:
+    columns = columns_of(splits.train)  # a streamed dataset shows its columns in its first row
+    if not columns:
         raise TuneforgeError("No training rows: set `dataset` (the data report above says why rows were dropped).")
-    if row.proof_column not in splits.train.column_names:
+    if row.proof_column not in columns:
         raise DataError(
             f"`stage: {row.name}` needs {row.wanted}, but `dataset: {cfg.data.dataset}` gave columns "
-            f"{', '.join(splits.train.column_names)}. Pick a dataset of that kind."
+            f"{', '.join(columns)}. Pick a dataset of that kind."
         )
     made = collator(cfg, tokenizer) if collator is not None else None
     return TrainData(train=splits.train, eval=splits.eval, collator=made, template=splits.template)
@@ -255,7 +259,9 @@ def _evaluate(trainer: TuneforgeTrainer) -> dict[str, Any]:
 
 def _hashable(train: Any) -> Any:
     """The dataset as `checkpoint.dataset_hash` reads it (pairwise rows hash their chosen sequences)."""
-    if "input_ids" in train.column_names:
+    from tuneforge.data.streaming import columns_of
+
+    if "input_ids" in columns_of(train):
         return train
     return train.select_columns(["chosen_input_ids"]).rename_column("chosen_input_ids", "input_ids")
 

@@ -9,7 +9,10 @@ from typing import TYPE_CHECKING, Any
 
 from tuneforge.config.require import require
 from tuneforge.config.stages import stage
+from tuneforge.extras import check_extras
 from tuneforge.train.dist import is_main_process
+from tuneforge.train.eval_only import run_eval_only
+from tuneforge.train.modes import check_modes, run_modes
 
 if TYPE_CHECKING:
     from tuneforge.config import TuneforgeConfig
@@ -24,20 +27,25 @@ def check_trainable(cfg: TuneforgeConfig) -> None:
 def run(cfg: TuneforgeConfig) -> dict[str, Any]:
     """Train as the config says; returns the final metrics."""
     check_trainable(cfg)
+    check_extras(cfg, "train")
     _show_info_logs()
-    predict_only = cfg.training.do_predict and not cfg.training.do_train
+    modes = run_modes(cfg)
+    check_modes(cfg)
     metrics: dict[str, Any] = {}
     if cfg.training.do_predict:
         from tuneforge.train.predict import check_predict, run_predict
 
         check_predict(cfg)  # before training, so a wrong setting does not cost a whole run
-    if not predict_only:
+    if modes.train:
         module, function = stage(cfg.method.stage).recipe.split(":")
         metrics = getattr(importlib.import_module(module), function)(cfg)
+    elif modes.evaluate:
+        metrics = run_eval_only(cfg)
     if cfg.training.do_predict:
         metrics.update(run_predict(cfg))
     if is_main_process():
-        print(outputs_summary(Path(cfg.training.output_dir), finished="Prediction" if predict_only else "Training"))
+        finished = "Training" if modes.train else "Evaluation" if modes.evaluate else "Prediction"
+        print(outputs_summary(Path(cfg.training.output_dir), finished=finished))
     return metrics
 
 
@@ -51,6 +59,7 @@ OUTPUTS = [
     ("loss plot", "training_loss.png"),
     ("eval loss plot", "training_eval_loss.png"),
     ("metrics", "all_results.json"),
+    ("eval metrics", "eval_results.json"),
     ("config", "tuneforge_config.yaml"),
     ("predictions", "generated_predictions.jsonl"),
     ("predict scores", "predict_results.json"),

@@ -56,6 +56,20 @@ class TuneforgeTrainer(Trainer):
         loss = self._loss_fn(model, inputs)
         return (loss, {"loss": loss}) if return_outputs else loss
 
+    def evaluate(self, *args: Any, **kwargs: Any) -> dict[str, float]:
+        """Evaluate without the KV cache, as during training: with `use_cache` on, transformers skips the
+        detection of packed documents, so neat-packed samples would attend to each other."""
+        model = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
+        config = getattr(model, "config", None)
+        saved = getattr(config, "use_cache", None)
+        if config is not None:
+            config.use_cache = False
+        try:
+            return super().evaluate(*args, **kwargs)
+        finally:
+            if config is not None:
+                config.use_cache = saved
+
     def get_train_dataloader(self) -> Any:
         """The train DataLoader; token-budget batches when a `train_batch_sampler` was given."""
         if self._train_batch_sampler is None:

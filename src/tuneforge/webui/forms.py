@@ -29,7 +29,7 @@ KNOWN_MODELS: dict[str, tuple[str, str]] = {
 }
 
 NONE = "none"
-BOOSTERS = (NONE, "liger_kernel", "unsloth")
+BOOSTERS = (NONE, "liger_kernel")  # only boosters tuneforge implements (use_unsloth is refused)
 DEEPSPEED_STAGES = (NONE, "2", "3")
 COMPUTE_TYPES = ("fp32", "bf16", "fp16")
 QUANT_BITS = (NONE, "8", "4")
@@ -157,7 +157,7 @@ def _apply_ui_key(config: dict[str, Any], key: str, value: Any, state_dir: Path 
     if key == "ui_quantization_bit":
         config["quantization_bit"] = int(value)
     elif key == "ui_booster":
-        config["enable_liger_kernel" if value == "liger_kernel" else "use_unsloth"] = True
+        config["enable_liger_kernel"] = value == "liger_kernel"
     elif key == "ui_compute_type" and value != "fp32":
         config[value] = True
     elif key == "ui_deepspeed_stage":
@@ -233,7 +233,5 @@ def config_to_form(config: dict[str, Any]) -> dict[str, Any]:
             values[field.key] = config[field.key]
     values["ui_quantization_bit"] = str(config.get("quantization_bit") or NONE)
     values["ui_compute_type"] = "bf16" if config.get("bf16") else "fp16" if config.get("fp16") else "fp32"
-    values["ui_booster"] = (
-        "liger_kernel" if config.get("enable_liger_kernel") else ("unsloth" if config.get("use_unsloth") else NONE)
-    )
+    values["ui_booster"] = "liger_kernel" if config.get("enable_liger_kernel") else NONE
     return values

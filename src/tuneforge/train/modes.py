@@ -1,0 +1,86 @@
+"""Run modes as LLaMA-Factory has them (`do_train` / `do_eval` / `do_predict`), and the extras every recipe adds.
+
+`run_eval_only` evaluates a model (or a model plus adapters) without training: it writes `eval_results.json`
+and `all_results.json` to `output_dir` and no weights. `trainer_callbacks` adds early stopping;
+`effective_tokens_per_sec` is LLaMA-Factory's throughput over the dataset's real tokens.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from tuneforge.errors import ConfigError
+
+if TYPE_CHECKING:
+    from tuneforge.config import TuneforgeConfig
+
+logger = logging.getLogger(__name__)
+
+EVAL_STAGES = ("pt", "sft")
+
+
+@dataclass(frozen=True)
+class RunModes:
+    """What one `tuneforge train` run does, in order: train, evaluate, predict."""
+
+    train: bool
+    evaluate: bool
+    predict: bool
+
+
+def run_modes(cfg: TuneforgeConfig) -> RunModes:
+    """The modes a config asks for; a config naming none of them trains (see README, Differences)."""
+    t = cfg.training
+    train = t.do_train or not (t.do_eval or t.do_predict)
+    return RunModes(train=train, evaluate=t.do_eval and not train, predict=t.do_predict)
+
+
+def trainer_callbacks(cfg: TuneforgeConfig) -> list[Any]:
+    """Callbacks a config asks for beyond tuneforge's own: early stopping after `early_stopping_steps` evals."""
+    if cfg.training.early_stopping_steps is None:
+        return []
+    from transformers import EarlyStoppingCallback
+
+    return [EarlyStoppingCallback(early_stopping_patience=cfg.training.early_stopping_steps)]
+
+
+def effective_tokens_per_sec(cfg: TuneforgeConfig, dataset: Any, metrics: dict[str, Any]) -> None:
+    """With `include_effective_tokens_per_second`, add LLaMA-Factory's `effective_tokens_per_sec` to `metrics`:
+    the dataset's tokens (chosen + rejected for pairs) times the epochs, over the training time."""
+    if not cfg.training.include_effective_tokens_per_second or not metrics.get("train_runtime"):
+        return
+    if not hasattr(dataset, "__len__"):
+        logger.warning("`include_effective_tokens_per_second`: a streamed dataset has no token count; not reported.")
+        return
+    pairs = "chosen_input_ids" in dataset.column_names
+    columns = ["chosen_input_ids", "rejected_input_ids"] if pairs else ["input_ids"]
+    tokens = sum(len(ids) for column in columns for ids in dataset[column])
+    metrics["effective_tokens_per_sec"] = tokens * metrics.get("epoch", 1.0) / metrics["train_runtime"]
+
+
+def check_modes(cfg: TuneforgeConfig) -> None:
+    """Refuse a run that cannot work (eval-only stage, device map, fsdp launch) before anything is loaded."""
+    modes = run_modes(cfg)
+    if modes.evaluate and cfg.method.stage not in EVAL_STAGES:
+        raise ConfigError(
+            f"`do_eval` without `do_train` evaluates stage pt or sft only, not `stage: {cfg.method.stage}`; "
+            "set `do_train: true` (evaluation then runs after training) or `stage: sft`."
+        )
+    if modes.train and cfg.quantization.quantization_device_map == "auto":
+        raise ConfigError(
+            "`quantization_device_map: auto` spreads a quantized model over devices for inference only; "
+            "remove it to train (QLoRA trains on one device)."
+        )
+    if cfg.training.fsdp and int(os.environ.get("WORLD_SIZE", "1")) < 2:
+        raise ConfigError(
+            "`fsdp` shards the model over several processes, and this is a single process: launch them with "
+            "`torchrun --nproc_per_node N -m tuneforge.cli train CONFIG` (tuneforge does not start them itself "
+            "yet), or remove `fsdp`."
+        )
+    if modes.evaluate and not (cfg.data.eval_dataset or cfg.data.val_size):
+        raise ConfigError(
+            "`do_eval: true` without training needs evaluation data: set `eval_dataset` (or `dataset` with `val_size`)."
+        )
