@@ -127,6 +127,8 @@ def gpu(monkeypatch):
     """Pretend a CUDA GPU is visible (the real check asks torch)."""
     monkeypatch.setattr(async_backend, "cuda_available", lambda: True)
     monkeypatch.setattr(async_backend, "gpu_count", lambda: 2)
+    for backend in ("vllm_backend", "sglang_backend"):  # each binds gpu_count when it is first imported
+        monkeypatch.setattr(f"tuneforge.infer.{backend}.gpu_count", lambda: 2)
 
 
 def _install(monkeypatch, name: str, script: Script) -> None:
