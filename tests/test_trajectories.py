@@ -53,7 +53,11 @@ def test_rm_evaluates_after_saving_with_its_head(tiny_qwen2: Path, data: Path, t
 
     out = tmp_path / "rm"
     values = {**COMMON, **CASES["rm"], "model_name_or_path": str(tiny_qwen2), "dataset_dir": str(data)}
-    run_training(load_config({**values, "output_dir": str(out), "max_steps": 2, "val_size": 2}))
+    run_training(
+        load_config(
+            {**values, "output_dir": str(out), "max_steps": 2, "val_size": 2, "do_train": True, "do_eval": True}
+        )
+    )
     results = json.loads((out / "all_results.json").read_text())
     assert "eval_loss" in results and "eval_rewards/accuracies" in results
     assert sorted(load_file(out / "value_head.safetensors")) == ["v_head.summary.bias", "v_head.summary.weight"]
