@@ -17,7 +17,6 @@ import os
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -31,8 +30,11 @@ from server_helpers import free_port
 PROMPT_BYTES = 4 * 1024 * 1024
 
 
-def probe(url: str, busy: threading.Event) -> list[float]:
-    """/health round trips (ms) for as long as `busy` is set (at least a few)."""
+def probe(url: str, busy, ready, out) -> None:
+    """Child process: /health round trips (ms) for as long as `busy` is set (at least a few), put on `out`.
+
+    The probe has an interpreter of its own: a thread beside the 32 streaming clients would wait for their GIL
+    and measure the client, not the server."""
     import httpx
 
     times = []
@@ -41,22 +43,25 @@ def probe(url: str, busy: threading.Event) -> list[float]:
             start = time.perf_counter()
             client.get("/health").raise_for_status()
             times.append((time.perf_counter() - start) * 1000)
+            ready.set()
             time.sleep(0.01)
-    return times
+    out.put(times)
 
 
 def measure(url: str, label: str, load) -> None:
-    """Run `load()` while probing /health; print the latency figures and what the load returned."""
-    busy = threading.Event()
+    """Run `load()` while a probe process polls /health; print the latency figures and what the load returned."""
+    ctx = multiprocessing.get_context("spawn")
+    busy, ready, out = ctx.Event(), ctx.Event(), ctx.Queue()
     busy.set()
-    with ThreadPoolExecutor(1) as pool:
-        probing = pool.submit(probe, url, busy)
-        time.sleep(0.05)
-        started = time.perf_counter()
-        outcome = load()
-        took = time.perf_counter() - started
-        busy.clear()
-        times = sorted(probing.result())
+    prober = ctx.Process(target=probe, args=(url, busy, ready, out), daemon=True)
+    prober.start()
+    ready.wait(120)
+    started = time.perf_counter()
+    outcome = load()
+    took = time.perf_counter() - started
+    busy.clear()
+    times = sorted(out.get(timeout=120))
+    prober.join(30)
     p95 = times[min(len(times) - 1, int(len(times) * 0.95))]
     print(
         f"{label:<46} /health p50 {statistics.median(times):6.1f} ms  p95 {p95:6.1f} ms  max {times[-1]:6.1f} ms"
