@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tuneforge.errors import NotBuiltError, TuneforgeError
+from tuneforge.errors import ConfigError, NotBuiltError, TuneforgeError
 
 if TYPE_CHECKING:
     from tuneforge.config import TuneforgeConfig
@@ -196,6 +196,16 @@ def planned_world_size(env: dict[str, str] | None = None) -> int:
     return int(per_node) * int(env.get("NNODES", "1"))
 
 
+def check_fsdp_world(cfg: TuneforgeConfig, world: int) -> None:
+    """Refuse `fsdp` for a run of one process (it shards over several); the CLI and the Python API both ask."""
+    if cfg.training.fsdp and world < 2:
+        raise ConfigError(
+            f"`fsdp: {cfg.training.fsdp}` shards the model over several processes, but this run has one. Start "
+            "several: `FORCE_TORCHRUN=1 NPROC_PER_NODE=2 tuneforge train ...` (automatic with more than one GPU) or "
+            "your own `torchrun` launch, or remove `fsdp`."
+        )
+
+
 def preflight(cfg: TuneforgeConfig) -> None:
     """Stop before any work when the config's distributed keys cannot run as asked; warn about keys without effect."""
     import torch
@@ -212,12 +222,7 @@ def preflight(cfg: TuneforgeConfig) -> None:
     t = cfg.training
     if t.fsdp and t.deepspeed:
         raise TuneforgeError("`fsdp` and `deepspeed` both shard the model; keep one of them.")
-    if t.fsdp and world < 2:
-        raise TuneforgeError(
-            f"`fsdp: {t.fsdp}` shards the model over several processes, but this run has one. Start several: "
-            "`FORCE_TORCHRUN=1 NPROC_PER_NODE=2 tuneforge train ...` (automatic with more than one GPU), "
-            "or remove `fsdp`."
-        )
+    check_fsdp_world(cfg, world)
     cuda = torch.cuda.is_available()
     if t.fsdp and not cuda:
         logger.warning(

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from tuneforge.errors import ConfigError
+from tuneforge.train.launch import check_fsdp_world
 
 if TYPE_CHECKING:
     from tuneforge.config import TuneforgeConfig
@@ -74,12 +75,7 @@ def check_modes(cfg: TuneforgeConfig) -> None:
             "`quantization_device_map: auto` spreads a quantized model over devices for inference only; "
             "remove it to train (QLoRA trains on one device)."
         )
-    if cfg.training.fsdp and int(os.environ.get("WORLD_SIZE", "1")) < 2:
-        raise ConfigError(
-            "`fsdp` shards the model over several processes, and this is a single process: launch them with "
-            "`torchrun --nproc_per_node N -m tuneforge.cli train CONFIG` (tuneforge does not start them itself "
-            "yet), or remove `fsdp`."
-        )
+    check_fsdp_world(cfg, int(os.environ.get("WORLD_SIZE", "1")))  # the processes this run really has
     if modes.evaluate and not (cfg.data.eval_dataset or cfg.data.val_size):
         raise ConfigError(
             "`do_eval: true` without training needs evaluation data: set `eval_dataset` (or `dataset` with `val_size`)."
