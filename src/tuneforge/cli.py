@@ -142,7 +142,12 @@ def version_cmd() -> None:
 
 
 @main_group.command("make-tiny")
-@click.option("--arch", type=click.Choice(["qwen2", "qwen3", "llama"]), default="qwen2", show_default=True)
+@click.option(
+    "--arch",
+    type=click.Choice(["qwen2", "qwen3", "llama", "qwen2_vl", "qwen2_5_vl"]),
+    default="qwen2",
+    show_default=True,
+)
 @click.option("--out", "out", required=True, type=click.Path(file_okay=False), help="Folder to write.")
 @click.option("--layers", type=int, default=2, show_default=True, help="Decoder layers.")
 @click.option("--hidden", type=int, default=64, show_default=True, help="Hidden size.")

@@ -19,6 +19,7 @@ from transformers import TrainerCallback
 
 from tuneforge.config.lists import split_list
 from tuneforge.errors import TuneforgeError
+from tuneforge.models.multimodal import freeze_parts, lora_module_names
 
 if TYPE_CHECKING:
     import torch
@@ -41,8 +42,10 @@ def apply_finetuning(model: PreTrainedModel, cfg: TuneforgeConfig, *, trainable:
         model.requires_grad_(False)
     elif kind == "full":
         model.requires_grad_(True)
+        freeze_parts(model, cfg.method)
     else:
         _apply_freeze(model, cfg)
+        freeze_parts(model, cfg.method)
     if trainable:
         _upcast_trainable(model, cfg)
         logger.info("%s", describe_trainable(model))
@@ -108,7 +111,7 @@ def _apply_freeze(model: Any, cfg: TuneforgeConfig) -> None:
 
 
 def _num_layers(model: Any) -> int:
-    config = model.config
+    config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
     for key in ("num_hidden_layers", "num_layers", "n_layer"):
         if getattr(config, key, None):
             return int(getattr(config, key))
@@ -128,7 +131,21 @@ def linear_module_names(model: Any) -> list[str]:
     return sorted(names)
 
 
-def _targets(model: Any, spec: str) -> list[str]:
+def _targets(model: Any, spec: str, method: Any) -> list[str]:
+    """PEFT target modules: leaf names, or for vision-language models the full names outside the frozen parts."""
+    leaves = _target_leaves(model, spec)
+    names = lora_module_names(model, leaves, method)
+    if names is None:
+        return leaves
+    if not names:
+        raise TuneforgeError(
+            f"Adapter targets {spec!r} match no module outside the frozen parts of this vision-language model; "
+            "unset `freeze_language_model` (or `freeze_vision_tower`) so the adapter has something to train."
+        )
+    return names
+
+
+def _target_leaves(model: Any, spec: str) -> list[str]:
     targets = split_list(spec)
     if targets == ["all"]:
         return linear_module_names(model)
@@ -154,7 +171,7 @@ def peft_config(model: Any, cfg: TuneforgeConfig, kind: str) -> Any:
             r=m.oft_rank,
             oft_block_size=m.oft_block_size,
             module_dropout=m.module_dropout,
-            target_modules=_targets(model, m.oft_target),
+            target_modules=_targets(model, m.oft_target, m),
             modules_to_save=extra,
         )
     init: Any = True
@@ -165,7 +182,7 @@ def peft_config(model: Any, cfg: TuneforgeConfig, kind: str) -> Any:
         r=m.lora_rank,
         lora_alpha=m.lora_alpha if m.lora_alpha is not None else m.lora_rank * 2,
         lora_dropout=m.lora_dropout,
-        target_modules=_targets(model, m.lora_target),
+        target_modules=_targets(model, m.lora_target, m),
         modules_to_save=extra,
         use_rslora=m.use_rslora,
         use_dora=m.use_dora,

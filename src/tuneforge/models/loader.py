@@ -164,8 +164,8 @@ def rope_parameters(model_config: Any, rope_scaling: str | None, cutoff_len: int
 
 
 def load_model(cfg: TuneforgeConfig, tokenizer: PreTrainedTokenizerBase, *, trainable: bool) -> PreTrainedModel:
-    """Load the base causal-LM (no adapters yet) ready for training or inference."""
-    from transformers import AutoConfig, AutoModelForCausalLM
+    """Load the base causal-LM or vision-language model (no adapters yet) ready for training or inference."""
+    from transformers import AutoConfig
 
     m = cfg.model
     _require_model_path(cfg)
@@ -182,7 +182,8 @@ def load_model(cfg: TuneforgeConfig, tokenizer: PreTrainedTokenizerBase, *, trai
     if attn is not None:
         kwargs["attn_implementation"] = attn
     if m.train_from_scratch:
-        model = AutoModelForCausalLM.from_config(**{k: kwargs[k] for k in kwargs if k != "cache_dir"})
+        auto = _auto_class(model_config)
+        model = auto.from_config(**{k: kwargs[k] for k in kwargs if k != "cache_dir"})
     else:
         quant = quantization_config(cfg)
         if quant is not None:
@@ -213,7 +214,16 @@ def _from_pretrained(cfg: TuneforgeConfig, kwargs: dict[str, Any]) -> PreTrained
             m.model_name_or_path,
             lambda mapping: AutoModelForCausalLM.from_pretrained(m.model_name_or_path, key_mapping=mapping, **options),
         )
-    return AutoModelForCausalLM.from_pretrained(m.model_name_or_path, **options)
+    return _auto_class(kwargs["config"]).from_pretrained(m.model_name_or_path, **options)
+
+
+def _auto_class(model_config: Any) -> Any:
+    """`AutoModelForImageTextToText` for vision-language models (as LLaMA-Factory loads them), else the causal LM."""
+    from transformers import AutoModelForCausalLM, AutoModelForImageTextToText
+
+    from tuneforge.models.multimodal import is_image_text_config
+
+    return AutoModelForImageTextToText if is_image_text_config(model_config) else AutoModelForCausalLM
 
 
 def prepare_for_training(model: PreTrainedModel, cfg: TuneforgeConfig) -> None:

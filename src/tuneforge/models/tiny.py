@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tuneforge.errors import TuneforgeError
+from tuneforge.models.tiny_vlm import VLM_ARCHES, describe_vlm, is_vlm_arch, make_tiny_vlm
 from tuneforge.models.tokenizer import FAMILIES, special_token_ids, tokenizer_dir
 
 if TYPE_CHECKING:
@@ -167,6 +168,8 @@ def make_tiny(
     there is one. Returns `out_dir`.
     Raises TuneforgeError if `out_dir` exists and is not empty, unless `overwrite` is true.
     """
+    if is_vlm_arch(arch):
+        return make_tiny_vlm(arch, _prepare_out_dir(out_dir, overwrite), layers=layers, hidden=hidden, seed=seed)
     out = _prepare_out_dir(out_dir, overwrite)
     config = build_config(
         arch, layers=layers, hidden=hidden, heads=heads, kv_heads=kv_heads, intermediate=intermediate, shape=shape
@@ -189,6 +192,9 @@ def make_tiny_command(
 ) -> Path:
     """`tuneforge make-tiny`: build the model and print what was written (parameters, path)."""
     path = make_tiny(arch, out, layers=layers, hidden=hidden, seed=seed, shape=shape, overwrite=overwrite)
+    if is_vlm_arch(arch):
+        print(describe_vlm(path))
+        return path
     config = _load_config(path)
     what = f"shape {shape}" if shape else f"{config.num_hidden_layers} layers, hidden {config.hidden_size}"
     print(f"wrote {config.model_type} model ({what}, {count_parameters(config):,} parameters) to {path}")
@@ -204,7 +210,7 @@ def _check_arch(arch: str, shape: str | None) -> str:
             raise TuneforgeError(f"shape {shape!r} is a {shape_arch} model, but arch {arch!r} was asked for")
         return shape_arch
     if arch not in ARCHES:
-        raise TuneforgeError(f"unknown arch {arch!r}: choose one of {', '.join(ARCHES)}")
+        raise TuneforgeError(f"unknown arch {arch!r}: choose one of {', '.join(ARCHES + VLM_ARCHES)}")
     return arch
 
 
