@@ -1,11 +1,11 @@
 """Random-initialised vision-language models of real architectures (Qwen2-VL, Qwen2.5-VL), for tests.
 
-`make_tiny_vlm("qwen2_vl", out)` writes a ~10M-parameter model (most of it the 151,936-word embedding; a one-block
-vision tower of width 32) with the Qwen2 tokenizer tuneforge builds offline, the model's real image processor
-(constructed in code: the real patch and merge sizes, a small `max_pixels` so images stay a few tokens) and its
-video processor config, a chat template that places images and videos as the real checkpoints do, and a generation config. The folder loads with
-plain `AutoModelForImageTextToText`, `AutoImageProcessor`, `AutoTokenizer` and (with torchvision, which transformers
-needs for any Qwen-VL processor) `AutoProcessor`.
+`make_tiny_vlm("qwen2_vl", out)` writes a ~10M-parameter model (most of it the 151,936-word embedding; a
+one-block vision tower of width 32) with the Qwen2 tokenizer tuneforge builds offline, the model's real image
+processor (constructed in code: the real patch and merge sizes, a small `max_pixels` so images stay a few
+tokens) and its video processor config, a chat template that places images and videos as the real checkpoints
+do, and a generation config. The folder loads with plain `AutoModelForImageTextToText`, `AutoImageProcessor`,
+`AutoTokenizer` and (with torchvision, which transformers needs for any Qwen-VL processor) `AutoProcessor`.
 """
 
 from __future__ import annotations
