@@ -19,7 +19,7 @@ from transformers import TrainerCallback
 
 from tuneforge.config.lists import split_list
 from tuneforge.errors import TuneforgeError
-from tuneforge.models.multimodal import freeze_parts, lora_module_names
+from tuneforge.models.multimodal import freeze_parts, lora_module_names, open_projector
 
 if TYPE_CHECKING:
     import torch
@@ -45,6 +45,7 @@ def apply_finetuning(model: PreTrainedModel, cfg: TuneforgeConfig, *, trainable:
         freeze_parts(model, cfg.method)
     else:
         _apply_freeze(model, cfg)
+        open_projector(model, cfg.method)
         freeze_parts(model, cfg.method)
     if trainable:
         _upcast_trainable(model, cfg)

@@ -3,8 +3,8 @@
 A composite model has a vision tower, a projector into the language model, and the language model. The method
 settings `freeze_vision_tower` (default on), `freeze_multi_modal_projector` (default on) and
 `freeze_language_model` name parts that stay frozen, as LLaMA-Factory does: full and freeze tuning leave their
-parameters frozen, and LoRA never adapts a linear layer inside them (so by default LoRA adapts only the language
-model).
+parameters frozen (freeze tuning also trains the projector when it is not frozen), and LoRA never adapts a
+linear layer inside them (so by default LoRA adapts only the language model).
 """
 
 from __future__ import annotations
@@ -73,6 +73,16 @@ def frozen_parts(model: Any, method: MethodSection) -> tuple[str, ...]:
     if method.freeze_language_model:
         frozen += parts.language
     return tuple(frozen)
+
+
+def open_projector(model: Any, method: MethodSection) -> None:
+    """Freeze tuning: the projector trains too when `freeze_multi_modal_projector` is off (as LLaMA-Factory)."""
+    parts = composite_of(model)
+    if parts is None or method.freeze_multi_modal_projector:
+        return
+    for name, param in model.named_parameters():
+        if any(part in name for part in parts.projector):
+            param.requires_grad_(True)
 
 
 def freeze_parts(model: Any, method: MethodSection) -> None:
