@@ -114,10 +114,15 @@ def _scaled(width: int, height: int, factor: float) -> tuple[int, int]:
 
 def build_plugin(template: Any, model_path: str | None, image_max_pixels: int, image_min_pixels: int) -> MediaPlugin:
     """The media plugin of `template` with the image processor saved with the model at `model_path`."""
+    from tuneforge.extras import require
+
+    require("PIL", "a dataset with images")
     spec = template.spec
     if spec.mm_plugin not in PLUGINS:
-        what = f"names media plugin {spec.mm_plugin!r}, which tuneforge does not implement yet" if spec.mm_plugin else (
-            "is a text-only template"
+        what = (
+            f"names media plugin {spec.mm_plugin!r}, which tuneforge does not implement yet"
+            if spec.mm_plugin
+            else ("is a text-only template")
         )
         raise DataError(
             f"The dataset has images, videos or audios, but template {spec.name!r} {what}; use a vision-language "
@@ -234,3 +239,19 @@ def media_collator(model: ModelSection, tokenizer: Any, template: Any, text_coll
     """`text_collator` wrapped to add the images of each batch, for the model and template of the run."""
     plugin = build_plugin(template, model.model_name_or_path, int(model.image_max_pixels), int(model.image_min_pixels))
     return MediaCollator(text_collator, plugin, tokenizer.convert_tokens_to_ids(plugin.options.image_token))
+
+
+PROCESSOR_FILES = ("preprocessor_config.json", "video_preprocessor_config.json", "processor_config.json")
+
+
+def copy_processor_files(model_path: str | None, out: Path) -> None:
+    """Put the model's processor configs beside a trained model or adapter in `out` (as LLaMA-Factory saves the
+    processor), so the output loads with its image processor like the base model."""
+    import shutil
+
+    if not model_path or not Path(model_path).is_dir():
+        return
+    for name in PROCESSOR_FILES:
+        source = Path(model_path) / name
+        if source.is_file():
+            shutil.copyfile(source, out / name)

@@ -190,6 +190,10 @@ def run_stage(
     result = trainer.train(resume_from_checkpoint=run.resume)
     effective_tokens_per_sec(cfg, data.train, result.metrics)
     _save(trainer, model, plan, result.metrics)
+    if media and trainer.is_world_process_zero():
+        from tuneforge.data.media import copy_processor_files
+
+        copy_processor_files(cfg.model.model_name_or_path, run.out)
     metrics = dict(result.metrics)
     if data.eval is not None and trainer.args.do_eval:  # as LLaMA-Factory: do_eval or an eval_strategy
         metrics.update(_evaluate(trainer))
