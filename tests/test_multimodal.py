@@ -9,34 +9,10 @@ from typing import Any
 
 import pytest
 
+from media_helpers import row, square_image, write_media_dataset
 from train_helpers import tiny_config
 
 IGNORE = -100
-_TAGS = {"role_tag": "role", "content_tag": "content", "user_tag": "user", "assistant_tag": "assistant"}
-
-
-def write_media_dataset(folder: Path, rows: list[dict[str, Any]], name: str = "mm") -> Path:
-    """A sharegpt dataset `name` with role/content tags and an `images` column, registered in `folder`."""
-    (folder / f"{name}.json").write_text(json.dumps(rows))
-    entry = {"file_name": f"{name}.json", "formatting": "sharegpt", "tags": _TAGS}
-    entry["columns"] = {"messages": "messages", "images": "images"}
-    (folder / "dataset_info.json").write_text(json.dumps({name: entry}))
-    return folder
-
-
-def square_image(path: Path, colour: tuple[int, int, int], size: int = 56) -> None:
-    """A white `size` x `size` PNG with a coloured square in the middle."""
-    from PIL import Image
-
-    image = Image.new("RGB", (size, size), (255, 255, 255))
-    image.paste(colour, (size // 4, size // 4, 3 * size // 4, 3 * size // 4))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    image.save(path)
-
-
-def row(question: str, answer: str, images: list[str]) -> dict[str, Any]:
-    messages = [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]
-    return {"messages": messages, "images": images}
 
 
 def prepare(model: Path, folder: Path, work: Path | None = None, dataset: str = "mm", **overrides: Any) -> Any:

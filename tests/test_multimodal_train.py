@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_multimodal import write_media_dataset
+
+from media_helpers import write_media_dataset
 from train_helpers import tiny_config
 
 pytestmark = pytest.mark.slow
