@@ -172,12 +172,17 @@ def test_collator_carries_pixels_grids_and_token_types(tiny_qwen2_vl: Path, tmp_
 
 
 def test_frozen_parts_and_lora_targets_follow_the_freeze_settings(tiny_qwen2_vl: Path, tmp_path: Path) -> None:
+    import copy
+
     from tuneforge.models.adapters import apply_finetuning
     from tuneforge.models.loader import load_model, load_tokenizer
 
+    base_cfg = tiny_config(tiny_qwen2_vl, tmp_path / "o")
+    base = load_model(base_cfg, load_tokenizer(base_cfg), trainable=True)  # loaded once, copied per case
+
     def trainable(**overrides: Any) -> set[str]:
         cfg = tiny_config(tiny_qwen2_vl, tmp_path / "o", **overrides)
-        model = apply_finetuning(load_model(cfg, load_tokenizer(cfg), trainable=True), cfg, trainable=True)
+        model = apply_finetuning(copy.deepcopy(base), cfg, trainable=True)
         return {name for name, p in model.named_parameters() if p.requires_grad}
 
     full = trainable(finetuning_type="full")
@@ -209,3 +214,25 @@ def test_make_tiny_cli_builds_a_qwen2_5_vl(tmp_path: Path) -> None:
     assert "wrote qwen2_5_vl model (2 layers, hidden 64, vision depth 1" in result.output
     assert json.loads((out / "config.json").read_text())["model_type"] == "qwen2_5_vl"
     shutil.rmtree(out)
+
+
+def test_mllm_demo_ids_and_labels_match_llamafactory(tiny_qwen2_vl: Path, shared_dir: Path, tmp_path: Path) -> None:
+    """Fixture from scripts/lf_fixtures/encode_mllm_demo.py: LLaMA-Factory 0.9.5's qwen2_vl template and plugin on the
+    same tiny processor. As README lists for text templates (tests/test_lf_templates.py), LF also trains the newline
+    after each end-of-turn token and adds it after the last turn; everything else, image tokens included, is equal."""
+    from transformers import AutoImageProcessor, AutoTokenizer
+
+    fixture = json.loads((Path(__file__).parent / "fixtures" / "lf_mllm_demo_ids.json").read_text())
+    processor = AutoImageProcessor.from_pretrained(tiny_qwen2_vl).to_dict()
+    assert {k: processor[k] for k in fixture["image_processor"]} == fixture["image_processor"]
+    splits, _ = prepare(tiny_qwen2_vl, shared_dir / "lf-data", tmp_path, dataset="mllm_demo", cutoff_len=2048)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_qwen2_vl)
+    assert splits.train.num_rows == len(fixture["rows"])
+    newline, end = tokenizer.convert_tokens_to_ids(["Ċ", "<|im_end|>"])
+    for ours, theirs in zip(splits.train, fixture["rows"], strict=True):
+        size = len(ours["input_ids"])
+        assert ours["input_ids"] == theirs["input_ids"][:size]
+        assert tokenizer.decode(theirs["input_ids"][size:]) == "\n"
+        for i, (label, lf_label) in enumerate(zip(ours["labels"], theirs["labels"], strict=False)):
+            if label != lf_label:  # only LF's trained separator after an earlier end of turn
+                assert (label, lf_label, theirs["input_ids"][i - 1]) == (IGNORE, newline, end), i

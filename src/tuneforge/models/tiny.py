@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tuneforge.errors import TuneforgeError
-from tuneforge.models.tiny_vlm import VLM_ARCHES, describe_vlm, is_vlm_arch, make_tiny_vlm
 from tuneforge.models.tokenizer import FAMILIES, special_token_ids, tokenizer_dir
 
 if TYPE_CHECKING:
@@ -21,6 +20,7 @@ if TYPE_CHECKING:
     from transformers import PretrainedConfig
 
 ARCHES = FAMILIES
+VLM_ARCHES = ("qwen2_vl", "qwen2_5_vl")  # vision-language models, built by tiny_vlm.py
 QWEN_VOCAB_SIZE = 151936  # the real Qwen2/Qwen3 embedding size (tokenizer length padded up)
 
 # Exact shapes of real checkpoints; keys are the config fields that differ from the tiny defaults
@@ -168,7 +168,9 @@ def make_tiny(
     there is one. Returns `out_dir`.
     Raises TuneforgeError if `out_dir` exists and is not empty, unless `overwrite` is true.
     """
-    if is_vlm_arch(arch):
+    if arch in VLM_ARCHES:
+        from tuneforge.models.tiny_vlm import make_tiny_vlm
+
         return make_tiny_vlm(arch, _prepare_out_dir(out_dir, overwrite), layers=layers, hidden=hidden, seed=seed)
     out = _prepare_out_dir(out_dir, overwrite)
     config = build_config(
@@ -192,7 +194,9 @@ def make_tiny_command(
 ) -> Path:
     """`tuneforge make-tiny`: build the model and print what was written (parameters, path)."""
     path = make_tiny(arch, out, layers=layers, hidden=hidden, seed=seed, shape=shape, overwrite=overwrite)
-    if is_vlm_arch(arch):
+    if arch in VLM_ARCHES:
+        from tuneforge.models.tiny_vlm import describe_vlm
+
         print(describe_vlm(path))
         return path
     config = _load_config(path)

@@ -15,7 +15,11 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-VLM_ARCHES = ("qwen2_vl", "qwen2_5_vl")
+from tuneforge.models.tiny import QWEN_VOCAB_SIZE, VLM_ARCHES, _generation_config, token_ids
+from tuneforge.models.tokenizer import special_token_ids, tokenizer_dir
+
+__all__ = ["VLM_ARCHES", "build_vlm_config", "describe_vlm", "make_tiny_vlm", "save_processor"]
+
 PATCH_SIZE = 14  # the real Qwen2-VL / Qwen2.5-VL patch and merge sizes
 MERGE_SIZE = 2
 TINY_MIN_PIXELS = 28 * 28  # one merged token at the smallest
@@ -23,17 +27,9 @@ TINY_MAX_PIXELS = 112 * 112  # at most 16 merged tokens per image: large demo im
 TEMPLATE_FILE = "qwen2-vl.jinja"
 
 
-def is_vlm_arch(arch: str) -> bool:
-    """Whether `arch` names a vision-language architecture this module builds."""
-    return arch in VLM_ARCHES
-
-
 def build_vlm_config(arch: str, *, layers: int = 2, hidden: int = 64, heads: int = 4, kv_heads: int = 2) -> Any:
     """Config of a tiny `arch` model: the Qwen2 text stack of tiny.py plus a one-block vision tower of width 32."""
     from transformers import AutoConfig
-
-    from tuneforge.models.tiny import QWEN_VOCAB_SIZE, token_ids
-    from tuneforge.models.tokenizer import special_token_ids
 
     ids, special = token_ids("qwen2"), special_token_ids("qwen2")
     half = hidden // heads // 2  # rotary frequencies per head, split over (time, height, width)
@@ -99,8 +95,6 @@ def save_processor(arch: str, out: Path) -> None:
     """
     from transformers import AutoTokenizer
 
-    from tuneforge.models.tokenizer import tokenizer_dir
-
     processor_class = {"qwen2_vl": "Qwen2VLProcessor", "qwen2_5_vl": "Qwen2_5_VLProcessor"}[arch]
     images = image_processor()
     images.save_pretrained(str(out))
@@ -147,8 +141,6 @@ def make_tiny_vlm(arch: str, out: Path, *, layers: int = 2, hidden: int = 64, se
     """Write a tiny random `arch` model with processor, chat template and generation config into `out`."""
     import torch
     from transformers import AutoModelForImageTextToText
-
-    from tuneforge.models.tiny import _generation_config
 
     config = build_vlm_config(arch, layers=layers, hidden=hidden)
     with torch.random.fork_rng(devices=[]):
