@@ -61,7 +61,9 @@ def main() -> int:
     )
     data_args = DataArguments(template="qwen2_vl", cutoff_len=CUTOFF)
     template = get_template_and_fix_tokenizer(tokenizer, data_args)
-    encoder = SupervisedDatasetProcessor(template=template, tokenizer=tokenizer, processor=processor, data_args=data_args)
+    encoder = SupervisedDatasetProcessor(
+        template=template, tokenizer=tokenizer, processor=processor, data_args=data_args
+    )
     rows = json.loads((DATA / "mllm_demo.json").read_text(encoding="utf-8"))
     encoded = encoder.preprocess_dataset(_examples(rows))
     out = {
