@@ -236,3 +236,25 @@ def test_mllm_demo_ids_and_labels_match_llamafactory(tiny_qwen2_vl: Path, shared
         for i, (label, lf_label) in enumerate(zip(ours["labels"], theirs["labels"], strict=False)):
             if label != lf_label:  # only LF's trained separator after an earlier end of turn
                 assert (label, lf_label, theirs["input_ids"][i - 1]) == (IGNORE, newline, end), i
+
+
+def test_qwen2_vl_record_renders_as_the_models_chat_template(tiny_qwen2_vl: Path) -> None:
+    """The `qwen2_vl` record with image marks expanded once equals the processor's template over image parts."""
+    from transformers import AutoTokenizer
+
+    from tuneforge.data.templates import get_template
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_qwen2_vl)
+    image = "<|vision_start|><|image_pad|><|vision_end|>"
+    parts = [
+        {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Who?"}]},
+        {"role": "assistant", "content": [{"type": "text", "text": "Kane."}]},
+        {"role": "user", "content": [{"type": "text", "text": "And?"}, {"type": "image"}]},
+    ]
+    plain = [
+        {"role": "user", "content": f"{image}Who?"},
+        {"role": "assistant", "content": "Kane."},
+        {"role": "user", "content": f"And?{image}"},
+    ]
+    official = tokenizer.apply_chat_template(parts, tokenize=False, add_generation_prompt=True)
+    assert get_template("qwen2_vl", tokenizer).render(plain, add_generation_prompt=True) == official
