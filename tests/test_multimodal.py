@@ -258,3 +258,10 @@ def test_qwen2_vl_record_renders_as_the_models_chat_template(tiny_qwen2_vl: Path
     ]
     official = tokenizer.apply_chat_template(parts, tokenize=False, add_generation_prompt=True)
     assert get_template("qwen2_vl", tokenizer).render(plain, add_generation_prompt=True) == official
+
+
+def test_preview_shows_image_token_runs_once_with_a_count() -> None:
+    from tuneforge.data.preview import compact_runs
+
+    text = "<|vision_start|>" + "<|image_pad|>" * 12 + "<|vision_end|>Who?<|im_end|><|im_end|>"
+    assert compact_runs(text) == "<|vision_start|><|image_pad|>×12<|vision_end|>Who?<|im_end|><|im_end|>"
