@@ -128,6 +128,17 @@ def test_bad_media_rows_are_reported_with_their_row_numbers(tiny_qwen2_vl: Path,
     assert "row 4" in problems and "0 <image> marks" in problems
 
 
+def test_media_and_text_datasets_mix(tiny_qwen2_vl: Path, tmp_path: Path) -> None:
+    square_image(tmp_path / "a.png", (0, 0, 255))
+    write_media_dataset(tmp_path, [row("<image>Colour?", "blue", ["a.png"])])
+    (tmp_path / "text.json").write_text(json.dumps([{"instruction": "Hi", "output": "Hello"}]))
+    registry = json.loads((tmp_path / "dataset_info.json").read_text())
+    registry["text"] = {"file_name": "text.json"}
+    (tmp_path / "dataset_info.json").write_text(json.dumps(registry))
+    splits, _ = prepare(tiny_qwen2_vl, tmp_path, dataset="mm,text")
+    assert sorted(len(r) for r in splits.train["images"]) == [0, 1]
+
+
 def test_strict_data_stops_at_a_missing_image(tiny_qwen2_vl: Path, tmp_path: Path) -> None:
     from tuneforge.errors import DataError
 

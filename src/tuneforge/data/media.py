@@ -255,3 +255,14 @@ def copy_processor_files(model_path: str | None, out: Path) -> None:
         source = Path(model_path) / name
         if source.is_file():
             shutil.copyfile(source, out / name)
+
+
+def with_images_column(table: Any) -> Any:
+    """`table` with an `images` column of string lists (empty for text rows), so media and text datasets mix."""
+    import pyarrow as pa
+
+    kind = pa.list_(pa.string())
+    if "images" in table.column_names:
+        index = table.column_names.index("images")
+        return table.set_column(index, "images", table.column("images").cast(kind))
+    return table.append_column("images", pa.array([[]] * table.num_rows, type=kind))

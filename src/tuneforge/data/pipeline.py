@@ -18,7 +18,7 @@ from tuneforge.config.stages import DataKind, stage
 from tuneforge.data import cache
 from tuneforge.data.convert import convert_rows
 from tuneforge.data.loading import data_files, read_dataset, sample_rows
-from tuneforge.data.media import attach_media, build_plugin, media_columns
+from tuneforge.data.media import attach_media, build_plugin, media_columns, with_images_column
 from tuneforge.data.mixing import mix_tables, parse_probs, split_validation
 from tuneforge.data.packing import pack_table
 from tuneforge.data.parallel import process_parallel, worth_parallel
@@ -225,6 +225,8 @@ def _one_dataset(attr: DatasetAttr, plan: Plan, tok: MemoTokenizer, report: RowR
         table = process_parallel(examples, plan.template, tok.tokenizer, plan.opts, report, int(workers))
     else:
         table = process_rows(examples, plan.template, tok, plan.opts, report)
+    if plan.media is not None:
+        table = with_images_column(table)
     kept = len(examples) if plan.kind == "pt" else table.num_rows
     dropped = report.dropped(attr.name)
     stats.datasets.append(DatasetStat(attr.name, len(raw) + _unread(report, attr.name, raw), kept, dropped))
