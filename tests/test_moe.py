@@ -132,7 +132,7 @@ def test_all_adapts_linear_layers_only_as_llamafactory() -> None:
 )
 def test_expert_weights_are_lora_target_parameters(target: str, modules: set[str], parameters: list[str]) -> None:
     lora = _peft("qwen3_moe", target)
-    assert set(lora.target_modules or ()) == modules and list(lora.target_parameters) == parameters
+    assert set(lora.target_modules or ()) == modules and sorted(lora.target_parameters) == parameters
 
 
 def test_bare_expert_weight_name_says_how_to_name_it() -> None:
@@ -167,7 +167,7 @@ def test_training_logs_aux_loss_and_trains_expert_lora(tiny_moe: Path, tmp_path:
     records = [r for r in read_log(tmp_path) if "loss" in r]
     assert len(records) == 2 and all(r["aux_loss"] > 0 for r in records)
     saved = json.loads((tmp_path / "adapter_config.json").read_text())
-    assert saved["target_parameters"] == ["experts.down_proj", "experts.gate_up_proj"]
+    assert sorted(saved["target_parameters"]) == ["experts.down_proj", "experts.gate_up_proj"]
     model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_moe), tmp_path)
     expert_lora = [n for n, p in model.named_parameters() if "mlp.experts" in n and "lora_B" in n]
     assert expert_lora and all(model.get_parameter(n).abs().sum() > 0 for n in expert_lora)  # trained, not zero-init
