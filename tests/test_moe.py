@@ -22,6 +22,11 @@ SMALL_MOE = {
     "qwen3_moe": {"num_experts": 4, "num_experts_per_tok": 2, "moe_intermediate_size": 16, "head_dim": 8},
     "qwen2_moe": {"num_experts": 4, "num_experts_per_tok": 2, "moe_intermediate_size": 16},
     "gpt_oss": {"num_local_experts": 4, "num_experts_per_tok": 2, "head_dim": 8},
+    "deepseek_v3": {
+        **{"n_routed_experts": 4, "num_experts_per_tok": 2, "moe_intermediate_size": 16, "n_shared_experts": 1},
+        **{"first_k_dense_replace": 1, "n_group": 1, "topk_group": 1, "kv_lora_rank": 8, "q_lora_rank": 8},
+        **{"qk_rope_head_dim": 4, "qk_nope_head_dim": 4, "v_head_dim": 8, "head_dim": 4},
+    },
 }
 
 
@@ -138,6 +143,17 @@ def test_expert_weights_are_lora_target_parameters(target: str, modules: set[str
 def test_bare_expert_weight_name_says_how_to_name_it() -> None:
     with pytest.raises(TuneforgeError, match=r"gate_up_proj.*name them as `experts.gate_up_proj`, or `experts`"):
         _peft("qwen3_moe", "q_proj,gate_up_proj")
+
+
+def test_mlp_names_peft_maps_onto_experts_are_warned_about(caplog: pytest.LogCaptureFixture) -> None:
+    from tuneforge.models.adapters import apply_finetuning
+
+    cfg = tiny_config(Path("unused"), Path("unused"), lora_target="all")
+    with caplog.at_level(logging.WARNING, logger="tuneforge.models.expert_targets"):
+        model = apply_finetuning(small_model("deepseek_v3"), cfg)
+    assert "PEFT adapted no layer named down_proj, gate_proj, up_proj" in caplog.text
+    assert "experts.down_proj, experts.gate_up_proj" in caplog.text
+    assert not any("shared_experts" in n and "lora" in n for n, _ in model.named_parameters())
 
 
 def test_oft_refuses_expert_weights() -> None:

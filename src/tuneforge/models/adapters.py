@@ -19,7 +19,7 @@ from transformers import TrainerCallback
 
 from tuneforge.config.lists import split_list
 from tuneforge.errors import TuneforgeError
-from tuneforge.models.expert_targets import expert_hint, split_expert_targets
+from tuneforge.models.expert_targets import expert_hint, split_expert_targets, warn_unadapted
 
 if TYPE_CHECKING:
     import torch
@@ -219,7 +219,11 @@ def _apply_peft(model: Any, cfg: TuneforgeConfig, kind: str, trainable: bool) ->
             checkpointing = getattr(model, "is_gradient_checkpointing", False)
         if checkpointing or getattr(model, "is_quantized", False):
             model.enable_input_require_grads()
-        return get_peft_model(model, peft_config(model, cfg, kind))
+        config = peft_config(model, cfg, kind)
+        requested = set(config.target_modules or ())
+        peft_model = get_peft_model(model, config)
+        warn_unadapted(peft_model, requested)
+        return peft_model
 
 
 @contextmanager

@@ -7,7 +7,10 @@ attention, shared experts and dense MLPs but not them. Naming them adapts them t
 
 from __future__ import annotations
 
+import logging
 from typing import Any
+
+logger = logging.getLogger(__name__)
 
 
 def expert_weights(model: Any) -> dict[str, list[str]]:
@@ -46,4 +49,26 @@ def expert_hint(model: Any, missing: list[str]) -> str:
     return (
         f" Routed experts are fused weights here ({', '.join(every)}): name them as `{example}`, or "
         f"`{example.split('.')[0]}` for all of them."
+    )
+
+
+def warn_unadapted(peft_model: Any, requested: set[str]) -> None:
+    """Warn about requested linear layers PEFT left out.
+
+    PEFT (0.19+, transformers 5) reads `gate_proj` / `up_proj` / `down_proj` on MoE types whose experts transformers
+    fuses when loading older checkpoints (Qwen3-MoE, DeepSeek-V3, GLM-4-MoE, ...) as the routed experts' fused
+    weights: it adapts those and drops the names from its module targets, so dense and shared-expert MLP layers
+    with those names get no adapter.
+    """
+    tuner = peft_model.base_model
+    adapted = {name.split(".")[-1] for name in getattr(tuner, "targeted_module_names", ())}
+    skipped = sorted(requested - adapted)
+    if not skipped:
+        return
+    experts = sorted({".".join(n.split(".")[-2:]) for n in getattr(tuner, "targeted_parameter_names", ())})
+    logger.warning(
+        "LoRA: PEFT adapted no layer named %s; for this model type it maps those names onto the routed experts' "
+        "fused weights (%s), so dense and shared-expert MLP layers of those names stay frozen.",
+        ", ".join(skipped),
+        ", ".join(experts) or "none",
     )
