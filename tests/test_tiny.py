@@ -177,3 +177,22 @@ def test_text_arch_configs_use_the_qwen_tokenizer_ids(arch):
     experts = [getattr(config, k, None) for k in ("num_experts", "n_routed_experts", "num_local_experts")]
     assert (4 in experts) == record.moe
     assert count_parameters(config) < 5_500_000  # the 151,936 x 32 tied embedding and little else
+
+
+@pytest.mark.parametrize("arch", list(TEXT_ARCHES))
+def test_text_arch_eager_and_sdpa_attention_agree(arch):
+    """Both attention paths work on the tiny shapes (Gemma 2 and gpt-oss have eager attention only)."""
+    from tuneforge.models.tiny import _model_class
+
+    config = build_config(arch, hidden=32)
+    torch.manual_seed(0)
+    model = _model_class(config.model_type)(config).eval()
+    ids = torch.tensor([[9707, 1879, 11, 1879, 13]])
+    with torch.no_grad():
+        logits = {}
+        for impl in ("eager", "sdpa") if model._supports_sdpa else ("eager",):
+            model.set_attn_implementation(impl)
+            logits[impl] = model(input_ids=ids).logits
+    assert torch.isfinite(logits["eager"]).all()
+    assert torch.allclose(logits["eager"], logits.get("sdpa", logits["eager"]), atol=1e-4)
+    assert model._supports_sdpa or arch in ("gemma2", "gpt_oss")

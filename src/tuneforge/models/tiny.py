@@ -151,6 +151,8 @@ def _text_arch_config(arch: str, sizes: dict[str, Any], ids: dict[str, Any]) -> 
     kwargs = {**sizes, **record.fields, "vocab_size": vocab_size_for(arch)}
     if not record.sets_head_dim:
         kwargs.pop("head_dim", None)
+    if record.kv_heads_are_heads:
+        kwargs["num_key_value_heads"] = kwargs["num_attention_heads"]
     kwargs.update(bos_token_id=ids["bos"], eos_token_id=ids["eos"][0], pad_token_id=ids["pad"])
     return AutoConfig.for_model(record.model_type, **kwargs)
 

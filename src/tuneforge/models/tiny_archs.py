@@ -41,6 +41,7 @@ class TinyArch:
     fields: dict[str, Any] = field(default_factory=dict)
     moe: bool = False
     sets_head_dim: bool = True  # False where the config derives head_dim itself (Phi-3)
+    kv_heads_are_heads: bool = False  # multi-head latent attention: keys and values have every head
 
 
 TEXT_ARCHES: dict[str, TinyArch] = {
@@ -57,7 +58,9 @@ TEXT_ARCHES: dict[str, TinyArch] = {
         moe=True,
     ),
     "qwen3_moe": TinyArch("qwen3_moe", "qwen3", "Qwen3-30B-A3B", {**_ROUTED, "num_experts": 4}, moe=True),
-    "deepseek_v3": TinyArch("deepseek_v3", "qwen2", "DeepSeek-V3 (MoE + multi-head latent attention)", _DEEPSEEK, True),
+    "deepseek_v3": TinyArch(
+        "deepseek_v3", "qwen2", "DeepSeek-V3 (MoE + latent attention)", _DEEPSEEK, moe=True, kv_heads_are_heads=True
+    ),
     "gpt_oss": TinyArch("gpt_oss", "qwen3", "gpt-oss-20b", {"num_local_experts": 4, "num_experts_per_tok": 2}, True),
 }
 
