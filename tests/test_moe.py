@@ -187,3 +187,8 @@ def test_training_logs_aux_loss_and_trains_expert_lora(tiny_moe: Path, tmp_path:
     model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_moe), tmp_path)
     expert_lora = [n for n, p in model.named_parameters() if "mlp.experts" in n and "lora_B" in n]
     assert expert_lora and all(model.get_parameter(n).abs().sum() > 0 for n in expert_lora)  # trained, not zero-init
+    ids = torch.tensor([[9707, 1879, 11, 1879]])
+    with torch.no_grad():
+        adapted = model(input_ids=ids).logits
+        merged = model.merge_and_unload()(input_ids=ids).logits  # what `tuneforge export` writes
+    assert torch.allclose(adapted, merged, atol=1e-4)
