@@ -16,9 +16,6 @@ import ast
 import re
 from pathlib import Path
 
-import llamafactory
-import yaml
-
 ROOT = Path(__file__).resolve().parents[2]
 OUT = ROOT / "src" / "tuneforge" / "models" / "registry.yaml"
 CHAT_WORDS = ("-Chat", "-Distill", "-Instruct", "-Thinking")  # LLaMA-Factory's rule for a default template
@@ -203,7 +200,10 @@ ARCH_RULES = [
     (r"^Qwen3-\d+B-A\d+B", "qwen3_moe"),
     (r"^Qwen3|^VibeThinker", "qwen3"),
     (r"^Qwen|^QwQ", "qwen2"),
-    (r"^OpenCoder|^Seed-Coder|^Chinese-|^Llama|^OpenChat3\.6|^MobileLLM|^Vicuna|^XuanYuan|^Yi-\d|^Yi-1\.5|^Yi-Coder|^SOLAR", "llama"),
+    (
+        r"^OpenCoder|^Seed-Coder|^Chinese-|^Llama|^OpenChat3\.6|^MobileLLM|^Vicuna|^XuanYuan|^Yi-\d|^Yi-1\.5|^Yi-Coder|^SOLAR",
+        "llama",
+    ),
     (r"^Seed-OSS", "seed_oss"),
     (r"^SmolLM", "llama"),
     (r"^StarCoder2", "starcoder2"),
@@ -226,7 +226,8 @@ def groups(constants: Path) -> list[dict]:
         kw = {k.arg: k.value for k in node.keywords}
         models = {}
         for key, value in zip(kw["models"].keys, kw["models"].values, strict=True):
-            sources = {ast.unparse(s).split(".")[-1]: ast.literal_eval(p) for s, p in zip(value.keys, value.values)}
+            pairs = zip(value.keys, value.values, strict=True)
+            sources = {ast.unparse(s).split(".")[-1]: ast.literal_eval(p) for s, p in pairs}
             models[ast.literal_eval(key)] = sources.get("DEFAULT")
         template = ast.literal_eval(kw["template"]) if "template" in kw else None
         multimodal = ast.literal_eval(kw["multimodal"]) if "multimodal" in kw else False
@@ -235,7 +236,7 @@ def groups(constants: Path) -> list[dict]:
                 del earlier["models"][name]
         found.append({"template": template, "multimodal": multimodal, "models": models})
     found = [g for g in found if g["models"]]
-    found.sort(key=lambda g: g["models"] and list(g["models"])[0].lower())
+    found.sort(key=lambda g: next(iter(g["models"])).lower())
     return found
 
 
@@ -270,6 +271,9 @@ def record(group: dict) -> dict:
 
 
 def main() -> None:
+    import llamafactory
+    import yaml
+
     constants = Path(llamafactory.__file__).parent / "extras" / "constants.py"
     families = [record(g) for g in groups(constants)]
     names = [f["family"] for f in families]
