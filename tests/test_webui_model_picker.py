@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from webui_helpers import chromium_browser, dropdown_options, fill, running_webui, shot
+from webui_helpers import chromium_browser, dropdown_options, fill, running_webui, shot, wait_value
 
 pytestmark = pytest.mark.slow
 
@@ -22,33 +22,24 @@ def _pick(page, name: str) -> None:
     box.blur()
 
 
-def _wait_value(page, elem_id: str, value: str, timeout: float = 30) -> None:
-    script = "([id, v]) => (document.querySelector('#' + id + ' input') || {value: ''}).value === v"
-    try:
-        page.wait_for_function(script, arg=[elem_id, value], timeout=timeout * 1000)
-    except Exception:
-        shot(page, f"failed_picker_{elem_id}")
-        raise
-
-
 def test_picking_a_registry_model_fills_hub_id_and_template(tmp_path: Path) -> None:
     with chromium_browser() as browser, running_webui([tmp_path], tmp_path, tmp_path / "server.log") as url:
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.goto(url)
         page.wait_for_selector("#tf-model")
         _pick(page, "Qwen3-0.6B-Thinking")
-        _wait_value(page, "tf-model", "Qwen/Qwen3-0.6B")
-        _wait_value(page, "tf-template", "qwen3")
+        wait_value(page, "tf-model", "Qwen/Qwen3-0.6B")
+        wait_value(page, "tf-template", "qwen3")
         assert "Qwen3-0.6B-Thinking" in page.locator("#tf-template-note").inner_text()
         shot(page, "model_picker")
 
         _pick(page, "Qwen3-0.6B-Base")
-        _wait_value(page, "tf-model", "Qwen/Qwen3-0.6B-Base")
-        _wait_value(page, "tf-template", "default")
+        wait_value(page, "tf-model", "Qwen/Qwen3-0.6B-Base")
+        wait_value(page, "tf-template", "default")
 
         fill(page, "tf-model", "Llama-3.2-1B-Instruct", enter=True)  # typed, not picked
-        _wait_value(page, "tf-model", "meta-llama/Llama-3.2-1B-Instruct")
-        _wait_value(page, "tf-template", "llama3")
+        wait_value(page, "tf-model", "meta-llama/Llama-3.2-1B-Instruct")
+        wait_value(page, "tf-template", "llama3")
 
         fill(page, "tf-model", "", enter=True)
         options = dropdown_options(page, "tf-model")  # the registry's first families (the list shows 100)
