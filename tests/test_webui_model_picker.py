@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from webui_helpers import chromium_browser, dropdown_options, fill, running_webui, shot, wait_value
+from webui_helpers import chromium_browser, dropdown_options, fill, running_webui, shot, wait_text, wait_value
 
 pytestmark = pytest.mark.slow
 
@@ -22,15 +22,16 @@ def _pick(page, name: str) -> None:
     box.blur()
 
 
-def test_picking_a_registry_model_fills_hub_id_and_template(tmp_path: Path) -> None:
-    with chromium_browser() as browser, running_webui([tmp_path], tmp_path, tmp_path / "server.log") as url:
+def test_picking_a_registry_model_fills_hub_id_and_template(tmp_path: Path, tiny_qwen2: Path) -> None:
+    roots = [tmp_path, tiny_qwen2.parent]
+    with chromium_browser() as browser, running_webui(roots, tmp_path, tmp_path / "server.log") as url:
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.goto(url)
         page.wait_for_selector("#tf-model")
         _pick(page, "Qwen3-0.6B-Thinking")
         wait_value(page, "tf-model", "Qwen/Qwen3-0.6B")
         wait_value(page, "tf-template", "qwen3")
-        assert "Qwen3-0.6B-Thinking" in page.locator("#tf-template-note").inner_text()
+        wait_text(page, "tf-template-note", "Qwen3-0.6B-Thinking: Qwen/Qwen3-0.6B")
         shot(page, "model_picker")
 
         _pick(page, "Qwen3-0.6B-Base")
@@ -40,6 +41,10 @@ def test_picking_a_registry_model_fills_hub_id_and_template(tmp_path: Path) -> N
         fill(page, "tf-model", "Llama-3.2-1B-Instruct", enter=True)  # typed, not picked
         wait_value(page, "tf-model", "meta-llama/Llama-3.2-1B-Instruct")
         wait_value(page, "tf-template", "llama3")
+
+        fill(page, "tf-model", str(tiny_qwen2), enter=True)  # a local folder stays a path; its tokenizer decides
+        wait_text(page, "tf-template-note", "templates matching this tokenizer")
+        wait_value(page, "tf-model", str(tiny_qwen2))
 
         fill(page, "tf-model", "", enter=True)
         options = dropdown_options(page, "tf-model")  # the registry's first families (the list shows 100)

@@ -109,11 +109,16 @@ def _detect(ctx: Context, lang: str, model: str) -> tuple[Any, Any, str]:
         return gr.update(), gr.update(), error_message(lang, err)
 
 
-def _check(ctx: Context, lang: str, model: str, template: str) -> str:
+def _check(ctx: Context, lang: str, model: str, template: str) -> Any:
+    """The note on a template chosen for a local model; for a hub model the note `_detect` wrote stays."""
+    import gradio as gr
+
     from tuneforge.webui.modelbar import load_local_tokenizer, template_warnings
 
     path = _local_model(ctx, model)
-    if not template or path is None:
+    if path is None:
+        return gr.update()
+    if not template:
         return ""
     try:
         warnings = template_warnings(template, load_local_tokenizer(path))
