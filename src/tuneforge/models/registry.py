@@ -57,7 +57,8 @@ def all_models() -> tuple[ModelEntry, ...]:
     """Every registry entry, in file order (families sorted by name)."""
     import yaml
 
-    raw = yaml.safe_load(_DATA.read_text(encoding="utf-8"))
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # the C loader reads the 3000 lines ten times faster
+    raw = yaml.load(_DATA.read_text(encoding="utf-8"), Loader=loader)
     entries = []
     for fam in raw["families"]:
         shared = {"family": fam["family"], "template": fam["template"], "multimodal": fam.get("multimodal", False)}
