@@ -2,9 +2,11 @@
 
 Evidence, strongest first: the model's name or hub id (or its folder's name) found in the registry; else the
 templates the registry gives the model's architecture (`model_type` in config.json), kept when the model's own
-chat template (tokenizer_config.json `chat_template` or chat_template.jinja) uses their special tokens and
-role words, and ranked by what else it shares with them (default system prompt, a thinking block). Nothing is
-downloaded: files come from the local folder or the Hugging Face cache.
+chat template (tokenizer_config.json `chat_template` or chat_template.jinja) holds their special tokens and turn
+markers (`[INST]`, `<|im_start|>`, `Human:`), and ranked by what else they share (more markers, the default system
+prompt, a thinking block); equal ones are told apart only by how many registry models use each. Without the
+architecture the chat template alone never decides. Nothing is downloaded: files come from the local folder or the
+Hugging Face cache.
 """
 
 from __future__ import annotations
