@@ -101,3 +101,14 @@ def test_config_error_is_reported_by_key(tmp_path: Path) -> None:
     assert "unknown chat template" not in str(info.value)
     with pytest.raises(ConfigError, match="auto needs model_name_or_path"):
         load_config({"template": "auto"})
+
+
+def test_web_ui_form_with_auto_template(tmp_path: Path) -> None:
+    """The web UI's template box offers `auto`; the form's config then carries the picked template."""
+    from tuneforge.webui import forms
+
+    values = {f.key: forms.default_value(f) for f in forms.FIELDS}
+    values.update(model_name_or_path="Qwen3-0.6B-Base", dataset=["identity"], output_dir="out", template="auto")
+    config = forms.form_to_config(values, tmp_path)
+    assert config["model_name_or_path"] == "Qwen/Qwen3-0.6B-Base" and config["template"] == "auto"
+    assert forms.validate(config).data.template == "qwen3"

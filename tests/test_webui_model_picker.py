@@ -45,6 +45,8 @@ def test_picking_a_registry_model_fills_hub_id_and_template(tmp_path: Path, tiny
         fill(page, "tf-model", str(tiny_qwen2), enter=True)  # a local folder stays a path; its tokenizer decides
         wait_text(page, "tf-template-note", "templates matching this tokenizer")
         wait_value(page, "tf-model", str(tiny_qwen2))
+        fill(page, "tf-template", "auto", enter=True)  # the note says what `template: auto` will pick
+        wait_text(page, "tf-template-note", "auto = qwen")
 
         fill(page, "tf-model", "", enter=True)
         options = dropdown_options(page, "tf-model")  # the registry's first families (the list shows 100)

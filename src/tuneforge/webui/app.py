@@ -59,7 +59,9 @@ def build_model_bar(ctx: Context) -> None:
             tooltip=forms.description("adapter_name_or_path"),
         )
         template = lab.add(
-            gr.Dropdown(["", *list_templates()], value="", label="field.template", elem_id="tf-template", scale=1),
+            gr.Dropdown(
+                ["", "auto", *list_templates()], value="", label="field.template", elem_id="tf-template", scale=1
+            ),
             "field.template",
             tooltip=forms.description("template"),
         )
@@ -113,6 +115,7 @@ def _check(ctx: Context, lang: str, model: str, template: str) -> Any:
     """The note on a template chosen for a local model; for a hub model the note `_detect` wrote stays."""
     import gradio as gr
 
+    from tuneforge.models.autotemplate import AUTO, pick_template
     from tuneforge.webui.modelbar import load_local_tokenizer, template_warnings
 
     path = _local_model(ctx, model)
@@ -121,11 +124,12 @@ def _check(ctx: Context, lang: str, model: str, template: str) -> Any:
     if not template:
         return ""
     try:
-        warnings = template_warnings(template, load_local_tokenizer(path))
+        picked = pick_template(str(path))[0] if template == AUTO else template
+        warnings = template_warnings(picked, load_local_tokenizer(path))
     except Exception as err:
         return error_message(lang, err)
     if not warnings:
-        return message(lang, "msg.template_ok", template=template)
+        return message(lang, "msg.template_ok", template=f"{template} = {picked}" if picked != template else picked)
     return "\n\n".join(f"⚠️ {markdown_literal(w)}" for w in warnings)
 
 
