@@ -112,3 +112,19 @@ def test_web_ui_form_with_auto_template(tmp_path: Path) -> None:
     config = forms.form_to_config(values, tmp_path)
     assert config["model_name_or_path"] == "Qwen/Qwen3-0.6B-Base" and config["template"] == "auto"
     assert forms.validate(config).data.template == "qwen3"
+
+
+def test_hub_id_files_come_from_the_cache(tmp_path: Path, tiny_llama: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A hub id the registry does not know is decided by its files in the Hugging Face cache (nothing downloaded)."""
+    from huggingface_hub import constants
+
+    snapshot = tmp_path / "models--someone--my-llama" / "snapshots" / "abc123"
+    snapshot.mkdir(parents=True)
+    for name in ("config.json", "tokenizer_config.json", "chat_template.jinja"):
+        shutil.copy(tiny_llama / name, snapshot / name)
+    (snapshot.parents[1] / "refs").mkdir()
+    (snapshot.parents[1] / "refs" / "main").write_text("abc123")
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
+    assert pick_template("someone/my-llama") == ("llama3", "model_type llama; its chat template matches")
+    with pytest.raises(ConfigError, match=r"no config\.json"):
+        pick_template("someone/not-cached")
