@@ -156,6 +156,14 @@ def test_mlp_names_peft_maps_onto_experts_are_warned_about(caplog: pytest.LogCap
     assert not any("shared_experts" in n and "lora" in n for n, _ in model.named_parameters())
 
 
+def test_half_of_a_fused_expert_pair_is_a_user_error() -> None:
+    from tuneforge.models.adapters import apply_finetuning
+
+    cfg = tiny_config(Path("unused"), Path("unused"), lora_target="q_a_proj,gate_proj")
+    with pytest.raises(TuneforgeError, match=r"`lora_target`: Cannot convert PEFT.*name gate_proj and up_proj"):
+        apply_finetuning(small_model("deepseek_v3"), cfg)
+
+
 def test_oft_refuses_expert_weights() -> None:
     with pytest.raises(TuneforgeError, match="OFT cannot adapt fused expert weights"):
         _peft("qwen3_moe", "experts", kind="oft")

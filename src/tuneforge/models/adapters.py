@@ -19,7 +19,7 @@ from transformers import TrainerCallback
 
 from tuneforge.config.lists import split_list
 from tuneforge.errors import TuneforgeError
-from tuneforge.models.expert_targets import expert_hint, split_expert_targets, warn_unadapted
+from tuneforge.models.expert_targets import expert_hint, explain_fused_targets, split_expert_targets, warn_unadapted
 
 if TYPE_CHECKING:
     import torch
@@ -221,7 +221,8 @@ def _apply_peft(model: Any, cfg: TuneforgeConfig, kind: str, trainable: bool) ->
             model.enable_input_require_grads()
         config = peft_config(model, cfg, kind)
         requested = set(config.target_modules or ())
-        peft_model = get_peft_model(model, config)
+        with explain_fused_targets():
+            peft_model = get_peft_model(model, config)
         warn_unadapted(peft_model, requested)
         return peft_model
 

@@ -8,7 +8,11 @@ attention, shared experts and dense MLPs but not them. Naming them adapts them t
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
+
+from tuneforge.errors import TuneforgeError
 
 logger = logging.getLogger(__name__)
 
@@ -72,3 +76,17 @@ def warn_unadapted(peft_model: Any, requested: set[str]) -> None:
         ", ".join(skipped),
         ", ".join(experts) or "none",
     )
+
+
+@contextmanager
+def explain_fused_targets() -> Iterator[None]:
+    """Turn PEFT's error for half of a fused expert pair (`gate_proj` without `up_proj`) into a user error."""
+    try:
+        yield
+    except ValueError as exc:
+        if not str(exc).startswith("Cannot convert PEFT target"):
+            raise
+        raise TuneforgeError(
+            f"`lora_target`: {exc} On this model PEFT reads these MLP names as the routed experts' fused weights: "
+            "name gate_proj and up_proj together, or use `experts`."
+        ) from exc
