@@ -59,7 +59,7 @@ def expert_hint(model: Any, missing: list[str]) -> str:
 def warn_unadapted(peft_model: Any, requested: set[str]) -> None:
     """Warn about requested linear layers PEFT left out.
 
-    PEFT (0.19+, transformers 5) reads `gate_proj` / `up_proj` / `down_proj` on MoE types whose experts transformers
+    Recent PEFT (0.21; 0.18 did not) reads `gate_proj` / `up_proj` / `down_proj` on MoE types whose experts transformers
     fuses when loading older checkpoints (Qwen3-MoE, DeepSeek-V3, GLM-4-MoE, ...) as the routed experts' fused
     weights: it adapts those and drops the names from its module targets, so dense and shared-expert MLP layers
     with those names get no adapter.
