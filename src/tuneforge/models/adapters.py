@@ -19,6 +19,7 @@ from transformers import TrainerCallback
 
 from tuneforge.config.lists import split_list
 from tuneforge.errors import TuneforgeError
+from tuneforge.models.expand import expanded_layer_ids
 
 if TYPE_CHECKING:
     import torch
@@ -79,10 +80,13 @@ def freeze_trainable_names(model: Any, cfg: TuneforgeConfig) -> list[str]:
             "`freeze_trainable_layers: 0` trains no layer; give the number of layers to train "
             "(positive counts from the last layer, negative from the first)."
         )
-    if abs(count) > layers:
-        logger.warning("`freeze_trainable_layers: %s`: the model has %s layers; training all of them.", count, layers)
-        count = layers if count > 0 else -layers
-    ids = range(layers - count, layers) if count > 0 else range(-count)
+    if m.use_llama_pro:
+        ids: Any = expanded_layer_ids(layers, count)
+    else:
+        if abs(count) > layers:
+            logger.warning("`freeze_trainable_layers: %s`: the model has %s layers; training all.", count, layers)
+            count = layers if count > 0 else -layers
+        ids = range(layers - count, layers) if count > 0 else range(-count)
     modules = None if m.freeze_trainable_modules.strip() == "all" else split_list(m.freeze_trainable_modules)
     extras = split_list(m.freeze_extra_modules)
     names = [n for n, _ in model.named_parameters() if _freeze_keeps(n, set(ids), modules, extras)]
@@ -142,6 +146,20 @@ def _targets(model: Any, spec: str) -> list[str]:
     return targets
 
 
+def _method_targets(model: Any, cfg: TuneforgeConfig, spec: str) -> list[str]:
+    """The adapter targets; with `use_llama_pro`, only those inside the expanded blocks (full module names)."""
+    targets = _targets(model, spec)
+    if not cfg.method.use_llama_pro:
+        return targets
+    ids = set(expanded_layer_ids(_num_layers(model), cfg.method.freeze_trainable_layers))
+    logger.info("LLaMA Pro: adapters on layers %s", ", ".join(map(str, sorted(ids))))
+    return [
+        name
+        for name, _ in model.named_modules()
+        if name.split(".")[-1] in targets and (hit := re.search(r"\.layers\.(\d+)\.", name)) and int(hit[1]) in ids
+    ]
+
+
 def peft_config(model: Any, cfg: TuneforgeConfig, kind: str) -> Any:
     """The PEFT LoraConfig / OFTConfig for the method settings."""
     from peft import LoraConfig, OFTConfig, TaskType
@@ -154,7 +172,7 @@ def peft_config(model: Any, cfg: TuneforgeConfig, kind: str) -> Any:
             r=m.oft_rank,
             oft_block_size=m.oft_block_size,
             module_dropout=m.module_dropout,
-            target_modules=_targets(model, m.oft_target),
+            target_modules=_method_targets(model, cfg, m.oft_target),
             modules_to_save=extra,
         )
     init: Any = True
@@ -165,7 +183,7 @@ def peft_config(model: Any, cfg: TuneforgeConfig, kind: str) -> Any:
         r=m.lora_rank,
         lora_alpha=m.lora_alpha if m.lora_alpha is not None else m.lora_rank * 2,
         lora_dropout=m.lora_dropout,
-        target_modules=_targets(model, m.lora_target),
+        target_modules=_method_targets(model, cfg, m.lora_target),
         modules_to_save=extra,
         use_rslora=m.use_rslora,
         use_dora=m.use_dora,
