@@ -40,12 +40,16 @@ def run_modes(cfg: TuneforgeConfig) -> RunModes:
 
 
 def trainer_callbacks(cfg: TuneforgeConfig) -> list[Any]:
-    """Callbacks a config asks for beyond tuneforge's own: early stopping after `early_stopping_steps` evals."""
+    """Callbacks a config asks for beyond tuneforge's own: early stopping after `early_stopping_steps` evals,
+    SwanLab logging (`use_swanlab`)."""
+    from tuneforge.train.swanlab_log import swanlab_callbacks
+
+    tracking = swanlab_callbacks(cfg)
     if cfg.training.early_stopping_steps is None:
-        return []
+        return tracking
     from transformers import EarlyStoppingCallback
 
-    return [EarlyStoppingCallback(early_stopping_patience=cfg.training.early_stopping_steps)]
+    return [EarlyStoppingCallback(early_stopping_patience=cfg.training.early_stopping_steps), *tracking]
 
 
 def effective_tokens_per_sec(cfg: TuneforgeConfig, dataset: Any, metrics: dict[str, Any]) -> None:
