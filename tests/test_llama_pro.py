@@ -43,6 +43,7 @@ def test_expanded_model_loads_in_transformers_and_gives_identical_logits(arch, r
     before, after = AutoModelForCausalLM.from_pretrained(source), AutoModelForCausalLM.from_pretrained(out)
     layers = AutoConfig.from_pretrained(source).num_hidden_layers
     assert after.config.num_hidden_layers == layers + 2 == len(after.model.layers)
+    assert after.config.tie_word_embeddings == before.config.tie_word_embeddings
     if getattr(after.config, "layer_types", None):
         assert len(after.config.layer_types) == layers + 2
     assert not after.model.layers[layers // 2].self_attn.o_proj.weight.any()  # the first inserted block
@@ -92,6 +93,8 @@ def test_llama_pro_needs_a_layer_count_the_expansion_divides(expanded, tokenizer
 
     with pytest.raises(TuneforgeError, match="equal strides"):
         _prepared(expanded, tokenizer, tmp_path, finetuning_type="freeze", freeze_trainable_layers=3)
+    with pytest.raises(TuneforgeError, match="equal strides"):  # LLaMA-Factory trains no layer then
+        _prepared(expanded, tokenizer, tmp_path, finetuning_type="lora", freeze_trainable_layers=-2)
 
 
 def test_llama_pro_with_full_tuning_is_refused(tmp_path):
