@@ -43,30 +43,44 @@ def _logged(logdir: Path) -> dict[str, list[float]]:
     return found
 
 
-@pytest.mark.slow
-def test_local_run_writes_the_losses_to_the_logdir(tiny_qwen2: Path, tmp_path: Path, no_network, monkeypatch) -> None:
+@pytest.fixture
+def swanlab_local(tmp_path: Path, no_network: list[object], monkeypatch: pytest.MonkeyPatch):
+    """Settings for a local SwanLab run in tmp_path; yields its logdir, asserts no connection was tried."""
+    import swanlab
+
     monkeypatch.setenv("SWANLAB_ROOT", str(tmp_path / "home"))  # SwanLab's own settings folder, not ~/.swanlab
     for probe in ("HARDWARE", "REQUIREMENTS", "CONDA", "GIT", "MONITOR"):  # environment probes: slow, not under test
         monkeypatch.setenv(f"SWANLAB_PROBE_{probe}", "false")
+    logdir = tmp_path / "swanlog"
+    settings = {"use_swanlab": True, "swanlab_mode": "local", "swanlab_logdir": str(logdir)}
+    yield logdir, settings
+    try:
+        swanlab.get_run()
+    except RuntimeError:  # finished by the test
+        pass
+    else:
+        swanlab.finish()  # a failed test must not leave its run open for the next one
+    assert not no_network
+
+
+def _finish() -> None:
     import swanlab
 
+    swanlab.finish()  # the run stays open for the final evaluation's metrics; finishing flushes its files
+
+
+@pytest.mark.slow
+def test_local_run_writes_the_losses_to_the_logdir(tiny_qwen2: Path, tmp_path: Path, swanlab_local) -> None:
     from tuneforge.train.sft import run_sft
 
+    logdir, settings = swanlab_local
     tokenizer = tokenizer_of(tiny_qwen2)
-    logdir = tmp_path / "swanlog"
     cfg = tiny_config(
-        tiny_qwen2,
-        tmp_path / "out",
-        use_swanlab=True,
-        swanlab_mode="local",
-        swanlab_logdir=str(logdir),
-        swanlab_project="tests",
-        swanlab_run_name="tiny",
-        report_to="swanlab",
-        max_steps=3,
-    )
+        tiny_qwen2, tmp_path / "out", swanlab_project="tests", swanlab_run_name="tiny", report_to="swanlab",
+        max_steps=3, **settings,
+    )  # fmt: skip
     run_sft(cfg, train_data(tokenizer, 4), tokenizer)
-    swanlab.finish()  # the run stays open for the final evaluation's metrics; finishing flushes its files
+    _finish()
     state = json.loads((tmp_path / "out" / "trainer_state.json").read_text())
     losses = [row["loss"] for row in state["log_history"] if "loss" in row]
     logged = _logged(logdir)
@@ -75,7 +89,22 @@ def test_local_run_writes_the_losses_to_the_logdir(tiny_qwen2: Path, tmp_path: P
     (record,) = logdir.glob("run-*/run-*.swanlab")
     assert b"train/loss" in record.read_bytes()  # the metric names live in the run record
     assert json.loads((tmp_path / "out" / "swanlab_public_config.json").read_text())["mode"]
-    assert not no_network
+
+
+@pytest.mark.slow
+def test_ppo_logs_to_swanlab_too(tiny_qwen2: Path, tmp_path: Path, swanlab_local) -> None:
+    """PPO runs its own loop; its logged losses reach SwanLab as the Trainer stages' do."""
+    from test_train_resume import _ppo_config, _reward_folder
+    from trajectory_cases import write_data
+    from tuneforge.train import run_training
+
+    logdir, settings = swanlab_local
+    data, reward = write_data(tmp_path / "data"), _reward_folder(tiny_qwen2, tmp_path / "reward")
+    run_training(_ppo_config(tiny_qwen2, tmp_path / "out", data, reward, **settings))
+    _finish()
+    rows = [json.loads(line) for line in (tmp_path / "out" / "trainer_log.jsonl").read_text().splitlines()]
+    losses = [row["loss"] for row in rows if "loss" in row]
+    assert losses and any(values == pytest.approx(losses) for values in _logged(logdir).values())
 
 
 def test_report_to_swanlab_is_left_to_the_callback(tmp_path: Path) -> None:
