@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from train_helpers import tiny_config, tokenizer_of, train_data
-from tuneforge.models.shift_attn import allowed_mask, shifted_attention
+from tuneforge.models.shift_attn import S2_ARCHITECTURES, allowed_mask, enable_shift_attn, shifted_attention
 
 
 def direct_s2(q, k, v, allowed, scale):
@@ -74,9 +74,8 @@ def _load(path, tmp_path, **overrides):
     return load_model(cfg, tokenizer_of(path), trainable=True)
 
 
-@pytest.mark.parametrize("arch", ["tiny_llama", "tiny_qwen2", "tiny_qwen3"])
-def test_models_use_s2_attention_in_training_only(arch, request, tmp_path):
-    path = request.getfixturevalue(arch)
+def test_loaded_model_uses_s2_attention_in_training_only(tiny_qwen2, tmp_path):
+    path = tiny_qwen2
     plain = _load(path, tmp_path, flash_attn="sdpa")
     s2 = _load(path, tmp_path, flash_attn="sdpa", shift_attn=True)
     ids = torch.randint(0, 1000, (2, 16))
@@ -125,3 +124,26 @@ def test_training_with_shift_attn_lowers_the_loss_and_saves_a_plain_model(tiny_q
     losses = [row["loss"] for row in logs if "loss" in row]
     assert losses[-1] < losses[0]
     assert "tuneforge" not in (tmp_path / "adapter_config.json").read_text()
+
+
+@pytest.mark.parametrize("arch", S2_ARCHITECTURES)
+def test_every_supported_architecture_groups_its_attention(arch):
+    """A one-layer random model of each listed architecture: full attention in eval mode, grouped in training."""
+    import copy
+
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    config = AutoConfig.for_model(
+        arch, vocab_size=128, hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=4,
+        num_key_value_heads=2, head_dim=8, max_position_embeddings=64,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    plain = AutoModelForCausalLM.from_config(config, attn_implementation="sdpa")
+    s2 = copy.deepcopy(plain)
+    enable_shift_attn(s2, "sdpa")
+    ids = torch.randint(0, 128, (2, 16))
+    with torch.no_grad():
+        torch.testing.assert_close(s2.eval()(input_ids=ids).logits, plain.eval()(input_ids=ids).logits)
+        full, grouped = plain.train()(input_ids=ids).logits, s2.train()(input_ids=ids).logits
+    torch.testing.assert_close(grouped[:, :2], full[:, :2])
+    assert not torch.allclose(grouped[:, 8:], full[:, 8:])
