@@ -147,3 +147,19 @@ def test_every_supported_architecture_groups_its_attention(arch):
         full, grouped = plain.train()(input_ids=ids).logits, s2.train()(input_ids=ids).logits
     torch.testing.assert_close(grouped[:, :2], full[:, :2])
     assert not torch.allclose(grouped[:, 8:], full[:, 8:])
+
+
+def test_unsupported_model_stops_before_any_work(tmp_path, monkeypatch, capsys):
+    """A gpt2 config with `shift_attn`: the CLI stops naming the supported models; output_dir is never made."""
+    from transformers import GPT2Config
+
+    from tuneforge.cli import main
+
+    GPT2Config(n_layer=1, n_embd=16, n_head=2).save_pretrained(tmp_path / "gpt2")
+    out = tmp_path / "never"
+    argv = ["train", f"model_name_or_path={tmp_path / 'gpt2'}", f"output_dir={out}", "dataset=identity"]
+    with pytest.raises(SystemExit) as stop:
+        main([*argv, "shift_attn=true"])
+    assert stop.value.code != 0
+    assert "llama, mistral, qwen2, qwen3" in capsys.readouterr().err
+    assert not out.exists()

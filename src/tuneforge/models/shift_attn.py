@@ -15,12 +15,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 
 from tuneforge.errors import TuneforgeError
+
+if TYPE_CHECKING:
+    from tuneforge.config import TuneforgeConfig
 
 logger = logging.getLogger(__name__)
 
@@ -128,13 +131,24 @@ def check_shift_attn(model_type: str | None, attn: str | None) -> str:
     return base
 
 
+def preflight_shift_attn(cfg: TuneforgeConfig) -> None:
+    """Refuse `shift_attn` for a model or kernel it does not support, before any data is processed."""
+    from transformers import AutoConfig
+
+    from tuneforge.models.loader import attn_implementation
+
+    m = cfg.model
+    hub = {"trust_remote_code": m.trust_remote_code, "revision": m.model_revision, "cache_dir": m.cache_dir}
+    config = AutoConfig.from_pretrained(m.model_name_or_path, token=m.hf_hub_token, **hub)
+    check_shift_attn(config.model_type, attn_implementation(m.flash_attn))
+
+
 def enable_shift_attn(model: Any, base: str) -> None:
     """Switch a loaded model's attention to S²-Attn over `base` for training (full attention in eval mode)."""
     register()
     model.set_attn_implementation(_name(base))
+    if model.config._attn_implementation != _name(base):  # transformers only warns for a model it cannot switch
+        raise TuneforgeError(
+            f"`shift_attn`: {type(model).__name__} does not use transformers' attention interface; remove `shift_attn`."
+        )
     logger.info("Using shift short attention (S2-Attn) with 4 groups over %s attention.", base)
-
-
-def disable_shift_attn(model: Any, base: str) -> None:
-    """Back to the plain `base` attention (before saving or generating)."""
-    model.set_attn_implementation(base)

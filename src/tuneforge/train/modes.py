@@ -80,6 +80,10 @@ def check_modes(cfg: TuneforgeConfig) -> None:
             "remove it to train (QLoRA trains on one device)."
         )
     check_fsdp_world(cfg, int(os.environ.get("WORLD_SIZE", "1")))  # the processes this run really has
+    if modes.train and cfg.model.shift_attn:
+        from tuneforge.models.shift_attn import preflight_shift_attn
+
+        preflight_shift_attn(cfg)
     if modes.evaluate and not (cfg.data.eval_dataset or cfg.data.val_size):
         raise ConfigError(
             "`do_eval: true` without training needs evaluation data: set `eval_dataset` (or `dataset` with `val_size`)."
