@@ -163,3 +163,23 @@ def test_unsupported_model_stops_before_any_work(tmp_path, monkeypatch, capsys):
     assert stop.value.code != 0
     assert "llama, mistral, qwen2, qwen3" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_the_padding_mask_reaches_the_grouped_attention(tiny_llama, tmp_path, monkeypatch):
+    """transformers builds the model's mask for the registered S²-Attn names too: padding is masked in the groups."""
+    from tuneforge.models import shift_attn
+
+    seen = []
+
+    def spy(mask, *args):
+        seen.append(mask)
+        return allowed_mask(mask, *args)
+
+    monkeypatch.setattr(shift_attn, "allowed_mask", spy)
+    model = _load(tiny_llama, tmp_path, flash_attn="sdpa", shift_attn=True).train()
+    mask = torch.ones(1, 8, dtype=torch.long)
+    mask[0, :3] = 0
+    with torch.no_grad():
+        model(input_ids=torch.randint(0, 1000, (1, 8)), attention_mask=mask)
+    assert seen and seen[0] is not None
+    assert not allowed_mask(seen[0], 1, 8, torch.device("cpu"))[0, 0, 5, :3].any()  # no real token sees padding
