@@ -38,8 +38,8 @@ def test_expanded_model_loads_in_transformers_and_gives_identical_logits(arch, r
     if arch == "tiny_qwen2":
         out = request.getfixturevalue("expanded")
     else:
-        out = tmp_path / "pro"
-        main(["expand-layers", "--model", str(source), "--out", str(out), "--num-expand", "2"])
+        out = tmp_path / "pro"  # LLaMA-Factory's script's argument names work too
+        main(["expand-layers", "--model_name_or_path", str(source), "--output_dir", str(out), "--num_expand", "2"])
     before, after = AutoModelForCausalLM.from_pretrained(source), AutoModelForCausalLM.from_pretrained(out)
     layers = AutoConfig.from_pretrained(source).num_hidden_layers
     assert after.config.num_hidden_layers == layers + 2 == len(after.model.layers)
