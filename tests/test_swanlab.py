@@ -127,3 +127,41 @@ def test_missing_swanlab_stops_before_any_work(tiny_qwen2: Path, tmp_path: Path,
     assert stop.value.code != 0
     assert "pip install 'tuneforge[swanlab]'" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_api_key_and_lark_webhook_are_handed_to_swanlab(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`swanlab_api_key` logs in; the Lark webhook becomes a notification plugin of the run SwanLab starts."""
+    from types import SimpleNamespace
+
+    import swanlab
+    from swanlab.plugin.notification import LarkCallback
+
+    from tuneforge.train.swanlab_log import swanlab_callbacks
+
+    calls: dict[str, object] = {}
+    run = SimpleNamespace(id="r1", name="tiny", mode="cloud", config=SimpleNamespace(update=lambda values: None))
+
+    def init(**kwargs: object) -> object:
+        calls["init"] = kwargs
+        return run
+
+    def get_run() -> object:
+        if "init" not in calls:
+            raise RuntimeError("no run")
+        return run
+
+    monkeypatch.setattr(swanlab, "login", lambda api_key: calls.setdefault("login", api_key))
+    monkeypatch.setattr(swanlab, "init", init)
+    monkeypatch.setattr(swanlab, "get_run", get_run)
+    cfg = tiny_config(
+        tmp_path, tmp_path, use_swanlab=True, swanlab_api_key="k-123", swanlab_workspace="team",
+        swanlab_lark_webhook_url="https://lark.invalid/hook", swanlab_lark_secret="s",
+    )  # fmt: skip
+    (callback,) = swanlab_callbacks(cfg)
+    args, _ = build_training_args(cfg, cuda=False)
+    callback.setup(args, SimpleNamespace(is_world_process_zero=True, global_step=0), None)
+    assert calls["login"] == "k-123"
+    started = calls["init"]
+    assert started["workspace"] == "team" and started["mode"] == "cloud" and started["project"] == "llamafactory"
+    assert any(isinstance(c, LarkCallback) for c in started["callbacks"])
+    assert json.loads((tmp_path / "swanlab_public_config.json").read_text())["id"] == "r1"
