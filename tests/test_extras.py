@@ -31,6 +31,7 @@ FEATURES = [
     *[("train", {"report_to": name}, module, extra) for name, (module, extra) in REPORT_TO.items()],
     ("train", {"report_to": ["none", "wandb"]}, "wandb", "wandb"),
     ("train", {"deepspeed": "ds_z2.json"}, "deepspeed", "deepspeed"),
+    ("train", {"use_swanlab": True}, "swanlab", "swanlab"),
     ("train", {"use_liger_kernel": True}, "liger_kernel", "liger"),
     ("train", {"enable_liger_kernel": True}, "liger_kernel", "liger"),
     ("train", {"speed_kernels": "liger"}, "liger_kernel", "liger"),

@@ -47,6 +47,7 @@ REPORT_TO: dict[str, tuple[str, str]] = {
     "dagshub": ("dagshub", "dagshub"),
     "azure_ml": ("azureml", "azureml"),
     "flyte": ("flytekit", "flyte"),
+    "swanlab": ("swanlab", "swanlab"),
 }
 QUANTIZERS: dict[str, tuple[str, str]] = {
     "bnb": ("bitsandbytes", "bnb"),
@@ -81,6 +82,8 @@ def _training(cfg: TuneforgeConfig) -> list[Need]:
     needs = _report_to(cfg)
     if t.deepspeed:
         needs.append(Need("deepspeed", "deepspeed", "deepspeed"))
+    if t.use_swanlab:
+        needs.append(Need("use_swanlab: true", "swanlab", "swanlab"))
     for setting, on in (
         ("use_liger_kernel: true", t.use_liger_kernel),
         ("enable_liger_kernel: true", m.enable_liger_kernel),

@@ -93,6 +93,8 @@ def _method(cfg: TuneforgeConfig) -> Iterator[Conflict]:
             ("adapter_name_or_path", "finetuning_type"),
             f"adapters are loaded for `finetuning_type: lora` or `oft`, not `{m.finetuning_type}`.",
         )
+    if m.use_llama_pro and m.finetuning_type == "full":
+        yield ("use_llama_pro", "finetuning_type"), "LLaMA Pro trains the expanded blocks with freeze or lora tuning."
     if m.use_dora and m.pissa_init:
         yield ("use_dora", "pissa_init"), "PiSSA initialisation is not available for DoRA adapters."
 

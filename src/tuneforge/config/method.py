@@ -14,7 +14,8 @@ class MethodSection(Section):
 
     freeze_trainable_layers: int = F(
         2,
-        "Freeze tuning: number of layers left trainable; positive counts from the last layer, negative from the first.",
+        "Freeze tuning: number of layers left trainable; positive counts from the last layer, negative from the "
+        "first; with use_llama_pro, the number of expanded blocks.",
         wiring=ACTS,
     )
     freeze_trainable_modules: str = F(
@@ -218,10 +219,9 @@ class MethodSection(Section):
     )
     use_llama_pro: bool = F(
         False,
-        "LLaMA Pro: train only the newly expanded blocks (use with freeze or lora tuning).",
-        wiring=refused(
-            "LLaMA Pro block expansion is not implemented in tuneforge yet (planned); remove `use_llama_pro`"
-        ),
+        "LLaMA Pro: train only the expanded blocks of a model written by `tuneforge expand-layers` (freeze or "
+        "lora/oft tuning); freeze_trainable_layers gives their number (num_expand).",
+        wiring=ACTS,
     )
     use_adam_mini: bool = F(
         False,

@@ -168,6 +168,8 @@ def load_model(cfg: TuneforgeConfig, tokenizer: PreTrainedTokenizerBase, *, trai
     """Load the base causal-LM (no adapters yet) ready for training or inference."""
     from transformers import AutoConfig, AutoModelForCausalLM
 
+    from tuneforge.models import shift_attn
+
     m = cfg.model
     _require_model_path(cfg)
     hub = {"trust_remote_code": m.trust_remote_code, "revision": m.model_revision, "cache_dir": m.cache_dir}
@@ -182,6 +184,7 @@ def load_model(cfg: TuneforgeConfig, tokenizer: PreTrainedTokenizerBase, *, trai
     attn = attn_implementation(m.flash_attn)
     if attn is not None:
         kwargs["attn_implementation"] = attn
+    s2_base = shift_attn.check_shift_attn(model_config.model_type, attn) if trainable and m.shift_attn else None
     if m.train_from_scratch:
         model = AutoModelForCausalLM.from_config(**{k: kwargs[k] for k in kwargs if k != "cache_dir"})
     else:
@@ -194,6 +197,8 @@ def load_model(cfg: TuneforgeConfig, tokenizer: PreTrainedTokenizerBase, *, trai
 
         model = convert_to_mod(model)
     _fit_vocab(model, tokenizer, m.resize_vocab)
+    if s2_base is not None:
+        shift_attn.enable_shift_attn(model, s2_base)
     if trainable:
         prepare_for_training(model, cfg)
     else:
