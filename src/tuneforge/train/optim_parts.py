@@ -93,6 +93,7 @@ class LayerwiseOptimizer(torch.optim.Optimizer):
 def keep_projectors(optimizer: torch.optim.Optimizer) -> torch.optim.Optimizer:
     """Make a GaLore / APOLLO optimizer's projectors survive `state_dict()` -> `torch.load(weights_only=True)`."""
     optimizer.register_state_dict_post_hook(_flatten_projectors)
+    optimizer.register_load_state_dict_pre_hook(_set_projectors_aside)
     optimizer.register_load_state_dict_post_hook(_rebuild_projectors)
     return optimizer
 
@@ -101,26 +102,38 @@ def _flatten_projectors(optimizer: torch.optim.Optimizer, state_dict: dict[str, 
     for key, entry in state_dict["state"].items():
         projector = entry.get("projector")
         if projector is not None and not isinstance(projector, dict):
-            kind = f"{type(projector).__module__}.{type(projector).__name__}"
+            kind = PROJECTORS.index(f"{type(projector).__module__}.{type(projector).__name__}")
             state_dict["state"][key] = {**entry, "projector": {"kind": kind, **vars(projector)}}
     return state_dict  # new entries: the live state keeps its projector objects
 
 
+def _set_projectors_aside(optimizer: torch.optim.Optimizer, state_dict: dict[str, Any]) -> dict[str, Any]:
+    """torch's loader would rebuild the projectors' strings as sequences: keep them out of its way."""
+    state = dict(state_dict["state"])
+    aside = {key: entry["projector"] for key, entry in state.items() if isinstance(entry.get("projector"), dict)}
+    for key in aside:
+        state[key] = {k: v for k, v in state[key].items() if k != "projector"}
+    optimizer.__dict__["_saved_projectors"] = aside
+    return {**state_dict, "state": state}
+
+
 def _rebuild_projectors(optimizer: torch.optim.Optimizer) -> None:
-    for entry in optimizer.state.values():
-        saved = entry.get("projector")
-        if isinstance(saved, dict):
-            entry["projector"] = _projector(saved)
+    aside = optimizer.__dict__.pop("_saved_projectors", {})
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    for key, saved in aside.items():
+        optimizer.state[params[int(key)]]["projector"] = _projector(saved, params[int(key)].device)
 
 
-def _projector(saved: dict[str, Any]) -> Any:
+def _projector(saved: dict[str, Any], device: torch.device) -> Any:
     fields = dict(saved)
-    kind = fields.pop("kind")
-    if kind not in PROJECTORS:
-        raise ValueError(f"unknown projector class {kind!r} in the optimizer state")
-    module, name = kind.rsplit(".", 1)
+    module, name = PROJECTORS[fields.pop("kind")].rsplit(".", 1)
     cls = getattr(importlib.import_module(module), name)
     projector = cls.__new__(cls)
+    matrix = fields.get("ortho_matrix")
+    if isinstance(matrix, (list, tuple)):
+        fields["ortho_matrix"] = [m.to(device) for m in matrix]
+    elif matrix is not None:
+        fields["ortho_matrix"] = matrix.to(device)
     vars(projector).update(fields)
     return projector
 
