@@ -54,6 +54,8 @@ def _badam(cfg: TuneforgeConfig) -> Iterator[Conflict]:
     m = cfg.method
     if m.badam_mode == "ratio" and not m.badam_update_ratio > 0:
         yield ("badam_update_ratio",), "ratio-mode BAdam updates this share of each weight: give a number above 0."
+    if m.badam_mode == "layer" and m.badam_switch_mode == "fixed" and m.badam_start_block is None:
+        yield ("badam_switch_mode", "badam_start_block"), "`fixed` trains one block: say which in badam_start_block."
     for key in ("badam_switch_mode", "badam_switch_interval"):
         if m.badam_mode == "layer" and getattr(m, key) is None:
             yield (key,), "layer-mode BAdam needs a value here (defaults: ascending, 50)."
