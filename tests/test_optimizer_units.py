@@ -187,3 +187,39 @@ def test_several_processes_refuse_what_runs_in_one(values: dict, says: str) -> N
     check_optimizers(cfg, world=1)
     with pytest.raises(ConfigError, match=says):
         check_optimizers(cfg, world=2)
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        {"use_apollo": True, "apollo_rank": 2, "apollo_update_interval": 1},  # seeded random projections
+        {"use_galore": True, "galore_rank": 2, "galore_layerwise": True, "galore_update_interval": 5},
+    ],
+    ids=["apollo", "galore-layerwise"],
+)
+def test_projected_state_round_trips_a_weights_only_load(values: dict, tmp_path: Path) -> None:
+    """A second optimizer loading the first's saved state (torch.load(weights_only=True), as the Trainer does)
+    takes the same next step: projectors, their seeds and the per-weight optimizers come back."""
+    import copy
+    import io
+
+    first = Toy()
+    second = copy.deepcopy(first)
+    optimizer = _build(first, tmp_path, **values)
+    ids = torch.tensor([[1, 2, 3, 4, 5]])
+    for _ in range(2):
+        first(ids).backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    saved = io.BytesIO()
+    torch.save(optimizer.state_dict(), saved)
+    saved.seek(0)
+    second.load_state_dict(first.state_dict())
+    reloaded = _build(second, tmp_path, **values)
+    reloaded.load_state_dict(torch.load(saved, weights_only=True))
+    for model, opt in ((first, optimizer), (second, reloaded)):
+        model(ids).backward()
+        opt.step()
+        opt.zero_grad()
+    for (name, a), b in zip(first.named_parameters(), second.parameters(), strict=True):
+        torch.testing.assert_close(a, b, msg=name)
