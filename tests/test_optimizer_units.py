@@ -83,6 +83,13 @@ def test_galore_takes_only_target_weights_and_keeps_decay_groups(tmp_path: Path)
     assert projected[0]["rank"] == 16 and projected[0]["update_proj_gap"] == 200  # LLaMA-Factory's defaults
 
 
+def test_a_target_matching_no_weight_is_refused(tmp_path: Path) -> None:
+    from tuneforge.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"`apollo_target: up_proj` matches no .*proj"):
+        _build(Toy(), tmp_path, use_apollo=True, apollo_target="up_proj")
+
+
 def _polar(matrix: torch.Tensor) -> torch.Tensor:
     """U V^T of a full-rank wide matrix, from (G G^T)^(-1/2) G: the nearest semi-orthogonal matrix."""
     values, vectors = torch.linalg.eigh((matrix @ matrix.T).double())

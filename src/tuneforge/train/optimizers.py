@@ -89,7 +89,7 @@ def _decay_split(model: Any, skip: set[int]) -> tuple[list[Any], list[Any]]:
     return nodecay, decay
 
 
-def target_weights(model: Any, spec: str) -> list[torch.nn.Parameter]:
+def target_weights(model: Any, spec: str, key: str) -> list[torch.nn.Parameter]:
     """Trainable matrices of the linear layers whose name contains a target (`all`: every one but the head)."""
     from tuneforge.config.lists import split_list
     from tuneforge.models.adapters import linear_module_names
@@ -104,7 +104,10 @@ def target_weights(model: Any, spec: str) -> list[torch.nn.Parameter]:
         if param.requires_grad and param.ndim > 1
     ]
     if not found:
-        raise ConfigError(f"No trainable linear weight of this model matches `{spec}`; check the *_target setting.")
+        raise ConfigError(
+            f"`{key}: {spec}` matches no trainable linear weight of this model; its linear layers: "
+            f"{', '.join(linear_module_names(model))} (or use `all`)."
+        )
     return found
 
 
@@ -130,7 +133,7 @@ def _projected(model: Any, cfg: TuneforgeConfig, args: Any) -> torch.optim.Optim
     name, prefix = ("GaLore", "galore") if galore else ("APOLLO", "apollo")
     optim_class = _galore_class(t.optim) if galore else _apollo_class()
     extra = _projection_settings(cfg)
-    projected = target_weights(model, getattr(m, f"{prefix}_target"))
+    projected = target_weights(model, getattr(m, f"{prefix}_target"), f"{prefix}_target")
     nodecay, decay = _decay_split(model, {id(p) for p in projected})
     groups = [
         ([*nodecay], {"weight_decay": 0.0}),
