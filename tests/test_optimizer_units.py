@@ -230,3 +230,46 @@ def test_projected_state_round_trips_a_weights_only_load(values: dict, tmp_path:
         opt.zero_grad()
     for (name, a), b in zip(first.named_parameters(), second.parameters(), strict=True):
         torch.testing.assert_close(a, b, msg=name)
+
+
+def _projected_group(optimizer: torch.optim.Optimizer) -> dict:
+    return next(g for g in optimizer.param_groups if "rank" in g)
+
+
+def _settings(group: dict, keys: str) -> dict:
+    return {k: group[k] for k in keys.split()}
+
+
+# Every LLaMA-Factory key of these optimizers, set to a non-default value, reaches the library object it configures.
+KEYS_REACH = [
+    (
+        {"use_galore": True, "galore_rank": 3, "galore_update_interval": 7, "galore_scale": 0.25,
+         "galore_proj_type": "left"},
+        lambda o: _settings(_projected_group(o), "rank update_proj_gap scale proj_type")
+        == {"rank": 3, "update_proj_gap": 7, "scale": 0.25, "proj_type": "left"},
+    ),
+    ({"use_galore": True, "galore_layerwise": True}, lambda o: type(o).__name__ == "LayerwiseOptimizer"),
+    (
+        {"use_apollo": True, "apollo_rank": 3, "apollo_update_interval": 7, "apollo_scale": 4.0, "apollo_proj": "svd",
+         "apollo_proj_type": "right", "apollo_scale_type": "tensor", "apollo_scale_front": True},
+        lambda o: _settings(_projected_group(o), "rank update_proj_gap scale proj proj_type scale_type scale_front")
+        == {"rank": 3, "update_proj_gap": 7, "scale": 4.0, "proj": "svd", "proj_type": "right",
+            "scale_type": "tensor", "scale_front": True},
+    ),
+    ({"use_apollo": True, "apollo_layerwise": True}, lambda o: type(o).__name__ == "LayerwiseOptimizer"),
+    (
+        {"use_badam": True, "badam_switch_interval": 9, "badam_start_block": 1, "badam_switch_mode": "descending",
+         "badam_verbose": 2},
+        lambda o: (o.switch_block_every, o.active_param_prefixs, o.switch_mode, o.verbose)
+        == (9, ["layers.1."], "descending", 2),
+    ),
+    (
+        {"use_badam": True, "badam_mode": "ratio", "badam_update_ratio": 0.3, "badam_mask_mode": "scatter"},
+        lambda o: (type(o).__name__, o.update_ratio, o.mask_mode) == ("BlockOptimizerRatio", 0.3, "scatter"),
+    ),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("values", "reached"), KEYS_REACH, ids=lambda v: ",".join(v) if isinstance(v, dict) else "")
+def test_every_key_reaches_the_library(values: dict, reached, tmp_path: Path) -> None:
+    assert reached(_build(Toy(), tmp_path, **values))
