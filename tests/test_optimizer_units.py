@@ -201,12 +201,14 @@ def test_several_processes_refuse_what_runs_in_one(values: dict, says: str) -> N
     [
         {"use_apollo": True, "apollo_rank": 2, "apollo_update_interval": 1},  # seeded random projections
         {"use_galore": True, "galore_rank": 2, "galore_layerwise": True, "galore_update_interval": 5},
+        {"use_muon": True},
+        {"use_adam_mini": True},
     ],
-    ids=["apollo", "galore-layerwise"],
+    ids=["apollo", "galore-layerwise", "muon", "adam-mini"],
 )
 def test_projected_state_round_trips_a_weights_only_load(values: dict, tmp_path: Path) -> None:
     """A second optimizer loading the first's saved state (torch.load(weights_only=True), as the Trainer does)
-    takes the same next step: projectors, their seeds and the per-weight optimizers come back."""
+    takes the same next step: projectors, their seeds, the per-weight optimizers and both halves of Muon come back."""
     import copy
     import io
 
