@@ -55,11 +55,19 @@ QUANTIZERS: dict[str, tuple[str, str]] = {
     "eetq": ("eetq", "eetq"),
 }
 BACKENDS: dict[str, tuple[str, str]] = {"vllm": ("vllm", "vllm"), "sglang": ("sglang", "sglang")}
+# method switch -> (module, extra): the optimizers of maintained libraries (Muon is torch's own).
+OPTIMIZERS: dict[str, tuple[str, str]] = {
+    "use_galore": ("galore_torch", "galore"),
+    "use_apollo": ("apollo_torch", "apollo"),
+    "use_badam": ("badam", "badam"),
+    "use_adam_mini": ("adam_mini", "adam-mini"),
+}
 
 
 # module -> extra, for checks made elsewhere (the model loader's quantizers).
 EXTRA_OF: dict[str, str] = {
-    module: extra for module, extra in [*REPORT_TO.values(), *QUANTIZERS.values(), *BACKENDS.values()]
+    module: extra
+    for module, extra in [*REPORT_TO.values(), *QUANTIZERS.values(), *BACKENDS.values(), *OPTIMIZERS.values()]
 } | {"deepspeed": "deepspeed", "liger_kernel": "liger", "gptqmodel": "quantize"}
 
 
@@ -91,6 +99,7 @@ def _training(cfg: TuneforgeConfig) -> list[Need]:
     ):
         if on:
             needs.append(Need(setting, "liger_kernel", "liger"))
+    needs += [Need(f"{key}: true", *OPTIMIZERS[key]) for key in OPTIMIZERS if getattr(cfg.method, key)]
     return needs + _quantization(cfg)
 
 
@@ -104,6 +113,7 @@ def _quantization(cfg: TuneforgeConfig) -> list[Need]:
 def _inference(cfg: TuneforgeConfig) -> list[Need]:
     backend = cfg.inference.infer_backend
     needs = [Need(f"infer_backend: {backend}", *BACKENDS[backend])] if backend in BACKENDS else []
+    needs += [Need(f"{key}: true", *OPTIMIZERS[key]) for key in OPTIMIZERS if getattr(cfg.method, key)]
     return needs + _quantization(cfg)
 
 

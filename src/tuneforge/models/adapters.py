@@ -261,10 +261,11 @@ def _quiet_peft() -> Iterator[None]:
 
 
 def _upcast_trainable(model: Any, cfg: TuneforgeConfig) -> None:
-    """Trainable weights stay float32 unless pure_bf16 asks for half-precision weights throughout."""
+    """Trainable weights stay float32 unless pure_bf16 asks for half-precision weights throughout, or BAdam keeps
+    its own float32 copy of the active block (as in LLaMA-Factory)."""
     import torch
 
-    if cfg.method.pure_bf16:
+    if cfg.method.pure_bf16 or cfg.method.use_badam:
         return
     for param in model.parameters():
         if param.requires_grad and param.dtype != torch.float32:

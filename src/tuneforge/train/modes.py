@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from tuneforge.errors import ConfigError
 from tuneforge.train.launch import check_fsdp_world
+from tuneforge.train.optimizers import check_optimizers
 
 if TYPE_CHECKING:
     from tuneforge.config import TuneforgeConfig
@@ -84,6 +85,8 @@ def check_modes(cfg: TuneforgeConfig) -> None:
         from tuneforge.models.shift_attn import preflight_shift_attn
 
         preflight_shift_attn(cfg)
+    if modes.train:
+        check_optimizers(cfg, int(os.environ.get("WORLD_SIZE", "1")))
     if modes.evaluate and not (cfg.data.eval_dataset or cfg.data.val_size):
         raise ConfigError(
             "`do_eval: true` without training needs evaluation data: set `eval_dataset` (or `dataset` with `val_size`)."
