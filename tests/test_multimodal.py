@@ -276,3 +276,34 @@ def test_preview_shows_image_token_runs_once_with_a_count() -> None:
 
     text = "<|vision_start|>" + "<|image_pad|>" * 12 + "<|vision_end|>Who?<|im_end|><|im_end|>"
     assert compact_runs(text) == "<|vision_start|><|image_pad|>×12<|vision_end|>Who?<|im_end|><|im_end|>"
+
+
+def test_tiny_qwen3_vl_trains_on_the_same_image_rows(tmp_path: Path) -> None:
+    """Qwen3-VL (16-pixel patches, deepstack, interleaved M-RoPE) takes image rows as Qwen2-VL does."""
+    import torch
+    from transformers import AutoModelForImageTextToText
+
+    from tuneforge.data.collate import PaddingCollator
+    from tuneforge.data.media import media_collator
+    from tuneforge.data.templates import get_template
+    from tuneforge.models.loader import load_tokenizer
+    from tuneforge.models.tiny import make_tiny
+
+    model_dir = make_tiny("qwen3_vl", tmp_path / "vl3")
+    square_image(tmp_path / "a.png", (255, 0, 0), size=64)
+    write_media_dataset(tmp_path, [row("<image>Colour?", "red", ["a.png"])])
+    splits, cfg = prepare(model_dir, tmp_path, template="qwen3_vl_nothink")
+    tokenizer = load_tokenizer(cfg)
+    batch = media_collator(cfg.model, tokenizer, splits.template, PaddingCollator(tokenizer.pad_token_id))(
+        [splits.train[0]]
+    )
+    assert batch["image_grid_thw"].tolist() == [[1, 4, 4]]  # 64 px = 4 patches of 16 per side
+    model = AutoModelForImageTextToText.from_pretrained(model_dir)
+    loss = model(**batch).loss
+    loss.backward()
+    assert torch.isfinite(loss)
+    parts = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Colour?"}]}]
+    official = tokenizer.apply_chat_template(parts, tokenize=False, add_generation_prompt=True)
+    image = "<|vision_start|><|image_pad|><|vision_end|>"
+    plain = [{"role": "user", "content": f"{image}Colour?"}]
+    assert get_template("qwen3_vl_nothink", tokenizer).render(plain, add_generation_prompt=True) == official

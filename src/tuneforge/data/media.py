@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
 MEDIA_KINDS = ("images", "videos", "audios")
 MARKS = {"images": "<image>", "videos": "<video>", "audios": "<audio>"}
-PLUGINS = ("qwen2_vl",)  # media expansion implemented here; other templates' plugins are refused clearly
+PLUGINS = ("qwen2_vl", "qwen3_vl")  # Qwen3-VL places images as Qwen2-VL does; other plugins are refused clearly
 QWEN_MIN_SIDE = 28  # Qwen2-VL needs each side to hold one merged 2x2 block of 14-pixel patches
 
 

@@ -1,4 +1,4 @@
-"""Random-initialised vision-language models of real architectures (Qwen2-VL, Qwen2.5-VL), for tests.
+"""Random-initialised vision-language models of real architectures (Qwen2-VL, Qwen2.5-VL, Qwen3-VL), for tests.
 
 `make_tiny_vlm("qwen2_vl", out)` writes a ~10M-parameter model (most of it the 151,936-word embedding; a
 one-block vision tower of width 32) with the Qwen2 tokenizer tuneforge builds offline, the model's real image
@@ -11,6 +11,7 @@ do, and a generation config. The folder loads with plain `AutoModelForImageTextT
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -24,14 +25,37 @@ PATCH_SIZE = 14  # the real Qwen2-VL / Qwen2.5-VL patch and merge sizes
 MERGE_SIZE = 2
 TINY_MIN_PIXELS = 28 * 28  # one merged token at the smallest
 TINY_MAX_PIXELS = 112 * 112  # at most 16 merged tokens per image: large demo images stay cheap
-TEMPLATE_FILE = "qwen2-vl.jinja"
+CLIP_MEAN, CLIP_STD = [0.48145466, 0.4578275, 0.40821073], [0.26862954, 0.26130258, 0.27577711]
+
+
+@dataclass(frozen=True)
+class VlmSpec:
+    """What differs between the Qwen-VL generations: tokenizer family, patch size, processor names, template."""
+
+    family: str
+    patch_size: int
+    processor: str
+    video_processor: str
+    template: str
+    mean: tuple[float, ...] = tuple(CLIP_MEAN)
+    std: tuple[float, ...] = tuple(CLIP_STD)
+
+
+SPECS = {
+    "qwen2_vl": VlmSpec("qwen2", PATCH_SIZE, "Qwen2VLProcessor", "Qwen2VLVideoProcessor", "qwen2-vl.jinja"),
+    "qwen2_5_vl": VlmSpec("qwen2", PATCH_SIZE, "Qwen2_5_VLProcessor", "Qwen2VLVideoProcessor", "qwen2-vl.jinja"),
+    "qwen3_vl": VlmSpec(
+        "qwen3", 16, "Qwen3VLProcessor", "Qwen3VLVideoProcessor", "qwen3-vl.jinja", (0.5,) * 3, (0.5,) * 3
+    ),
+}
 
 
 def build_vlm_config(arch: str, *, layers: int = 2, hidden: int = 64, heads: int = 4, kv_heads: int = 2) -> Any:
     """Config of a tiny `arch` model: the Qwen2 text stack of tiny.py plus a one-block vision tower of width 32."""
     from transformers import AutoConfig
 
-    ids, special = token_ids("qwen2"), special_token_ids("qwen2")
+    spec = SPECS[arch]
+    ids, special = token_ids(spec.family), special_token_ids(spec.family)
     half = hidden // heads // 2  # rotary frequencies per head, split over (time, height, width)
     text = {
         "vocab_size": QWEN_VOCAB_SIZE,
@@ -50,7 +74,10 @@ def build_vlm_config(arch: str, *, layers: int = 2, hidden: int = 64, heads: int
         "bos_token_id": ids["bos"],
         "eos_token_id": ids["eos"][0],
     }
-    vision = {"depth": 1, "num_heads": 2, "patch_size": PATCH_SIZE, "spatial_merge_size": MERGE_SIZE}
+    if arch == "qwen3_vl":  # an explicit head size and interleaved multimodal rotary frequencies
+        text["head_dim"] = hidden // heads
+        text["rope_parameters"] |= {"mrope_interleaved": True, "mrope_section": [half // 2, half // 4, half // 4]}
+    vision = {"depth": 1, "num_heads": 2, "patch_size": spec.patch_size, "spatial_merge_size": MERGE_SIZE}
     vision |= _vision_sizes(arch, hidden)
     return AutoConfig.for_model(
         arch,
@@ -65,6 +92,14 @@ def build_vlm_config(arch: str, *, layers: int = 2, hidden: int = 64, heads: int
 
 
 def _vision_sizes(arch: str, hidden: int) -> dict[str, Any]:
+    if arch == "qwen3_vl":  # learned position embeddings (an 8x8 grid) and one deepstack feature level
+        return {
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "out_hidden_size": hidden,
+            "num_position_embeddings": 64,
+            "deepstack_visual_indexes": [0],
+        }
     if arch == "qwen2_5_vl":  # window attention, a gated MLP and an `out_hidden_size` into the text model
         return {
             "hidden_size": 32,
@@ -76,12 +111,18 @@ def _vision_sizes(arch: str, hidden: int) -> dict[str, Any]:
     return {"embed_dim": 32, "hidden_size": hidden, "mlp_ratio": 2}
 
 
-def image_processor() -> Any:
-    """The real Qwen2-VL image processor (PIL backend) with the real patch and merge sizes and tiny pixel limits."""
+def image_processor(arch: str = "qwen2_vl") -> Any:
+    """The real Qwen-VL image processor (PIL backend) with the real patch and merge sizes and tiny pixel limits."""
     from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
+    spec = SPECS[arch]
     return Qwen2VLImageProcessorPil(
-        patch_size=PATCH_SIZE, merge_size=MERGE_SIZE, min_pixels=TINY_MIN_PIXELS, max_pixels=TINY_MAX_PIXELS
+        patch_size=spec.patch_size,
+        merge_size=MERGE_SIZE,
+        min_pixels=TINY_MIN_PIXELS,
+        max_pixels=TINY_MAX_PIXELS,
+        image_mean=list(spec.mean),
+        image_std=list(spec.std),
     )
 
 
@@ -95,14 +136,14 @@ def save_processor(arch: str, out: Path) -> None:
     """
     from transformers import AutoTokenizer
 
-    processor_class = {"qwen2_vl": "Qwen2VLProcessor", "qwen2_5_vl": "Qwen2_5_VLProcessor"}[arch]
-    images = image_processor()
-    images.save_pretrained(str(out))
-    _add_keys(out / "preprocessor_config.json", {"processor_class": processor_class})
-    video = {**_VIDEO_CONFIG, "processor_class": processor_class}
+    spec = SPECS[arch]
+    image_processor(arch).save_pretrained(str(out))
+    _add_keys(out / "preprocessor_config.json", {"processor_class": spec.processor})
+    video = {**_VIDEO_CONFIG, "processor_class": spec.processor, "video_processor_type": spec.video_processor}
+    video |= {"patch_size": spec.patch_size, "image_mean": list(spec.mean), "image_std": list(spec.std)}
     (out / "video_preprocessor_config.json").write_text(json.dumps(video, indent=2) + "\n", encoding="utf-8")
-    tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir("qwen2")))
-    template = chat_template()
+    tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir(spec.family)))
+    template = chat_template(spec.template)
     tokenizer.chat_template = template
     tokenizer.save_pretrained(str(out))
     (out / "chat_template.jinja").write_text(template, encoding="utf-8")
@@ -132,9 +173,9 @@ def _add_keys(path: Path, keys: dict[str, Any]) -> None:
     path.write_text(json.dumps({**data, **keys}, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
-def chat_template() -> str:
-    """The Qwen2-VL chat template (images and videos as content parts), from the package data."""
-    return resources.files("tuneforge.models").joinpath("chat_templates", TEMPLATE_FILE).read_text(encoding="utf-8")
+def chat_template(name: str) -> str:
+    """A Qwen-VL chat template (images and videos as content parts) from the package data."""
+    return resources.files("tuneforge.models").joinpath("chat_templates", name).read_text(encoding="utf-8")
 
 
 def make_tiny_vlm(arch: str, out: Path, *, layers: int = 2, hidden: int = 64, seed: int = 0) -> Path:
@@ -146,7 +187,7 @@ def make_tiny_vlm(arch: str, out: Path, *, layers: int = 2, hidden: int = 64, se
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = AutoModelForImageTextToText.from_config(config, dtype=torch.float32).eval()
-    model.generation_config = _generation_config("qwen2")
+    model.generation_config = _generation_config(SPECS[arch].family)
     model.save_pretrained(str(out))
     save_processor(arch, out)
     return out
