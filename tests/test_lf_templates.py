@@ -1,4 +1,5 @@
-"""tuneforge's sft encoding of a few fixed conversations equals LLaMA-Factory 0.9.5's for every LF text template
+"""tuneforge's sft encoding of a few fixed text conversations equals LLaMA-Factory 0.9.5's for every LF template
+(multimodal ones included: their text)
 (fixture written by `scripts/lf_fixtures/encode_templates.py` with LF's template and supervised processor, the same
 Qwen2 tokenizer, and the tokens LF added to it for that template).
 
@@ -34,19 +35,25 @@ DIFFERS: dict[str, str] = {
             "deepseekr1",
             "gemma",
             "gemma2",
+            "gemma3",
+            "gemma4",
             "glm4_moe",
             "gpt_oss",
             "granite3",
             "granite4",
             "llama2",
             "llama3",
+            "llama4",
             "mistral",
+            "mistral_small",
             "qwen3",
+            "qwen3_vl",
             "vicuna",
             "zephyr",
         ],
         OFFICIAL,
     ),
+    **dict.fromkeys(["llava", "llava_next"], "a space after the system text, as LLaVA-1.5's own format (LF: none)"),
     "yuan": "LF writes <sep> as a token id; the fixture's tokenizer has no <sep>, so LF wrote its unknown token",
 }
 
@@ -118,21 +125,25 @@ def test_every_llamafactory_text_template_encodes_as_llamafactory(name: str) -> 
         assert not bad, "\n".join(bad)
 
 
-def test_fixture_covers_every_llamafactory_text_template() -> None:
-    from tuneforge.data.templates import list_templates
+def test_fixture_covers_every_llamafactory_template_with_its_media_plugin() -> None:
+    from tuneforge.data.templates import get_spec, list_templates
 
-    assert len(DATA["templates"]) == 73
-    assert set(DATA["templates"]) <= set(list_templates())
+    assert len(DATA["names"]) == 121 and sorted(DATA["templates"]) == DATA["names"]
+    assert set(DATA["names"]) <= set(list_templates())
+    assert len(DATA["multimodal"]) == 48
+    for name in DATA["names"]:
+        assert get_spec(name).mm_plugin == DATA["multimodal"].get(name, ""), name
+        assert get_spec(name).description, name
 
 
-def test_config_validate_accepts_every_llamafactory_text_template_and_suggests_close_names() -> None:
+def test_config_validate_accepts_every_llamafactory_template_and_suggests_close_names() -> None:
     from tuneforge.config.loader import load_config
     from tuneforge.errors import ConfigError
 
     base = {"model_name_or_path": "m", "stage": "sft", "dataset": "d", "output_dir": "o"}
-    for name in DATA["templates"]:
+    for name in DATA["names"]:
         assert load_config({**base, "template": name}).data.template == name
-    with pytest.raises(ConfigError, match=r"unknown chat template 'qwen2_5'\. Did you mean qwen2"):
+    with pytest.raises(ConfigError, match=r"unknown chat template 'qwen2_5'\. Did you mean qwen3_5, qwen2,"):
         load_config({**base, "template": "qwen2_5"})
     with pytest.raises(ConfigError, match="unknown tool format 'qwen9'"):
         load_config({**base, "template": "qwen", "tool_format": "qwen9"})

@@ -1,4 +1,4 @@
-"""Encode a few fixed conversations through EVERY LLaMA-Factory 0.9.5 text template (fixture generator).
+"""Encode a few fixed text conversations through EVERY LLaMA-Factory 0.9.5 template (fixture generator).
 
 Run with LLaMA-Factory's own environment (not in CI), from the repository root:
 
@@ -8,7 +8,9 @@ Same approach as `encode_alpaca.py` (the offline Qwen2 tokenizer with `<s>` / `<
 supervised processor). LF adapts the tokenizer per template (eos replaced by the first stop word, stop words added as
 special tokens); the tokens it added are stored with their ids so the test can add the same ones. Cases: one turn,
 system + one turn, two turns, and for reasoning templates a turn whose answer carries a thinking block. Output:
-`tests/fixtures/lf_template_ids.json`, compared by `tests/test_lf_templates.py`.
+`tests/fixtures/lf_template_ids.json`, compared by `tests/test_lf_templates.py`. Multimodal templates are encoded
+for the same text-only conversations (no media, so no processor is needed); the fixture also lists every LF template
+name and which of them are multimodal (with LF's media plugin name).
 """
 
 from __future__ import annotations
@@ -51,6 +53,27 @@ def _examples(case: dict) -> dict[str, list]:
     }
 
 
+class _MediaStub(str):
+    """A stand-in multimodal processor: LF's media plugins insist on one and read its settings even for rows without
+    media; the text-only cases here never use them (no image, video or audio is passed), so every setting is an
+    empty string that also counts as 1."""
+
+    model_input_names: tuple = ()
+
+    def __getattr__(self, name: str) -> _MediaStub:
+        return self
+
+    def __index__(self) -> int:
+        return 1
+
+    __int__ = __index__
+
+    def __pow__(self, other: object) -> int:
+        return 1
+
+    __floordiv__ = __pow__
+
+
 def _encode(name: str, folder: str, cases: dict) -> dict:
     from llamafactory.data.processor import SupervisedDatasetProcessor
     from llamafactory.data.template import get_template_and_fix_tokenizer
@@ -62,7 +85,8 @@ def _encode(name: str, folder: str, cases: dict) -> dict:
     base = len(tokenizer)
     data_args = DataArguments(template=name, cutoff_len=CUTOFF)
     template = get_template_and_fix_tokenizer(tokenizer, data_args)
-    processor = SupervisedDatasetProcessor(template=template, tokenizer=tokenizer, processor=None, data_args=data_args)
+    stub = _MediaStub() if type(template.mm_plugin).__name__ != "BasePlugin" else None
+    processor = SupervisedDatasetProcessor(template=template, tokenizer=tokenizer, processor=stub, data_args=data_args)
     added = sorted((i, t) for t, i in tokenizer.get_added_vocab().items() if i >= base)
     out: dict = {"eos_token": tokenizer.eos_token, "added": [t for _, t in added], "cases": {}}
     for key, case in cases.items():
@@ -73,13 +97,17 @@ def _encode(name: str, folder: str, cases: dict) -> dict:
 
 def main() -> int:
     sys.modules["torchvision"] = None  # the reference env's torchvision does not match its torch; LF needs none here
+    from llamafactory.data.mm_plugin import PLUGINS
     from llamafactory.data.template import TEMPLATES
 
     folder = _tokenizer_dir()
-    texts = {n: t for n, t in TEMPLATES.items() if type(t.mm_plugin).__name__ == "BasePlugin"}
+    plugin_names = {cls: name for name, cls in PLUGINS.items()}
     out: dict = {"tokenizer": "qwen2", "specials": SPECIALS, "cutoff_len": CUTOFF, "templates": {}}
+    out["names"] = sorted(TEMPLATES)
+    plugins = {n: type(t.mm_plugin) for n, t in sorted(TEMPLATES.items())}
+    out["multimodal"] = {n: plugin_names[p] for n, p in plugins.items() if p.__name__ != "BasePlugin"}
     out["cases"] = {k: {"system": c["system"], "messages": c["messages"]} for k, c in CASES.items()}
-    for name, template in sorted(texts.items()):
+    for name, template in sorted(TEMPLATES.items()):
         cases = dict(CASES)
         if type(template).__name__ != "Template":  # LF's reasoning templates
             cases["thinking"] = _thinking_case(*template.thought_words)
@@ -87,7 +115,7 @@ def main() -> int:
         out["templates"][name] = _encode(name, folder, cases)
     target = ROOT / "tests" / "fixtures" / "lf_template_ids.json"
     target.write_text(json.dumps(out, ensure_ascii=False, separators=(",", ":")) + "\n", encoding="utf-8")
-    print(f"wrote {target} ({len(texts)} templates)")
+    print(f"wrote {target} ({len(out['templates'])} templates, {len(out['multimodal'])} multimodal)")
     return 0
 
 

@@ -129,7 +129,9 @@ def build_plugin(template: Any, model_path: str | None, image_max_pixels: int, i
             f"model with a template of plugin {', '.join(PLUGINS)} (e.g. `template: qwen2_vl`), or remove the media "
             "columns from the dataset entry to train on the text alone."
         )
-    options = MediaOptions(spec.mm_plugin, spec.image_token, spec.video_token, image_max_pixels, image_min_pixels)
+    tokens = (spec.image_token, spec.video_token)
+    limits = (image_max_pixels, image_min_pixels)
+    options = MediaOptions(spec.mm_plugin, *tokens, *limits, spec.vision_start, spec.vision_end)
     return MediaPlugin(options, load_image_processor(model_path))
 
 

@@ -68,7 +68,8 @@ class TemplateSpec:
     those turns differently). Tool results may use ``{call_index}``: the conversation-wide position of the call
     they answer (by ``tool_call_id``, else by order). ``mm_plugin`` names how `<image>` / `<video>` / `<audio>`
     marks become the model's media tokens (LLaMA-Factory's plugin names; "" for text-only templates), with the
-    model's ``image_token`` / ``video_token`` / ``audio_token``.
+    model's ``image_token`` / ``video_token`` / ``audio_token`` and the markers around an image run
+    (``vision_start`` / ``vision_end``).
     """
 
     name: str
@@ -116,6 +117,8 @@ class TemplateSpec:
     image_token: str = ""
     video_token: str = ""
     audio_token: str = ""
+    vision_start: str = "<|vision_start|>"
+    vision_end: str = "<|vision_end|>"
 
     @classmethod
     def from_dict(cls, name: str, data: dict) -> TemplateSpec:
