@@ -76,12 +76,15 @@ def _weights(out: Path) -> dict:
     return load_file(out / name)
 
 
-def _assert_same_run(a: Path, b: Path) -> None:
+def _assert_same_run(a: Path, b: Path, tied_copy: bool = False) -> None:
+    """Same losses and weights; `tied_copy`: b also holds the tied output head (FSDP's full state dict keeps it)."""
     losses_a = [r["loss"] for r in read_log(a) if "loss" in r]
     losses_b = [r["loss"] for r in read_log(b) if "loss" in r]
     assert len(losses_a) == 3  # one log line per step: only rank 0 writes the log
     assert losses_b == pytest.approx(losses_a, abs=1e-5)
     wa, wb = _weights(a), _weights(b)
+    if tied_copy:
+        torch.testing.assert_close(wb.pop("lm_head.weight"), wb["model.embed_tokens.weight"], atol=0, rtol=0)
     assert wa.keys() == wb.keys()
     for key in wa:
         torch.testing.assert_close(wa[key], wb[key], atol=1e-5, rtol=1e-5, msg=key)
@@ -98,14 +101,21 @@ def single_lora(tiny_qwen2: Path, data_dir: Path, tmp_path_factory: pytest.TempP
     return out
 
 
+@pytest.fixture(scope="module")
+def single_full(tiny_qwen2: Path, data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("single_full") / "out"
+    _finish(
+        _train(
+            [*_common(tiny_qwen2, data_dir, "full"), "gradient_accumulation_steps=4", f"output_dir={out}"], out.parent
+        )
+    )
+    return out
+
+
 @pytest.mark.parametrize("kind", ["lora", "full"])
 def test_two_processes_equal_one(kind: str, tiny_qwen2: Path, data_dir: Path, tmp_path: Path, request) -> None:
     common = _common(tiny_qwen2, data_dir, kind)
-    if kind == "lora":
-        single = request.getfixturevalue("single_lora")
-    else:
-        single = tmp_path / "single"
-        _finish(_train([*common, "gradient_accumulation_steps=4", f"output_dir={single}"], tmp_path))
+    single = request.getfixturevalue(f"single_{kind}")
     ddp = tmp_path / "ddp"
     proc = _train(
         [*common, "gradient_accumulation_steps=2", f"output_dir={ddp}"],
@@ -117,6 +127,18 @@ def test_two_processes_equal_one(kind: str, tiny_qwen2: Path, data_dir: Path, tm
     assert "torchrun --nnodes=1 --node_rank=0 --nproc_per_node=2" in out  # the exact command is shown
     assert out.count("Training finished.") == 1  # rank 0 alone reports (and writes) the outputs
     _assert_same_run(single, ddp)
+
+
+@pytest.mark.parametrize("kind", ["lora", "full"])
+def test_fsdp2_on_cpu_equals_one_process(kind: str, tiny_qwen2: Path, data_dir: Path, tmp_path: Path, request) -> None:
+    """`fsdp: full_shard` (FSDP2) over two gloo processes shards the model through accelerate and saves the full
+    state dict: a loadable adapter or model equal to the single process's."""
+    args = [*_common(tiny_qwen2, data_dir, kind), "gradient_accumulation_steps=2", f"output_dir={tmp_path / 'out'}"]
+    args += ["fsdp=full_shard", 'fsdp_config={"fsdp_version": 2}']
+    out = _finish(_train(args, tmp_path, FORCE_TORCHRUN="1", NPROC_PER_NODE="2"))
+    assert out.count("FSDP2 on CPU: accelerate shards the model over the 2 gloo processes.") == 2
+    assert "no effect on CPU" not in out
+    _assert_same_run(request.getfixturevalue(f"single_{kind}"), tmp_path / "out", tied_copy=kind == "full")
 
 
 def test_two_nodes_equal_one_process(single_lora: Path, tiny_qwen2: Path, data_dir: Path, tmp_path: Path) -> None:
