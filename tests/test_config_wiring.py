@@ -94,7 +94,7 @@ def test_issue_keys_are_classified_as_the_contract_says() -> None:
     assert all(wiring(k).kind == "acts" for k in acts)
     assert wiring("use_galore").kind == "refused" and "GaLore" in wiring("use_galore").text
     assert wiring("master_port").kind == "acts"  # the torchrun launcher reads it
-    assert wiring("ray_num_workers").kind == "no-op" and "torchrun" in wiring("ray_num_workers").text
+    assert wiring("ray_num_workers").kind == "acts"  # Ray Train reads it under USE_RAY=1
     assert wiring("data_shared_file_system").kind == "no-op"
 
 

@@ -59,7 +59,7 @@ BACKENDS: dict[str, tuple[str, str]] = {"vllm": ("vllm", "vllm"), "sglang": ("sg
 # module -> extra, for checks made elsewhere (the model loader's quantizers).
 EXTRA_OF: dict[str, str] = {
     module: extra for module, extra in [*REPORT_TO.values(), *QUANTIZERS.values(), *BACKENDS.values()]
-} | {"deepspeed": "deepspeed", "liger_kernel": "liger", "gptqmodel": "quantize"}
+} | {"deepspeed": "deepspeed", "liger_kernel": "liger", "gptqmodel": "quantize", "ray": "ray"}
 
 
 def require(module: str, setting: str) -> None:
