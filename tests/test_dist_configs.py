@@ -94,9 +94,9 @@ def test_use_ray_without_ray_names_the_extra_before_any_work(tmp_path: Path, sin
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "ray" else real(name, *a))
     monkeypatch.setenv("USE_RAY", "1")
     started = []
-    monkeypatch.setattr(launch, "run_on_ray", started.append)
+    monkeypatch.setattr(launch, "run_on_ray", lambda *args: started.append(args))
     with pytest.raises(ConfigError, match=r"`USE_RAY=1` needs the `ray` package: pip install 'tuneforge\[ray\]'"):
-        launch.launch_if_wanted(["train"], _cfg(tmp_path))
+        launch.launch_if_wanted(["train"], _cfg(tmp_path), started.append)
     assert not started
 
 

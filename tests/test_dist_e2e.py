@@ -141,15 +141,70 @@ def test_fsdp2_on_cpu_equals_one_process(kind: str, tiny_qwen2: Path, data_dir: 
     _assert_same_run(request.getfixturevalue(f"single_{kind}"), tmp_path / "out", tied_copy=kind == "full")
 
 
-def test_two_nodes_equal_one_process(single_lora: Path, tiny_qwen2: Path, data_dir: Path, tmp_path: Path) -> None:
-    """Two torchrun launches, `NNODES=2` with NODE_RANK 0 and 1, one process each, meet on 127.0.0.1."""
-    args = [*_common(tiny_qwen2, data_dir, "lora"), "gradient_accumulation_steps=2", f"output_dir={tmp_path / 'out'}"]
-    node = {"FORCE_TORCHRUN": "1", "NNODES": "2", "NPROC_PER_NODE": "1", "MASTER_ADDR": "127.0.0.1"}
-    node["MASTER_PORT"] = _free_port()
-    procs = [_train(args, tmp_path, **node, NODE_RANK=str(rank)) for rank in (0, 1)]
-    outs = [_finish(proc) for proc in procs]
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def _readme_line(start: str, contains: str = "") -> str:
+    """The README's command line that starts with `start` (and contains `contains`)."""
+    lines = [ln.strip() for ln in README.read_text(encoding="utf-8").splitlines()]
+    found = [ln for ln in lines if ln.startswith(start) and contains in ln]
+    assert len(found) == 1, f"README should show one `{start}...{contains}` command"
+    return found[0]
+
+
+def _run_readme_nodes(nodes: list[tuple[str, dict[str, str]]], args: list[str], cwd: Path) -> list[str]:
+    """Run each README command line with its environment (one per "node") at once; `cfg.yaml` holds `args` and
+    `tuneforge` is this Python's."""
+    import yaml
+
+    cfg = cwd / "cfg.yaml"
+    cfg.write_text(yaml.safe_dump({k: yaml.safe_load(v) for k, v in (a.split("=", 1) for a in args)}))
+    here = f"{sys.executable} -m tuneforge.cli train {cfg}"
+    procs = [
+        subprocess.Popen(
+            ["bash", "-c", line.replace("tuneforge train cfg.yaml", here)],
+            cwd=cwd,
+            env=_env(**env),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for line, env in nodes
+    ]
+    return [_finish(proc) for proc in procs]
+
+
+def _lora_args(model: Path, data: Path, out: Path) -> list[str]:
+    return [*_common(model, data, "lora"), "gradient_accumulation_steps=2", f"output_dir={out}"]
+
+
+def test_readme_two_machine_commands_equal_one_process(
+    single_lora: Path, tiny_qwen2: Path, data_dir: Path, tmp_path: Path
+) -> None:
+    """The README's two-machine lines, NODE_RANK 0 and 1, one process each, meeting on 127.0.0.1 (two "nodes")."""
+    port = _free_port()
+    lines = [
+        _readme_line("FORCE_TORCHRUN=1 NNODES=2", f"NODE_RANK={rank}")
+        .replace("MASTER_ADDR=10.0.0.1", "MASTER_ADDR=127.0.0.1")
+        .replace("MASTER_PORT=29500", f"MASTER_PORT={port}")
+        for rank in (0, 1)
+    ]
+    nodes = [(line, {"NPROC_PER_NODE": "1"}) for line in lines]
+    outs = _run_readme_nodes(nodes, _lora_args(tiny_qwen2, data_dir, tmp_path / "out"), tmp_path)
     assert "--nnodes=2 --node_rank=1" in outs[1]
     assert "Training finished." in outs[0] and "Training finished." not in outs[1]
+    _assert_same_run(single_lora, tmp_path / "out")
+
+
+def test_readme_slurm_script_equals_one_process(
+    single_lora: Path, tiny_qwen2: Path, data_dir: Path, tmp_path: Path
+) -> None:
+    """The README's Slurm `srun` line as each of two tasks runs it (SLURM_NNODES=2, SLURM_NODEID 0 and 1)."""
+    line = _readme_line("srun bash -c").removeprefix("srun ")
+    env = {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": _free_port(), "NPROC_PER_NODE": "1", "SLURM_NNODES": "2"}
+    nodes = [(line, env | {"SLURM_NODEID": str(node)}) for node in (0, 1)]
+    outs = _run_readme_nodes(nodes, _lora_args(tiny_qwen2, data_dir, tmp_path / "out"), tmp_path)
+    assert "--nnodes=2 --node_rank=1" in outs[1]
     _assert_same_run(single_lora, tmp_path / "out")
 
 

@@ -422,12 +422,14 @@ class TrainingSection(Section):
     fsdp: list[str] | str | None = F(
         None,
         "Fully Sharded Data Parallel (FSDP2 by default) options, e.g. `full_shard auto_wrap`; needs several "
-        "processes (more than one GPU, or FORCE_TORCHRUN=1). On CPU accelerate does not shard: a warning says the "
-        "run is plain DDP.",
+        "processes (more than one GPU, or FORCE_TORCHRUN=1). FSDP2 shards on CPU processes (gloo) too; FSDP1 on "
+        "CPU runs as plain DDP with a warning.",
         wiring=ACTS,
     )
     fsdp_config: dict | str | None = F(
-        None, "FSDP settings (multi-GPU), as a dict, JSON string or path to a JSON file.", wiring=ACTS
+        None,
+        "FSDP settings, as a dict, JSON string or path to a JSON file, e.g. `{fsdp_version: 2}` (the default).",
+        wiring=ACTS,
     )
     deepspeed: dict | str | None = F(
         None,

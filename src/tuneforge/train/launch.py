@@ -14,6 +14,7 @@ import shlex
 import shutil
 import socket
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -125,15 +126,18 @@ def plan_launch(
     )
 
 
-def launch_if_wanted(argv: list[str], cfg: TuneforgeConfig | None = None) -> bool:
-    """Run `tuneforge ARGV` on every rank under torchrun when wanted; False (nothing done) otherwise.
+def launch_if_wanted(
+    argv: list[str], cfg: TuneforgeConfig | None = None, run: Callable[[TuneforgeConfig], Any] | None = None
+) -> bool:
+    """Run `tuneforge ARGV` on every rank under torchrun when wanted, or with USE_RAY=1 `run(cfg)` on every Ray
+    Train worker (`run` is `tuneforge.train.run_training`); False (nothing done) otherwise.
 
     Raises `RankFailedError` naming the rank that died and its last log line when the job fails.
     """
     if cfg is not None:
         preflight(cfg)
-        if use_ray():
-            run_on_ray(cfg)
+        if use_ray() and run is not None:
+            run_on_ray(cfg, run)
             return True
     if not wants_torchrun():
         return False

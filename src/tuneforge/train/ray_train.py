@@ -12,6 +12,7 @@ import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from tuneforge.errors import ConfigError, TuneforgeError
@@ -62,8 +63,9 @@ def check_ray(cfg: TuneforgeConfig) -> None:
         logger.warning("`master_addr` / `master_port` have no effect with USE_RAY=1: Ray Train picks them itself.")
 
 
-def run_on_ray(cfg: TuneforgeConfig) -> None:
-    """Train on `ray_num_workers` Ray Train workers; raises `TuneforgeError` naming the failure when one fails."""
+def run_on_ray(cfg: TuneforgeConfig, run: Callable[[TuneforgeConfig], Any]) -> None:
+    """Run `run(cfg)` (`tuneforge.train.run_training`) on each of `ray_num_workers` Ray Train workers; raises
+    `TuneforgeError` naming the failure when one fails."""
     import ray
     import torch
 
@@ -72,7 +74,7 @@ def run_on_ray(cfg: TuneforgeConfig) -> None:
         ray.init(**init_kwargs(cfg))
     storage = tempfile.mkdtemp(prefix="tuneforge-ray-")
     try:
-        trainer = _torch_trainer(cfg, torch.cuda.is_available(), storage)
+        trainer = _torch_trainer(cfg, run, torch.cuda.is_available(), storage)
         print(f"[tuneforge] Training on Ray Train with {cfg.ray.ray_num_workers} workers.", flush=True)
         _fit(trainer)
     finally:
@@ -81,7 +83,7 @@ def run_on_ray(cfg: TuneforgeConfig) -> None:
             ray.shutdown()
 
 
-def _torch_trainer(cfg: TuneforgeConfig, cuda: bool, storage: str) -> Any:
+def _torch_trainer(cfg: TuneforgeConfig, run: Callable[[TuneforgeConfig], Any], cuda: bool, storage: str) -> Any:
     import ray
     from ray.train import RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
@@ -96,7 +98,7 @@ def _torch_trainer(cfg: TuneforgeConfig, cuda: bool, storage: str) -> Any:
         )
     return TorchTrainer(
         _worker,
-        train_loop_config={"cfg": cfg, "cwd": os.getcwd()},
+        train_loop_config={"cfg": cfg, "run": run, "cwd": os.getcwd()},
         scaling_config=ScalingConfig(num_workers=workers, use_gpu=cuda),
         torch_config=TorchConfig(backend="nccl" if cuda else "gloo"),
         run_config=RunConfig(name="tuneforge", storage_path=storage),
@@ -122,7 +124,5 @@ def _last_line(exc: BaseException) -> str:
 
 def _worker(config: dict[str, Any]) -> None:
     """One Ray Train worker: Ray set its rank variables and process group; run the stage's recipe."""
-    from tuneforge.train import run_training
-
     os.chdir(config["cwd"])  # relative paths in the config mean what they meant where `tuneforge train` ran
-    run_training(config["cfg"])
+    config["run"](config["cfg"])
