@@ -1,7 +1,7 @@
 """Ray Train on CPU (slow): `USE_RAY=1 tuneforge train` with 2 workers (gloo) equals one process.
 
-One local Ray cluster serves the whole module (Ray starts slowly); each run is the real CLI in its own process,
-joining that cluster through `ray_init_kwargs: {address: ...}`. Same global batch (2 workers x 2 rows x 2
+One local Ray cluster serves the whole module (Ray starts slowly); each run is the README's `USE_RAY=1` command in its
+own process, joining that cluster through `ray_init_kwargs: {address: ...}`. Same global batch (2 workers x 2 rows x 2
 accumulation == 1 process x 2 rows x 4 accumulation), fp32: losses and final weights agree within 1e-5.
 """
 
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -59,10 +60,12 @@ def _args(model: Path, data: Path, kind: str, out: Path, accumulation: int) -> l
     ]
 
 
-def _train(args: list[str], cwd: Path, **extra: str) -> str:
+def _train(args: list[str], cwd: Path, line: str = "tuneforge train cfg.yaml") -> str:
+    """Run the shell command `line` with `tuneforge train cfg.yaml` standing for this Python's CLI with `args`."""
     skip = ("LOCAL_RANK", "WORLD_SIZE", "RANK", "FORCE_TORCHRUN", "USE_RAY")
-    env = {k: v for k, v in os.environ.items() if k not in skip} | extra
-    cmd = [sys.executable, "-m", "tuneforge.cli", "train", *args]
+    env = {k: v for k, v in os.environ.items() if k not in skip}
+    here = shlex.join([sys.executable, "-m", "tuneforge.cli", "train", *args])
+    cmd = ["bash", "-c", line.replace("tuneforge train cfg.yaml", here)]
     proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
     return proc.stdout + proc.stderr
@@ -76,8 +79,10 @@ def test_ray_train_two_workers_equal_one_process(
 
     single, on_ray = tmp_path / "single", tmp_path / "ray"
     _train(_args(tiny_qwen2, data_dir, kind, single, 4), tmp_path)
-    ray_keys = ["ray_num_workers=2", "ray_init_kwargs=" + json.dumps({"address": ray_address})]
-    out = _train([*_args(tiny_qwen2, data_dir, kind, on_ray, 2), *ray_keys], tmp_path, USE_RAY="1")
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    (line,) = [ln.strip() for ln in readme.splitlines() if ln.startswith("USE_RAY=1 tuneforge train")]
+    line = line.replace('"auto"', json.dumps(ray_address))  # the README's command, joining this module's Ray
+    out = _train(_args(tiny_qwen2, data_dir, kind, on_ray, 2), tmp_path, line)
     assert "Training on Ray Train with 2 workers." in out
     losses = [[r["loss"] for r in read_log(path) if "loss" in r] for path in (single, on_ray)]
     assert len(losses[0]) == 3 and losses[1] == pytest.approx(losses[0], abs=1e-5)  # rank 0 alone logs
