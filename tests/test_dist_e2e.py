@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from train_helpers import read_log, write_identity_dataset
+from train_helpers import dist_args, read_log, write_identity_dataset
 
 pytestmark = pytest.mark.slow
 torch = pytest.importorskip("torch")
@@ -25,26 +25,6 @@ torch = pytest.importorskip("torch")
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_identity_dataset(tmp_path_factory.mktemp("dist_data"))
-
-
-def _common(model: Path, data: Path, kind: str) -> list[str]:
-    return [
-        f"model_name_or_path={model}",
-        "dataset=ids",
-        f"dataset_dir={data}",
-        "template=qwen",
-        f"finetuning_type={kind}",
-        f"learning_rate={1e-2 if kind == 'lora' else 1e-3}",
-        "max_steps=3",
-        "save_steps=1000",
-        "logging_steps=1",
-        "per_device_train_batch_size=2",
-        "lora_dropout=0",
-        "disable_shuffling=true",
-        "disable_gradient_checkpointing=true",
-        "disable_tqdm=true",
-        "report_to=none",
-    ]
 
 
 def _env(**extra: str) -> dict[str, str]:
@@ -90,31 +70,25 @@ def _assert_same_run(a: Path, b: Path, tied_copy: bool = False) -> None:
         torch.testing.assert_close(wa[key], wb[key], atol=1e-5, rtol=1e-5, msg=key)
 
 
+def _single(kind: str, model: Path, data: Path, factory: pytest.TempPathFactory) -> Path:
+    out = factory.mktemp(f"single_{kind}") / "out"
+    _finish(_train([*dist_args(model, data, kind), "gradient_accumulation_steps=4", f"output_dir={out}"], out.parent))
+    return out
+
+
 @pytest.fixture(scope="module")
 def single_lora(tiny_qwen2: Path, data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("single_lora") / "out"
-    _finish(
-        _train(
-            [*_common(tiny_qwen2, data_dir, "lora"), "gradient_accumulation_steps=4", f"output_dir={out}"], out.parent
-        )
-    )
-    return out
+    return _single("lora", tiny_qwen2, data_dir, tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
 def single_full(tiny_qwen2: Path, data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("single_full") / "out"
-    _finish(
-        _train(
-            [*_common(tiny_qwen2, data_dir, "full"), "gradient_accumulation_steps=4", f"output_dir={out}"], out.parent
-        )
-    )
-    return out
+    return _single("full", tiny_qwen2, data_dir, tmp_path_factory)
 
 
 @pytest.mark.parametrize("kind", ["lora", "full"])
 def test_two_processes_equal_one(kind: str, tiny_qwen2: Path, data_dir: Path, tmp_path: Path, request) -> None:
-    common = _common(tiny_qwen2, data_dir, kind)
+    common = dist_args(tiny_qwen2, data_dir, kind)
     single = request.getfixturevalue(f"single_{kind}")
     ddp = tmp_path / "ddp"
     proc = _train(
@@ -133,7 +107,7 @@ def test_two_processes_equal_one(kind: str, tiny_qwen2: Path, data_dir: Path, tm
 def test_fsdp2_on_cpu_equals_one_process(kind: str, tiny_qwen2: Path, data_dir: Path, tmp_path: Path, request) -> None:
     """`fsdp: full_shard` (FSDP2) over two gloo processes shards the model through accelerate and saves the full
     state dict: a loadable adapter or model equal to the single process's."""
-    args = [*_common(tiny_qwen2, data_dir, kind), "gradient_accumulation_steps=2", f"output_dir={tmp_path / 'out'}"]
+    args = [*dist_args(tiny_qwen2, data_dir, kind), "gradient_accumulation_steps=2", f"output_dir={tmp_path / 'out'}"]
     args += ["fsdp=full_shard", 'fsdp_config={"fsdp_version": 2}']
     out = _finish(_train(args, tmp_path, FORCE_TORCHRUN="1", NPROC_PER_NODE="2"))
     assert out.count("FSDP2 on CPU: accelerate shards the model over the 2 gloo processes.") == 2
@@ -175,7 +149,7 @@ def _run_readme_nodes(nodes: list[tuple[str, dict[str, str]]], args: list[str], 
 
 
 def _lora_args(model: Path, data: Path, out: Path) -> list[str]:
-    return [*_common(model, data, "lora"), "gradient_accumulation_steps=2", f"output_dir={out}"]
+    return [*dist_args(model, data, "lora"), "gradient_accumulation_steps=2", f"output_dir={out}"]
 
 
 def test_readme_two_machine_commands_equal_one_process(
@@ -215,7 +189,7 @@ def test_killed_job_resumes_on_every_rank_and_equals_one_process(
     ends with the losses and weights of the uninterrupted single process."""
     out = tmp_path / "out"
     args = [
-        *_common(tiny_qwen2, data_dir, "lora"),
+        *dist_args(tiny_qwen2, data_dir, "lora"),
         "gradient_accumulation_steps=2",
         "save_steps=1",
         f"output_dir={out}",
@@ -238,7 +212,7 @@ def test_killed_job_resumes_on_every_rank_and_equals_one_process(
 
 def test_a_dead_rank_stops_the_job_with_its_name(tiny_qwen2: Path, data_dir: Path, tmp_path: Path) -> None:
     """SIGKILL one rank mid-run: the job ends at once (no wait for ddp_timeout) naming the rank and its last line."""
-    args = [*_common(tiny_qwen2, data_dir, "lora"), "max_steps=500", f"output_dir={tmp_path / 'out'}"]
+    args = [*dist_args(tiny_qwen2, data_dir, "lora"), "max_steps=500", f"output_dir={tmp_path / 'out'}"]
     proc = _train(args, tmp_path, FORCE_TORCHRUN="1", NPROC_PER_NODE="2")
     log = tmp_path / "out" / "trainer_log.jsonl"
     deadline = time.time() + 240

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from train_helpers import read_log, write_identity_dataset
+from train_helpers import dist_args, read_log, write_identity_dataset
 
 torch = pytest.importorskip("torch")
 pytestmark = [
@@ -21,26 +21,7 @@ pytestmark = [
 
 
 def _train(model: Path, data: Path, out: Path, kind: str, processes: int, *extra: str) -> None:
-    args = [
-        f"model_name_or_path={model}",
-        "dataset=ids",
-        f"dataset_dir={data}",
-        "template=qwen",
-        f"finetuning_type={kind}",
-        f"learning_rate={1e-2 if kind == 'lora' else 1e-3}",
-        "max_steps=3",
-        "save_steps=1000",
-        "logging_steps=1",
-        "per_device_train_batch_size=2",
-        f"gradient_accumulation_steps={4 // processes}",
-        "lora_dropout=0",
-        "disable_shuffling=true",
-        "disable_gradient_checkpointing=true",
-        "disable_tqdm=true",
-        "report_to=none",
-        f"output_dir={out}",
-        *extra,
-    ]
+    args = [*dist_args(model, data, kind), f"gradient_accumulation_steps={4 // processes}", f"output_dir={out}", *extra]
     env = {k: v for k, v in os.environ.items() if k not in ("LOCAL_RANK", "WORLD_SIZE", "RANK")}
     env |= {"FORCE_TORCHRUN": "1", "NPROC_PER_NODE": str(processes)} if processes > 1 else {"CUDA_VISIBLE_DEVICES": "0"}
     cmd = [sys.executable, "-m", "tuneforge.cli", "train", *args]

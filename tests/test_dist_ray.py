@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from train_helpers import read_log, write_identity_dataset
+from train_helpers import dist_args, read_log, write_identity_dataset
 
 pytestmark = pytest.mark.slow
 torch = pytest.importorskip("torch")
@@ -39,25 +39,7 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _args(model: Path, data: Path, kind: str, out: Path, accumulation: int) -> list[str]:
-    return [
-        f"model_name_or_path={model}",
-        "dataset=ids",
-        f"dataset_dir={data}",
-        "template=qwen",
-        f"finetuning_type={kind}",
-        f"learning_rate={1e-2 if kind == 'lora' else 1e-3}",
-        "max_steps=3",
-        "save_steps=1000",
-        "logging_steps=1",
-        "per_device_train_batch_size=2",
-        f"gradient_accumulation_steps={accumulation}",
-        "lora_dropout=0",
-        "disable_shuffling=true",
-        "disable_gradient_checkpointing=true",
-        "disable_tqdm=true",
-        "report_to=none",
-        f"output_dir={out}",
-    ]
+    return [*dist_args(model, data, kind), f"gradient_accumulation_steps={accumulation}", f"output_dir={out}"]
 
 
 def _train(args: list[str], cwd: Path, line: str = "tuneforge train cfg.yaml") -> str:
