@@ -85,6 +85,27 @@ def check_prequantized(method: str, cfg: TuneforgeConfig) -> None:
         )
 
 
+def check_quantization(cfg: TuneforgeConfig) -> None:
+    """Every quantization check that needs no weights: run before data or model loading starts."""
+    method = prequantized_method(_local_config(cfg.model.model_name_or_path or ""))
+    if method is not None:
+        check_prequantized(method, cfg)
+    else:
+        quantization_config(cfg)
+
+
+def _local_config(path: str) -> Any:
+    """The config.json of a local model folder as a namespace (None for a Hub id or a missing file)."""
+    import json
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    config = Path(path) / "config.json"
+    if not config.is_file():
+        return None
+    return SimpleNamespace(**json.loads(config.read_text(encoding="utf-8")))
+
+
 def quantization_config(cfg: TuneforgeConfig) -> Any | None:
     """A transformers quantization config for `quantization_bit` (on-the-fly quantization), or None."""
     q = cfg.quantization

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from tuneforge.config.require import require
 from tuneforge.config.stages import stage
 from tuneforge.extras import check_extras
+from tuneforge.models.quantization import check_quantization
 from tuneforge.train.dist import is_main_process
 from tuneforge.train.eval_only import run_eval_only
 from tuneforge.train.modes import check_modes, run_modes
@@ -28,6 +29,7 @@ def run(cfg: TuneforgeConfig) -> dict[str, Any]:
     """Train as the config says; returns the final metrics."""
     check_trainable(cfg)
     check_extras(cfg, "train")
+    check_quantization(cfg)
     _show_info_logs()
     modes = run_modes(cfg)
     check_modes(cfg)
