@@ -145,3 +145,23 @@ def test_every_lf_quantization_key_is_a_tuneforge_field(shared_dir: Path) -> Non
     quant = {name for name in args if "quantiz" in name}
     assert {"quantization_bit", "export_quantization_bit", "double_quantization"} <= quant
     assert quant <= set(field_index())
+
+
+def test_gptq_calibration_rows_from_a_registered_dataset(shared_dir: Path, qwen_tokenizer) -> None:
+    """`export_quantization_dataset` may name a dataset of dataset_info.json, as for training (LF's c4_demo)."""
+    from tuneforge.export.quantize import calibration_samples
+
+    data = str(shared_dir / "lf-data")
+    samples = calibration_samples("c4_demo", qwen_tokenizer, nsamples=4, maxlen=32, dataset_dir=data)
+    assert len(samples) == 4 and all(len(s["input_ids"]) == 32 == sum(s["attention_mask"]) for s in samples)
+
+
+def test_unknown_calibration_dataset_names_the_key(tmp_path: Path) -> None:
+    from tuneforge.export.quantize import calibration_texts
+
+    with pytest.raises(TuneforgeError, match="`export_quantization_dataset: nope`: not a file, nor one registered"):
+        calibration_texts("nope", str(tmp_path))
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text(json.dumps({"body": "x"}) + "\n")
+    with pytest.raises(TuneforgeError, match="no rows with a non-empty `text` field"):
+        calibration_texts(str(empty), str(tmp_path))
