@@ -121,7 +121,7 @@ def test_quantization_bit_on_a_prequantized_checkpoint_warns(
     ("keys", "quant", "message"),
     [
         ({"quantization_bit": 8, "quantization_method": "eetq"}, None, "only bitsandbytes weights can be dequantized"),
-        ({}, {"quant_method": "gptq", "bits": 4}, "gptq-quantized checkpoint .* cannot dequantize"),
+        ({}, {"quant_method": "gptq", "bits": 4}, "gptq-quantized checkpoint .* dequantizes only bitsandbytes"),
     ],
 )
 def test_merging_into_a_base_without_dequantization_is_refused(

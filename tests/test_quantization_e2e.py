@@ -5,6 +5,7 @@
 - `quantization_bit` export of a briefly trained tiny model reloads in plain transformers with a held-out
   perplexity close to the unquantized model's; that bitsandbytes-saved checkpoint then trains a LoRA adapter,
   serves it and merges it (the pre-quantized path).
+- A compressed-tensors int8 checkpoint (decompressed on CPU at load) trains a LoRA adapter and serves it.
 - EETQ and CUDA bitsandbytes runs are `gpu`-marked for benchmarks/gpu_run.sh.
 """
 
@@ -210,3 +211,51 @@ def test_qlora_on_cuda_trains_and_merges(keys: dict, tiny_qwen2: Path, tmp_path:
     if package == "bitsandbytes":
         merged = _export(tiny_qwen2, tmp_path / "merged", adapter_name_or_path=str(out), **keys)
         assert (merged / "model.safetensors").is_file()
+
+
+def compressed_tensors_checkpoint(model_dir: Path, out: Path) -> Path:
+    """An int8 per-channel weight-only compressed-tensors checkpoint of `model_dir`, written with the library's
+    own compressor (the format llm-compressor saves), scales from each row's absolute maximum."""
+    from compressed_tensors.compressors import ModelCompressor
+    from compressed_tensors.quantization import (
+        QuantizationArgs,
+        QuantizationConfig,
+        QuantizationScheme,
+        QuantizationStatus,
+        apply_quantization_config,
+    )
+
+    model = _plain(model_dir)
+    weights = QuantizationArgs(num_bits=8, type="int", symmetric=True, strategy="channel")
+    scheme = QuantizationScheme(targets=["Linear"], weights=weights)
+    config = QuantizationConfig(
+        config_groups={"group_0": scheme}, ignore=["lm_head"], quantization_status=QuantizationStatus.FROZEN
+    )
+    apply_quantization_config(model, config)
+    for module in model.modules():
+        if hasattr(module, "weight_scale"):
+            module.weight_scale.data = (module.weight.abs().amax(dim=1, keepdim=True) / 127).to(module.weight_scale)
+            module.weight_zero_point.data.zero_()
+    compressor = ModelCompressor.from_pretrained_model(model, quantization_format="int-quantized")
+    compressor.compress_model(model)
+    model.save_pretrained(out)
+    compressor.update_config(out)
+    tokenizer_of(model_dir).save_pretrained(out)
+    return out
+
+
+@pytest.mark.slow
+def test_compressed_tensors_checkpoint_trains_and_serves(tiny_qwen2: Path, tmp_path: Path) -> None:
+    """compressed-tensors runs on CPU (decompressed at load): a LoRA adapter trains on it and serves."""
+    pytest.importorskip("compressed_tensors")
+    from tuneforge.config import load_config
+    from tuneforge.infer.loading import load_for_inference
+    from tuneforge.train.sft import run_sft
+
+    saved = compressed_tensors_checkpoint(tiny_qwen2, tmp_path / "ct")
+    assert json.loads((saved / "config.json").read_text())["quantization_config"]["format"] == "int-quantized"
+    assert _gap(_logits(_plain(saved)), _logits(_plain(tiny_qwen2))) < 0.05  # int8 weights, logits of order 1
+    tokenizer, out = tokenizer_of(tiny_qwen2), tmp_path / "lora"
+    run_sft(tiny_config(saved, out, max_steps=2, learning_rate=5e-3), train_data(tokenizer), tokenizer)
+    served, _ = load_for_inference(load_config({"model_name_or_path": str(saved), "adapter_name_or_path": str(out)}))
+    assert _gap(_logits(served), _logits(_plain(saved))) > 1e-3, "the adapter is applied"

@@ -44,7 +44,7 @@ def check_mergeable(cfg: TuneforgeConfig) -> None:
     if prequantized not in (None, "bitsandbytes"):
         raise TuneforgeError(
             f"Cannot merge LoRA adapters into {cfg.model.model_name_or_path}: it is a {prequantized}-quantized "
-            "checkpoint (config.json `quantization_config`) that transformers cannot dequantize. Point "
+            "checkpoint (config.json `quantization_config`); tuneforge dequantizes only bitsandbytes bases. Point "
             "`model_name_or_path` at the full-precision base model the adapters were trained from."
         )
     for path in adapters:
