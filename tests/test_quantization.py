@@ -165,3 +165,21 @@ def test_unknown_calibration_dataset_names_the_key(tmp_path: Path) -> None:
     empty.write_text(json.dumps({"body": "x"}) + "\n")
     with pytest.raises(TuneforgeError, match="no rows with a non-empty `text` field"):
         calibration_texts(str(empty), str(tmp_path))
+
+
+def test_cli_refuses_eetq_without_cuda_before_any_work(tiny_qwen2: Path, tmp_path: Path) -> None:
+    """The train verb stops with the hardware reason, exit 1, no traceback, nothing written."""
+    import subprocess
+    import sys
+
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA GPU")
+    out = tmp_path / "never"
+    keys = ["quantization_bit=8", "quantization_method=eetq", "dataset=identity", f"output_dir={out}"]
+    cmd = [sys.executable, "-m", "tuneforge.cli", "train", f"model_name_or_path={tiny_qwen2}", *keys]
+    result = subprocess.run(cmd, capture_output=True, text=True)
+    assert result.returncode != 0, result.stderr
+    assert "needs a CUDA GPU" in result.stderr and "Traceback" not in result.stderr
+    assert not out.exists()

@@ -28,8 +28,8 @@ def check_trainable(cfg: TuneforgeConfig) -> None:
 def run(cfg: TuneforgeConfig) -> dict[str, Any]:
     """Train as the config says; returns the final metrics."""
     check_trainable(cfg)
+    check_quantization(cfg)  # first: a GPU-only quantizer names the missing GPU, not a package it cannot use here
     check_extras(cfg, "train")
-    check_quantization(cfg)
     _show_info_logs()
     modes = run_modes(cfg)
     check_modes(cfg)
