@@ -183,3 +183,14 @@ def test_cli_refuses_eetq_without_cuda_before_any_work(tiny_qwen2: Path, tmp_pat
     assert result.returncode != 0, result.stderr
     assert "needs a CUDA GPU" in result.stderr and "Traceback" not in result.stderr
     assert not out.exists()
+
+
+@pytest.mark.parametrize("keys", [{"deepspeed": "z3"}, {"fsdp": "full_shard auto_wrap"}])
+def test_sharding_a_prequantized_checkpoint_is_refused(keys: dict, tiny_qwen2: Path, tmp_path: Path) -> None:
+    """As in LLaMA-Factory: ZeRO-3 / FSDP cannot shard pre-quantized weights; ZeRO-2 can train them."""
+    from tuneforge.models.quantization import check_quantization
+
+    model = fake_checkpoint(tiny_qwen2, tmp_path / "ct", {"quant_method": "compressed-tensors"})
+    with pytest.raises(TuneforgeError, match="ZeRO-3 and FSDP cannot shard"):
+        check_quantization(load_config({"model_name_or_path": str(model), **keys}, paths=False))
+    check_quantization(load_config({"model_name_or_path": str(model), "deepspeed": "z2"}, paths=False))

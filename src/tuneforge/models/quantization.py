@@ -90,8 +90,24 @@ def check_quantization(cfg: TuneforgeConfig) -> None:
     method = prequantized_method(_local_config(cfg.model.model_name_or_path or ""))
     if method is not None:
         check_prequantized(method, cfg)
+        _check_sharding(method, cfg)
     else:
         quantization_config(cfg)
+
+
+def _check_sharding(method: str, cfg: TuneforgeConfig) -> None:
+    """ZeRO-3 and FSDP shard weights, which pre-quantized ones cannot be (fp8 / mxfp4 are dequantized first)."""
+    t = cfg.training
+    if method in ("fp8", "mxfp4") or not (t.fsdp or t.deepspeed):
+        return
+    from tuneforge.train.ds_config import load_deepspeed
+
+    zero3 = bool(t.deepspeed) and load_deepspeed(t.deepspeed).get("zero_optimization", {}).get("stage") == 3
+    if t.fsdp or zero3:
+        raise TuneforgeError(
+            f"{cfg.model.model_name_or_path} is {method}-quantized: DeepSpeed ZeRO-3 and FSDP cannot shard "
+            "pre-quantized weights. Train with DDP or ZeRO-2 (`deepspeed: z2`), or from the full-precision model."
+        )
 
 
 def _local_config(path: str) -> Any:
