@@ -79,6 +79,8 @@ def _export(model: Path, out: Path, **keys):
 def test_qlora_trains_saves_and_merges(keys: dict, tolerance: float, tiny_qwen2: Path, tmp_path: Path) -> None:
     from peft import PeftModel
 
+    from tuneforge.config import load_config
+    from tuneforge.infer.loading import load_for_inference
     from tuneforge.train.sft import run_sft
 
     tokenizer, out = tokenizer_of(tiny_qwen2), tmp_path / "qlora"
@@ -100,6 +102,12 @@ def test_qlora_trains_saves_and_merges(keys: dict, tolerance: float, tiny_qwen2:
     assert gap < tolerance
     if keys["quantization_bit"] == 4:
         assert gap < plain_gap / 4, "the merge keeps the quantized weights the adapter was trained on"
+
+    served, _ = load_for_inference(
+        load_config({"model_name_or_path": str(tiny_qwen2), "adapter_name_or_path": str(out), **keys})
+    )
+    assert isinstance(served, PeftModel) and served.base_model.model.is_quantized  # the adapter stays unmerged
+    assert _gap(_logits(served), merged) < 0.05  # chat/api serve what was trained (computing in bfloat16)
     assert torch.equal(merged.argmax(-1), trained.argmax(-1))
 
 

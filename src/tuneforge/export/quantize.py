@@ -44,8 +44,9 @@ def check_export_quantization(cfg: TuneforgeConfig, *, cuda: bool | None = None)
     if not (_cuda() if cuda is None else cuda):
         raise TuneforgeError(
             f"`export_quantization_bit: {bits}` (GPTQ) needs a CUDA GPU and this machine has none. Export "
-            "unquantized (remove `export_quantization_bit`) and quantize on a GPU machine, or use "
-            "`export_format: gguf` with `export_gguf_type: q8_0` / `q4_0` for CPU-friendly quantization."
+            "unquantized (remove `export_quantization_bit`) and quantize on a GPU machine; on this machine, "
+            "`quantization_bit: 4` or `8` (without adapters) exports a bitsandbytes-quantized model, and "
+            "`export_format: gguf` with `export_gguf_type: q8_0` / `q4_0` a GGUF one."
         )
     if importlib.util.find_spec("gptqmodel") is None:
         raise TuneforgeError(
