@@ -233,6 +233,23 @@ def data_templates() -> None:
         click.echo(f"{name:<18}{getattr(get_spec(name), 'description', '') or ''}")
 
 
+@main_group.command("models")
+@click.argument("query", required=False)
+@click.option("--family", default=None, help="Part of the family name (e.g. qwen3, llama-3).")
+@click.option("--size", default=None, help="Size (7B) or inclusive range (1B-8B).")
+@click.option("--template", default=None, help="Chat template name (e.g. qwen3).")
+@click.option("--arch", "architecture", default=None, help="Architecture, config.json model_type (e.g. llama).")
+def models_cmd(query: str | None, **filters: str | None) -> None:
+    """List the model registry (hub ids, template, architecture, size); QUERY is part of a name or hub id."""
+    from tuneforge.models.registry import models_table, select_models
+
+    found = select_models(query, **filters)
+    if not found:
+        given = ", ".join(f"{k}={v}" for k, v in {"query": query, **filters}.items() if v)
+        raise click.ClickException(f"no model in the registry matches {given}; `tuneforge models` lists them all")
+    click.echo(models_table(found))
+
+
 @main_group.command("help")
 @click.argument("topic", required=False)
 @click.pass_context

@@ -169,7 +169,7 @@ def _template(cfg: TuneforgeConfig) -> Iterator[Conflict]:
     from tuneforge.data.templates.registry import get_spec, list_tool_formats
     from tuneforge.errors import ConfigError
 
-    if cfg.data.template is not None:
+    if cfg.data.template not in (None, "auto"):  # auto: resolve_auto_template reports its own problem
         try:
             get_spec(cfg.data.template)
         except ConfigError as error:
