@@ -267,3 +267,19 @@ def test_compressed_tensors_checkpoint_trains_and_serves(tiny_qwen2: Path, tmp_p
     run_sft(tiny_config(saved, out, max_steps=2, learning_rate=5e-3), train_data(tokenizer), tokenizer)
     served, _ = load_for_inference(load_config({"model_name_or_path": str(saved), "adapter_name_or_path": str(out)}))
     assert _gap(_logits(served), _logits(_plain(saved))) > 1e-3, "the adapter is applied"
+
+
+@pytest.mark.slow
+@needs_bnb
+def test_chat_with_the_users_bnb_4bit_config(shared_dir: Path, tiny_qwen2: Path) -> None:
+    """The user's `llamafactory-cli chat` config with `quantization_bit: 4` chats on CPU (model path replaced)."""
+    import subprocess
+    import sys
+
+    config = shared_dir / "compat/user-configs/llama3_bnb_4bit_infer.yaml"
+    cmd = [sys.executable, "-m", "tuneforge.cli", "chat", str(config), f"model_name_or_path={tiny_qwen2}"]
+    result = subprocess.run(
+        [*cmd, "template=qwen", "max_new_tokens=8"], input="Hello\nexit\n", capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "Assistant: " in result.stdout
