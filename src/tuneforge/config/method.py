@@ -50,7 +50,10 @@ class MethodSection(Section):
         8, "LoRA: rank of the low-rank update matrices; higher means more trainable parameters.", wiring=ACTS
     )
     lora_target: CommaListStr = F(
-        "all", "LoRA: comma-separated module names to adapt, or all for every linear layer.", wiring=ACTS
+        "all",
+        "LoRA: comma-separated module names to adapt, or all for every linear layer. Routed MoE experts are "
+        "fused weights, not linear layers: name them `experts` (or one weight, e.g. `experts.gate_up_proj`).",
+        wiring=ACTS,
     )
     loraplus_lr_ratio: float | None = F(
         None, "LoRA+: learning-rate multiplier for the B matrices relative to A; unset disables LoRA+.", wiring=ACTS

@@ -120,7 +120,9 @@ class ModelSection(Section):
     )
     moe_aux_loss_coef: float | None = F(
         None,
-        "Weight of the mixture-of-experts router load-balancing loss; unset keeps the model config's value.",
+        "Weight of the mixture-of-experts router load-balancing loss added to the training loss (Mixtral, "
+        "Qwen2/Qwen3-MoE, OLMoE, ...: turns the model's router logits on; the value is logged as `aux_loss`); "
+        "unset or 0 keeps the model config as it is.",
         wiring=ACTS,
     )
     disable_gradient_checkpointing: bool = F(

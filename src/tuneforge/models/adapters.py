@@ -19,6 +19,7 @@ from transformers import TrainerCallback
 
 from tuneforge.config.lists import split_list
 from tuneforge.errors import TuneforgeError
+from tuneforge.models.expert_targets import expert_hint, explain_fused_targets, split_expert_targets, warn_unadapted
 
 if TYPE_CHECKING:
     import torch
@@ -128,18 +129,23 @@ def linear_module_names(model: Any) -> list[str]:
     return sorted(names)
 
 
-def _targets(model: Any, spec: str) -> list[str]:
+def _targets(model: Any, spec: str) -> tuple[list[str], list[str]]:
+    """(target modules, target parameters) of a `lora_target` / `oft_target` list; `all` is every linear layer."""
     targets = split_list(spec)
     if targets == ["all"]:
-        return linear_module_names(model)
+        return linear_module_names(model), []
+    if "all" in targets:  # `all` beside expert weights: every linear layer plus those
+        targets = [*linear_module_names(model), *(t for t in targets if t != "all")]
+    modules, parameters = split_expert_targets(model, targets)
     known = {name.split(".")[-1] for name, _ in model.named_modules()}
-    missing = [t for t in targets if t not in known]
+    missing = [t for t in modules if t not in known]
     if missing:
         raise TuneforgeError(
             f"Adapter target(s) {', '.join(missing)} are not modules of this model; "
             f"linear layers it has: {', '.join(linear_module_names(model))} (or use `all`)."
+            + expert_hint(model, missing)
         )
-    return targets
+    return modules, parameters
 
 
 def peft_config(model: Any, cfg: TuneforgeConfig, kind: str) -> Any:
@@ -149,14 +155,20 @@ def peft_config(model: Any, cfg: TuneforgeConfig, kind: str) -> Any:
     m = cfg.method
     extra = m.additional_targets or None
     if kind == "oft":
+        modules, parameters = _targets(model, m.oft_target)
+        if parameters:
+            raise TuneforgeError(
+                f"OFT cannot adapt fused expert weights ({', '.join(parameters)}); use `finetuning_type: lora`."
+            )
         return OFTConfig(
             task_type=TaskType.CAUSAL_LM,
             r=m.oft_rank,
             oft_block_size=m.oft_block_size,
             module_dropout=m.module_dropout,
-            target_modules=_targets(model, m.oft_target),
+            target_modules=modules,
             modules_to_save=extra,
         )
+    modules, parameters = _targets(model, m.lora_target)
     init: Any = True
     if m.pissa_init:
         init = "pissa" if m.pissa_iter == -1 else f"pissa_niter_{m.pissa_iter}"
@@ -165,7 +177,8 @@ def peft_config(model: Any, cfg: TuneforgeConfig, kind: str) -> Any:
         r=m.lora_rank,
         lora_alpha=m.lora_alpha if m.lora_alpha is not None else m.lora_rank * 2,
         lora_dropout=m.lora_dropout,
-        target_modules=_targets(model, m.lora_target),
+        target_modules=modules,
+        target_parameters=parameters or None,
         modules_to_save=extra,
         use_rslora=m.use_rslora,
         use_dora=m.use_dora,
@@ -206,7 +219,12 @@ def _apply_peft(model: Any, cfg: TuneforgeConfig, kind: str, trainable: bool) ->
             checkpointing = getattr(model, "is_gradient_checkpointing", False)
         if checkpointing or getattr(model, "is_quantized", False):
             model.enable_input_require_grads()
-        return get_peft_model(model, peft_config(model, cfg, kind))
+        config = peft_config(model, cfg, kind)
+        requested = set(config.target_modules or ())
+        with explain_fused_targets():
+            peft_model = get_peft_model(model, config)
+        warn_unadapted(peft_model, requested)
+        return peft_model
 
 
 @contextmanager

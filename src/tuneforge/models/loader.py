@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from tuneforge.config.lists import split_list
 from tuneforge.config.require import require
 from tuneforge.errors import TuneforgeError
+from tuneforge.models.moe import configure_router_loss
 
 if TYPE_CHECKING:
     import torch
@@ -127,8 +128,8 @@ def load_model(cfg: TuneforgeConfig, tokenizer: PreTrainedTokenizerBase, *, trai
     if rope is not None:
         model_config.rope_parameters = rope
         logger.info("RoPE scaling %s with factor %s", rope["rope_type"], rope["factor"])
-    if m.moe_aux_loss_coef is not None and hasattr(model_config, "router_aux_loss_coef"):
-        model_config.router_aux_loss_coef = m.moe_aux_loss_coef
+    if configure_router_loss(model_config, m.moe_aux_loss_coef, trainable=trainable):
+        logger.info("MoE router auxiliary loss on, coefficient %s", m.moe_aux_loss_coef)
     kwargs = {"config": model_config, "dtype": model_dtype(cfg), **hub}
     attn = attn_implementation(m.flash_attn)
     if attn is not None:
