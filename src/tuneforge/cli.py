@@ -163,6 +163,22 @@ def make_tiny_cmd(**kwargs: Any) -> None:
     make_tiny_command(**kwargs)
 
 
+@main_group.command("expand-layers")
+@click.option("--model", "--model_name_or_path", "model_path", required=True, help="Model folder or hub id to expand.")
+@click.option(
+    "--out", "--output_dir", "out_dir", required=True, type=click.Path(file_okay=False), help="Folder to write."
+)
+@click.option(
+    "--num-expand", "--num_expand", type=int, required=True, help="Blocks to add; must divide the number of layers."
+)
+@click.option("--overwrite", is_flag=True, help="Replace a non-empty output folder.")
+def expand_layers_cmd(model_path: str, out_dir: str, num_expand: int, overwrite: bool) -> None:
+    """LLaMA Pro block expansion: write the model with NUM_EXPAND identity blocks (zeroed o_proj/down_proj) added."""
+    from tuneforge.models.expand import expand_layers
+
+    expand_layers(model_path, out_dir, num_expand, overwrite)
+
+
 @main_group.group("config", context_settings={"help_option_names": ["-h", "--help"]})
 def config_group() -> None:
     """Validate, show and describe configs."""

@@ -118,7 +118,7 @@ def load_model(cfg: TuneforgeConfig, tokenizer: PreTrainedTokenizerBase, *, trai
     """Load the base causal-LM (no adapters yet) ready for training or inference."""
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    from tuneforge.models import quantization
+    from tuneforge.models import quantization, shift_attn
 
     m = cfg.model
     _require_model_path(cfg)
@@ -134,6 +134,7 @@ def load_model(cfg: TuneforgeConfig, tokenizer: PreTrainedTokenizerBase, *, trai
     attn = attn_implementation(m.flash_attn)
     if attn is not None:
         kwargs["attn_implementation"] = attn
+    s2_base = shift_attn.check_shift_attn(model_config.model_type, attn) if trainable and m.shift_attn else None
     if m.train_from_scratch:
         model = AutoModelForCausalLM.from_config(**{k: kwargs[k] for k in kwargs if k != "cache_dir"})
     else:
@@ -144,6 +145,8 @@ def load_model(cfg: TuneforgeConfig, tokenizer: PreTrainedTokenizerBase, *, trai
 
         model = convert_to_mod(model)
     _fit_vocab(model, tokenizer, m.resize_vocab)
+    if s2_base is not None:
+        shift_attn.enable_shift_attn(model, s2_base)
     if trainable:
         prepare_for_training(model, cfg)
     else:

@@ -187,7 +187,7 @@ def make_tiny(
     there is one. Returns `out_dir`.
     Raises TuneforgeError if `out_dir` exists and is not empty, unless `overwrite` is true.
     """
-    out = _prepare_out_dir(out_dir, overwrite)
+    out = prepare_out_dir(out_dir, overwrite)
     config = build_config(
         arch, layers=layers, hidden=hidden, heads=heads, kv_heads=kv_heads, intermediate=intermediate, shape=shape
     )
@@ -299,7 +299,8 @@ def _load_config(path: Path) -> PretrainedConfig:
     return AutoConfig.from_pretrained(str(path))
 
 
-def _prepare_out_dir(out_dir: str | Path, overwrite: bool) -> Path:
+def prepare_out_dir(out_dir: str | Path, overwrite: bool) -> Path:
+    """The output folder, created; refuses a non-empty one unless `overwrite`, and drops stale weight shards."""
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise TuneforgeError(f"{out} exists and is not a directory: choose another --out")

@@ -1,4 +1,4 @@
-"""The one Trainer subclass: atomic checkpoints, NaN/inf stop, LoRA+ optimizer. Plus token-accuracy metrics."""
+"""The one Trainer subclass: atomic checkpoints, NaN/inf stop, custom optimizers. Plus token-accuracy metrics."""
 
 from __future__ import annotations
 
@@ -28,13 +28,13 @@ NAN_CAUSES = (
 
 
 class TuneforgeTrainer(Trainer):
-    """transformers.Trainer with atomic checkpoint saves, a hard stop on non-finite loss and optional LoRA+."""
+    """transformers.Trainer with atomic checkpoint saves, a hard stop on non-finite loss and custom optimizers."""
 
     def __init__(
         self,
         *args: Any,
         fingerprint: dict[str, str] | None = None,
-        optimizer_factory: Callable[[Any, dict[str, Any]], torch.optim.Optimizer] | None = None,
+        optimizer_factory: Callable[[Any, Any], torch.optim.Optimizer] | None = None,
         loss_fn: Callable[[Any, dict[str, Any]], torch.Tensor] | None = None,
         train_batch_sampler: Any = None,
         **kwargs: Any,
@@ -95,12 +95,10 @@ class TuneforgeTrainer(Trainer):
         return budget_dataloader(self, self._train_batch_sampler)
 
     def create_optimizer(self, model: Any = None) -> torch.optim.Optimizer:
-        """Build the optimizer; with `optimizer_factory` (LoRA+) the parameter groups come from it."""
+        """Build the optimizer; `optimizer_factory(model, args)` (LoRA+, GaLore, BAdam, Muon, ...) makes it when set."""
         if self._optimizer_factory is None or self.optimizer is not None:
             return super().create_optimizer(model)
-        _, kwargs = Trainer.get_optimizer_cls_and_kwargs(self.args, self.model)
-        kwargs["weight_decay"] = self.args.weight_decay
-        self.optimizer = self._optimizer_factory(self.model, kwargs)
+        self.optimizer = self._optimizer_factory(self.model, self.args)
         return self.optimizer
 
     def training_step(self, model: Any, inputs: dict[str, Any], num_items_in_batch: Any = None) -> torch.Tensor:

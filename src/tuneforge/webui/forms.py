@@ -63,6 +63,7 @@ def _fields() -> list[FormField]:
         F("warmup_steps", "float", "other"),
         F("val_size", "float", "other"),
         F("packing", "check", "other"),
+        F("use_llama_pro", "check", "other"),
         F("lora_rank", "int", "lora"),
         F("lora_alpha", "int", "lora"),
         F("lora_dropout", "float", "lora"),
