@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from test_data_boundaries import _example, _process
+from tuneforge.data.convert import parse_function_call
 from tuneforge.data.process import IGNORE
 from tuneforge.data.templates import get_template
 
@@ -77,8 +78,15 @@ def _fixed(added: tuple[str, ...], eos_token: str):
 
 def _case(name: str, key: str) -> dict:
     case = DATA["cases"][f"thinking:{name}" if key == "thinking" else key]
-    messages = [{"role": role, "content": content} for role, content in case["messages"]]
-    return _example(messages, case["system"] or None)
+    messages = [_message(role, content) for role, content in case["messages"]]
+    return _example(messages, case["system"] or None, case.get("tools"))
+
+
+def _message(role: str, content: str) -> dict:
+    """A fixture turn (LF's roles: function = the assistant's calls as JSON, observation = tool results)."""
+    if role == "function":
+        return {"role": "assistant", "content": "", "tool_calls": parse_function_call(content, 0)}
+    return {"role": "tool" if role == "observation" else role, "content": content}
 
 
 def _trained(tok, ids: list[int], labels: list[int]) -> str:
@@ -98,11 +106,14 @@ def _same(tok, ours: dict, theirs: dict) -> bool:
     return same_text and trained == _trained(tok, theirs["input_ids"], theirs["labels"]).replace("\n", "")
 
 
-def _mismatches(name: str) -> list[str]:
+def _mismatches(name: str, tools: bool = False) -> list[str]:
+    """The cases (tool-use ones when ``tools``, the others otherwise) where ours differs from LF's."""
     tok = _tokenizer(name)
     template = get_template(name, tok)
     bad = []
     for key, theirs in DATA["templates"][name]["cases"].items():
+        if key.startswith("tools") != tools:
+            continue
         (ours,) = _process(template, tok, [_case(name, key)], kind="sft", cutoff_len=DATA["cutoff_len"])
         if not _same(tok, ours, theirs):
             bad.append(f"{key}: ours {tok.decode(ours['input_ids'])!r}\n  LF {tok.decode(theirs['input_ids'])!r}")

@@ -7,11 +7,17 @@ Two call layouts are understood:
   are decoded as one JSON value, which must be followed by the rest of the call text.
 - ``{args}`` formats (GLM-4.5+ ``<arg_key>``/``<arg_value>``): the whole call becomes a regular expression and
   its arguments are read one by one through the format's ``arg`` text. A value is decoded as JSON unless the
-  tool schema says the parameter is a string (or it is not valid JSON), mirroring how it was written.
+  tool schema says the parameter is a string (or it is not valid JSON), mirroring how it was written. A call
+  that ends with ``{args}`` (LLaMA-Factory's GLM-4.5 calls have no closing tag) runs to the next call or the end.
+- ``parse: python`` formats (LFM2): the text between ``calls_open`` and ``calls_close`` is a Python list of
+  calls with keyword arguments, read with ``ast`` (never evaluated); ``true``/``false``/``null`` are accepted.
+
+A format with ``extract_also`` falls back to that format's reading when its own finds no call.
 """
 
 from __future__ import annotations
 
+import ast
 import json
 import re
 from typing import TYPE_CHECKING, Any
@@ -35,17 +41,24 @@ _XML_CAPTURES = {
 
 def extract_calls(fmt: ToolFormat, text: str, tools: list[dict] | None = None) -> tuple[str, list[dict]]:
     """Split ``text`` into (content, OpenAI-style tool calls with dict arguments) following ``fmt``."""
-    if not fmt.call:
-        return text, []
-    if "{arguments}" in fmt.call:
-        calls, first = _json_calls(fmt, text)
-    elif "{args}" in fmt.call:
-        calls, first = _xml_calls(fmt, text, _string_params(tools))
-    else:
-        return text, []
+    calls, first = _calls(fmt, text, tools) if fmt.call else ([], -1)
     if not calls:
+        if fmt.extract_also:
+            from tuneforge.data.templates.registry import get_tool_format
+
+            return get_tool_format(fmt.extract_also).extract(text, tools)
         return text, []
     return _content_before(fmt, text[:first]), calls
+
+
+def _calls(fmt: ToolFormat, text: str, tools: list[dict] | None) -> tuple[list[dict], int]:
+    if fmt.parse == "python":
+        return _python_calls(fmt, text)
+    if "{arguments}" in fmt.call:
+        return _json_calls(fmt, text)
+    if "{args}" in fmt.call:
+        return _xml_calls(fmt, text, _string_params(tools))
+    return [], -1
 
 
 def _regex(template: str, captures: dict[str, str]) -> str:
@@ -86,7 +99,11 @@ def _json_calls(fmt: ToolFormat, text: str) -> tuple[list[dict], int]:
 
 
 def _xml_calls(fmt: ToolFormat, text: str, strings: dict[str, set[str]]) -> tuple[list[dict], int]:
-    pattern = re.compile(_regex(fmt.call, _XML_CAPTURES), re.DOTALL)
+    regex = _regex(fmt.call, _XML_CAPTURES)
+    if fmt.call.endswith("{args}"):  # no closing text: the arguments run to the next call or the end
+        head = PLACEHOLDER.split(fmt.call)[0]
+        regex += "(?=" + re.escape(fmt.call_sep + head) + r"|\s*\Z)"
+    pattern = re.compile(regex, re.DOTALL)
     arg_pattern = re.compile(_regex(fmt.arg, _XML_CAPTURES), re.DOTALL) if fmt.arg else None
     calls: list[dict] = []
     first = -1
@@ -99,6 +116,40 @@ def _xml_calls(fmt: ToolFormat, text: str, strings: dict[str, set[str]]) -> tupl
         first = match.start() if first < 0 else first
         calls.append(_call(match, arguments))
     return calls, first
+
+
+def _python_calls(fmt: ToolFormat, text: str) -> tuple[list[dict], int]:
+    """Calls written as a Python list of ``name(key=value, ...)`` between ``calls_open`` and ``calls_close``."""
+    first = text.find(fmt.calls_open) if fmt.calls_open else 0
+    end = text.find(fmt.calls_close, first + len(fmt.calls_open)) if fmt.calls_close else len(text)
+    if first < 0 or end < 0:
+        return [], -1
+    body = text[first + len(fmt.calls_open) : end].strip()
+    opened, closed = fmt.calls_open.endswith("["), fmt.calls_close.startswith("]")
+    source = ("[" if opened else "") + body + ("]" if closed else "")
+    try:
+        tree = ast.parse(source, mode="eval").body
+        nodes = tree.elts if isinstance(tree, ast.List) else [tree]
+        calls = [_python_call(node) for node in nodes]
+    except (SyntaxError, ValueError):
+        return [], -1
+    return calls, first
+
+
+_PY_NAMES = {"true": True, "false": False, "null": None}
+
+
+def _python_call(node: ast.expr) -> dict:
+    if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Name) or node.args:
+        raise ValueError("not a call with keyword arguments")
+    arguments = {}
+    for keyword in node.keywords:
+        value = keyword.value
+        if isinstance(value, ast.Name) and value.id in _PY_NAMES:
+            arguments[keyword.arg] = _PY_NAMES[value.id]
+        else:
+            arguments[keyword.arg] = ast.literal_eval(value)
+    return {"type": "function", "function": {"name": node.func.id, "arguments": arguments}}
 
 
 def _decode(value: str) -> Any:

@@ -3,7 +3,8 @@
 A tool format is a data record (``data/tool_formats.yaml``) with these fields:
 
 - ``tool``: text for one tool schema; ``{json}`` is the schema as JSON, ``{json_indent4}`` the same indented,
-  ``{function_json}`` the inner ``function`` object as JSON; ``{name}``, ``{description}``, ``{parameters_json}``,
+  ``{function_json}`` / ``{function_json_indent4}`` the inner ``function`` object as JSON, ``{raw_json}`` the
+  schema exactly as the data gave it (bare function or wrapped); ``{name}``, ``{description}``, ``{parameters_json}``,
   ``{signature}`` (one ``sig_param`` per parameter, ``sig_param_optional`` for those not ``required``, joined
   by ", ") and ``{params}``: ``params_open`` then one ``param`` per parameter (``{name}``, ``{type}`` Python
   type, ``{description}``) joined by ``param_sep`` (Hermes, Cohere). A parameter that is not required has its
@@ -14,7 +15,8 @@ A tool format is a data record (``data/tool_formats.yaml``) with these fields:
   ``arguments_indent`` with continuation lines shifted by ``arguments_nest`` spaces when set), ``{type}``,
   ``{id}`` (the call's id), ``{index}`` (the call's position in the conversation, from 0) and ``{args}``: the
   arguments one by one through ``arg`` (``{key}``, ``{value}``: strings as is, other values as JSON), joined by
-  ``arg_sep`` (GLM-4.5+ ``<arg_key>``/``<arg_value>`` XML).
+  ``arg_sep`` (GLM-4.5+ ``<arg_key>``/``<arg_value>`` XML); ``arg_string`` (when set) writes string values
+  instead (LFM2's ``key="value"`` beside ``key=3``).
 - ``call_sep``, ``calls_open``, ``calls_close``: how several calls are joined and wrapped.
 - ``content_sep``: text between the assistant's own content and its calls (only when content is non-empty);
   ``keep_content: false`` drops the content when the message carries calls (llama3 JSON calls).
@@ -22,7 +24,10 @@ A tool format is a data record (``data/tool_formats.yaml``) with these fields:
   ``<|START_THINKING|>{content}<|END_THINKING|><|START_ACTION|>{calls}<|END_ACTION|>``.
 
 ``extract_tool_calls`` turns ``call`` into a regular expression, so parsing a model's output is driven by the
-same record that renders training data.
+same record that renders training data. ``parse: python`` reads the text between ``calls_open`` and
+``calls_close`` as a Python list of calls with keyword arguments instead (LFM2's pythonic calls);
+``extract_also`` names another tool format whose calls are also understood when this one finds none (LLaMA-Factory
+reads GLM-4.5 and Ling output as Qwen JSON calls).
 """
 
 from __future__ import annotations
@@ -77,6 +82,9 @@ class ToolFormat:
     single_call: bool = False
     arg: str = ""
     arg_sep: str = ""
+    arg_string: str = ""
+    parse: str = "template"
+    extract_also: str = ""
     arguments_indent: int = 0
     arguments_nest: int = 0
     param: str = ""
@@ -94,10 +102,10 @@ class ToolFormat:
 
     def render_tools(self, tools: list[dict]) -> str:
         """The tools block listing every tool schema (bare function dicts are wrapped first, see `wrap_tool`)."""
-        items = [self._one_tool(wrap_tool(t)) for t in tools]
+        items = [self._one_tool(wrap_tool(t), t) for t in tools]
         return fill(self.tools_block, tools=self.tools_sep.join(items))
 
-    def _one_tool(self, tool: dict) -> str:
+    def _one_tool(self, tool: dict, raw: dict) -> str:
         function = tool["function"]
         parameters = function.get("parameters") or {}
         props = parameters.get("properties") or {}
@@ -116,6 +124,8 @@ class ToolFormat:
             json=to_json(tool),
             json_indent4=to_json(tool, indent=4),
             function_json=to_json(function),
+            function_json_indent4=to_json(function, indent=4),
+            raw_json=to_json(raw),
             name=function["name"],
             description=function.get("description", ""),
             parameters_json=to_json(function.get("parameters", {})),
@@ -163,7 +173,10 @@ class ToolFormat:
     def _args(self, arguments: Any) -> str:
         if not self.arg or not isinstance(arguments, dict):
             return ""
-        items = [fill(self.arg, key=k, value=v if isinstance(v, str) else to_json(v)) for k, v in arguments.items()]
+        items = [
+            fill(self.arg_string or self.arg, key=k, value=v) if isinstance(v, str) else fill(self.arg, key=k, value=to_json(v))
+            for k, v in arguments.items()
+        ]
         return self.arg_sep.join(items)
 
     def extract(self, text: str, tools: list[dict] | None = None) -> tuple[str, list[dict]]:
