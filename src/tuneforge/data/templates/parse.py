@@ -71,9 +71,9 @@ def _regex(template: str, captures: dict[str, str]) -> str:
     return "".join(out)
 
 
-def _call(match: re.Match[str], arguments: Any) -> dict:
+def _call(match: re.Match[str], arguments: Any, rest: re.Match[str] | None = None) -> dict:
     call: dict[str, Any] = {"type": "function", "function": {"name": match.group("name"), "arguments": arguments}}
-    call_id = match.groupdict().get("id")
+    call_id = match.groupdict().get("id") or (rest.groupdict().get("id") if rest else None)
     if call_id:
         call = {"id": call_id, **call}
     return call
@@ -82,6 +82,7 @@ def _call(match: re.Match[str], arguments: Any) -> dict:
 def _json_calls(fmt: ToolFormat, text: str) -> tuple[list[dict], int]:
     head, _, tail = fmt.call.partition("{arguments}")
     pattern, decoder = re.compile(_regex(head, _CAPTURES)), json.JSONDecoder()
+    after = re.compile(_regex(tail, _CAPTURES))  # the call's rest may carry its id (Mistral-Small-3.1)
     calls: list[dict] = []
     first, pos = -1, 0
     while match := pattern.search(text, pos):
@@ -90,11 +91,12 @@ def _json_calls(fmt: ToolFormat, text: str) -> tuple[list[dict], int]:
             arguments, end = decoder.raw_decode(text, match.end())
         except json.JSONDecodeError:
             continue
-        if not text.startswith(tail, end):
+        rest = after.match(text, end)
+        if rest is None:
             continue
         first = match.start() if first < 0 else first
-        calls.append(_call(match, arguments))
-        pos = end + len(tail)
+        calls.append(_call(match, arguments, rest))
+        pos = rest.end()
     return calls, first
 
 
@@ -142,14 +144,19 @@ _PY_NAMES = {"true": True, "false": False, "null": None}
 def _python_call(node: ast.expr) -> dict:
     if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Name) or node.args:
         raise ValueError("not a call with keyword arguments")
-    arguments = {}
-    for keyword in node.keywords:
-        value = keyword.value
-        if isinstance(value, ast.Name) and value.id in _PY_NAMES:
-            arguments[keyword.arg] = _PY_NAMES[value.id]
-        else:
-            arguments[keyword.arg] = ast.literal_eval(value)
+    arguments = {keyword.arg: _python_value(keyword.value) for keyword in node.keywords}
     return {"type": "function", "function": {"name": node.func.id, "arguments": arguments}}
+
+
+def _python_value(node: ast.expr) -> Any:
+    """A literal; JSON's ``true`` / ``false`` / ``null`` are accepted at any depth."""
+    if isinstance(node, ast.Name) and node.id in _PY_NAMES:
+        return _PY_NAMES[node.id]
+    if isinstance(node, ast.List | ast.Tuple):
+        return [_python_value(item) for item in node.elts]
+    if isinstance(node, ast.Dict) and None not in node.keys:
+        return {_python_value(k): _python_value(v) for k, v in zip(node.keys, node.values, strict=True)}
+    return ast.literal_eval(node)
 
 
 def _decode(value: str) -> Any:
