@@ -81,3 +81,35 @@ def test_tool_call_round_trip(name: str, key: str) -> None:
     content, read = fmt.extract(text, TOOLS)
     assert [c["function"] for c in read] == [c["function"] for c in calls], text
     assert content in ("Let me check.", "")  # formats that drop the content (keep_content: false) give ""
+
+
+NEW_FORMATS = ["gemma4", "glm4", "glm4_moe", "lfm2", "ling", "minimax1", "minimax2", "qwen3_5", "seed_oss"]
+LF_TEMPLATES = {"aeva", "bailing_v2", "glm4", "glm4_7", "glmz1", "lfm2", "minimax1", "minimax2", "seed_oss"}
+
+
+@pytest.mark.parametrize("fmt", NEW_FORMATS)
+def test_config_validate_accepts_the_format_and_its_templates(fmt: str) -> None:
+    from tuneforge.config.checks import check_consistency
+    from tuneforge.config.loader import load_config
+
+    base = {"model_name_or_path": "m", "stage": "sft", "dataset": "d", "output_dir": "o"}
+    for template in sorted(LF_TEMPLATES):
+        cfg = load_config({**base, "template": template, "tool_format": fmt})
+        assert cfg.data.tool_format == fmt
+        assert not [c for c in check_consistency(cfg) if "tool_format" in c[0] or "template" in c[0]]
+
+
+@pytest.mark.parametrize("template", sorted(LF_TEMPLATES))
+def test_templates_that_refused_tools_render_them(template: str) -> None:
+    from tuneforge.data.templates import get_template
+
+    tpl = get_template(template)
+    call = {"type": "function", "function": {"name": "get_time", "arguments": {"zone": "CET"}}}
+    messages = [
+        {"role": "user", "content": "Time?"},
+        {"role": "assistant", "content": "", "tool_calls": [call]},
+        {"role": "tool", "content": "12:00"},
+    ]
+    text = tpl.render(messages, tools=TOOLS, add_generation_prompt=True)
+    assert tpl.tool_format.render_tools(TOOLS) in text and "12:00" in text
+    assert tpl.extract_tool_calls(tpl.tool_format.render_calls("", [call]), TOOLS)[1] == [call]

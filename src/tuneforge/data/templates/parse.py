@@ -31,7 +31,7 @@ _CAPTURES = {
     "id": r"(?P<id>[\w\-]*)",
 }
 _XML_CAPTURES = {
-    "name": r"(?P<name>[^\s\"<>]+)",
+    "name": r"(?P<name>[^\s\"<>{}]+)",
     "id": r"(?P<id>[\w\-]*)",
     "args": r"(?P<args>.*?)",
     "key": r"(?P<key>.*?)",
@@ -111,8 +111,10 @@ def _xml_calls(fmt: ToolFormat, text: str, strings: dict[str, set[str]]) -> tupl
     first = -1
     for match in pattern.finditer(text):
         name = match.group("name")
-        arguments: dict[str, Any] = {}
-        for arg in arg_pattern.finditer(match.group("args")) if arg_pattern else ():
+        arguments: Any = {}
+        if fmt.quote:
+            arguments = _dialect_loads(match.group("args"), fmt.quote)
+        for arg in arg_pattern.finditer(match.group("args")) if arg_pattern and not fmt.quote else ():
             key, value = arg.group("key"), arg.group("value")
             arguments[key] = value if key in strings.get(name, set()) else _decode(value)
         first = match.start() if first < 0 else first
@@ -157,6 +159,22 @@ def _python_value(node: ast.expr) -> Any:
     if isinstance(node, ast.Dict) and None not in node.keys:
         return {_python_value(k): _python_value(v) for k, v in zip(node.keys, node.values, strict=True)}
     return ast.literal_eval(node)
+
+
+_BARE_KEY = re.compile(r"(^|[{,])\s*([^\s{}\[\],:\"]+)\s*:")
+
+
+def _dialect_loads(text: str, quote: str) -> Any:
+    """Arguments written by ``tools.dialect`` (bare keys, ``quote``-marked strings) back to values; the text as is
+    when it does not read."""
+    parts = text.split(quote)
+    if len(parts) % 2 == 0:
+        return text
+    pieces = [json.dumps(p, ensure_ascii=False) if i % 2 else _BARE_KEY.sub(r'\1"\2":', p) for i, p in enumerate(parts)]
+    try:
+        return json.loads("{" + "".join(pieces) + "}")
+    except json.JSONDecodeError:
+        return text
 
 
 def _decode(value: str) -> Any:

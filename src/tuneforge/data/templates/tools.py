@@ -16,7 +16,10 @@ A tool format is a data record (``data/tool_formats.yaml``) with these fields:
   ``{id}`` (the call's id), ``{index}`` (the call's position in the conversation, from 0) and ``{args}``: the
   arguments one by one through ``arg`` (``{key}``, ``{value}``: strings as is, other values as JSON), joined by
   ``arg_sep`` (GLM-4.5+ ``<arg_key>``/``<arg_value>`` XML); ``arg_string`` (when set) writes string values
-  instead (LFM2's ``key="value"`` beside ``key=3``).
+  instead (LFM2's ``key="value"`` beside ``key=3``). ``quote`` (when set) writes ``{args}`` in a JSON-like
+  dialect instead: object keys bare and sorted, strings between ``quote`` marks, unescaped (Gemma-4's
+  ``<|"|>``); the tool text's ``{function_dialect}`` is then the function's description and parameters in
+  that dialect, as a Gemini-style declaration (property description and type, required, upper-case types).
 - ``call_sep``, ``calls_open``, ``calls_close``: how several calls are joined and wrapped.
 - ``content_sep``: text between the assistant's own content and its calls (only when content is non-empty);
   ``keep_content: false`` drops the content when the message carries calls (llama3 JSON calls).
@@ -84,6 +87,7 @@ class ToolFormat:
     arg_sep: str = ""
     arg_string: str = ""
     parse: str = "template"
+    quote: str = ""
     extract_also: str = ""
     arguments_indent: int = 0
     arguments_nest: int = 0
@@ -126,6 +130,7 @@ class ToolFormat:
             function_json=to_json(function),
             function_json_indent4=to_json(function, indent=4),
             raw_json=to_json(raw),
+            function_dialect=dialect(declaration(function), self.quote) if self.quote else "",
             name=function["name"],
             description=function.get("description", ""),
             parameters_json=to_json(function.get("parameters", {})),
@@ -173,6 +178,10 @@ class ToolFormat:
     def _args(self, arguments: Any) -> str:
         if not self.arg or not isinstance(arguments, dict):
             return ""
+        if self.quote:
+            return self.arg_sep.join(
+                fill(self.arg, key=k, value=dialect(arguments[k], self.quote, sort=True)) for k in sorted(arguments)
+            )
         items = [
             fill(self.arg_string or self.arg, key=k, value=v) if isinstance(v, str) else fill(self.arg, key=k, value=to_json(v))
             for k, v in arguments.items()
@@ -200,6 +209,43 @@ def wrap_tool(tool: dict) -> dict:
     if isinstance(tool.get("function"), dict):
         return tool if "type" in tool else {"type": "function", **tool}
     return {"type": "function", "function": tool}
+
+
+def dialect(value: Any, quote: str, sort: bool = False) -> str:
+    """``value`` as JSON with bare object keys and strings between ``quote`` marks (Gemma-4's tool syntax)."""
+    if isinstance(value, str):
+        return quote + value + quote
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    if isinstance(value, dict):
+        keys = sorted(value) if sort else list(value)
+        return "{" + ",".join(f"{k}:{dialect(value[k], quote, sort)}" for k in keys) + "}"
+    if isinstance(value, list | tuple):
+        return "[" + ",".join(dialect(v, quote, sort) for v in value) + "]"
+    return str(value)
+
+
+def declaration(function: dict) -> dict:
+    """A function schema as a Gemini-style declaration: description, then parameters with each property's
+    description and upper-case type, the required names and the upper-case type (parts that are empty left out)."""
+    out: dict[str, Any] = {"description": function.get("description", "")}
+    params = function.get("parameters")
+    if not params:
+        return out
+    part: dict[str, Any] = {}
+    if params.get("properties"):
+        part["properties"] = {
+            key: {k: str(v).upper() if k == "type" else v for k in ("description", "type") if (v := prop.get(k))}
+            for key, prop in params["properties"].items()
+        }
+    if params.get("required"):
+        part["required"] = list(params["required"])
+    if params.get("type"):
+        part["type"] = str(params["type"]).upper()
+    out["parameters"] = part
+    return out
 
 
 _PY_TYPES = {"string": "str", "number": "float", "integer": "int", "boolean": "bool"}
