@@ -78,7 +78,11 @@ TOOL_CASES = {
         ],
     },
 }
-TOOL_CALLS = {"single": [WEATHER], "parallel": [WEATHER, TIME], "nested": [{"name": "f", "arguments": {"x": [1, {"y": True}], "s": "a b"}}]}
+TOOL_CALLS = {
+    "single": [WEATHER],
+    "parallel": [WEATHER, TIME],
+    "nested": [{"name": "f", "arguments": {"x": [1, {"y": True}], "s": "a b"}}],
+}
 
 
 def _thinking_case(open_word: str, close_word: str) -> dict:

@@ -183,7 +183,9 @@ class ToolFormat:
                 fill(self.arg, key=k, value=dialect(arguments[k], self.quote, sort=True)) for k in sorted(arguments)
             )
         items = [
-            fill(self.arg_string or self.arg, key=k, value=v) if isinstance(v, str) else fill(self.arg, key=k, value=to_json(v))
+            fill(self.arg_string or self.arg, key=k, value=v)
+            if isinstance(v, str)
+            else fill(self.arg, key=k, value=to_json(v))
             for k, v in arguments.items()
         ]
         return self.arg_sep.join(items)
