@@ -19,7 +19,6 @@ FIXTURE = json.loads((Path(__file__).parent / "fixtures" / "lf_template_ids.json
 LF_FORMATS = FIXTURE["tool_formats"]
 # tuneforge formats that share an LF name but write other text (README's differences say why)
 NOT_LF_TEXT = {
-    "default": "LF's `default` tool format (Action / Action Input text) is not modelled yet",
     "qwen": "the leading blank lines of LF's block are the template's tools_system joiner here",
     "mistral": "LF's calls are a bare JSON list (its templates write [TOOL_CALLS]); here the format writes it",
 }

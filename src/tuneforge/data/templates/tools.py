@@ -4,13 +4,17 @@ A tool format is a data record (``data/tool_formats.yaml``) with these fields:
 
 - ``tool``: text for one tool schema; ``{json}`` is the schema as JSON, ``{json_indent4}`` the same indented,
   ``{function_json}`` / ``{function_json_indent4}`` the inner ``function`` object as JSON, ``{raw_json}`` the
-  schema exactly as the data gave it (bare function or wrapped); ``{name}``, ``{description}``, ``{parameters_json}``,
-  ``{signature}`` (one ``sig_param`` per parameter, ``sig_param_optional`` for those not ``required``, joined
-  by ", ") and ``{params}``: ``params_open`` then one ``param`` per parameter (``{name}``, ``{type}`` Python
-  type, ``{description}``) joined by ``param_sep`` (Hermes, Cohere). A parameter that is not required has its
-  ``{type}`` written through ``optional_type`` (Cohere: ``Optional[{type}]``); ``typing_names`` writes
-  ``List[..]`` / ``Dict[str, ..]`` instead of ``list[..]`` / ``dict``.
-- ``tools_sep``: text between tool schemas; ``tools_block``: the block around them (``{tools}``).
+  schema exactly as the data gave it (bare function or wrapped); ``{name}``, ``{description}``,
+  ``{parameters_json}``, ``{signature}`` (one ``sig_param`` per parameter, ``sig_param_optional`` for those not
+  ``required``, joined by ", ") and ``{params}``: ``params_open`` then one ``param`` per parameter (``{name}``,
+  ``{type}`` Python type, ``{description}``, ``{schema_type}`` the schema's own type, ``{required}`` =
+  ``param_required`` for required ones, ``{enum}`` = ``param_enum`` with ``{values}`` when the schema lists them,
+  ``{items}`` = ``param_items`` with the items' ``{type}`` for arrays) joined by ``param_sep`` (Hermes, Cohere,
+  LLaMA-Factory's default). A parameter that is not required has its ``{type}`` written through
+  ``optional_type`` (Cohere: ``Optional[{type}]``); ``typing_names`` writes ``List[..]`` / ``Dict[str, ..]``
+  instead of ``list[..]`` / ``dict``.
+- ``tools_sep``: text between tool schemas; ``tools_block``: the block around them (``{tools}``; ``{tool_names}``
+  lists the tools' names joined by ", ").
 - ``call``: text for one call, with ``{name}``, ``{arguments}`` (JSON object text, indented by
   ``arguments_indent`` with continuation lines shifted by ``arguments_nest`` spaces when set), ``{type}``,
   ``{id}`` (the call's id), ``{index}`` (the call's position in the conversation, from 0) and ``{args}``: the
@@ -93,6 +97,9 @@ class ToolFormat:
     arguments_nest: int = 0
     param: str = ""
     param_sep: str = ""
+    param_required: str = ""
+    param_enum: str = ""
+    param_items: str = ""
     params_open: str = ""
     sig_param: str = "{name}: {type}"
     sig_param_optional: str = ""
@@ -107,7 +114,8 @@ class ToolFormat:
     def render_tools(self, tools: list[dict]) -> str:
         """The tools block listing every tool schema (bare function dicts are wrapped first, see `wrap_tool`)."""
         items = [self._one_tool(wrap_tool(t), t) for t in tools]
-        return fill(self.tools_block, tools=self.tools_sep.join(items))
+        names = ", ".join(wrap_tool(t)["function"]["name"] for t in tools)
+        return fill(self.tools_block, tools=self.tools_sep.join(items), tool_names=names)
 
     def _one_tool(self, tool: dict, raw: dict) -> str:
         function = tool["function"]
@@ -121,8 +129,7 @@ class ToolFormat:
                 kind = fill(self.optional_type, type=kind)
             slot = self.sig_param_optional if key not in required and self.sig_param_optional else self.sig_param
             sig.append(fill(slot, name=key, type=kind))
-            description = str(schema.get("description", "") if isinstance(schema, dict) else "").strip()
-            params.append(fill(self.param, name=key, type=kind, description=description))
+            params.append(self._one_param(key, schema, kind, key in required))
         return fill(
             self.tool,
             json=to_json(tool),
@@ -136,6 +143,20 @@ class ToolFormat:
             parameters_json=to_json(function.get("parameters", {})),
             signature=", ".join(sig),
             params=self.params_open + self.param_sep.join(params) if params and self.param else "",
+        )
+
+    def _one_param(self, key: str, schema: Any, kind: str, required: bool) -> str:
+        schema = schema if isinstance(schema, dict) else {}
+        enum, items = schema.get("enum"), schema.get("items")
+        return fill(
+            self.param,
+            name=key,
+            type=kind,
+            description=str(schema.get("description", "")).strip(),
+            schema_type=str(schema.get("type", "")),
+            required=self.param_required if required else "",
+            enum=fill(self.param_enum, values=", ".join(map(str, enum))) if enum else "",
+            items=fill(self.param_items, type=str(items.get("type", ""))) if isinstance(items, dict) and items else "",
         )
 
     def render_calls(self, content: str, calls: list[dict], start: int = 0) -> str:
