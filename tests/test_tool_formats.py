@@ -112,3 +112,11 @@ def test_templates_that_refused_tools_render_them(template: str) -> None:
     text = tpl.render(messages, tools=TOOLS, add_generation_prompt=True)
     assert tpl.tool_format.render_tools(TOOLS) in text and "12:00" in text
     assert tpl.extract_tool_calls(tpl.tool_format.render_calls("", [call]), TOOLS)[1] == [call]
+
+
+@pytest.mark.parametrize("name", ["glm4_moe", "ling"])
+def test_qwen_json_calls_are_read_as_llamafactory_reads_them(name: str) -> None:
+    """LF's extractor for these formats is Qwen's: `<tool_call>` JSON is understood besides the format's own text."""
+    call = _openai(CALLS["single"])
+    text = "Sure.\n" + get_tool_format("qwen").render_calls("", call)
+    assert get_tool_format(name).extract(text, TOOLS) == ("Sure.", call)

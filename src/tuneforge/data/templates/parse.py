@@ -43,10 +43,8 @@ def extract_calls(fmt: ToolFormat, text: str, tools: list[dict] | None = None) -
     """Split ``text`` into (content, OpenAI-style tool calls with dict arguments) following ``fmt``."""
     calls, first = _calls(fmt, text, tools) if fmt.call else ([], -1)
     if not calls:
-        if fmt.extract_also:
-            from tuneforge.data.templates.registry import get_tool_format
-
-            return get_tool_format(fmt.extract_also).extract(text, tools)
+        if fmt.fallback is not None:
+            return fmt.fallback.extract(text, tools)
         return text, []
     return _content_before(fmt, text[:first]), calls
 

@@ -38,9 +38,11 @@ def _load() -> tuple[dict[str, TemplateSpec], dict[str, ToolFormat]]:
     for spec in specs.values():
         if spec.tool_format not in formats:
             raise ValueError(f"template {spec.name!r}: unknown tool_format {spec.tool_format!r}")
-    for fmt in formats.values():
+    for name, fmt in formats.items():
         if fmt.extract_also and fmt.extract_also not in formats:
-            raise ValueError(f"tool format {fmt.name!r}: unknown extract_also {fmt.extract_also!r}")
+            raise ValueError(f"tool format {name!r}: unknown extract_also {fmt.extract_also!r}")
+        if fmt.extract_also:
+            formats[name] = replace(fmt, fallback=formats[fmt.extract_also])
     return specs, formats
 
 

@@ -40,7 +40,7 @@ reads GLM-4.5 and Ling output as Qwen JSON calls).
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
@@ -93,6 +93,7 @@ class ToolFormat:
     parse: str = "template"
     quote: str = ""
     extract_also: str = ""
+    fallback: ToolFormat | None = field(default=None, repr=False)  # the ``extract_also`` record (set on load)
     arguments_indent: int = 0
     arguments_nest: int = 0
     param: str = ""
