@@ -56,9 +56,7 @@ TOOLS_DIFFER: dict[str, str] = {
     **{name: reason for name, reason in DIFFERS.items() if name != "glm4_moe"},
     "glm4_moe": OFFICIAL + " (tool_format: glm4_moe gives LF's text)",
     "chatml": "the chatml record is the base of the Qwen records and keeps their tool text",
-    "ministral": "LF writes [TOOL_CALLS] without the space the mistral tool format has",
     "phi4_mini": "LF lists the tool schemas as one JSON list inside <|tool|>",
-    "qwen3_nothink": "shares qwen3's official tools block (no blank lines before # Tools without a system text)",
 }
 
 
