@@ -55,8 +55,7 @@ DIFFERS: dict[str, str] = {
 TOOLS_DIFFER: dict[str, str] = {
     **{name: reason for name, reason in DIFFERS.items() if name != "glm4_moe"},
     "glm4_moe": OFFICIAL + " (tool_format: glm4_moe gives LF's text)",
-    "chatml": "the chatml record is the base of the Qwen records and keeps their tool text",
-    "phi4_mini": "LF lists the tool schemas as one JSON list inside <|tool|>",
+    "phi4_mini": "follows llama.cpp's tool-aware template; LF lists the tool schemas as one JSON list inside <|tool|>",
 }
 
 
