@@ -31,6 +31,7 @@ FEATURES = [
     *[("train", {"report_to": name}, module, extra) for name, (module, extra) in REPORT_TO.items()],
     ("train", {"report_to": ["none", "wandb"]}, "wandb", "wandb"),
     ("train", {"deepspeed": "ds_z2.json"}, "deepspeed", "deepspeed"),
+    ("train", {"use_swanlab": True}, "swanlab", "swanlab"),
     ("train", {"use_liger_kernel": True}, "liger_kernel", "liger"),
     ("train", {"enable_liger_kernel": True}, "liger_kernel", "liger"),
     ("train", {"speed_kernels": "liger"}, "liger_kernel", "liger"),
@@ -40,6 +41,10 @@ FEATURES = [
     ("infer", {"infer_backend": "vllm"}, "vllm", "vllm"),
     ("infer", {"infer_backend": "sglang"}, "sglang", "sglang"),
     ("export", {"export_quantization_bit": 4, "export_dir": "x"}, "gptqmodel", "quantize"),  # table only
+    ("train", {"use_galore": True, "finetuning_type": "full"}, "galore_torch", "galore"),
+    ("train", {"use_apollo": True, "finetuning_type": "full"}, "apollo_torch", "apollo"),
+    ("train", {"use_badam": True, "finetuning_type": "full"}, "badam", "badam"),
+    ("train", {"use_adam_mini": True}, "adam_mini", "adam-mini"),
 ]
 
 

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from tuneforge.config.lists import split_list
 from tuneforge.config.require import require
 from tuneforge.errors import TuneforgeError
+from tuneforge.models.moe import configure_router_loss
 
 if TYPE_CHECKING:
     import torch
@@ -167,6 +168,8 @@ def load_model(cfg: TuneforgeConfig, tokenizer: PreTrainedTokenizerBase, *, trai
     """Load the base causal-LM (no adapters yet) ready for training or inference."""
     from transformers import AutoConfig, AutoModelForCausalLM
 
+    from tuneforge.models import shift_attn
+
     m = cfg.model
     _require_model_path(cfg)
     hub = {"trust_remote_code": m.trust_remote_code, "revision": m.model_revision, "cache_dir": m.cache_dir}
@@ -175,12 +178,13 @@ def load_model(cfg: TuneforgeConfig, tokenizer: PreTrainedTokenizerBase, *, trai
     if rope is not None:
         model_config.rope_parameters = rope
         logger.info("RoPE scaling %s with factor %s", rope["rope_type"], rope["factor"])
-    if m.moe_aux_loss_coef is not None and hasattr(model_config, "router_aux_loss_coef"):
-        model_config.router_aux_loss_coef = m.moe_aux_loss_coef
+    if configure_router_loss(model_config, m.moe_aux_loss_coef, trainable=trainable):
+        logger.info("MoE router auxiliary loss on, coefficient %s", m.moe_aux_loss_coef)
     kwargs = {"config": model_config, "dtype": model_dtype(cfg), **hub}
     attn = attn_implementation(m.flash_attn)
     if attn is not None:
         kwargs["attn_implementation"] = attn
+    s2_base = shift_attn.check_shift_attn(model_config.model_type, attn) if trainable and m.shift_attn else None
     if m.train_from_scratch:
         model = AutoModelForCausalLM.from_config(**{k: kwargs[k] for k in kwargs if k != "cache_dir"})
     else:
@@ -193,6 +197,8 @@ def load_model(cfg: TuneforgeConfig, tokenizer: PreTrainedTokenizerBase, *, trai
 
         model = convert_to_mod(model)
     _fit_vocab(model, tokenizer, m.resize_vocab)
+    if s2_base is not None:
+        shift_attn.enable_shift_attn(model, s2_base)
     if trainable:
         prepare_for_training(model, cfg)
     else:
