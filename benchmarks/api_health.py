@@ -100,11 +100,12 @@ def serve_forever(model: str, port: int, max_body_bytes: int, streams: int) -> N
     from tuneforge.infer import load_engine
     from tuneforge.serve.app import create_app
     from tuneforge.serve.deps import ServerSettings
-    from tuneforge.serve.server import build_server
+    from tuneforge.serve.server import build_server, settle_heap
 
     cfg = {"model_name_or_path": model, "template": "qwen", "max_batch_size": streams, "max_queue_size": 2 * streams}
     engine = load_engine(load_config(cfg))
     app = create_app(engine, ServerSettings(model_name="bench", max_body_bytes=max_body_bytes))
+    settle_heap()  # as `tuneforge api` does
     build_server(app, engine, "127.0.0.1", port, "warning").run()
 
 

@@ -54,6 +54,7 @@ def test_top_help_names_every_verb() -> None:
         "config",
         "data",
         "make-tiny",
+        "expand-layers",
         "help",
         "debug-config",
     ]:

@@ -76,23 +76,24 @@ def test_each_no_op_key_warns_naming_itself(key: str, caplog: pytest.LogCaptureF
 
 
 def test_refused_key_at_its_default_loads() -> None:
-    cfg = load_config({"use_galore": False, "ignore_pad_token_for_loss": True, "ray_num_workers": 1}, paths=False)
-    assert cfg.method.use_galore is False
+    cfg = load_config({"use_mca": False, "ignore_pad_token_for_loss": True, "ray_num_workers": 1}, paths=False)
+    assert cfg.method.use_mca is False
 
 
 def test_no_op_key_warns_once_with_reason(caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.WARNING, logger="tuneforge.config"):
-        load_config({"ms_hub_token": "abc", "galore_rank": 4, "image_max_pixels": 589824}, paths=False)
+        load_config({"ms_hub_token": "abc", "hyper_parallel_args": "hp.json", "image_max_pixels": 589824}, paths=False)
     text = caplog.text
     assert "`ms_hub_token` (the config dict) has no effect" in text and "ModelScope" in text
-    assert "`galore_rank` (the config dict) has no effect" in text
+    assert "`hyper_parallel_args` (the config dict) has no effect" in text
     assert "image_max_pixels" not in text  # left at its default: nothing to say
 
 
 def test_issue_keys_are_classified_as_the_contract_says() -> None:
     acts = ["warmup_ratio", "early_stopping_steps", "include_effective_tokens_per_second", "logging_dir"]
     assert all(wiring(k).kind == "acts" for k in acts)
-    assert wiring("use_galore").kind == "refused" and "GaLore" in wiring("use_galore").text
+    assert wiring("use_mca").kind == "refused" and "Megatron" in wiring("use_mca").text
+    assert all(wiring(k).kind == "acts" for k in ("use_galore", "galore_rank", "use_badam", "use_muon"))
     assert wiring("master_port").kind == "acts"  # the torchrun launcher reads it
     assert wiring("ray_num_workers").kind == "acts"  # Ray Train reads it under USE_RAY=1
     assert wiring("data_shared_file_system").kind == "no-op"
@@ -103,7 +104,7 @@ def test_docs_and_help_show_the_class() -> None:
 
     from tuneforge.cli import main_group
 
-    assert "| `use_galore` | bool | `False` | refused: GaLore" in markdown_reference()
+    assert "| `use_mca` | bool | `False` | refused: MCoreAdapter" in markdown_reference()
     out = CliRunner().invoke(main_group, ["help", "sortish_sampler"]).output
     assert "class: no-op" in out and "group_by_length" in out
     out = CliRunner().invoke(main_group, ["help", "evaluation_strategy"]).output

@@ -12,6 +12,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from tuneforge.errors import TuneforgeError
 from tuneforge.models import tokenizer as tokmod
 from tuneforge.models.tiny import build_config, count_parameters, make_tiny, make_tiny_command, vocab_size_for
+from tuneforge.models.tiny_archs import TEXT_ARCHES
 
 QWEN_SPECIAL_IDS = {
     "<|endoftext|>": 151643,
@@ -138,8 +139,8 @@ def test_refuses_non_empty_out_dir(tmp_path):
 
 
 def test_bad_arch_or_shape_is_a_user_error():
-    with pytest.raises(TuneforgeError, match="unknown arch"):
-        build_config("mistral")
+    with pytest.raises(TuneforgeError, match="unknown arch 'falcon': choose one of qwen2, qwen3, llama, mistral"):
+        build_config("falcon")
     with pytest.raises(TuneforgeError, match="unknown shape"):
         build_config("qwen2", shape="qwen2-7b")
     with pytest.raises(TuneforgeError, match="is a qwen3 model"):
@@ -161,3 +162,37 @@ def test_qwen3_0_6b_shape_matches_qwen3():
     assert (config.num_attention_heads, config.num_key_value_heads, config.head_dim) == (16, 8, 128)
     assert config.rope_parameters["rope_theta"] == 1000000.0 and config.tie_word_embeddings
     assert 0.59e9 < count_parameters(config) < 0.60e9
+
+
+@pytest.mark.parametrize("arch", list(TEXT_ARCHES))
+def test_text_arch_configs_use_the_qwen_tokenizer_ids(arch):
+    from tuneforge.models.tokenizer import special_token_ids
+
+    record = TEXT_ARCHES[arch]
+    config = build_config(arch, hidden=32)
+    assert config.model_type == record.model_type and config.vocab_size == 151936
+    assert (config.hidden_size, config.num_hidden_layers) == (32, 2)
+    ids = special_token_ids(record.family)
+    assert (config.eos_token_id, config.pad_token_id) == (ids["<|im_end|>"], ids["<|endoftext|>"])
+    experts = [getattr(config, k, None) for k in ("num_experts", "n_routed_experts", "num_local_experts")]
+    assert (4 in experts) == record.moe
+    assert count_parameters(config) < 5_500_000  # the 151,936 x 32 tied embedding and little else
+
+
+@pytest.mark.parametrize("arch", list(TEXT_ARCHES))
+def test_text_arch_eager_and_sdpa_attention_agree(arch):
+    """Both attention paths work on the tiny shapes (Gemma 2 and gpt-oss have eager attention only)."""
+    from tuneforge.models.tiny import _model_class
+
+    config = build_config(arch, hidden=32)
+    torch.manual_seed(0)
+    model = _model_class(config.model_type)(config).eval()
+    ids = torch.tensor([[9707, 1879, 11, 1879, 13]])
+    with torch.no_grad():
+        logits = {}
+        for impl in ("eager", "sdpa") if model._supports_sdpa else ("eager",):
+            model.set_attn_implementation(impl)
+            logits[impl] = model(input_ids=ids).logits
+    assert torch.isfinite(logits["eager"]).all()
+    assert torch.allclose(logits["eager"], logits.get("sdpa", logits["eager"]), atol=1e-4)
+    assert model._supports_sdpa or arch in ("gemma2", "gpt_oss")

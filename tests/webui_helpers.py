@@ -101,8 +101,18 @@ def fill(page, elem_id: str, value: str, enter: bool = False) -> None:
 def wait_text(page, elem_id: str, pattern: str, timeout: float = 60) -> None:
     """Wait until the element's text matches the regular expression `pattern` (screenshot on timeout)."""
     script = "([id, p]) => new RegExp(p).test((document.querySelector('#' + id) || {innerText: ''}).innerText)"
+    _wait(page, script, elem_id, pattern, timeout)
+
+
+def wait_value(page, elem_id: str, value: str, timeout: float = 30) -> None:
+    """Wait until the text box of the component `elem_id` holds exactly `value` (screenshot on timeout)."""
+    script = "([id, v]) => (document.querySelector('#' + id + ' input') || {value: ''}).value === v"
+    _wait(page, script, elem_id, value, timeout)
+
+
+def _wait(page, script: str, elem_id: str, arg: str, timeout: float) -> None:
     try:
-        page.wait_for_function(script, arg=[elem_id, pattern], timeout=timeout * 1000)
+        page.wait_for_function(script, arg=[elem_id, arg], timeout=timeout * 1000)
     except Exception:
         shot(page, f"failed_{elem_id}")
         raise

@@ -14,6 +14,7 @@ import click
 
 from tuneforge.console import shown
 from tuneforge.errors import TuneforgeError
+from tuneforge.models.tiny_archs import TEXT_ARCHES
 from tuneforge.version import __version__
 
 CONFIG_VERB = {
@@ -141,7 +142,13 @@ def version_cmd() -> None:
 
 
 @main_group.command("make-tiny")
-@click.option("--arch", type=click.Choice(["qwen2", "qwen3", "llama"]), default="qwen2", show_default=True)
+@click.option(
+    "--arch",
+    type=click.Choice(["qwen2", "qwen3", "llama", *TEXT_ARCHES]),
+    default="qwen2",
+    show_default=True,
+    help="Architecture (the MoE ones: qwen2_moe, qwen3_moe, deepseek_v3, gpt_oss).",
+)
 @click.option("--out", "out", required=True, type=click.Path(file_okay=False), help="Folder to write.")
 @click.option("--layers", type=int, default=2, show_default=True, help="Decoder layers.")
 @click.option("--hidden", type=int, default=64, show_default=True, help="Hidden size.")
@@ -153,6 +160,22 @@ def make_tiny_cmd(**kwargs: Any) -> None:
     from tuneforge.models.tiny import make_tiny_command
 
     make_tiny_command(**kwargs)
+
+
+@main_group.command("expand-layers")
+@click.option("--model", "--model_name_or_path", "model_path", required=True, help="Model folder or hub id to expand.")
+@click.option(
+    "--out", "--output_dir", "out_dir", required=True, type=click.Path(file_okay=False), help="Folder to write."
+)
+@click.option(
+    "--num-expand", "--num_expand", type=int, required=True, help="Blocks to add; must divide the number of layers."
+)
+@click.option("--overwrite", is_flag=True, help="Replace a non-empty output folder.")
+def expand_layers_cmd(model_path: str, out_dir: str, num_expand: int, overwrite: bool) -> None:
+    """LLaMA Pro block expansion: write the model with NUM_EXPAND identity blocks (zeroed o_proj/down_proj) added."""
+    from tuneforge.models.expand import expand_layers
+
+    expand_layers(model_path, out_dir, num_expand, overwrite)
 
 
 @main_group.group("config", context_settings={"help_option_names": ["-h", "--help"]})
@@ -230,6 +253,23 @@ def data_templates() -> None:
 
     for name in list_templates():
         click.echo(f"{name:<18}{getattr(get_spec(name), 'description', '') or ''}")
+
+
+@main_group.command("models")
+@click.argument("query", required=False)
+@click.option("--family", default=None, help="Part of the family name (e.g. qwen3, llama-3).")
+@click.option("--size", default=None, help="Size (7B) or inclusive range (1B-8B).")
+@click.option("--template", default=None, help="Chat template name (e.g. qwen3).")
+@click.option("--arch", "architecture", default=None, help="Architecture, config.json model_type (e.g. llama).")
+def models_cmd(query: str | None, **filters: str | None) -> None:
+    """List the model registry (hub ids, template, architecture, size); QUERY is part of a name or hub id."""
+    from tuneforge.models.registry import models_table, select_models
+
+    found = select_models(query, **filters)
+    if not found:
+        given = ", ".join(f"{k}={v}" for k, v in {"query": query, **filters}.items() if v)
+        raise click.ClickException(f"no model in the registry matches {given}; `tuneforge models` lists them all")
+    click.echo(models_table(found))
 
 
 @main_group.command("help")

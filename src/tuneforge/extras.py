@@ -47,19 +47,29 @@ REPORT_TO: dict[str, tuple[str, str]] = {
     "dagshub": ("dagshub", "dagshub"),
     "azure_ml": ("azureml", "azureml"),
     "flyte": ("flytekit", "flyte"),
+    "swanlab": ("swanlab", "swanlab"),
 }
 QUANTIZERS: dict[str, tuple[str, str]] = {
     "bnb": ("bitsandbytes", "bnb"),
-    "hqq": ("hqq", "hqq"),
     "eetq": ("eetq", "eetq"),
 }
 BACKENDS: dict[str, tuple[str, str]] = {"vllm": ("vllm", "vllm"), "sglang": ("sglang", "sglang")}
+# method switch -> (module, extra): the optimizers of maintained libraries (Muon is torch's own).
+OPTIMIZERS: dict[str, tuple[str, str]] = {
+    "use_galore": ("galore_torch", "galore"),
+    "use_apollo": ("apollo_torch", "apollo"),
+    "use_badam": ("badam", "badam"),
+    "use_adam_mini": ("adam_mini", "adam-mini"),
+}
 
 
 # module -> extra, for checks made elsewhere (the model loader's quantizers).
 EXTRA_OF: dict[str, str] = {
-    module: extra for module, extra in [*REPORT_TO.values(), *QUANTIZERS.values(), *BACKENDS.values()]
+    module: extra
+    for module, extra in [*REPORT_TO.values(), *QUANTIZERS.values(), *BACKENDS.values(), *OPTIMIZERS.values()]
 } | {"deepspeed": "deepspeed", "liger_kernel": "liger", "gptqmodel": "quantize", "ray": "ray"}
+# Pre-quantized checkpoints: the extras are named by models/quantization.PREQUANTIZED (gptq, awq, aqlm,
+# compressed-tensors, quanto, torchao), checked when the checkpoint's config.json is read.
 
 
 def require(module: str, setting: str) -> None:
@@ -81,6 +91,8 @@ def _training(cfg: TuneforgeConfig) -> list[Need]:
     needs = _report_to(cfg)
     if t.deepspeed:
         needs.append(Need("deepspeed", "deepspeed", "deepspeed"))
+    if t.use_swanlab:
+        needs.append(Need("use_swanlab: true", "swanlab", "swanlab"))
     for setting, on in (
         ("use_liger_kernel: true", t.use_liger_kernel),
         ("enable_liger_kernel: true", m.enable_liger_kernel),
@@ -88,6 +100,7 @@ def _training(cfg: TuneforgeConfig) -> list[Need]:
     ):
         if on:
             needs.append(Need(setting, "liger_kernel", "liger"))
+    needs += [Need(f"{key}: true", *OPTIMIZERS[key]) for key in OPTIMIZERS if getattr(cfg.method, key)]
     return needs + _quantization(cfg)
 
 
@@ -101,6 +114,7 @@ def _quantization(cfg: TuneforgeConfig) -> list[Need]:
 def _inference(cfg: TuneforgeConfig) -> list[Need]:
     backend = cfg.inference.infer_backend
     needs = [Need(f"infer_backend: {backend}", *BACKENDS[backend])] if backend in BACKENDS else []
+    needs += [Need(f"{key}: true", *OPTIMIZERS[key]) for key in OPTIMIZERS if getattr(cfg.method, key)]
     return needs + _quantization(cfg)
 
 

@@ -12,6 +12,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from tuneforge.config.optim_checks import optimizer_conflicts
+
 if TYPE_CHECKING:
     from tuneforge.config.root import TuneforgeConfig
 
@@ -85,14 +87,13 @@ def _data(cfg: TuneforgeConfig) -> Iterator[Conflict]:
 
 def _method(cfg: TuneforgeConfig) -> Iterator[Conflict]:
     m = cfg.method
-    optimizers = [k for k in ("use_galore", "use_apollo", "use_badam") if getattr(m, k)]
-    if len(optimizers) > 1:
-        yield tuple(optimizers), "these optimizers replace each other; enable only one."
     if cfg.model.adapter_name_or_path and m.finetuning_type not in ("lora", "oft"):
         yield (
             ("adapter_name_or_path", "finetuning_type"),
             f"adapters are loaded for `finetuning_type: lora` or `oft`, not `{m.finetuning_type}`.",
         )
+    if m.use_llama_pro and m.finetuning_type == "full":
+        yield ("use_llama_pro", "finetuning_type"), "LLaMA Pro trains the expanded blocks with freeze or lora tuning."
     if m.use_dora and m.pissa_init:
         yield ("use_dora", "pissa_init"), "PiSSA initialisation is not available for DoRA adapters."
 
@@ -169,7 +170,7 @@ def _template(cfg: TuneforgeConfig) -> Iterator[Conflict]:
     from tuneforge.data.templates.registry import get_spec, list_tool_formats
     from tuneforge.errors import ConfigError
 
-    if cfg.data.template is not None:
+    if cfg.data.template not in (None, "auto"):  # auto: resolve_auto_template reports its own problem
         try:
             get_spec(cfg.data.template)
         except ConfigError as error:
@@ -185,6 +186,7 @@ CHECKS: list[Callable[[TuneforgeConfig], Iterator[Conflict]]] = [
     _quantization,
     _data,
     _method,
+    optimizer_conflicts,
     _sft_extras,
     _stages,
     _evaluation,

@@ -12,7 +12,8 @@ class DataSection(Section):
 
     template: str | None = F(
         None,
-        "Chat template that turns conversations into token ids; must match the model (e.g. qwen, llama3).",
+        "Chat template that turns conversations into token ids; must match the model (e.g. qwen, llama3). "
+        "`auto` picks it from the model's files and the model registry (`tuneforge models`) and logs the pick.",
         wiring=ACTS,
     )
     dataset: str | list | None = F(

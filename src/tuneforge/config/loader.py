@@ -17,6 +17,7 @@ from tuneforge.config.root import SECTIONS, TuneforgeConfig, field_index, field_
 from tuneforge.config.source import Entry, parse_overrides, read_yaml
 from tuneforge.config.wiring import check_wiring
 from tuneforge.errors import ConfigError
+from tuneforge.models.autotemplate import resolve_auto_template
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +49,8 @@ def load_config(
         _format_conflict(keys, msg, entries).strip(" -").replace("): ", ") ", 1) for keys, msg in no_ops
     ]:
         logger.warning(note)
-    problems = [_format_conflict(keys, msg, entries) for keys, msg in refusals + check_consistency(cfg)]
+    picked = resolve_auto_template(cfg)  # before the checks, which then see the template it picked
+    problems = [_format_conflict(keys, msg, entries) for keys, msg in refusals + picked + check_consistency(cfg)]
     if paths:
         problems += [_format_conflict(keys, msg, entries) for keys, msg in check_paths(cfg)]
     if problems:

@@ -14,7 +14,8 @@ class MethodSection(Section):
 
     freeze_trainable_layers: int = F(
         2,
-        "Freeze tuning: number of layers left trainable; positive counts from the last layer, negative from the first.",
+        "Freeze tuning: number of layers left trainable; positive counts from the last layer, negative from the "
+        "first; with use_llama_pro, the number of expanded blocks.",
         wiring=ACTS,
     )
     freeze_trainable_modules: str = F(
@@ -50,7 +51,10 @@ class MethodSection(Section):
         8, "LoRA: rank of the low-rank update matrices; higher means more trainable parameters.", wiring=ACTS
     )
     lora_target: CommaListStr = F(
-        "all", "LoRA: comma-separated module names to adapt, or all for every linear layer.", wiring=ACTS
+        "all",
+        "LoRA: comma-separated module names to adapt, or all for every linear layer. Routed MoE experts are "
+        "fused weights, not linear layers: name them `experts` (or one weight, e.g. `experts.gate_up_proj`).",
+        wiring=ACTS,
     )
     loraplus_lr_ratio: float | None = F(
         None, "LoRA+: learning-rate multiplier for the B matrices relative to A; unset disables LoRA+.", wiring=ACTS
@@ -75,128 +79,135 @@ class MethodSection(Section):
     )
     use_galore: bool = F(
         False,
-        "Train with the GaLore low-rank gradient-projection optimizer (needs the optional galore-torch package).",
-        wiring=refused("GaLore is not implemented in tuneforge yet (planned); remove `use_galore`"),
+        "Train with GaLore: the gradients of the galore_target linear weights are projected to rank galore_rank "
+        "before the Adam update (full/freeze tuning; optim adamw_torch[_fused], adamw_8bit or adafactor; "
+        "pip install 'tuneforge[galore]').",
+        wiring=ACTS,
     )
     galore_target: str = F(
         "all",
-        "GaLore: comma-separated module names whose gradients are projected, or all.",
-        wiring=only_with("GaLore", "use_galore"),
+        "GaLore: comma-separated module names (a linear layer whose name contains one) whose weight gradients are "
+        "projected, or all for every linear layer but the output head.",
+        wiring=ACTS,
     )
     galore_rank: int = F(
         16,
         "GaLore: rank of the gradient projection.",
-        wiring=only_with("GaLore", "use_galore"),
+        wiring=ACTS,
     )
     galore_update_interval: int = F(
         200,
-        "GaLore: steps between recomputations of the projection.",
-        wiring=only_with("GaLore", "use_galore"),
+        "GaLore: optimizer steps between recomputations of the projection (an SVD of the gradient).",
+        wiring=ACTS,
     )
     galore_scale: float = F(
         2.0,
-        "GaLore: scaling factor applied to the projected update.",
-        wiring=only_with("GaLore", "use_galore"),
+        "GaLore: scaling factor applied to the update projected back to full rank.",
+        wiring=ACTS,
     )
     galore_proj_type: Literal["std", "reverse_std", "right", "left", "full"] = F(
         "std",
         "GaLore: which side(s) of the gradient are projected.",
-        wiring=only_with("GaLore", "use_galore"),
+        wiring=ACTS,
     )
     galore_layerwise: bool = F(
         False,
-        "GaLore: update each layer right after its backward pass to save memory; no gradient accumulation.",
-        wiring=only_with("GaLore", "use_galore"),
+        "GaLore: update each weight right after its gradient is ready, saving gradient memory; needs "
+        "gradient_accumulation_steps 1 and one process (the logged grad_norm is then 0).",
+        wiring=ACTS,
     )
     use_apollo: bool = F(
         False,
-        "Train with the APOLLO memory-efficient optimizer (needs the optional apollo-torch package).",
-        wiring=refused("APOLLO is not implemented in tuneforge yet (planned); remove `use_apollo`"),
+        "Train with APOLLO, AdamW whose states live in a low-rank auxiliary space of the apollo_target linear weights "
+        "(full/freeze tuning; optim adamw_torch[_fused]; pip install 'tuneforge[apollo]').",
+        wiring=ACTS,
     )
     apollo_target: str = F(
         "all",
         "APOLLO: comma-separated module names it applies to, or all.",
-        wiring=only_with("APOLLO", "use_apollo"),
+        wiring=ACTS,
     )
     apollo_rank: int = F(
         16,
         "APOLLO: rank of the auxiliary low-rank space.",
-        wiring=only_with("APOLLO", "use_apollo"),
+        wiring=ACTS,
     )
     apollo_update_interval: int = F(
         200,
         "APOLLO: steps between refreshes of the projection.",
-        wiring=only_with("APOLLO", "use_apollo"),
+        wiring=ACTS,
     )
     apollo_scale: float = F(
         32.0,
         "APOLLO: scaling factor applied to the update.",
-        wiring=only_with("APOLLO", "use_apollo"),
+        wiring=ACTS,
     )
     apollo_proj: Literal["svd", "random"] = F(
         "random",
         "APOLLO: projection built by SVD or at random.",
-        wiring=only_with("APOLLO", "use_apollo"),
+        wiring=ACTS,
     )
     apollo_proj_type: Literal["std", "right", "left"] = F(
         "std",
         "APOLLO: which side of the gradient is projected.",
-        wiring=only_with("APOLLO", "use_apollo"),
+        wiring=ACTS,
     )
     apollo_scale_type: Literal["channel", "tensor"] = F(
         "channel",
         "APOLLO: compute the update scaling per channel or per tensor.",
-        wiring=only_with("APOLLO", "use_apollo"),
+        wiring=ACTS,
     )
     apollo_layerwise: bool = F(
         False,
-        "APOLLO: update each layer right after its backward pass to save memory; no gradient accumulation.",
-        wiring=only_with("APOLLO", "use_apollo"),
+        "APOLLO: update each weight right after its gradient is ready, saving gradient memory; needs "
+        "gradient_accumulation_steps 1 and one process (the logged grad_norm is then 0).",
+        wiring=ACTS,
     )
     apollo_scale_front: bool = F(
         False,
         "APOLLO: apply the norm-growth limiter before scaling the gradient rather than after.",
-        wiring=only_with("APOLLO", "use_apollo"),
+        wiring=ACTS,
     )
     use_badam: bool = F(
         False,
-        "Train with BAdam, updating one block of parameters at a time (needs the optional badam package).",
-        wiring=refused("BAdam is not implemented in tuneforge yet (planned); remove `use_badam`"),
+        "Train with BAdam, block coordinate descent: Adam updates one block (decoder layer) at a time, or a "
+        "badam_update_ratio share of each weight (full/freeze tuning; pip install 'tuneforge[badam]').",
+        wiring=ACTS,
     )
     badam_mode: Literal["layer", "ratio"] = F(
         "layer",
         "BAdam: layer-wise block switching, or ratio-wise sparse updates.",
-        wiring=only_with("BAdam", "use_badam"),
+        wiring=ACTS,
     )
     badam_start_block: int | None = F(
         None,
         "BAdam layer mode: index of the first block to update; unset picks per badam_switch_mode.",
-        wiring=only_with("BAdam", "use_badam"),
+        wiring=ACTS,
     )
     badam_switch_mode: Literal["ascending", "descending", "random", "fixed"] | None = F(
         "ascending",
         "BAdam layer mode: order in which blocks take turns being updated.",
-        wiring=only_with("BAdam", "use_badam"),
+        wiring=ACTS,
     )
     badam_switch_interval: int | None = F(
         50,
         "BAdam layer mode: steps between block switches; -1 never switches.",
-        wiring=only_with("BAdam", "use_badam"),
+        wiring=ACTS,
     )
     badam_update_ratio: float = F(
         0.05,
         "BAdam ratio mode: fraction of parameters updated at each step.",
-        wiring=only_with("BAdam", "use_badam"),
+        wiring=ACTS,
     )
     badam_mask_mode: Literal["adjacent", "scatter"] = F(
         "adjacent",
         "BAdam ratio mode: choose the updated parameters as adjacent runs or scattered.",
-        wiring=only_with("BAdam", "use_badam"),
+        wiring=ACTS,
     )
     badam_verbose: int = F(
         0,
         "BAdam: log verbosity; 0 silent, 1 prints the active block, 2 also prints trainable parameters.",
-        wiring=only_with("BAdam", "use_badam"),
+        wiring=ACTS,
     )
     pure_bf16: bool = F(
         False,
@@ -215,15 +226,15 @@ class MethodSection(Section):
     )
     use_llama_pro: bool = F(
         False,
-        "LLaMA Pro: train only the newly expanded blocks (use with freeze or lora tuning).",
-        wiring=refused(
-            "LLaMA Pro block expansion is not implemented in tuneforge yet (planned); remove `use_llama_pro`"
-        ),
+        "LLaMA Pro: train only the expanded blocks of a model written by `tuneforge expand-layers` (freeze or "
+        "lora/oft tuning); freeze_trainable_layers gives their number (num_expand).",
+        wiring=ACTS,
     )
     use_adam_mini: bool = F(
         False,
-        "Use the Adam-mini optimizer, which shares learning rates within parameter blocks (optional package).",
-        wiring=refused("Adam-mini is not implemented in tuneforge yet (planned); remove `use_adam_mini`"),
+        "Use the Adam-mini optimizer, which shares one second-moment estimate per head / neuron block "
+        "(pip install 'tuneforge[adam-mini]').",
+        wiring=ACTS,
     )
     use_mca: bool = F(
         False,
@@ -247,8 +258,9 @@ class MethodSection(Section):
     )
     use_muon: bool = F(
         False,
-        "Use the Muon optimizer for 2-D weight matrices, with AdamW for the rest.",
-        wiring=refused("The Muon optimizer is not implemented in tuneforge yet (planned); remove `use_muon`"),
+        "Use torch.optim.Muon (learning rate scaled by 0.2 * sqrt(max(rows, cols))) for the 2-D weights except "
+        "embeddings and the output head, and AdamW for the other parameters; weight_decay applies to all.",
+        wiring=ACTS,
     )
     use_dft_loss: bool = F(
         False,

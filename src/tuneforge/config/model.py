@@ -83,11 +83,9 @@ class ModelSection(Section):
     )
     shift_attn: bool = F(
         False,
-        "Use LongLoRA's shifted sparse attention (S2-Attn) while training long contexts; LLaMA-style models only.",
-        wiring=refused(
-            "Shift short attention (S^2-Attn) is not implemented in tuneforge yet (it is LLaMA-1-specific); "
-            "remove `shift_attn` and train long contexts with `rope_scaling`"
-        ),
+        "Train with LongLoRA's shifted short attention (S2-Attn, 4 groups, half the heads shifted); llama, "
+        "mistral, qwen2 and qwen3 models over sdpa or eager attention; evaluation uses full attention.",
+        wiring=ACTS,
     )
     mixture_of_depths: Literal["convert", "load"] | None = F(
         None,
@@ -120,7 +118,9 @@ class ModelSection(Section):
     )
     moe_aux_loss_coef: float | None = F(
         None,
-        "Weight of the mixture-of-experts router load-balancing loss; unset keeps the model config's value.",
+        "Weight of the mixture-of-experts router load-balancing loss added to the training loss (Mixtral, "
+        "Qwen2/Qwen3-MoE, OLMoE, ...: turns the model's router logits on; the value is logged as `aux_loss`); "
+        "unset or 0 keeps the model config as it is.",
         wiring=ACTS,
     )
     disable_gradient_checkpointing: bool = F(

@@ -11,51 +11,47 @@ class TrainingSection(Section):
     """Trainer settings: batch sizes, schedule, precision, logging, evaluation, checkpoints."""
 
     use_swanlab: bool = F(
-        False,
-        "Log metrics to SwanLab (needs the optional swanlab package).",
-        wiring=refused(
-            "SwanLab logging is not supported; use `report_to: tensorboard`, `wandb`, `mlflow` or `trackio`"
-        ),
+        False, "Log metrics to SwanLab (optional package: pip install 'tuneforge[swanlab]').", wiring=ACTS
     )
     swanlab_project: str | None = F(
         "llamafactory",
         "SwanLab: project name for the run.",
-        wiring=only_with("SwanLab logging", "use_swanlab"),
+        wiring=ACTS,
     )
     swanlab_workspace: str | None = F(
         None,
         "SwanLab: workspace (user or organisation) that owns the project; unset uses your own.",
-        wiring=only_with("SwanLab logging", "use_swanlab"),
+        wiring=ACTS,
     )
     swanlab_run_name: str | None = F(
         None,
         "SwanLab: experiment name; unset lets SwanLab pick one.",
-        wiring=only_with("SwanLab logging", "use_swanlab"),
+        wiring=ACTS,
     )
     swanlab_mode: Literal["cloud", "local"] = F(
         "cloud",
-        "SwanLab: upload to the cloud service or keep logs local.",
-        wiring=only_with("SwanLab logging", "use_swanlab"),
+        "SwanLab: upload to the cloud service, or local: keep the logs in swanlab_logdir only.",
+        wiring=ACTS,
     )
     swanlab_api_key: str | None = F(
         None,
         "SwanLab: API key for logging in; prefer the SWANLAB_API_KEY environment variable.",
-        wiring=only_with("SwanLab logging", "use_swanlab"),
+        wiring=ACTS,
     )
     swanlab_logdir: str | None = F(
         None,
-        "SwanLab: folder for local log files.",
-        wiring=only_with("SwanLab logging", "use_swanlab"),
+        "SwanLab: folder for the run's log files; unset uses ./swanlog.",
+        wiring=ACTS,
     )
     swanlab_lark_webhook_url: str | None = F(
         None,
         "SwanLab: Lark (Feishu) webhook URL that receives run notifications.",
-        wiring=only_with("SwanLab logging", "use_swanlab"),
+        wiring=ACTS,
     )
     swanlab_lark_secret: str | None = F(
         None,
         "SwanLab: signing secret for the Lark (Feishu) webhook.",
-        wiring=only_with("SwanLab logging", "use_swanlab"),
+        wiring=ACTS,
     )
     compute_accuracy: bool = F(
         False, "During evaluation, also report token-level accuracy of next-token predictions (SFT, PT).", wiring=ACTS

@@ -19,6 +19,8 @@ from transformers import TrainerCallback
 
 from tuneforge.config.lists import split_list
 from tuneforge.errors import TuneforgeError
+from tuneforge.models.expand import expanded_layer_ids
+from tuneforge.models.expert_targets import expert_hint, explain_fused_targets, split_expert_targets, warn_unadapted
 
 if TYPE_CHECKING:
     import torch
@@ -79,10 +81,13 @@ def freeze_trainable_names(model: Any, cfg: TuneforgeConfig) -> list[str]:
             "`freeze_trainable_layers: 0` trains no layer; give the number of layers to train "
             "(positive counts from the last layer, negative from the first)."
         )
-    if abs(count) > layers:
-        logger.warning("`freeze_trainable_layers: %s`: the model has %s layers; training all of them.", count, layers)
-        count = layers if count > 0 else -layers
-    ids = range(layers - count, layers) if count > 0 else range(-count)
+    if m.use_llama_pro:
+        ids: Any = expanded_layer_ids(layers, count)
+    else:
+        if abs(count) > layers:
+            logger.warning("`freeze_trainable_layers: %s`: the model has %s layers; training all.", count, layers)
+            count = layers if count > 0 else -layers
+        ids = range(layers - count, layers) if count > 0 else range(-count)
     modules = None if m.freeze_trainable_modules.strip() == "all" else split_list(m.freeze_trainable_modules)
     extras = split_list(m.freeze_extra_modules)
     names = [n for n, _ in model.named_parameters() if _freeze_keeps(n, set(ids), modules, extras)]
@@ -128,18 +133,43 @@ def linear_module_names(model: Any) -> list[str]:
     return sorted(names)
 
 
-def _targets(model: Any, spec: str) -> list[str]:
+def _targets(model: Any, spec: str) -> tuple[list[str], list[str]]:
+    """(target modules, target parameters) of a `lora_target` / `oft_target` list; `all` is every linear layer."""
     targets = split_list(spec)
     if targets == ["all"]:
-        return linear_module_names(model)
+        return linear_module_names(model), []
+    if "all" in targets:  # `all` beside expert weights: every linear layer plus those
+        targets = [*linear_module_names(model), *(t for t in targets if t != "all")]
+    modules, parameters = split_expert_targets(model, targets)
     known = {name.split(".")[-1] for name, _ in model.named_modules()}
-    missing = [t for t in targets if t not in known]
+    missing = [t for t in modules if t not in known]
     if missing:
         raise TuneforgeError(
             f"Adapter target(s) {', '.join(missing)} are not modules of this model; "
             f"linear layers it has: {', '.join(linear_module_names(model))} (or use `all`)."
+            + expert_hint(model, missing)
         )
-    return targets
+    return modules, parameters
+
+
+def _method_targets(model: Any, cfg: TuneforgeConfig, spec: str) -> tuple[list[str], list[str]]:
+    """(modules, parameters) to adapt; with `use_llama_pro`, only modules inside the expanded blocks (full names)."""
+    targets, parameters = _targets(model, spec)
+    if not cfg.method.use_llama_pro:
+        return targets, parameters
+    if parameters:
+        raise TuneforgeError(
+            f"`use_llama_pro` adapts the expanded blocks' linear layers; drop the expert weights "
+            f"({', '.join(parameters)}) from the adapter targets."
+        )
+    ids = set(expanded_layer_ids(_num_layers(model), cfg.method.freeze_trainable_layers))
+    logger.info("LLaMA Pro: adapters on layers %s", ", ".join(map(str, sorted(ids))))
+    modules = [
+        name
+        for name, _ in model.named_modules()
+        if name.split(".")[-1] in targets and (hit := re.search(r"\.layers\.(\d+)\.", name)) and int(hit[1]) in ids
+    ]
+    return modules, []
 
 
 def peft_config(model: Any, cfg: TuneforgeConfig, kind: str) -> Any:
@@ -149,14 +179,20 @@ def peft_config(model: Any, cfg: TuneforgeConfig, kind: str) -> Any:
     m = cfg.method
     extra = m.additional_targets or None
     if kind == "oft":
+        modules, parameters = _method_targets(model, cfg, m.oft_target)
+        if parameters:
+            raise TuneforgeError(
+                f"OFT cannot adapt fused expert weights ({', '.join(parameters)}); use `finetuning_type: lora`."
+            )
         return OFTConfig(
             task_type=TaskType.CAUSAL_LM,
             r=m.oft_rank,
             oft_block_size=m.oft_block_size,
             module_dropout=m.module_dropout,
-            target_modules=_targets(model, m.oft_target),
+            target_modules=modules,
             modules_to_save=extra,
         )
+    modules, parameters = _method_targets(model, cfg, m.lora_target)
     init: Any = True
     if m.pissa_init:
         init = "pissa" if m.pissa_iter == -1 else f"pissa_niter_{m.pissa_iter}"
@@ -165,7 +201,8 @@ def peft_config(model: Any, cfg: TuneforgeConfig, kind: str) -> Any:
         r=m.lora_rank,
         lora_alpha=m.lora_alpha if m.lora_alpha is not None else m.lora_rank * 2,
         lora_dropout=m.lora_dropout,
-        target_modules=_targets(model, m.lora_target),
+        target_modules=modules,
+        target_parameters=parameters or None,
         modules_to_save=extra,
         use_rslora=m.use_rslora,
         use_dora=m.use_dora,
@@ -206,7 +243,12 @@ def _apply_peft(model: Any, cfg: TuneforgeConfig, kind: str, trainable: bool) ->
             checkpointing = getattr(model, "is_gradient_checkpointing", False)
         if checkpointing or getattr(model, "is_quantized", False):
             model.enable_input_require_grads()
-        return get_peft_model(model, peft_config(model, cfg, kind))
+        config = peft_config(model, cfg, kind)
+        requested = set(config.target_modules or ())
+        with explain_fused_targets():
+            peft_model = get_peft_model(model, config)
+        warn_unadapted(peft_model, requested)
+        return peft_model
 
 
 @contextmanager
@@ -219,10 +261,11 @@ def _quiet_peft() -> Iterator[None]:
 
 
 def _upcast_trainable(model: Any, cfg: TuneforgeConfig) -> None:
-    """Trainable weights stay float32 unless pure_bf16 asks for half-precision weights throughout."""
+    """Trainable weights stay float32 unless pure_bf16 asks for half-precision weights throughout, or BAdam keeps
+    its own float32 copy of the active block (as in LLaMA-Factory)."""
     import torch
 
-    if cfg.method.pure_bf16:
+    if cfg.method.pure_bf16 or cfg.method.use_badam:
         return
     for param in model.parameters():
         if param.requires_grad and param.dtype != torch.float32:

@@ -1,9 +1,11 @@
-"""Random-initialised models of real architectures (Qwen2, Qwen3, Llama), for tests and benchmarks.
+"""Random-initialised models of real architectures (Qwen2, Qwen3, Llama and more), for tests and benchmarks.
 
 `make_tiny("qwen2", out)` writes a ~10M-parameter model (2 layers, hidden 64; most parameters are the tied
 151,936-word embedding) with the real Qwen tokenizer, chat template and generation config, loadable by plain
 `AutoModelForCausalLM` / `AutoTokenizer`. `shape="qwen2-1.5b"` or `"qwen3-0.6b"` gives the exact shape of
 DeepSeek-R1-Distill-Qwen-1.5B or Qwen3-0.6B with random bf16 weights (meaningless, for throughput benchmarks).
+The other text architectures (Mistral, Gemma 2/3, Phi-3, GLM-4, Qwen2-MoE, Qwen3-MoE, DeepSeek-V3, gpt-oss) are
+listed in `tiny_archs.TEXT_ARCHES`; they ship the same offline Qwen tokenizer and ChatML template.
 """
 
 from __future__ import annotations
@@ -13,13 +15,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tuneforge.errors import TuneforgeError
+from tuneforge.models.tiny_archs import TEXT_ARCHES, tokenizer_family
 from tuneforge.models.tokenizer import FAMILIES, special_token_ids, tokenizer_dir
 
 if TYPE_CHECKING:
     import torch
     from transformers import PretrainedConfig
 
-ARCHES = FAMILIES
+ARCHES = (*FAMILIES, *TEXT_ARCHES)
 QWEN_VOCAB_SIZE = 151936  # the real Qwen2/Qwen3 embedding size (tokenizer length padded up)
 
 # Exact shapes of real checkpoints; keys are the config fields that differ from the tiny defaults
@@ -88,8 +91,9 @@ def token_ids(arch: str) -> dict[str, Any]:
     `<|begin_of_text|>`, generation stops on `<|end_of_text|>`, `<|eom_id|>`, `<|eot_id|>`; Llama 3 has no pad
     token, so `<|end_of_text|>` is used as the generation pad id (ids are this vocabulary's, see tokenizer.py).
     """
-    ids = special_token_ids(arch)
-    if arch == "llama":
+    family = tokenizer_family(arch)
+    ids = special_token_ids(family)
+    if family == "llama":
         stops = [ids["<|end_of_text|>"], ids["<|eom_id|>"], ids["<|eot_id|>"]]
         return {"bos": ids["<|begin_of_text|>"], "eos": stops, "pad": ids["<|end_of_text|>"]}
     end, text_end = ids["<|im_end|>"], ids["<|endoftext|>"]
@@ -98,9 +102,9 @@ def token_ids(arch: str) -> dict[str, Any]:
 
 def vocab_size_for(arch: str) -> int:
     """Embedding rows: 151,936 for Qwen (as the real models); Llama: tokenizer length rounded up to 64."""
-    if arch != "llama":
+    if tokenizer_family(arch) != "llama":
         return QWEN_VOCAB_SIZE
-    length = max(special_token_ids(arch).values()) + 1
+    length = max(special_token_ids("llama").values()) + 1
     return -(-length // 64) * 64
 
 
@@ -130,11 +134,27 @@ def build_config(
             "tie_word_embeddings": True,
         }
     ids = token_ids(arch)
+    if arch in TEXT_ARCHES:
+        return _text_arch_config(arch, sizes, ids)
     kwargs = {**_ARCH_DEFAULTS[arch], **sizes, "vocab_size": vocab_size_for(arch)}
     kwargs.update(bos_token_id=ids["bos"], eos_token_id=ids["eos"][0] if arch != "llama" else ids["eos"])
     if arch == "qwen2":
         kwargs.pop("head_dim", None)  # Qwen2 derives it from hidden_size / heads
     return _config_class(arch)(**kwargs)
+
+
+def _text_arch_config(arch: str, sizes: dict[str, Any], ids: dict[str, Any]) -> PretrainedConfig:
+    """Config of one of `TEXT_ARCHES`: the tiny sizes, the record's fixed fields, this tokenizer's ids."""
+    from transformers import AutoConfig
+
+    record = TEXT_ARCHES[arch]
+    kwargs = {**sizes, **record.fields, "vocab_size": vocab_size_for(arch)}
+    if not record.sets_head_dim:
+        kwargs.pop("head_dim", None)
+    if record.kv_heads_are_heads:
+        kwargs["num_key_value_heads"] = kwargs["num_attention_heads"]
+    kwargs.update(bos_token_id=ids["bos"], eos_token_id=ids["eos"][0], pad_token_id=ids["pad"])
+    return AutoConfig.for_model(record.model_type, **kwargs)
 
 
 def count_parameters(config: PretrainedConfig) -> int:
@@ -167,7 +187,7 @@ def make_tiny(
     there is one. Returns `out_dir`.
     Raises TuneforgeError if `out_dir` exists and is not empty, unless `overwrite` is true.
     """
-    out = _prepare_out_dir(out_dir, overwrite)
+    out = prepare_out_dir(out_dir, overwrite)
     config = build_config(
         arch, layers=layers, hidden=hidden, heads=heads, kv_heads=kv_heads, intermediate=intermediate, shape=shape
     )
@@ -221,10 +241,12 @@ def _config_class(arch: str) -> type:
     return {"qwen2": Qwen2Config, "qwen3": Qwen3Config, "llama": LlamaConfig}[arch]
 
 
-def _model_class(arch: str) -> type:
-    from transformers import LlamaForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM
+def _model_class(model_type: str) -> type:
+    """The causal-LM class transformers maps `model_type` to (e.g. `gemma3_text` -> Gemma3ForCausalLM)."""
+    import transformers
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
-    return {"qwen2": Qwen2ForCausalLM, "qwen3": Qwen3ForCausalLM, "llama": LlamaForCausalLM}[arch]
+    return getattr(transformers, MODEL_FOR_CAUSAL_LM_MAPPING_NAMES[model_type])
 
 
 def _resolve_dtype(dtype: str | torch.dtype | None, shape: str | None) -> torch.dtype:
@@ -266,7 +288,7 @@ def _generation_config(arch: str):
 
 def _save_tokenizer(arch: str, out: Path) -> None:
     """Copy the cached, already saved tokenizer folder: the same files as save_pretrained, without loading it."""
-    for source in tokenizer_dir(arch).iterdir():
+    for source in tokenizer_dir(tokenizer_family(arch)).iterdir():
         if source.is_file():
             shutil.copyfile(source, out / source.name)
 
@@ -277,7 +299,8 @@ def _load_config(path: Path) -> PretrainedConfig:
     return AutoConfig.from_pretrained(str(path))
 
 
-def _prepare_out_dir(out_dir: str | Path, overwrite: bool) -> Path:
+def prepare_out_dir(out_dir: str | Path, overwrite: bool) -> Path:
+    """The output folder, created; refuses a non-empty one unless `overwrite`, and drops stale weight shards."""
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise TuneforgeError(f"{out} exists and is not a directory: choose another --out")

@@ -13,6 +13,7 @@ import os
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
+from tuneforge.config.training import TrainingSection
 from tuneforge.errors import TuneforgeError
 from tuneforge.train.dist import ddp_defaults
 
@@ -41,7 +42,7 @@ TUNEFORGE_KEYS = {
     "fp8_enable_fsdp_float8_all_gather",
     "master_addr",  # read by the torchrun launcher (train/launch.py)
     "master_port",
-}
+} | {key for key in TrainingSection.model_fields if "swanlab" in key}  # train/swanlab_log.py
 # Keys transformers 5 removed, translated by `_translate_removed` below.
 TRANSLATED_KEYS = {"warmup_ratio", "logging_dir"}
 # Just under 1, so transformers' ceil(total * fraction) is every step (a whole 1 would mean one step).
@@ -90,12 +91,21 @@ def build_training_args(cfg: TuneforgeConfig, *, cuda: bool) -> tuple[Seq2SeqTra
     values.update(precision["flags"])
     if values.get("include_num_input_tokens_seen") in (None, False, "no"):
         values["include_num_input_tokens_seen"] = "non_padding"  # tokens/s in the log
+    if cfg.training.use_swanlab:  # the SwanLab callback logs already; transformers' own would log twice
+        values["report_to"] = _without_swanlab(values.get("report_to"))
     if cfg.training.disable_shuffling:
         values["train_sampling_strategy"] = "sequential"
     if not cuda:
         values["use_cpu"] = True
     ddp_defaults(cfg, values, cuda)
     return Seq2SeqTrainingArguments(**values), notes + precision["notes"]
+
+
+def _without_swanlab(report_to: Any) -> Any:
+    names = [report_to] if isinstance(report_to, str) else list(report_to or [])
+    names = [n.strip() for part in names for n in str(part).split(",") if n.strip()]
+    kept = [n for n in names if n != "swanlab"]
+    return kept or "none"
 
 
 def _is_trainer_key(key: str, fields: dict[str, Any]) -> bool:

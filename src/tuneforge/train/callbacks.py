@@ -73,7 +73,7 @@ class LogCallback(TrainerCallback):
             return None
         step, total = state.global_step, state.max_steps
         record: dict[str, Any] = {"current_steps": step, "total_steps": total}
-        for key in ("loss", "eval_loss", "eval_accuracy", "grad_norm", "epoch"):
+        for key in ("loss", "aux_loss", "eval_loss", "eval_accuracy", "grad_norm", "epoch"):
             if key in logs:
                 record[key] = logs[key]
         record.update({k: v for k, v in logs.items() if "/" in k and isinstance(v, (int, float))})  # stage metrics

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from tuneforge.errors import ConfigError
 from tuneforge.train.launch import check_fsdp_world
+from tuneforge.train.optimizers import check_optimizers
 
 if TYPE_CHECKING:
     from tuneforge.config import TuneforgeConfig
@@ -40,12 +41,16 @@ def run_modes(cfg: TuneforgeConfig) -> RunModes:
 
 
 def trainer_callbacks(cfg: TuneforgeConfig) -> list[Any]:
-    """Callbacks a config asks for beyond tuneforge's own: early stopping after `early_stopping_steps` evals."""
+    """Callbacks a config asks for beyond tuneforge's own: early stopping after `early_stopping_steps` evals,
+    SwanLab logging (`use_swanlab`)."""
+    from tuneforge.train.swanlab_log import swanlab_callbacks
+
+    tracking = swanlab_callbacks(cfg)
     if cfg.training.early_stopping_steps is None:
-        return []
+        return tracking
     from transformers import EarlyStoppingCallback
 
-    return [EarlyStoppingCallback(early_stopping_patience=cfg.training.early_stopping_steps)]
+    return [EarlyStoppingCallback(early_stopping_patience=cfg.training.early_stopping_steps), *tracking]
 
 
 def effective_tokens_per_sec(cfg: TuneforgeConfig, dataset: Any, metrics: dict[str, Any]) -> None:
@@ -76,6 +81,12 @@ def check_modes(cfg: TuneforgeConfig) -> None:
             "remove it to train (QLoRA trains on one device)."
         )
     check_fsdp_world(cfg, int(os.environ.get("WORLD_SIZE", "1")))  # the processes this run really has
+    if modes.train and cfg.model.shift_attn:
+        from tuneforge.models.shift_attn import preflight_shift_attn
+
+        preflight_shift_attn(cfg)
+    if modes.train:
+        check_optimizers(cfg, int(os.environ.get("WORLD_SIZE", "1")))
     if modes.evaluate and not (cfg.data.eval_dataset or cfg.data.val_size):
         raise ConfigError(
             "`do_eval: true` without training needs evaluation data: set `eval_dataset` (or `dataset` with `val_size`)."

@@ -37,6 +37,7 @@ from tuneforge.train.recipe import (
 from tuneforge.train.reference import load_reference, reference_logits
 from tuneforge.train.rewards import load_reward_model
 from tuneforge.train.rollout import Rollout, sample, score
+from tuneforge.train.swanlab_log import swanlab_callbacks
 from tuneforge.train.value_head import attach_value_head, unwrap
 
 if TYPE_CHECKING:
@@ -188,9 +189,10 @@ def _train_loop(
     for _ in range(loop.step * r.ppo_buffer_size):  # the batches the resumed run already trained on
         next(batches)
     state, log, stop = TrainerState(max_steps=total), LogCallback(str(args.output_dir)), GracefulStop()
+    trackers = swanlab_callbacks(cfg)
     state.global_step, state.num_input_tokens_seen = loop.step, loop.tokens
-    for callback in (log, stop):
-        callback.on_train_begin(args, state, TrainerControl())
+    for callback in (log, stop, *trackers):
+        callback.on_train_begin(args, state, TrainerControl(), model=ppo.model)
     epoch_steps = max(len(loader) / r.ppo_buffer_size, 1)
     try:
         while loop.step < total and not stop.requested:
@@ -205,7 +207,8 @@ def _train_loop(
             state.epoch = loop.step / epoch_steps
             if loop.step % max(int(args.logging_steps), 1) == 0 or loop.step == total:
                 logs = {**stats, "learning_rate": scheduler.get_last_lr()[0], "epoch": state.epoch}
-                log.on_log(args, state, TrainerControl(), logs=logs | {"objective/kl_coef": ppo.kl.value})
+                for callback in (log, *trackers):
+                    callback.on_log(args, state, TrainerControl(), logs=logs | {"objective/kl_coef": ppo.kl.value})
             if _should_save(args, loop.step, total) or stop.requested:
                 save_checkpoint(ppo, loop, parts, args, fingerprint)
     finally:

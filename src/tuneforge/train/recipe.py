@@ -23,7 +23,7 @@ from transformers import TrainerCallback, TrainingArguments, set_seed
 
 from tuneforge.config.stages import stage
 from tuneforge.errors import DataError, TuneforgeError
-from tuneforge.models.adapters import apply_finetuning, build_loraplus_optimizer
+from tuneforge.models.adapters import apply_finetuning
 from tuneforge.models.loader import load_model, load_tokenizer
 from tuneforge.train import checkpoint as ckpt
 from tuneforge.train.args import build_training_args
@@ -31,6 +31,7 @@ from tuneforge.train.callbacks import LOG_NAME, GracefulStop, LogCallback, Progr
 from tuneforge.train.dist import is_main_process, main_process_first
 from tuneforge.train.fp8 import apply_fp8, check_fp8
 from tuneforge.train.modes import effective_tokens_per_sec, trainer_callbacks
+from tuneforge.train.optimizers import optimizer_factory, prepare_trainer
 from tuneforge.train.plot import plot_losses
 from tuneforge.train.speed.plan import SpeedPlan, plan_speed, prepare_model
 from tuneforge.train.trainer import TuneforgeTrainer
@@ -178,12 +179,13 @@ def run_stage(
         compute_metrics=plan.compute_metrics if data.eval is not None else None,
         preprocess_logits_for_metrics=plan.preprocess_logits,
         fingerprint=fingerprint,
-        optimizer_factory=loraplus_factory(cfg),
+        optimizer_factory=optimizer_factory(cfg),
         loss_fn=plan.loss,
         train_batch_sampler=speed.batch_sampler,
         compute_loss_func=plan.compute_loss_func,
     )
     use_own_progress_bar(trainer)
+    prepare_trainer(trainer, cfg)
     result = trainer.train(resume_from_checkpoint=run.resume)
     effective_tokens_per_sec(cfg, data.train, result.metrics)
     _save(trainer, model, plan, result.metrics)
@@ -288,13 +290,6 @@ def method_identity(cfg: TuneforgeConfig) -> dict[str, Any]:
     m = cfg.method
     keys = ("stage", "finetuning_type", "lora_rank", "lora_target", "additional_target", "oft_rank", "use_dora")
     return {k: getattr(m, k) for k in keys} | {"template": cfg.data.template, "cutoff_len": cfg.data.cutoff_len}
-
-
-def loraplus_factory(cfg: TuneforgeConfig) -> Callable[[Any, dict[str, Any]], torch.optim.Optimizer] | None:
-    """An optimizer factory giving LoRA B matrices `loraplus_lr_ratio` times the learning rate, or None."""
-    if cfg.method.loraplus_lr_ratio is None:
-        return None
-    return lambda model, kwargs: build_loraplus_optimizer(model, cfg, kwargs)
 
 
 def use_own_progress_bar(trainer: TuneforgeTrainer) -> None:

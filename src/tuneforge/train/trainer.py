@@ -1,4 +1,4 @@
-"""The one Trainer subclass: atomic checkpoints, NaN/inf stop, LoRA+ optimizer. Plus token-accuracy metrics."""
+"""The one Trainer subclass: atomic checkpoints, NaN/inf stop, custom optimizers. Plus token-accuracy metrics."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from tuneforge.errors import TuneforgeError
 from tuneforge.train.checkpoint import STAGING, publish
 from tuneforge.train.dist import barrier
 from tuneforge.train.fsdp import cpu_fsdp
+from tuneforge.train.router_loss import RouterLossMeter
 
 logger = logging.getLogger(__name__)
 
@@ -28,13 +29,13 @@ NAN_CAUSES = (
 
 
 class TuneforgeTrainer(Trainer):
-    """transformers.Trainer with atomic checkpoint saves, a hard stop on non-finite loss and optional LoRA+."""
+    """transformers.Trainer with atomic checkpoint saves, a hard stop on non-finite loss and custom optimizers."""
 
     def __init__(
         self,
         *args: Any,
         fingerprint: dict[str, str] | None = None,
-        optimizer_factory: Callable[[Any, dict[str, Any]], torch.optim.Optimizer] | None = None,
+        optimizer_factory: Callable[[Any, Any], torch.optim.Optimizer] | None = None,
         loss_fn: Callable[[Any, dict[str, Any]], torch.Tensor] | None = None,
         train_batch_sampler: Any = None,
         **kwargs: Any,
@@ -44,6 +45,7 @@ class TuneforgeTrainer(Trainer):
         self._optimizer_factory = optimizer_factory
         self._loss_fn = loss_fn
         self._staging_dir: str | None = None
+        self._router_loss = RouterLossMeter()
         super().__init__(*args, **kwargs)
         if loss_fn is not None:
             self.model_accepts_loss_kwargs = False  # loss_fn returns a batch mean: scale it for accumulation
@@ -56,11 +58,25 @@ class TuneforgeTrainer(Trainer):
     def compute_loss(
         self, model: Any, inputs: dict[str, Any], return_outputs: bool = False, num_items_in_batch: Any = None
     ) -> Any:
-        """The model's own loss, or `loss_fn(model, inputs)` for stages with their own objective (rm, dpo, kto)."""
+        """The model's own loss, or `loss_fn(model, inputs)` for stages with their own objective (rm, dpo, kto).
+
+        A MoE model's router auxiliary loss, when it returns one while training, is kept for the log (`aux_loss`).
+        """
         if self._loss_fn is None:
-            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+            loss, outputs = super().compute_loss(model, inputs, True, num_items_in_batch)
+            if model.training:
+                self._router_loss.add(outputs)
+            return (loss, outputs) if return_outputs else loss
         loss = self._loss_fn(model, inputs)
         return (loss, {"loss": loss}) if return_outputs else loss
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        """Log as the Trainer does, with the mean router auxiliary loss since the last log beside `loss`."""
+        if "loss" in logs:
+            aux = self._router_loss.pop(lambda t: self.accelerator.reduce(t, reduction="mean"))
+            if aux is not None:
+                logs["aux_loss"] = aux
+        super().log(logs, start_time)
 
     def evaluate(self, *args: Any, **kwargs: Any) -> dict[str, float]:
         """Evaluate without the KV cache, as during training: with `use_cache` on, transformers skips the
@@ -85,12 +101,10 @@ class TuneforgeTrainer(Trainer):
         return budget_dataloader(self, self._train_batch_sampler)
 
     def create_optimizer(self, model: Any = None) -> torch.optim.Optimizer:
-        """Build the optimizer; with `optimizer_factory` (LoRA+) the parameter groups come from it."""
+        """Build the optimizer; `optimizer_factory(model, args)` (LoRA+, GaLore, BAdam, Muon, ...) makes it when set."""
         if self._optimizer_factory is None or self.optimizer is not None:
             return super().create_optimizer(model)
-        _, kwargs = Trainer.get_optimizer_cls_and_kwargs(self.args, self.model)
-        kwargs["weight_decay"] = self.args.weight_decay
-        self.optimizer = self._optimizer_factory(self.model, kwargs)
+        self.optimizer = self._optimizer_factory(self.model, self.args)
         return self.optimizer
 
     def training_step(self, model: Any, inputs: dict[str, Any], num_items_in_batch: Any = None) -> torch.Tensor:

@@ -29,13 +29,14 @@ def build_model_bar(ctx: Context) -> None:
 
     from tuneforge.data.templates import list_templates
     from tuneforge.webui import forms
+    from tuneforge.webui.modelbar import picker_choices
     from tuneforge.webui.tab_train import field_component
 
     lab = ctx.labels
     with gr.Row():
         model = lab.add(
             gr.Dropdown(
-                list(forms.KNOWN_MODELS),
+                picker_choices(),
                 value=None,
                 allow_custom_value=True,
                 label="field.model_name_or_path",
@@ -58,7 +59,9 @@ def build_model_bar(ctx: Context) -> None:
             tooltip=forms.description("adapter_name_or_path"),
         )
         template = lab.add(
-            gr.Dropdown(["", *list_templates()], value="", label="field.template", elem_id="tf-template", scale=1),
+            gr.Dropdown(
+                ["", "auto", *list_templates()], value="", label="field.template", elem_id="tf-template", scale=1
+            ),
             "field.template",
             tooltip=forms.description("template"),
         )
@@ -69,15 +72,15 @@ def build_model_bar(ctx: Context) -> None:
                 field_component(ctx, field)
     note = gr.Markdown(elem_id="tf-template-note")
     ctx.form.update(model_name_or_path=model, adapter_name_or_path=adapters, template=template)
-    model.change(lambda lang, m: _detect(ctx, lang, m), [ctx.lang, model], [template, note])
+    model.change(lambda lang, m: _detect(ctx, lang, m), [ctx.lang, model], [model, template, note])
     template.change(lambda lang, m, tpl: _check(ctx, lang, m, tpl), [ctx.lang, model, template], note)
     refresh.click(lambda: _adapters(ctx), None, adapters)
 
 
 def _local_model(ctx: Context, model: str) -> Path | None:
-    from tuneforge.webui.forms import KNOWN_MODELS
+    from tuneforge.models.registry import find_model
 
-    if not model or model in KNOWN_MODELS:
+    if not model or find_model(model):
         return None
     try:
         path = ctx.jail.resolve(model)
@@ -86,33 +89,47 @@ def _local_model(ctx: Context, model: str) -> Path | None:
     return path if path.is_dir() else None
 
 
-def _detect(ctx: Context, lang: str, model: str) -> tuple[Any, str]:
+def _detect(ctx: Context, lang: str, model: str) -> tuple[Any, Any, str]:
+    """A registry model (picked or typed) becomes its hub id with its template; a local folder gets the template
+    that fits its tokenizer."""
     import gradio as gr
 
+    from tuneforge.models.registry import find_model
     from tuneforge.webui.modelbar import load_local_tokenizer, suggest_template
 
     try:
-        path = _local_model(ctx, model)
+        entry = find_model(model or "")
+        path = None if entry else _local_model(ctx, model)
         tokenizer = load_local_tokenizer(path) if path else None
         template, notes = suggest_template(model, tokenizer)
+        if entry:
+            notes = [f"{entry.name}: {entry.hub} ({entry.family}, {entry.architecture}, {entry.size or '?'})"]
         text = message(lang, "msg.template_auto", template=template or "(tokenizer)")
-        return gr.update(value=template), "\n\n".join([text, *map(markdown_literal, notes)])
+        hub = gr.update(value=entry.hub) if entry and entry.hub != model else gr.update()
+        return hub, gr.update(value=template), "\n\n".join([text, *map(markdown_literal, notes)])
     except Exception as err:
-        return gr.update(), error_message(lang, err)
+        return gr.update(), gr.update(), error_message(lang, err)
 
 
-def _check(ctx: Context, lang: str, model: str, template: str) -> str:
+def _check(ctx: Context, lang: str, model: str, template: str) -> Any:
+    """The note on a template chosen for a local model; for a hub model the note `_detect` wrote stays."""
+    import gradio as gr
+
+    from tuneforge.models.autotemplate import AUTO, pick_template
     from tuneforge.webui.modelbar import load_local_tokenizer, template_warnings
 
     path = _local_model(ctx, model)
-    if not template or path is None:
+    if path is None:
+        return gr.update()
+    if not template:
         return ""
     try:
-        warnings = template_warnings(template, load_local_tokenizer(path))
+        picked = pick_template(str(path))[0] if template == AUTO else template
+        warnings = template_warnings(picked, load_local_tokenizer(path))
     except Exception as err:
         return error_message(lang, err)
     if not warnings:
-        return message(lang, "msg.template_ok", template=template)
+        return message(lang, "msg.template_ok", template=f"{template} = {picked}" if picked != template else picked)
     return "\n\n".join(f"⚠️ {markdown_literal(w)}" for w in warnings)
 
 

@@ -14,20 +14,6 @@ import yaml
 
 from tuneforge.config.stages import STAGES
 
-# Known models: UI name -> (Hub id, default chat template). Local folders are typed as paths instead.
-KNOWN_MODELS: dict[str, tuple[str, str]] = {
-    "Qwen2.5-0.5B-Instruct": ("Qwen/Qwen2.5-0.5B-Instruct", "qwen"),
-    "Qwen2.5-7B-Instruct": ("Qwen/Qwen2.5-7B-Instruct", "qwen"),
-    "Qwen3-0.6B": ("Qwen/Qwen3-0.6B", "qwen3"),
-    "Qwen3-8B": ("Qwen/Qwen3-8B", "qwen3"),
-    "Llama-3.2-1B-Instruct": ("meta-llama/Llama-3.2-1B-Instruct", "llama3"),
-    "Llama-3.1-8B-Instruct": ("meta-llama/Llama-3.1-8B-Instruct", "llama3"),
-    "DeepSeek-R1-Distill-Qwen-7B": ("deepseek-ai/DeepSeek-R1-Distill-Qwen-7B", "deepseekr1"),
-    "GLM-4-9B-Chat": ("THUDM/glm-4-9b-chat", "glm4"),
-    "Gemma-2-9B-it": ("google/gemma-2-9b-it", "gemma2"),
-    "Gemma-3-4B-it": ("google/gemma-3-4b-it", "gemma3"),
-}
-
 NONE = "none"
 BOOSTERS = (NONE, "liger_kernel")  # only boosters tuneforge implements (use_unsloth is refused)
 DEEPSPEED_STAGES = (NONE, "2", "3")
@@ -77,6 +63,7 @@ def _fields() -> list[FormField]:
         F("warmup_steps", "float", "other"),
         F("val_size", "float", "other"),
         F("packing", "check", "other"),
+        F("use_llama_pro", "check", "other"),
         F("lora_rank", "int", "lora"),
         F("lora_alpha", "int", "lora"),
         F("lora_dropout", "float", "lora"),
@@ -136,9 +123,12 @@ def description(key: str) -> str:
 
 
 def model_path(name_or_path: str) -> str:
-    """A known model's Hub id, or the path as typed."""
+    """A registry model's hub id (given its name, hub id or hub name), or the path as typed."""
+    from tuneforge.models.registry import find_model
+
     name_or_path = (name_or_path or "").strip()
-    return KNOWN_MODELS[name_or_path][0] if name_or_path in KNOWN_MODELS else name_or_path
+    entry = find_model(name_or_path)
+    return entry.hub if entry else name_or_path
 
 
 def _typed(field: FormField, value: Any) -> Any:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from tuneforge.webui.forms import KNOWN_MODELS
+from tuneforge.models.registry import all_models, find_model
 
 ADAPTER_FILE = "adapter_config.json"
 SKIP_DIRS = {".git", "__pycache__", "node_modules", ".venv"}
@@ -31,11 +31,17 @@ def _walk(folder: Path, depth: int, found: list[str]) -> None:
         _walk(child, depth - 1, found)
 
 
+def picker_choices() -> list[str]:
+    """The model picker's list: the registry's text models (tuneforge does not train multimodal ones yet)."""
+    return [entry.name for entry in all_models() if not entry.multimodal]
+
+
 def suggest_template(model: str, tokenizer: Any = None) -> tuple[str, list[str]]:
     """(template to use, notes): a known model's template; else '' (the tokenizer's own Jinja) when it has one,
     else the first registered template whose special tokens the tokenizer has."""
-    if model in KNOWN_MODELS:
-        return KNOWN_MODELS[model][1], []
+    entry = find_model(model)
+    if entry is not None:
+        return entry.ui_template, []
     if tokenizer is None:
         return "", []
     from tuneforge.data.templates.mismatch import matching_templates
