@@ -64,26 +64,34 @@ def test_workers_keep_the_users_thread_settings(clean_env):
 
 
 def test_training_threads_use_every_core_or_split_them_among_local_ranks(clean_env):
-    assert threads.training_threads(cores=8) == (8, "all 8 available cores")
+    assert threads.training_threads(cores=8, load=0.5) == (8, "all 8 available cores")
     clean_env.setenv("LOCAL_WORLD_SIZE", "2")
-    assert threads.training_threads(cores=8)[0] == 4
+    assert threads.training_threads(cores=8, load=2.0)[0] == 4  # the load of our own two ranks
     clean_env.setenv("LOCAL_WORLD_SIZE", "16")
-    assert threads.training_threads(cores=8)[0] == 1
+    assert threads.training_threads(cores=8, load=0.0)[0] == 1
+
+
+def test_training_threads_leave_out_cores_other_processes_keep_busy(clean_env):
+    assert threads.training_threads(cores=8, load=3.5) == (6, "all 8 available cores, 2 kept busy by other processes")
+    assert threads.training_threads(cores=2, load=5.2)[0] == 1
+    clean_env.setenv("LOCAL_WORLD_SIZE", "2")
+    assert threads.training_threads(cores=8, load=6.0)[0] == 2  # 4 others busy: 4 free cores for 2 ranks
 
 
 def test_training_threads_respect_the_user_but_not_torchruns_default(clean_env):
     clean_env.setenv("LOCAL_WORLD_SIZE", "2")
     clean_env.setenv("OMP_NUM_THREADS", "1")
-    assert threads.training_threads(cores=8)[0] == 1  # the user's (or a foreign launcher's) choice
+    assert threads.training_threads(cores=8, load=0.0)[0] == 1  # the user's (or a foreign launcher's) choice
     clean_env.setenv(threads.AUTO_MARKER, "1")  # tuneforge's launch: torchrun put OMP_NUM_THREADS=1 there
-    assert threads.training_threads(cores=8)[0] == 4
+    assert threads.training_threads(cores=8, load=0.0)[0] == 4
     clean_env.setenv("TUNEFORGE_NUM_THREADS", "3")
-    assert threads.training_threads(cores=8)[0] == 3
+    assert threads.training_threads(cores=8, load=0.0)[0] == 3
 
 
 def test_set_training_threads_applies_and_logs_once(clean_env, caplog):
     clean_env.setattr(threads, "available_cores", lambda: 2)
     clean_env.setattr(threads, "_logged", set())
+    clean_env.setattr(threads.os, "getloadavg", lambda: (0.0, 0.0, 0.0))
     with caplog.at_level(logging.INFO, logger="tuneforge.threads"):
         assert threads.set_training_threads() == 2
         threads.set_training_threads()

@@ -114,20 +114,25 @@ def local_world_size() -> int:
     return max(1, int(value)) if value.isdigit() else 1
 
 
-def training_threads(cores: int | None = None) -> tuple[int, str]:
-    """Intra-op threads for a CPU training process and why: the user's count, else the cores split among local ranks.
+def training_threads(cores: int | None = None, load: float | None = None) -> tuple[int, str]:
+    """Intra-op threads for a CPU training process and why: the user's count, else the cores split among local ranks,
+    less the cores other processes keep busy (`load`: the 1-minute load average, read when not given).
 
     A training step is compute-bound (large matrix products forward and backward), so unlike a decode step it gains
-    from every core; several ranks on one machine share the cores instead of each starting a team per core.
+    from every free core; several ranks on one machine share the cores instead of each starting a team per core.
+    On busy cores a team stalls at every barrier (measured, `benchmarks/train_threads.py` on 2 cores at load 5:
+    1 thread 3.1 s/step, 2 threads 4.9 s/step), so cores that other processes keep busy are left out.
     """
     user = user_threads(ENV_VARS[:1] if os.environ.get(AUTO_MARKER) else ENV_VARS)
     if user is not None:
         return user, "set by TUNEFORGE_NUM_THREADS/OMP_NUM_THREADS"
     cores = cores or available_cores()
     ranks = local_world_size()
-    if ranks > 1:
-        return max(1, cores // ranks), f"{cores} cores / {ranks} local ranks"
-    return cores, f"all {cores} available cores"
+    others = max(0.0, (_load() if load is None else load) - ranks)  # the load counts our ranks too
+    free = cores - int(others)
+    share = max(1, min(cores, free) // ranks)
+    why = f"{cores} cores / {ranks} local ranks" if ranks > 1 else f"all {cores} available cores"
+    return share, why if free >= cores else f"{why}, {cores - max(free, 0)} kept busy by other processes"
 
 
 def set_training_threads() -> int:
@@ -173,6 +178,14 @@ def threads_while(threads: int) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(previous)
+
+
+def _load() -> float:
+    """The 1-minute load average (runnable processes), 0 where the platform has none."""
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return 0.0
 
 
 def _log_once(message: str) -> None:
