@@ -72,9 +72,9 @@ def main() -> None:
     per_row = 0.0
     for n in sorted(args.rows):
         part = RawRows("bench", examples.rows[:n], examples.numbers[:n])
-        alone = _best(lambda: process_rows(part, plan.template, tokenizer, plan.opts, RowReport()), args.rounds)
+        alone = _best(lambda p=part: process_rows(p, plan.template, tokenizer, plan.opts, RowReport()), args.rounds)
         forked = _best(
-            lambda: parallel.process_parallel(part, plan.template, tokenizer, plan.opts, RowReport(), args.workers),
+            lambda p=part: parallel.process_parallel(p, plan.template, tokenizer, plan.opts, RowReport(), args.workers),
             args.rounds,
         )
         picks = parallel.parallel_workers(part, plan.opts, args.workers)

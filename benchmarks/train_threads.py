@@ -6,7 +6,8 @@ Builds a random tiny qwen2 (`tuneforge.models.tiny`, in a temporary folder) and 
 (forward, backward, AdamW) on CPU at 1 and 2 threads and at torch's default (the count this process started
 with: one per core unless OMP_NUM_THREADS is set). The counts alternate within each round; each count's figure is
 its best round (mean step time over `--steps` steps), so a round slowed by another process does not count. Prints
-ms/step, speed-up over 1 thread, and the count `tuneforge.threads.training_threads` picks at start (with its reason and the load it saw).
+ms/step, speed-up over 1 thread, and the count `tuneforge.threads.training_threads` picks at start (with its
+reason and the load it saw).
 """
 
 from __future__ import annotations
