@@ -114,3 +114,29 @@ def test_small_data_stays_in_process_and_says_why(clean_env, caplog):
     assert parallel.parallel_workers(_rows(parallel.MIN_DISTINCT_ROWS), sft, 32) == 8  # capped at the cores
     assert parallel.parallel_workers(_rows(parallel.MIN_DISTINCT_ROWS), ProcessOptions(kind="kto"), 4) == 1
     assert parallel.parallel_workers(_rows(10), sft, 1) == 1
+
+
+SEEN: list[int] = []
+
+
+def _fake_recipe(cfg) -> dict:
+    SEEN.append(torch.get_num_threads())
+    return {}
+
+
+def test_cpu_training_run_sets_its_threads_before_the_recipe(clean_env, tmp_path, caplog):
+    from types import SimpleNamespace
+
+    from tuneforge.config import load_config
+    from tuneforge.train import runner
+
+    clean_env.setattr(threads, "available_cores", lambda: 2)
+    clean_env.setattr(threads, "_load", lambda: 0.0)
+    clean_env.setattr(threads, "_logged", set())
+    clean_env.setattr(runner, "accelerator_count", lambda: 0)
+    clean_env.setattr(runner, "stage", lambda name: SimpleNamespace(recipe=f"{__name__}:_fake_recipe"))
+    torch.set_num_threads(1)
+    cfg = load_config({"model_name_or_path": "m", "output_dir": str(tmp_path), "do_train": True}, paths=False)
+    with caplog.at_level(logging.INFO, logger="tuneforge.threads"):
+        runner.run(cfg)
+    assert SEEN[-1] == 2 and "training intra-op threads: 2" in caplog.text
