@@ -140,3 +140,17 @@ def test_cpu_training_run_sets_its_threads_before_the_recipe(clean_env, tmp_path
     with caplog.at_level(logging.INFO, logger="tuneforge.threads"):
         runner.run(cfg)
     assert SEEN[-1] == 2 and "training intra-op threads: 2" in caplog.text
+
+
+def test_tuneforge_torchrun_launch_marks_omp_default_as_not_the_users(clean_env):
+    import torch.distributed.run as torchrun
+
+    from tuneforge.train.launch import run_torchrun
+
+    seen: list[str | None] = []
+    clean_env.setattr(torchrun, "run", lambda args: seen.append(os.environ.get(threads.AUTO_MARKER)))
+    run_torchrun(["--nproc_per_node=2", "-m", "tuneforge.cli"], "/tmp/unused")
+    clean_env.delenv(threads.AUTO_MARKER)
+    clean_env.setenv("OMP_NUM_THREADS", "4")  # the user's: ranks keep it
+    run_torchrun(["--nproc_per_node=2", "-m", "tuneforge.cli"], "/tmp/unused")
+    assert seen == ["1", None]

@@ -7,6 +7,10 @@ model being served) with 1, 2, 4, ... threads, interleaved over a few rounds, an
 `TOLERANCE` of the fastest (each count's best time over the rounds, so a step slowed by another process does not
 count). A thread count set by the user (`TUNEFORGE_NUM_THREADS`, else `OMP_NUM_THREADS`) is used as given and
 nothing is measured.
+
+Training and data workers follow fixed rules instead (a training step is compute-bound; a worker's share is
+arithmetic): `training_threads` gives a CPU training process the free cores, split among local ranks, and
+`worker_threads` / `limit_threads` keep `preprocessing_num_workers` workers x threads within the cores.
 """
 
 from __future__ import annotations
