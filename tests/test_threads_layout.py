@@ -72,7 +72,7 @@ def test_training_threads_use_every_core_or_split_them_among_local_ranks(clean_e
 
 
 def test_training_threads_leave_out_cores_other_processes_keep_busy(clean_env):
-    assert threads.training_threads(cores=8, load=3.5) == (6, "all 8 available cores, 2 kept busy by other processes")
+    assert threads.training_threads(cores=8, load=3.5) == (6, "6 of 8 cores free at load 3.5")
     assert threads.training_threads(cores=2, load=5.2)[0] == 1
     clean_env.setenv("LOCAL_WORLD_SIZE", "2")
     assert threads.training_threads(cores=8, load=6.0)[0] == 2  # 4 others busy: 4 free cores for 2 ranks

@@ -132,11 +132,11 @@ def training_threads(cores: int | None = None, load: float | None = None) -> tup
         return user, "set by TUNEFORGE_NUM_THREADS/OMP_NUM_THREADS"
     cores = cores or available_cores()
     ranks = local_world_size()
-    others = max(0.0, (_load() if load is None else load) - ranks)  # the load counts our ranks too
-    free = cores - int(others)
-    share = max(1, min(cores, free) // ranks)
-    why = f"{cores} cores / {ranks} local ranks" if ranks > 1 else f"all {cores} available cores"
-    return share, why if free >= cores else f"{why}, {cores - max(free, 0)} kept busy by other processes"
+    load = _load() if load is None else load
+    busy = min(cores, int(max(0.0, load - ranks)))  # the load counts our own ranks too
+    share = max(1, (cores - busy) // ranks)
+    why = f"all {cores} available cores" if not busy else f"{cores - busy} of {cores} cores free at load {load:.1f}"
+    return share, why if ranks == 1 else f"{why}, split among {ranks} local ranks"
 
 
 def set_training_threads() -> int:
