@@ -74,10 +74,10 @@ def main() -> None:
             best[n] = min(best.get(n, elapsed), elapsed)
     print(f"cores available {available_cores()}, torch default {default} threads, load at start {load:.2f}")
     print(f"model: qwen2 hidden {args.hidden} x {args.layers} layers, batch {args.batch} x {args.seq} tokens")
-    print(f"{'threads':>8} {'ms/step':>9} {'speed-up':>9}")
+    print(f"{'threads':>26} {'ms/step':>9} {'speed-up':>9}")
     for n in counts:
         label = f"{n}" + (" (default)" if n == default else "") + (" <- tuneforge" if n == picked else "")
-        print(f"{label:>8} {1000 * best[n]:>9.1f} {best[1] / best[n]:>8.2f}x")
+        print(f"{label:>26} {1000 * best[n]:>9.1f} {best[1] / best[n]:>8.2f}x")
     if picked not in best:
         print(f"tuneforge picks {picked} (not timed here)")
     print(f"tuneforge's rule: {picked} threads ({why})")
