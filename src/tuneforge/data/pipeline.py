@@ -20,7 +20,7 @@ from tuneforge.data.convert import convert_rows
 from tuneforge.data.loading import data_files, read_dataset, sample_rows
 from tuneforge.data.mixing import mix_tables, parse_probs, split_validation
 from tuneforge.data.packing import pack_table
-from tuneforge.data.parallel import process_parallel, worth_parallel
+from tuneforge.data.parallel import parallel_workers, process_parallel
 from tuneforge.data.process import ProcessOptions, process_rows
 from tuneforge.data.registry import DatasetAttr, resolve_datasets
 from tuneforge.data.report import RowReport
@@ -201,9 +201,9 @@ def build_tables(plan: Plan, tokenizer: Any) -> tuple[dict[str, Any], DataStats]
 def _one_dataset(attr: DatasetAttr, plan: Plan, tok: MemoTokenizer, report: RowReport, stats: DataStats) -> Any:
     raw = sample_rows(read_dataset(attr, report), attr.num_samples, plan.data.max_samples, plan.seed)
     examples = convert_rows(raw, attr, report, pretrain=plan.kind == "pt")
-    workers = plan.data.preprocessing_num_workers
-    if worth_parallel(examples, plan.opts, workers):
-        table = process_parallel(examples, plan.template, tok.tokenizer, plan.opts, report, int(workers))
+    workers = parallel_workers(examples, plan.opts, plan.data.preprocessing_num_workers)
+    if workers > 1:
+        table = process_parallel(examples, plan.template, tok.tokenizer, plan.opts, report, workers)
     else:
         table = process_rows(examples, plan.template, tok, plan.opts, report)
     kept = len(examples) if plan.kind == "pt" else table.num_rows

@@ -155,6 +155,10 @@ def run_torchrun(args: list[str], log_dir: str) -> None:
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import get_args_parser, run
 
+    from tuneforge.threads import AUTO_MARKER, user_threads
+
+    if user_threads() is None:  # torchrun will set OMP_NUM_THREADS=1: its default, not the user's choice
+        os.environ[AUTO_MARKER] = "1"
     try:
         run(get_args_parser().parse_args(args))
     except ChildFailedError as err:
