@@ -241,15 +241,11 @@ def _rank_pid(parent: int, rank: int) -> int:
     raise AssertionError(f"no rank {rank} process under {parent}")
 
 
-def test_reward_model_two_processes_equal_one(shared_dir: Path, tiny_qwen2: Path, tmp_path: Path) -> None:
-    """Stage rm under DDP: the value head's forward runs through the DDP wrapper, so its gradients are all-reduced
-    and the adapter and value head equal one process's."""
-    from safetensors.torch import load_file
-
-    args = [
-        f"model_name_or_path={tiny_qwen2}",
-        "stage=rm",
-        "dataset=dpo_en_demo",
+def _stage_args(shared_dir: Path, model: Path, stage: str, dataset: str) -> list[str]:
+    return [
+        f"model_name_or_path={model}",
+        f"stage={stage}",
+        f"dataset={dataset}",
         f"dataset_dir={shared_dir / 'lf-data'}",
         "template=qwen",
         "max_samples=16",
@@ -265,16 +261,50 @@ def test_reward_model_two_processes_equal_one(shared_dir: Path, tiny_qwen2: Path
         "disable_tqdm=true",
         "report_to=none",
     ]
+
+
+def _stage_two_processes_equal_one(args: list[str], tmp_path: Path, files: tuple[str, ...]) -> None:
+    """The stage on one process (accumulating 2) and on two ranks: same losses, same saved weights."""
+    from safetensors.torch import load_file
+
     single, ddp = tmp_path / "single", tmp_path / "ddp"
     _finish(_train([*args, "gradient_accumulation_steps=2", f"output_dir={single}"], tmp_path))
     proc = _train([*args, f"output_dir={ddp}"], tmp_path, FORCE_TORCHRUN="1", NPROC_PER_NODE="2")
     _finish(proc)
     losses = [[r["loss"] for r in read_log(out) if "loss" in r] for out in (single, ddp)]
     assert len(losses[0]) == 2 and losses[1] == pytest.approx(losses[0], abs=1e-5)
-    for name in ("adapter_model.safetensors", "value_head.safetensors"):
+    for name in files:
         wa, wb = load_file(single / name), load_file(ddp / name)
         for key in wa:
             torch.testing.assert_close(wa[key], wb[key], atol=1e-5, rtol=1e-5, msg=key)
+
+
+def test_reward_model_two_processes_equal_one(shared_dir: Path, tiny_qwen2: Path, tmp_path: Path) -> None:
+    """Stage rm under DDP: the value head's forward runs through the DDP wrapper, so its gradients are all-reduced
+    and the adapter and value head equal one process's."""
+    args = _stage_args(shared_dir, tiny_qwen2, "rm", "dpo_en_demo")
+    _stage_two_processes_equal_one(args, tmp_path, ("adapter_model.safetensors", "value_head.safetensors"))
+
+
+@pytest.mark.parametrize(("stage", "dataset"), [("pt", "c4_demo"), ("dpo", "dpo_en_demo")])
+def test_pretraining_and_dpo_two_processes_equal_one(
+    stage: str, dataset: str, shared_dir: Path, tiny_qwen2: Path, tmp_path: Path
+) -> None:
+    """pt and the DPO family under DDP: a micro-batch loss averaged the same way, so two ranks equal one process."""
+    args = _stage_args(shared_dir, tiny_qwen2, stage, dataset)
+    _stage_two_processes_equal_one(args, tmp_path, ("adapter_model.safetensors",))
+
+
+def test_kto_runs_on_two_processes(shared_dir: Path, tiny_qwen2: Path, tmp_path: Path) -> None:
+    """KTO under DDP trains to the end; rank 0 alone writes the log and the adapter.
+
+    Not compared with one process: its KL baseline is estimated per micro-batch, so the split changes it."""
+    args = [*_stage_args(shared_dir, tiny_qwen2, "kto", "kto_en_demo"), f"output_dir={tmp_path / 'out'}"]
+    out = _finish(_train(args, tmp_path, FORCE_TORCHRUN="1", NPROC_PER_NODE="2"))
+    assert out.count("Training finished.") == 1
+    losses = [r["loss"] for r in read_log(tmp_path / "out") if "loss" in r]
+    assert len(losses) == 2 and all(loss == loss for loss in losses)
+    assert (tmp_path / "out" / "adapter_model.safetensors").exists()
 
 
 def test_grpo_runs_on_two_processes(tiny_qwen2: Path, tmp_path: Path) -> None:
