@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from tuneforge.config.require import require
 from tuneforge.config.stages import stage
 from tuneforge.extras import check_extras
+from tuneforge.models.quantization import check_quantization
 from tuneforge.train.dist import is_main_process
 from tuneforge.train.eval_only import run_eval_only
 from tuneforge.train.modes import check_modes, run_modes
@@ -27,6 +28,7 @@ def check_trainable(cfg: TuneforgeConfig) -> None:
 def run(cfg: TuneforgeConfig) -> dict[str, Any]:
     """Train as the config says; returns the final metrics."""
     check_trainable(cfg)
+    check_quantization(cfg)  # first: a GPU-only quantizer names the missing GPU, not a package it cannot use here
     check_extras(cfg, "train")
     _show_info_logs()
     modes = run_modes(cfg)
