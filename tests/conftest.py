@@ -47,3 +47,11 @@ def tiny_qwen3(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def tiny_llama(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Folder of a 2-layer, hidden-64 random Llama model with Llama-3-style special tokens and template."""
     return _tiny(tmp_path_factory, "llama")
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen2_vl(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Folder of a tiny random Qwen2-VL (2 text layers, hidden 64, one vision block) with its image processor."""
+    from tuneforge.models.tiny import make_tiny
+
+    return make_tiny("qwen2_vl", tmp_path_factory.mktemp("tiny_qwen2_vl"), seed=0)

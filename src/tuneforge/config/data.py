@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from tuneforge.config.fields import ACTS, MULTIMODAL, F, Section, no_op, refused
+from tuneforge.config.fields import ACTS, F, Section, no_op, refused
 
 
 class DataSection(Section):
@@ -33,7 +33,7 @@ class DataSection(Section):
     media_dir: str | None = F(
         None,
         "Folder that relative image, video and audio paths in the data resolve against; defaults to dataset_dir.",
-        wiring=MULTIMODAL,
+        wiring=ACTS,
     )
     cutoff_len: int = F(
         2048,

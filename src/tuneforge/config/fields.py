@@ -44,7 +44,9 @@ def no_op(why: str) -> Wiring:
     return Wiring("no-op", why)
 
 
-MULTIMODAL = no_op("multimodal inputs are not supported yet: tuneforge trains text-only models (planned)")
+MULTIMODAL = no_op(
+    "not supported yet: tuneforge trains on images with Qwen2-VL-style models so far (videos, audio, tiling planned)"
+)
 
 
 def only_with(owner: str, flag: str) -> Wiring:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from tuneforge.config.fields import ACTS, MULTIMODAL, F, Section, only_with, refused
+from tuneforge.config.fields import ACTS, F, Section, only_with, refused
 from tuneforge.config.lists import CommaList, CommaListStr, split_list
 from tuneforge.config.stages import StageName
 
@@ -289,17 +289,17 @@ class MethodSection(Section):
     freeze_vision_tower: bool = F(
         True,
         "Multimodal models: keep the vision encoder frozen.",
-        wiring=MULTIMODAL,
+        wiring=ACTS,
     )
     freeze_multi_modal_projector: bool = F(
         True,
         "Multimodal models: keep the projector between vision encoder and language model frozen.",
-        wiring=MULTIMODAL,
+        wiring=ACTS,
     )
     freeze_language_model: bool = F(
         False,
         "Multimodal models: keep the language model frozen, training only the other parts.",
-        wiring=MULTIMODAL,
+        wiring=ACTS,
     )
 
     @property

@@ -187,12 +187,12 @@ class ModelSection(Section):
     image_max_pixels: int = F(
         589824,
         "Images with more pixels (width x height) than this are downscaled before encoding.",
-        wiring=MULTIMODAL,
+        wiring=ACTS,
     )
     image_min_pixels: int = F(
         1024,
         "Images with fewer pixels (width x height) than this are upscaled before encoding.",
-        wiring=MULTIMODAL,
+        wiring=ACTS,
     )
     image_do_pan_and_scan: bool = F(
         False,

@@ -18,6 +18,7 @@ from tuneforge.config.stages import DataKind, stage
 from tuneforge.data import cache
 from tuneforge.data.convert import convert_rows
 from tuneforge.data.loading import data_files, read_dataset, sample_rows
+from tuneforge.data.media import attach_media, build_plugin, media_columns, with_images_column
 from tuneforge.data.mixing import mix_tables, parse_probs, split_validation
 from tuneforge.data.packing import pack_table
 from tuneforge.data.parallel import parallel_workers, process_parallel
@@ -68,11 +69,31 @@ def make_plan(cfg: TuneforgeConfig, tokenizer: Any, kind: DataKind | None = None
     check_stage_fit(train_attrs + eval_attrs, kind)
     template, warnings = (None, []) if kind == "pt" else build_template(cfg, tokenizer)
     seed = int(cfg.training.data_seed or cfg.training.seed)
-    return Plan(kind, template, warnings, opts, train_attrs, eval_attrs, d, seed, pack, bool(d.neat_packing))
+    media = _media_plugin(cfg, train_attrs + eval_attrs, template, kind, pack)
+    return Plan(kind, template, warnings, opts, train_attrs, eval_attrs, d, seed, pack, bool(d.neat_packing), media)
+
+
+def _media_plugin(cfg: TuneforgeConfig, attrs: list[DatasetAttr], template: Any, kind: str, pack: bool) -> Any:
+    """The media plugin when a dataset maps images/videos/audios columns (None for text data), or a clear refusal."""
+    names = [a.name for a in attrs if media_columns(a)]
+    if not names:
+        return None
+    if kind not in ("sft", "unsupervised"):
+        raise DataError(
+            f"Dataset {names[0]!r} has media columns: multimodal data serves stage sft (and prediction) in "
+            f"tuneforge so far, not {kind} data; remove the media columns or use `stage: sft`."
+        )
+    if pack:
+        raise DataError(
+            f"Dataset {names[0]!r} has media columns and `packing`/`neat_packing` is on: packing multimodal rows "
+            "is not supported; remove `packing` / `neat_packing`."
+        )
+    m = cfg.model
+    return build_plugin(template, m.model_name_or_path, int(m.image_max_pixels), int(m.image_min_pixels))
 
 
 def check_stage_fit(attrs: list[DatasetAttr], kind: str) -> None:
-    """Reject datasets that cannot serve the stage (preference data for sft, media LF reads but we do not)."""
+    """Reject datasets that cannot serve the stage (preference data for sft, prompts without preferences)."""
     for attr in attrs:
         if attr.ranking and kind in ("sft", "kto", "pt"):
             raise DataError(
@@ -83,12 +104,6 @@ def check_stage_fit(attrs: list[DatasetAttr], kind: str) -> None:
             raise DataError(
                 f"Stage needs preference data but dataset {attr.name!r} has no `ranking: true` "
                 "(with `chosen` and `rejected` columns) in its entry."
-            )
-        media = [key for key in ("images", "videos", "audios") if attr.columns.get(key)]
-        if media:
-            raise DataError(
-                f"Dataset {attr.name!r} maps {'/'.join(media)} columns: multimodal data is not supported yet; "
-                "remove those columns from its entry to train on the text alone."
             )
 
 
@@ -161,6 +176,7 @@ def _key_parts(plan: Plan, tokenizer: Any, root: Path) -> dict[str, Any]:
         "seed": plan.seed,
         "pack": [plan.pack, plan.neat],
         "strict": d.strict_data,
+        "media": None if plan.media is None else plan.media.fingerprint(),
     }
 
 
@@ -201,11 +217,16 @@ def build_tables(plan: Plan, tokenizer: Any) -> tuple[dict[str, Any], DataStats]
 def _one_dataset(attr: DatasetAttr, plan: Plan, tok: MemoTokenizer, report: RowReport, stats: DataStats) -> Any:
     raw = sample_rows(read_dataset(attr, report), attr.num_samples, plan.data.max_samples, plan.seed)
     examples = convert_rows(raw, attr, report, pretrain=plan.kind == "pt")
+    if plan.media is not None and media_columns(attr):
+        root = Path(plan.data.media_dir or plan.data.dataset_dir)
+        examples = attach_media(raw, examples, attr, root, plan.media, report)
     workers = parallel_workers(examples, plan.opts, plan.data.preprocessing_num_workers)
     if workers > 1:
         table = process_parallel(examples, plan.template, tok.tokenizer, plan.opts, report, workers)
     else:
         table = process_rows(examples, plan.template, tok, plan.opts, report)
+    if plan.media is not None:
+        table = with_images_column(table)
     kept = len(examples) if plan.kind == "pt" else table.num_rows
     dropped = report.dropped(attr.name)
     stats.datasets.append(DatasetStat(attr.name, len(raw) + _unread(report, attr.name, raw), kept, dropped))

@@ -8,6 +8,7 @@ why), length percentiles and packing fill.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -86,6 +87,8 @@ def show_sample(console: Any, tokenizer: Any, sample: dict[str, Any], kind: str)
         trained = sum(1 for label in labels if label != IGNORE)
         console.print(line((ids_key, "bold"), f": {len(ids)} tokens, {trained} trained, {len(ids) - trained} masked"))
         console.print(marked_text(tokenizer, ids, labels))
+    if sample.get("images"):
+        console.print(line(("images", "bold"), f": {', '.join(sample['images'])}"))
     if "kto_tags" in sample:
         console.print(line(("kto_tag", "bold"), f": {'desirable' if sample['kto_tags'] else 'undesirable'}"))
     if "position_ids" in sample:
@@ -97,23 +100,31 @@ def marked_text(tokenizer: Any, ids: list[int], labels: list[int]) -> Any:
     """Rich Text of `ids` decoded in runs: trained tokens green, masked tokens dimmed."""
     from rich.text import Text
 
-    from tuneforge.console import literal
-
     text = Text()
     run: list[int] = []
     masked: bool | None = None
     for token, label in zip(ids, labels, strict=False):
         is_masked = label == IGNORE
         if run and is_masked != masked:
-            text.append_text(
-                literal(tokenizer.decode(run, skip_special_tokens=False), "dim" if masked else "bold green")
-            )
+            text.append_text(_piece(tokenizer, run, bool(masked)))
             run = []
         run.append(token)
         masked = is_masked
     if run:
-        text.append_text(literal(tokenizer.decode(run, skip_special_tokens=False), "dim" if masked else "bold green"))
+        text.append_text(_piece(tokenizer, run, bool(masked)))
     return text
+
+
+def _piece(tokenizer: Any, run: list[int], masked: bool) -> Any:
+    return literal(compact_runs(tokenizer.decode(run, skip_special_tokens=False)), "dim" if masked else "bold green")
+
+
+_REPEATED_SPECIAL = re.compile(r"(<\|[A-Za-z_]+\|>)\1{2,}")
+
+
+def compact_runs(text: str) -> str:
+    """Runs of one special token (a media placeholder's image tokens) shown once with a count: `<|image_pad|>×16`."""
+    return _REPEATED_SPECIAL.sub(lambda m: f"{m.group(1)}×{len(m.group(0)) // len(m.group(1))}", text)
 
 
 def write_jsonl(path: Path, samples: list[dict[str, Any]]) -> None:

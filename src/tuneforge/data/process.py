@@ -245,6 +245,8 @@ def _column(values: list[Any]) -> Any:
 
     if not isinstance(values[0], list):
         return pa.array(values)
+    if any(isinstance(v, str) for value in values for v in value[:1]):  # media paths
+        return pa.array(values, type=pa.list_(pa.string()))
     flat, offsets = array("i"), [0]
     for value in values:
         flat.extend(value)
@@ -317,7 +319,10 @@ def _keys(chunk: list[dict[str, Any]], key_of: dict[int, bytes]) -> list[bytes]:
 
 def _encode_one(encoder: Any, example: dict[str, Any], turns: Turns, opts: ProcessOptions) -> Any:
     try:
-        return encoder(example, turns, opts)
+        item = encoder(example, turns, opts)
+        if "images" in example:  # multimodal rows keep their resolved image paths for the collator
+            item["images"] = example["images"]
+        return item
     except RowError as err:
         return _Rejected(err)
     except (ValueError, KeyError, TypeError) as err:

@@ -79,6 +79,7 @@ class Plan:
     seed: int
     pack: bool
     neat: bool
+    media: Any = None  # a data.media.MediaPlugin when a dataset has media columns
 
     @property
     def template_name(self) -> str | None:

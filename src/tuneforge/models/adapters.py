@@ -21,6 +21,7 @@ from tuneforge.config.lists import split_list
 from tuneforge.errors import TuneforgeError
 from tuneforge.models.expand import expanded_layer_ids
 from tuneforge.models.expert_targets import expert_hint, explain_fused_targets, split_expert_targets, warn_unadapted
+from tuneforge.models.multimodal import freeze_parts, lora_module_names, open_projector
 
 if TYPE_CHECKING:
     import torch
@@ -43,8 +44,11 @@ def apply_finetuning(model: PreTrainedModel, cfg: TuneforgeConfig, *, trainable:
         model.requires_grad_(False)
     elif kind == "full":
         model.requires_grad_(True)
+        freeze_parts(model, cfg.method)
     else:
         _apply_freeze(model, cfg)
+        open_projector(model, cfg.method)
+        freeze_parts(model, cfg.method)
     if trainable:
         _upcast_trainable(model, cfg)
         logger.info("%s", describe_trainable(model))
@@ -113,7 +117,7 @@ def _apply_freeze(model: Any, cfg: TuneforgeConfig) -> None:
 
 
 def _num_layers(model: Any) -> int:
-    config = model.config
+    config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
     for key in ("num_hidden_layers", "num_layers", "n_layer"):
         if getattr(config, key, None):
             return int(getattr(config, key))
@@ -156,7 +160,7 @@ def _method_targets(model: Any, cfg: TuneforgeConfig, spec: str) -> tuple[list[s
     """(modules, parameters) to adapt; with `use_llama_pro`, only modules inside the expanded blocks (full names)."""
     targets, parameters = _targets(model, spec)
     if not cfg.method.use_llama_pro:
-        return targets, parameters
+        return _outside_frozen_parts(model, cfg, spec, targets), parameters
     if parameters:
         raise TuneforgeError(
             f"`use_llama_pro` adapts the expanded blocks' linear layers; drop the expert weights "
@@ -170,6 +174,19 @@ def _method_targets(model: Any, cfg: TuneforgeConfig, spec: str) -> tuple[list[s
         if name.split(".")[-1] in targets and (hit := re.search(r"\.layers\.(\d+)\.", name)) and int(hit[1]) in ids
     ]
     return modules, []
+
+
+def _outside_frozen_parts(model: Any, cfg: TuneforgeConfig, spec: str, leaves: list[str]) -> list[str]:
+    """Vision-language models: the full names of the target modules outside the frozen parts (text models: `leaves`)."""
+    names = lora_module_names(model, leaves, cfg.method)
+    if names is None:
+        return leaves
+    if not names:
+        raise TuneforgeError(
+            f"Adapter targets {spec!r} match no module outside the frozen parts of this vision-language model; "
+            "unset `freeze_language_model` (or `freeze_vision_tower`) so the adapter has something to train."
+        )
+    return names
 
 
 def peft_config(model: Any, cfg: TuneforgeConfig, kind: str) -> Any:

@@ -115,8 +115,8 @@ def rope_parameters(model_config: Any, rope_scaling: str | None, cutoff_len: int
 
 
 def load_model(cfg: TuneforgeConfig, tokenizer: PreTrainedTokenizerBase, *, trainable: bool) -> PreTrainedModel:
-    """Load the base causal-LM (no adapters yet) ready for training or inference."""
-    from transformers import AutoConfig, AutoModelForCausalLM
+    """Load the base causal-LM or vision-language model (no adapters yet) ready for training or inference."""
+    from transformers import AutoConfig
 
     from tuneforge.models import quantization, shift_attn
 
@@ -136,7 +136,8 @@ def load_model(cfg: TuneforgeConfig, tokenizer: PreTrainedTokenizerBase, *, trai
         kwargs["attn_implementation"] = attn
     s2_base = shift_attn.check_shift_attn(model_config.model_type, attn) if trainable and m.shift_attn else None
     if m.train_from_scratch:
-        model = AutoModelForCausalLM.from_config(**{k: kwargs[k] for k in kwargs if k != "cache_dir"})
+        auto = _auto_class(model_config)
+        model = auto.from_config(**{k: kwargs[k] for k in kwargs if k != "cache_dir"})
     else:
         kwargs.update(quantization.load_kwargs(cfg, model_config))
         model = _from_pretrained(cfg, kwargs)
@@ -167,7 +168,16 @@ def _from_pretrained(cfg: TuneforgeConfig, kwargs: dict[str, Any]) -> PreTrained
             m.model_name_or_path,
             lambda mapping: AutoModelForCausalLM.from_pretrained(m.model_name_or_path, key_mapping=mapping, **options),
         )
-    return AutoModelForCausalLM.from_pretrained(m.model_name_or_path, **options)
+    return _auto_class(kwargs["config"]).from_pretrained(m.model_name_or_path, **options)
+
+
+def _auto_class(model_config: Any) -> Any:
+    """`AutoModelForImageTextToText` for vision-language models (as LLaMA-Factory loads them), else the causal LM."""
+    from transformers import AutoModelForCausalLM, AutoModelForImageTextToText
+
+    from tuneforge.models.multimodal import is_image_text_config
+
+    return AutoModelForImageTextToText if is_image_text_config(model_config) else AutoModelForCausalLM
 
 
 def prepare_for_training(model: PreTrainedModel, cfg: TuneforgeConfig) -> None:

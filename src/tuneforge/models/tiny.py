@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from transformers import PretrainedConfig
 
 ARCHES = (*FAMILIES, *TEXT_ARCHES)
+VLM_ARCHES = ("qwen2_vl", "qwen2_5_vl", "qwen3_vl")  # vision-language models, built by tiny_vlm.py
 QWEN_VOCAB_SIZE = 151936  # the real Qwen2/Qwen3 embedding size (tokenizer length padded up)
 
 # Exact shapes of real checkpoints; keys are the config fields that differ from the tiny defaults
@@ -187,6 +188,10 @@ def make_tiny(
     there is one. Returns `out_dir`.
     Raises TuneforgeError if `out_dir` exists and is not empty, unless `overwrite` is true.
     """
+    if arch in VLM_ARCHES:
+        from tuneforge.models.tiny_vlm import make_tiny_vlm
+
+        return make_tiny_vlm(arch, prepare_out_dir(out_dir, overwrite), layers=layers, hidden=hidden, seed=seed)
     out = prepare_out_dir(out_dir, overwrite)
     config = build_config(
         arch, layers=layers, hidden=hidden, heads=heads, kv_heads=kv_heads, intermediate=intermediate, shape=shape
@@ -209,6 +214,11 @@ def make_tiny_command(
 ) -> Path:
     """`tuneforge make-tiny`: build the model and print what was written (parameters, path)."""
     path = make_tiny(arch, out, layers=layers, hidden=hidden, seed=seed, shape=shape, overwrite=overwrite)
+    if arch in VLM_ARCHES:
+        from tuneforge.models.tiny_vlm import describe_vlm
+
+        print(describe_vlm(path))
+        return path
     config = _load_config(path)
     what = f"shape {shape}" if shape else f"{config.num_hidden_layers} layers, hidden {config.hidden_size}"
     print(f"wrote {config.model_type} model ({what}, {count_parameters(config):,} parameters) to {path}")
@@ -224,7 +234,7 @@ def _check_arch(arch: str, shape: str | None) -> str:
             raise TuneforgeError(f"shape {shape!r} is a {shape_arch} model, but arch {arch!r} was asked for")
         return shape_arch
     if arch not in ARCHES:
-        raise TuneforgeError(f"unknown arch {arch!r}: choose one of {', '.join(ARCHES)}")
+        raise TuneforgeError(f"unknown arch {arch!r}: choose one of {', '.join(ARCHES + VLM_ARCHES)}")
     return arch
 
 

@@ -19,6 +19,7 @@ def run_eval_only(cfg: TuneforgeConfig) -> dict[str, Any]:
     """Evaluate the model (plus `adapter_name_or_path`) on the evaluation data; writes metrics, no weights."""
     import torch
 
+    from tuneforge.data.media import MediaCollator
     from tuneforge.models.adapters import apply_finetuning
     from tuneforge.models.loader import load_model, load_tokenizer
     from tuneforge.train.args import build_training_args
@@ -29,6 +30,8 @@ def run_eval_only(cfg: TuneforgeConfig) -> dict[str, Any]:
         logger.warning(note)
     tokenizer = load_tokenizer(cfg)
     evals, collator = _eval_data(cfg, tokenizer)
+    if isinstance(collator, MediaCollator):  # keep the `images` column the model's forward does not name
+        args.remove_unused_columns = False
     model = apply_finetuning(load_model(cfg, tokenizer, trainable=False), cfg, trainable=False)
     accuracy = cfg.training.compute_accuracy
     trainer = TuneforgeTrainer(
@@ -49,10 +52,15 @@ def run_eval_only(cfg: TuneforgeConfig) -> dict[str, Any]:
 
 def _eval_data(cfg: TuneforgeConfig, tokenizer: Any) -> tuple[Any, Any]:
     """The tokenized evaluation split (labelled rows, as for training) and its collator."""
+    from tuneforge.data.media import media_collator
     from tuneforge.data.pipeline import prepare_dataset
     from tuneforge.train.sft import sft_collator
 
     splits = prepare_dataset(cfg, tokenizer)  # the stage's labelled rows, as for training
     if splits.eval is None or len(splits.eval) == 0:
         raise ConfigError("No evaluation rows: set `eval_dataset` (or `val_size`); the data report above says why.")
-    return splits.eval, sft_collator(cfg, tokenizer)
+    collator = sft_collator(cfg, tokenizer)
+    first = next(iter(splits.eval.values())) if isinstance(splits.eval, dict) else splits.eval
+    if "images" in first.column_names:
+        collator = media_collator(cfg.model, tokenizer, splits.template, collator)
+    return splits.eval, collator

@@ -155,7 +155,10 @@ def run_stage(
     tokenizer = tokenizer if tokenizer is not None else load_tokenizer(cfg)
     data = data or stage_data(cfg, tokenizer, spec.collator)  # stops here when the template does not fit
     attach_chat_template(tokenizer, data.template)
-    speed = plan_speed(cfg, args, data, cuda) if spec.speed else SpeedPlan(cuda=cuda)
+    media = _has_media(data.train)
+    if media:  # the Trainer would drop the `images` column, which the model's forward does not name
+        args.remove_unused_columns = False
+    speed = plan_speed(cfg, args, data, cuda) if spec.speed and not media else SpeedPlan(cuda=cuda)
     model = load_model(cfg, tokenizer, trainable=True)
     if spec.speed:
         prepare_model(model, cfg, speed)  # varlen attention, fused kernels
@@ -189,6 +192,10 @@ def run_stage(
     result = trainer.train(resume_from_checkpoint=run.resume)
     effective_tokens_per_sec(cfg, data.train, result.metrics)
     _save(trainer, model, plan, result.metrics)
+    if media and trainer.is_world_process_zero():
+        from tuneforge.data.media import copy_processor_files
+
+        copy_processor_files(cfg.model.model_name_or_path, run.out)
     metrics = dict(result.metrics)
     if data.eval is not None and trainer.args.do_eval:  # as LLaMA-Factory: do_eval or an eval_strategy
         metrics.update(_evaluate(trainer))
@@ -213,6 +220,10 @@ def stage_data(cfg: TuneforgeConfig, tokenizer: Any, collator: Callable[[Any, An
             f"{', '.join(columns)}. Pick a dataset of that kind."
         )
     made = collator(cfg, tokenizer) if collator is not None else None
+    if made is not None and "images" in columns:
+        from tuneforge.data.media import media_collator
+
+        made = media_collator(cfg.model, tokenizer, splits.template, made)
     return TrainData(train=splits.train, eval=splits.eval, collator=made, template=splits.template)
 
 
@@ -257,6 +268,12 @@ def _evaluate(trainer: TuneforgeTrainer) -> dict[str, Any]:
     trainer.log_metrics("eval", metrics)
     trainer.save_metrics("eval", metrics)
     return metrics
+
+
+def _has_media(train: Any) -> bool:
+    from tuneforge.data.streaming import columns_of
+
+    return "images" in columns_of(train)
 
 
 def _hashable(train: Any) -> Any:

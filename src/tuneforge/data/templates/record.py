@@ -70,7 +70,9 @@ class TemplateSpec:
     ``system_content`` wraps non-empty system text inside the system slot (Command-R7B's developer preamble);
     ``assistant_with_calls`` replaces the ``assistant`` slot for turns carrying tool calls (Command-R closes
     those turns differently). Tool results may use ``{call_index}``: the conversation-wide position of the call
-    they answer (by ``tool_call_id``, else by order).
+    they answer (by ``tool_call_id``, else by order). ``mm_plugin`` names how `<image>` / `<video>` / `<audio>`
+    marks become the model's media tokens (LLaMA-Factory's plugin names; "" for text-only templates), with the
+    model's ``image_token`` / ``video_token`` / ``audio_token``.
     """
 
     name: str
@@ -114,6 +116,10 @@ class TemplateSpec:
     eos: str = ""
     aliases: tuple[str, ...] = field(default=())
     description: str = ""
+    mm_plugin: str = ""
+    image_token: str = ""
+    video_token: str = ""
+    audio_token: str = ""
 
     @classmethod
     def from_dict(cls, name: str, data: dict) -> TemplateSpec:

@@ -1,0 +1,34 @@
+"""Helpers for the multimodal tests: LLaMA-Factory-style image datasets written to a folder."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+_TAGS = {"role_tag": "role", "content_tag": "content", "user_tag": "user", "assistant_tag": "assistant"}
+
+
+def write_media_dataset(folder: Path, rows: list[dict[str, Any]], name: str = "mm") -> Path:
+    """A sharegpt dataset `name` with role/content tags and an `images` column, registered in `folder`."""
+    (folder / f"{name}.json").write_text(json.dumps(rows))
+    entry = {"file_name": f"{name}.json", "formatting": "sharegpt", "tags": _TAGS}
+    entry["columns"] = {"messages": "messages", "images": "images"}
+    (folder / "dataset_info.json").write_text(json.dumps({name: entry}))
+    return folder
+
+
+def square_image(path: Path, colour: tuple[int, int, int], size: int = 56) -> None:
+    """A white `size` x `size` PNG with a coloured square in the middle."""
+    from PIL import Image
+
+    image = Image.new("RGB", (size, size), (255, 255, 255))
+    image.paste(colour, (size // 4, size // 4, 3 * size // 4, 3 * size // 4))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image.save(path)
+
+
+def row(question: str, answer: str, images: list[str]) -> dict[str, Any]:
+    """A one-turn row with role/content messages and its image paths."""
+    messages = [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]
+    return {"messages": messages, "images": images}
