@@ -37,6 +37,10 @@ tail -3 "$OUT/tf_log.txt"
 timeout 90 python3 -m pytest -q -m gpu tests/test_speed_attention.py -p no:cacheprovider 2>&1 | tail -5 | tee "$OUT/gpu_tests.txt"
 # DeepSpeed ZeRO-3 save (gathered model / adapter) and resume from a ZeRO checkpoint; skipped without deepspeed.
 timeout 300 python3 -m pytest -q -m gpu tests/test_dist_gpu.py -p no:cacheprovider 2>&1 | tail -5 | tee -a "$OUT/gpu_tests.txt"
+# FSDP2 over two GPUs equals one GPU (LoRA and full); skipped on a machine with one GPU.
+timeout 200 python3 -m pytest -q -m gpu tests/test_dist_fsdp_gpu.py -p no:cacheprovider 2>&1 | tail -5 | tee -a "$OUT/gpu_tests.txt"
+# QLoRA on CUDA (bitsandbytes, EETQ) and GPTQ export; each skips when its wheel (bitsandbytes, eetq, gptqmodel) is absent.
+timeout 240 python3 -m pytest -q -m gpu tests/test_quantization_e2e.py tests/test_export_hf.py -p no:cacheprovider 2>&1 | tail -5 | tee -a "$OUT/gpu_tests.txt"
 
 # 5. The table.
 { echo "# GPU results (draft; $(head -1 "$OUT/device.txt"))"; echo; python3 benchmarks/train_speed.py --report "$OUT/lf.txt" "$OUT/tf.jsonl"; echo; cat "$OUT/tf_smi.txt"; } > "$OUT/RESULTS.md"

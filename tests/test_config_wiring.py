@@ -95,7 +95,7 @@ def test_issue_keys_are_classified_as_the_contract_says() -> None:
     assert wiring("use_mca").kind == "refused" and "Megatron" in wiring("use_mca").text
     assert all(wiring(k).kind == "acts" for k in ("use_galore", "galore_rank", "use_badam", "use_muon"))
     assert wiring("master_port").kind == "acts"  # the torchrun launcher reads it
-    assert wiring("ray_num_workers").kind == "no-op" and "torchrun" in wiring("ray_num_workers").text
+    assert wiring("ray_num_workers").kind == "acts"  # Ray Train reads it under USE_RAY=1
     assert wiring("data_shared_file_system").kind == "no-op"
 
 

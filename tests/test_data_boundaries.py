@@ -121,11 +121,12 @@ def test_efficient_eos_trains_on_the_inference_context(qwen_tokenizer, name: str
 
 
 def test_tool_schema_forms_render_alike(qwen_tokenizer) -> None:
-    """A bare (glaive) function dict and the OpenAI-wrapped form give the same text for every tool format."""
+    """A bare (glaive) function dict and the OpenAI-wrapped form give the same text for every tool format, except
+    those that list the schemas as the data gave them (Seed-OSS, as LLaMA-Factory does)."""
     wrapped = [{"type": "function", "function": FUNCTION}]
     for name in list_templates():
         template = get_template(name, qwen_tokenizer)
-        if template.spec.tools_in == "none":
+        if template.spec.tools_in == "none" or "{raw_json}" in template.tool_format.tool:
             continue
         ask = [{"role": "user", "content": "Weather in Paris?"}]
         assert template.render(ask, tools=[FUNCTION]) == template.render(ask, tools=wrapped), name

@@ -87,15 +87,34 @@ def test_single_process_fsdp_is_a_clear_message(tmp_path: Path, single_process: 
         launch.preflight(_cfg(tmp_path, fsdp="full_shard"))
 
 
-def test_use_ray_is_refused_until_built(tmp_path: Path, single_process: None, monkeypatch) -> None:
+def test_use_ray_without_ray_names_the_extra_before_any_work(tmp_path: Path, single_process: None, monkeypatch) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "ray" else real(name, *a))
     monkeypatch.setenv("USE_RAY", "1")
-    with pytest.raises(NotBuiltError, match=r"Ray Train is not built yet.*FORCE_TORCHRUN=1"):
-        launch.preflight(_cfg(tmp_path))
+    started = []
+    monkeypatch.setattr(launch, "run_on_ray", lambda *args: started.append(args))
+    with pytest.raises(ConfigError, match=r"`USE_RAY=1` needs the `ray` package: pip install 'tuneforge\[ray\]'"):
+        launch.launch_if_wanted(["train"], _cfg(tmp_path), started.append)
+    assert not started
 
 
-def test_ray_keys_warn_without_effect(tmp_path: Path, single_process: None, caplog) -> None:
-    launch.preflight(_cfg(tmp_path, ray_num_workers=4))  # the key's no-op wiring warns when the config loads
-    assert "`ray_num_workers` (the config dict) has no effect: Ray Train is not built" in caplog.text
+def test_ray_settings_are_checked_before_launch(tmp_path: Path, single_process: None, monkeypatch, caplog) -> None:
+    monkeypatch.setenv("USE_RAY", "1")
+    with pytest.raises(ConfigError, match="`ray_init_kwargs`: not valid JSON"):
+        launch.preflight(_cfg(tmp_path, ray_init_kwargs="{num_cpus"))
+    with pytest.raises(ConfigError, match="`ray_num_workers: 0`"):
+        launch.preflight(_cfg(tmp_path, ray_num_workers=0))
+    with pytest.raises(TuneforgeError, match="shards the model over several processes"):
+        launch.preflight(_cfg(tmp_path, fsdp="full_shard"))  # one Ray worker is one process
+    launch.preflight(_cfg(tmp_path, ray_num_workers=2, fsdp="full_shard", master_port="29500"))
+    assert "`master_addr` / `master_port` have no effect with USE_RAY=1" in caplog.text
+
+
+def test_ray_keys_warn_without_use_ray(tmp_path: Path, single_process: None, caplog) -> None:
+    launch.preflight(_cfg(tmp_path, ray_num_workers=4))
+    assert "`ray_num_workers` / `ray_init_kwargs` have no effect without USE_RAY=1" in caplog.text
 
 
 def test_config_master_address_stands_in_for_the_environment() -> None:
@@ -105,13 +124,18 @@ def test_config_master_address_stands_in_for_the_environment() -> None:
     assert launch.plan_launch(env, devices=1, master=("10.1.1.1", "29600")).master_addr == "10.2.2.2"
 
 
-def test_fsdp_on_cpu_warns_it_runs_as_ddp(tmp_path: Path, single_process: None, monkeypatch, caplog) -> None:
-    """accelerate enables FSDP only for GPU-like devices; on CPU its processes run plain DDP, which is said."""
+def test_fsdp1_on_cpu_warns_it_runs_as_ddp(tmp_path: Path, single_process: None, monkeypatch, caplog) -> None:
+    """accelerate enables FSDP1 only for GPU-like devices; on CPU its processes run plain DDP, which is said.
+    FSDP2 (the default version) shards on CPU too (tests/test_dist_e2e.py), so it is not warned about."""
     monkeypatch.setenv("FORCE_TORCHRUN", "1")
     monkeypatch.setenv("NPROC_PER_NODE", "2")
     monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    launch.preflight(_cfg(tmp_path, fsdp="full_shard", fsdp_config='{"fsdp_version": 1}'))
+    assert "fsdp_version 1 has no effect on CPU" in caplog.text and "2 processes run plain DDP" in caplog.text
+    caplog.clear()
+    launch.preflight(_cfg(tmp_path, fsdp="full_shard", fsdp_config={"fsdp_version": 2}))
     launch.preflight(_cfg(tmp_path, fsdp="full_shard"))
-    assert "`fsdp` has no effect on CPU" in caplog.text and "2 processes run plain DDP" in caplog.text
+    assert "no effect on CPU" not in caplog.text
 
 
 def test_ppo_on_several_processes_is_refused(tmp_path: Path, single_process: None, monkeypatch) -> None:

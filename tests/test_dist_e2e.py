@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from train_helpers import read_log, write_identity_dataset
+from train_helpers import dist_args, read_log, write_identity_dataset
 
 pytestmark = pytest.mark.slow
 torch = pytest.importorskip("torch")
@@ -25,26 +25,6 @@ torch = pytest.importorskip("torch")
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_identity_dataset(tmp_path_factory.mktemp("dist_data"))
-
-
-def _common(model: Path, data: Path, kind: str) -> list[str]:
-    return [
-        f"model_name_or_path={model}",
-        "dataset=ids",
-        f"dataset_dir={data}",
-        "template=qwen",
-        f"finetuning_type={kind}",
-        f"learning_rate={1e-2 if kind == 'lora' else 1e-3}",
-        "max_steps=3",
-        "save_steps=1000",
-        "logging_steps=1",
-        "per_device_train_batch_size=2",
-        "lora_dropout=0",
-        "disable_shuffling=true",
-        "disable_gradient_checkpointing=true",
-        "disable_tqdm=true",
-        "report_to=none",
-    ]
 
 
 def _env(**extra: str) -> dict[str, str]:
@@ -76,36 +56,40 @@ def _weights(out: Path) -> dict:
     return load_file(out / name)
 
 
-def _assert_same_run(a: Path, b: Path) -> None:
+def _assert_same_run(a: Path, b: Path, tied_copy: bool = False) -> None:
+    """Same losses and weights; `tied_copy`: b also holds the tied output head (FSDP's full state dict keeps it)."""
     losses_a = [r["loss"] for r in read_log(a) if "loss" in r]
     losses_b = [r["loss"] for r in read_log(b) if "loss" in r]
     assert len(losses_a) == 3  # one log line per step: only rank 0 writes the log
     assert losses_b == pytest.approx(losses_a, abs=1e-5)
     wa, wb = _weights(a), _weights(b)
+    if tied_copy:
+        torch.testing.assert_close(wb.pop("lm_head.weight"), wb["model.embed_tokens.weight"], atol=0, rtol=0)
     assert wa.keys() == wb.keys()
     for key in wa:
         torch.testing.assert_close(wa[key], wb[key], atol=1e-5, rtol=1e-5, msg=key)
 
 
+def _single(kind: str, model: Path, data: Path, factory: pytest.TempPathFactory) -> Path:
+    out = factory.mktemp(f"single_{kind}") / "out"
+    _finish(_train([*dist_args(model, data, kind), "gradient_accumulation_steps=4", f"output_dir={out}"], out.parent))
+    return out
+
+
 @pytest.fixture(scope="module")
 def single_lora(tiny_qwen2: Path, data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("single_lora") / "out"
-    _finish(
-        _train(
-            [*_common(tiny_qwen2, data_dir, "lora"), "gradient_accumulation_steps=4", f"output_dir={out}"], out.parent
-        )
-    )
-    return out
+    return _single("lora", tiny_qwen2, data_dir, tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def single_full(tiny_qwen2: Path, data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _single("full", tiny_qwen2, data_dir, tmp_path_factory)
 
 
 @pytest.mark.parametrize("kind", ["lora", "full"])
 def test_two_processes_equal_one(kind: str, tiny_qwen2: Path, data_dir: Path, tmp_path: Path, request) -> None:
-    common = _common(tiny_qwen2, data_dir, kind)
-    if kind == "lora":
-        single = request.getfixturevalue("single_lora")
-    else:
-        single = tmp_path / "single"
-        _finish(_train([*common, "gradient_accumulation_steps=4", f"output_dir={single}"], tmp_path))
+    common = dist_args(tiny_qwen2, data_dir, kind)
+    single = request.getfixturevalue(f"single_{kind}")
     ddp = tmp_path / "ddp"
     proc = _train(
         [*common, "gradient_accumulation_steps=2", f"output_dir={ddp}"],
@@ -119,15 +103,82 @@ def test_two_processes_equal_one(kind: str, tiny_qwen2: Path, data_dir: Path, tm
     _assert_same_run(single, ddp)
 
 
-def test_two_nodes_equal_one_process(single_lora: Path, tiny_qwen2: Path, data_dir: Path, tmp_path: Path) -> None:
-    """Two torchrun launches, `NNODES=2` with NODE_RANK 0 and 1, one process each, meet on 127.0.0.1."""
-    args = [*_common(tiny_qwen2, data_dir, "lora"), "gradient_accumulation_steps=2", f"output_dir={tmp_path / 'out'}"]
-    node = {"FORCE_TORCHRUN": "1", "NNODES": "2", "NPROC_PER_NODE": "1", "MASTER_ADDR": "127.0.0.1"}
-    node["MASTER_PORT"] = _free_port()
-    procs = [_train(args, tmp_path, **node, NODE_RANK=str(rank)) for rank in (0, 1)]
-    outs = [_finish(proc) for proc in procs]
+@pytest.mark.parametrize("kind", ["lora", "full"])
+def test_fsdp2_on_cpu_equals_one_process(kind: str, tiny_qwen2: Path, data_dir: Path, tmp_path: Path, request) -> None:
+    """`fsdp: full_shard` (FSDP2) over two gloo processes shards the model through accelerate and saves the full
+    state dict: a loadable adapter or model equal to the single process's."""
+    args = [*dist_args(tiny_qwen2, data_dir, kind), "gradient_accumulation_steps=2", f"output_dir={tmp_path / 'out'}"]
+    args += ["fsdp=full_shard", 'fsdp_config={"fsdp_version": 2}']
+    out = _finish(_train(args, tmp_path, FORCE_TORCHRUN="1", NPROC_PER_NODE="2"))
+    assert out.count("FSDP2 on CPU: accelerate shards the model over the 2 gloo processes.") == 2
+    assert "no effect on CPU" not in out
+    _assert_same_run(request.getfixturevalue(f"single_{kind}"), tmp_path / "out", tied_copy=kind == "full")
+
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def _readme_line(start: str, contains: str = "") -> str:
+    """The README's command line that starts with `start` (and contains `contains`)."""
+    lines = [ln.strip() for ln in README.read_text(encoding="utf-8").splitlines()]
+    found = [ln for ln in lines if ln.startswith(start) and contains in ln]
+    assert len(found) == 1, f"README should show one `{start}...{contains}` command"
+    return found[0]
+
+
+def _run_readme_nodes(nodes: list[tuple[str, dict[str, str]]], args: list[str], cwd: Path) -> list[str]:
+    """Run each README command line with its environment (one per "node") at once; `cfg.yaml` holds `args` and
+    `tuneforge` is this Python's."""
+    import yaml
+
+    cfg = cwd / "cfg.yaml"
+    cfg.write_text(yaml.safe_dump({k: yaml.safe_load(v) for k, v in (a.split("=", 1) for a in args)}))
+    here = f"{sys.executable} -m tuneforge.cli train {cfg}"
+    procs = [
+        subprocess.Popen(
+            ["bash", "-c", line.replace("tuneforge train cfg.yaml", here)],
+            cwd=cwd,
+            env=_env(**env),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for line, env in nodes
+    ]
+    return [_finish(proc) for proc in procs]
+
+
+def _lora_args(model: Path, data: Path, out: Path) -> list[str]:
+    return [*dist_args(model, data, "lora"), "gradient_accumulation_steps=2", f"output_dir={out}"]
+
+
+def test_readme_two_machine_commands_equal_one_process(
+    single_lora: Path, tiny_qwen2: Path, data_dir: Path, tmp_path: Path
+) -> None:
+    """The README's two-machine lines, NODE_RANK 0 and 1, one process each, meeting on 127.0.0.1 (two "nodes")."""
+    port = _free_port()
+    lines = [
+        _readme_line("FORCE_TORCHRUN=1 NNODES=2", f"NODE_RANK={rank}")
+        .replace("MASTER_ADDR=10.0.0.1", "MASTER_ADDR=127.0.0.1")
+        .replace("MASTER_PORT=29500", f"MASTER_PORT={port}")
+        for rank in (0, 1)
+    ]
+    nodes = [(line, {"NPROC_PER_NODE": "1"}) for line in lines]
+    outs = _run_readme_nodes(nodes, _lora_args(tiny_qwen2, data_dir, tmp_path / "out"), tmp_path)
     assert "--nnodes=2 --node_rank=1" in outs[1]
     assert "Training finished." in outs[0] and "Training finished." not in outs[1]
+    _assert_same_run(single_lora, tmp_path / "out")
+
+
+def test_readme_slurm_script_equals_one_process(
+    single_lora: Path, tiny_qwen2: Path, data_dir: Path, tmp_path: Path
+) -> None:
+    """The README's Slurm `srun` line as each of two tasks runs it (SLURM_NNODES=2, SLURM_NODEID 0 and 1)."""
+    line = _readme_line("srun bash -c").removeprefix("srun ")
+    env = {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": _free_port(), "NPROC_PER_NODE": "1", "SLURM_NNODES": "2"}
+    nodes = [(line, env | {"SLURM_NODEID": str(node)}) for node in (0, 1)]
+    outs = _run_readme_nodes(nodes, _lora_args(tiny_qwen2, data_dir, tmp_path / "out"), tmp_path)
+    assert "--nnodes=2 --node_rank=1" in outs[1]
     _assert_same_run(single_lora, tmp_path / "out")
 
 
@@ -138,7 +189,7 @@ def test_killed_job_resumes_on_every_rank_and_equals_one_process(
     ends with the losses and weights of the uninterrupted single process."""
     out = tmp_path / "out"
     args = [
-        *_common(tiny_qwen2, data_dir, "lora"),
+        *dist_args(tiny_qwen2, data_dir, "lora"),
         "gradient_accumulation_steps=2",
         "save_steps=1",
         f"output_dir={out}",
@@ -161,7 +212,7 @@ def test_killed_job_resumes_on_every_rank_and_equals_one_process(
 
 def test_a_dead_rank_stops_the_job_with_its_name(tiny_qwen2: Path, data_dir: Path, tmp_path: Path) -> None:
     """SIGKILL one rank mid-run: the job ends at once (no wait for ddp_timeout) naming the rank and its last line."""
-    args = [*_common(tiny_qwen2, data_dir, "lora"), "max_steps=500", f"output_dir={tmp_path / 'out'}"]
+    args = [*dist_args(tiny_qwen2, data_dir, "lora"), "max_steps=500", f"output_dir={tmp_path / 'out'}"]
     proc = _train(args, tmp_path, FORCE_TORCHRUN="1", NPROC_PER_NODE="2")
     log = tmp_path / "out" / "trainer_log.jsonl"
     deadline = time.time() + 240
@@ -190,15 +241,11 @@ def _rank_pid(parent: int, rank: int) -> int:
     raise AssertionError(f"no rank {rank} process under {parent}")
 
 
-def test_reward_model_two_processes_equal_one(shared_dir: Path, tiny_qwen2: Path, tmp_path: Path) -> None:
-    """Stage rm under DDP: the value head's forward runs through the DDP wrapper, so its gradients are all-reduced
-    and the adapter and value head equal one process's."""
-    from safetensors.torch import load_file
-
-    args = [
-        f"model_name_or_path={tiny_qwen2}",
-        "stage=rm",
-        "dataset=dpo_en_demo",
+def _stage_args(shared_dir: Path, model: Path, stage: str, dataset: str) -> list[str]:
+    return [
+        f"model_name_or_path={model}",
+        f"stage={stage}",
+        f"dataset={dataset}",
         f"dataset_dir={shared_dir / 'lf-data'}",
         "template=qwen",
         "max_samples=16",
@@ -214,16 +261,50 @@ def test_reward_model_two_processes_equal_one(shared_dir: Path, tiny_qwen2: Path
         "disable_tqdm=true",
         "report_to=none",
     ]
+
+
+def _stage_two_processes_equal_one(args: list[str], tmp_path: Path, files: tuple[str, ...]) -> None:
+    """The stage on one process (accumulating 2) and on two ranks: same losses, same saved weights."""
+    from safetensors.torch import load_file
+
     single, ddp = tmp_path / "single", tmp_path / "ddp"
     _finish(_train([*args, "gradient_accumulation_steps=2", f"output_dir={single}"], tmp_path))
     proc = _train([*args, f"output_dir={ddp}"], tmp_path, FORCE_TORCHRUN="1", NPROC_PER_NODE="2")
     _finish(proc)
     losses = [[r["loss"] for r in read_log(out) if "loss" in r] for out in (single, ddp)]
     assert len(losses[0]) == 2 and losses[1] == pytest.approx(losses[0], abs=1e-5)
-    for name in ("adapter_model.safetensors", "value_head.safetensors"):
+    for name in files:
         wa, wb = load_file(single / name), load_file(ddp / name)
         for key in wa:
             torch.testing.assert_close(wa[key], wb[key], atol=1e-5, rtol=1e-5, msg=key)
+
+
+def test_reward_model_two_processes_equal_one(shared_dir: Path, tiny_qwen2: Path, tmp_path: Path) -> None:
+    """Stage rm under DDP: the value head's forward runs through the DDP wrapper, so its gradients are all-reduced
+    and the adapter and value head equal one process's."""
+    args = _stage_args(shared_dir, tiny_qwen2, "rm", "dpo_en_demo")
+    _stage_two_processes_equal_one(args, tmp_path, ("adapter_model.safetensors", "value_head.safetensors"))
+
+
+@pytest.mark.parametrize(("stage", "dataset"), [("pt", "c4_demo"), ("dpo", "dpo_en_demo")])
+def test_pretraining_and_dpo_two_processes_equal_one(
+    stage: str, dataset: str, shared_dir: Path, tiny_qwen2: Path, tmp_path: Path
+) -> None:
+    """pt and the DPO family under DDP: a micro-batch loss averaged the same way, so two ranks equal one process."""
+    args = _stage_args(shared_dir, tiny_qwen2, stage, dataset)
+    _stage_two_processes_equal_one(args, tmp_path, ("adapter_model.safetensors",))
+
+
+def test_kto_runs_on_two_processes(shared_dir: Path, tiny_qwen2: Path, tmp_path: Path) -> None:
+    """KTO under DDP trains to the end; rank 0 alone writes the log and the adapter.
+
+    Not compared with one process: its KL baseline is estimated per micro-batch, so the split changes it."""
+    args = [*_stage_args(shared_dir, tiny_qwen2, "kto", "kto_en_demo"), f"output_dir={tmp_path / 'out'}"]
+    out = _finish(_train(args, tmp_path, FORCE_TORCHRUN="1", NPROC_PER_NODE="2"))
+    assert out.count("Training finished.") == 1
+    losses = [r["loss"] for r in read_log(tmp_path / "out") if "loss" in r]
+    assert len(losses) == 2 and all(loss == loss for loss in losses)
+    assert (tmp_path / "out" / "adapter_model.safetensors").exists()
 
 
 def test_grpo_runs_on_two_processes(tiny_qwen2: Path, tmp_path: Path) -> None:

@@ -142,7 +142,7 @@ def test_existing_export_dir_refused_unless_overwrite(base: Path, tmp_path: Path
 @pytest.mark.parametrize(
     ("keys", "match"),
     [
-        ({"quantization_bit": 4}, "quantized base"),
+        ({"quantization_bit": 8, "quantization_method": "eetq"}, "only bitsandbytes weights can be dequantized"),
         ({"export_hub_model_id": "me/model"}, "HF_HUB_OFFLINE"),
         ({"export_quantization_bit": 5, "export_quantization_dataset": "x.jsonl"}, "2, 3, 4 or 8"),
         ({"export_quantization_bit": 4}, "export_quantization_dataset"),

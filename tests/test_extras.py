@@ -36,7 +36,7 @@ FEATURES = [
     ("train", {"enable_liger_kernel": True}, "liger_kernel", "liger"),
     ("train", {"speed_kernels": "liger"}, "liger_kernel", "liger"),
     ("train", {"quantization_bit": 4}, "bitsandbytes", "bnb"),
-    ("infer", {"quantization_bit": 4, "quantization_method": "hqq"}, "hqq", "hqq"),
+    ("infer", {"quantization_bit": 8, "quantization_method": "eetq"}, "eetq", "eetq"),
     ("train", {"quantization_bit": 8, "quantization_method": "eetq"}, "eetq", "eetq"),
     ("infer", {"infer_backend": "vllm"}, "vllm", "vllm"),
     ("infer", {"infer_backend": "sglang"}, "sglang", "sglang"),
@@ -75,11 +75,11 @@ def test_inference_backends_name_their_extra(monkeypatch: pytest.MonkeyPatch, mo
 
 
 def test_model_loader_quantizer_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
-    from tuneforge.models import loader
+    from tuneforge.models import quantization
 
-    _hide(monkeypatch, "hqq")
-    with pytest.raises(ConfigError, match=r"tuneforge\[hqq\]"):
-        loader._require_package("hqq", "quantization_method: hqq")
+    _hide(monkeypatch, "bitsandbytes")
+    with pytest.raises(ConfigError, match=r"tuneforge\[bnb\]"):
+        quantization.quantization_config(load_config({"quantization_bit": 4}, paths=False))
 
 
 def test_train_with_missing_tracker_stops_before_any_work(tiny_qwen3: Path, tmp_path: Path) -> None:

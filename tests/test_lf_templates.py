@@ -19,8 +19,10 @@ from pathlib import Path
 import pytest
 
 from test_data_boundaries import _example, _process
+from tuneforge.data.convert import parse_function_call
 from tuneforge.data.process import IGNORE
 from tuneforge.data.templates import get_template
+from tuneforge.errors import ConfigError
 
 FIXTURE = Path(__file__).parent / "fixtures" / "lf_template_ids.json"
 DATA = json.loads(FIXTURE.read_text(encoding="utf-8"))
@@ -56,6 +58,12 @@ DIFFERS: dict[str, str] = {
     **dict.fromkeys(["llava", "llava_next"], "a space after the system text, as LLaVA-1.5's own format (LF: none)"),
     "yuan": "LF writes <sep> as a token id; the fixture's tokenizer has no <sep>, so LF wrote its unknown token",
 }
+# Tool use (the fixture's "tools" cases) differs from LF for these templates; README's differences list them.
+TOOLS_DIFFER: dict[str, str] = {
+    **{name: reason for name, reason in DIFFERS.items() if name != "glm4_moe"},
+    "glm4_moe": OFFICIAL + " (tool_format: glm4_moe gives LF's text)",
+    "phi4_mini": "follows llama.cpp's tool-aware template; LF lists the tool schemas as one JSON list inside <|tool|>",
+}
 
 
 @cache
@@ -84,8 +92,15 @@ def _fixed(added: tuple[str, ...], eos_token: str):
 
 def _case(name: str, key: str) -> dict:
     case = DATA["cases"][f"thinking:{name}" if key == "thinking" else key]
-    messages = [{"role": role, "content": content} for role, content in case["messages"]]
-    return _example(messages, case["system"] or None)
+    messages = [_message(role, content) for role, content in case["messages"]]
+    return _example(messages, case["system"] or None, case.get("tools"))
+
+
+def _message(role: str, content: str) -> dict:
+    """A fixture turn (LF's roles: function = the assistant's calls as JSON, observation = tool results)."""
+    if role == "function":
+        return {"role": "assistant", "content": "", "tool_calls": parse_function_call(content, 0)}
+    return {"role": "tool" if role == "observation" else role, "content": content}
 
 
 def _trained(tok, ids: list[int], labels: list[int]) -> str:
@@ -105,11 +120,14 @@ def _same(tok, ours: dict, theirs: dict) -> bool:
     return same_text and trained == _trained(tok, theirs["input_ids"], theirs["labels"]).replace("\n", "")
 
 
-def _mismatches(name: str) -> list[str]:
+def _mismatches(name: str, tools: bool = False) -> list[str]:
+    """The cases (tool-use ones when ``tools``, the others otherwise) where ours differs from LF's."""
     tok = _tokenizer(name)
     template = get_template(name, tok)
     bad = []
     for key, theirs in DATA["templates"][name]["cases"].items():
+        if key.startswith("tools") != tools:
+            continue
         (ours,) = _process(template, tok, [_case(name, key)], kind="sft", cutoff_len=DATA["cutoff_len"])
         if not _same(tok, ours, theirs):
             bad.append(f"{key}: ours {tok.decode(ours['input_ids'])!r}\n  LF {tok.decode(theirs['input_ids'])!r}")
@@ -125,6 +143,19 @@ def test_every_llamafactory_text_template_encodes_as_llamafactory(name: str) -> 
         assert not bad, "\n".join(bad)
 
 
+@pytest.mark.parametrize("name", sorted(set(DATA["templates"]) - set(DATA["multimodal"])))
+def test_tool_use_encodes_as_llamafactory(name: str) -> None:
+    """Tool schemas, tool calls (one, and two where the format allows) and tool results, as LF renders them."""
+    if name in TOOLS_DIFFER:
+        try:
+            bad = _mismatches(name, tools=True)
+        except (ConfigError, AssertionError):  # the template refuses tools here (gpt_oss, llama3's parallel calls)
+            bad = ["refused"]
+        assert bad, f"{name}'s tool use now matches LF: drop it from TOOLS_DIFFER and README's differences"
+    else:
+        assert not _mismatches(name, tools=True)
+
+
 def test_fixture_covers_every_llamafactory_template_with_its_media_plugin() -> None:
     from tuneforge.data.templates import get_spec, list_templates
 
@@ -138,7 +169,6 @@ def test_fixture_covers_every_llamafactory_template_with_its_media_plugin() -> N
 
 def test_config_validate_accepts_every_llamafactory_template_and_suggests_close_names() -> None:
     from tuneforge.config.loader import load_config
-    from tuneforge.errors import ConfigError
 
     base = {"model_name_or_path": "m", "stage": "sft", "dataset": "d", "output_dir": "o"}
     for name in DATA["names"]:

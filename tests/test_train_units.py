@@ -42,12 +42,20 @@ def test_attention_mapping() -> None:
         attn_implementation("fa2")  # no CUDA / flash-attn here
 
 
-def test_quantization_on_cpu_says_what_is_needed() -> None:
-    from tuneforge.models.loader import quantization_config
+def test_quantization_on_cpu_says_what_is_needed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without CUDA and without a bitsandbytes CPU backend, QLoRA stops naming both ways out."""
+    import importlib.util
 
-    with pytest.raises(TuneforgeError, match="CUDA"):
-        quantization_config(cfg_of(quantization_bit=4))
-    assert quantization_config(cfg_of()) is None
+    from tuneforge.models import quantization
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(quantization, "cuda_available", lambda: False)
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "bitsandbytes.backends.cpu" else real(name, *a)
+    )
+    with pytest.raises(TuneforgeError, match="CUDA GPU, or a bitsandbytes release with a CPU backend"):
+        quantization.quantization_config(cfg_of(quantization_bit=4))
+    assert quantization.quantization_config(cfg_of()) is None
 
 
 def test_rope_scaling_factor_from_cutoff_len() -> None:

@@ -92,3 +92,25 @@ def write_identity_dataset(folder: Path, n: int = 16) -> Path:
     (folder / "ids.json").write_text(json.dumps(rows))
     (folder / "dataset_info.json").write_text(json.dumps({"ids": {"file_name": "ids.json"}}))
     return folder
+
+
+def dist_args(model: Path, data: Path, kind: str) -> list[str]:
+    """CLI overrides of a 3-step fp32 run on `write_identity_dataset` data in a fixed order, comparable between one
+    process and a distributed launch of the same global batch (the distributed tests add the accumulation)."""
+    return [
+        f"model_name_or_path={model}",
+        "dataset=ids",
+        f"dataset_dir={data}",
+        "template=qwen",
+        f"finetuning_type={kind}",
+        f"learning_rate={1e-2 if kind == 'lora' else 1e-3}",
+        "max_steps=3",
+        "save_steps=1000",
+        "logging_steps=1",
+        "per_device_train_batch_size=2",
+        "lora_dropout=0",
+        "disable_shuffling=true",
+        "disable_gradient_checkpointing=true",
+        "disable_tqdm=true",
+        "report_to=none",
+    ]

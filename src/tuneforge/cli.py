@@ -58,12 +58,11 @@ def main_group() -> None:
 @_config_verb("train", "Train a model (pt, sft, rm, dpo, kto, ppo, grpo) as the config says.")
 def train_cmd(config: str | None, overrides: tuple[str, ...]) -> None:
     cfg = _load(config, overrides)
+    from tuneforge.train import run_training
     from tuneforge.train.launch import launch_if_wanted
 
-    if launch_if_wanted(["train", *([config] if config else []), *overrides], cfg):
-        return  # torchrun ran the job on every rank
-    from tuneforge.train import run_training
-
+    if launch_if_wanted(["train", *([config] if config else []), *overrides], cfg, run_training):
+        return  # torchrun or Ray Train ran the job on every rank
     run_training(cfg)
 
 

@@ -51,7 +51,6 @@ REPORT_TO: dict[str, tuple[str, str]] = {
 }
 QUANTIZERS: dict[str, tuple[str, str]] = {
     "bnb": ("bitsandbytes", "bnb"),
-    "hqq": ("hqq", "hqq"),
     "eetq": ("eetq", "eetq"),
 }
 BACKENDS: dict[str, tuple[str, str]] = {"vllm": ("vllm", "vllm"), "sglang": ("sglang", "sglang")}
@@ -68,7 +67,9 @@ OPTIMIZERS: dict[str, tuple[str, str]] = {
 EXTRA_OF: dict[str, str] = {
     module: extra
     for module, extra in [*REPORT_TO.values(), *QUANTIZERS.values(), *BACKENDS.values(), *OPTIMIZERS.values()]
-} | {"deepspeed": "deepspeed", "liger_kernel": "liger", "gptqmodel": "quantize", "PIL": "vision"}
+} | {"deepspeed": "deepspeed", "liger_kernel": "liger", "gptqmodel": "quantize", "ray": "ray", "PIL": "vision"}
+# Pre-quantized checkpoints: the extras are named by models/quantization.PREQUANTIZED (gptq, awq, aqlm,
+# compressed-tensors, quanto, torchao), checked when the checkpoint's config.json is read.
 
 
 def require(module: str, setting: str) -> None:

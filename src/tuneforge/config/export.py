@@ -20,10 +20,16 @@ class ExportSection(Section):
         wiring=ACTS,
     )
     export_quantization_bit: int | None = F(
-        None, "Bits per weight for GPTQ quantization of the exported model; unset exports unquantized.", wiring=ACTS
+        None,
+        "Bits per weight (2, 3, 4, 8) for GPTQ quantization of the exported model through gptqmodel on a CUDA GPU; "
+        "unset exports unquantized (for a CPU-made quantized export use `quantization_bit`).",
+        wiring=ACTS,
     )
     export_quantization_dataset: str | None = F(
-        None, "Path or Hub id of the calibration dataset used for GPTQ export quantization.", wiring=ACTS
+        None,
+        "Calibration text for GPTQ export quantization: a dataset registered in dataset_info.json (e.g. c4_demo) "
+        "or a local data file with a `text` column.",
+        wiring=ACTS,
     )
     export_quantization_nsamples: int = F(
         128, "Number of calibration samples used for GPTQ export quantization.", wiring=ACTS

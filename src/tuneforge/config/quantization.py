@@ -12,12 +12,16 @@ class QuantizationSection(Section):
 
     quantization_method: Literal["bnb", "gptq", "awq", "aqlm", "quanto", "eetq", "hqq", "mxfp4", "fp8"] = F(
         "bnb",
-        "Library used to quantize the model on the fly; bnb (bitsandbytes) is the usual QLoRA choice.",
+        "Library used to quantize the model on the fly: bnb (bitsandbytes; CUDA, or CPU with its CPU backend) or "
+        "eetq (CUDA, 8-bit); hqq cannot load on transformers 5, and the others name pre-quantized checkpoint "
+        "formats, recognised from the checkpoint's config.json without this key.",
         wiring=ACTS,
     )
     quantization_bit: int | None = F(
         None,
-        "Bits per weight for on-the-fly quantization (typically 4 or 8); unset loads the model unquantized.",
+        "Bits per weight for on-the-fly quantization (QLoRA: 4 or 8); unset loads the model unquantized. No effect "
+        "on a pre-quantized checkpoint. With `tuneforge export`: adapters merge into the dequantized base; without "
+        "adapters the model is saved bitsandbytes-quantized.",
         wiring=ACTS,
     )
     quantization_type: Literal["fp4", "nf4"] = F(

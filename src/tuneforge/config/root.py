@@ -16,6 +16,7 @@ from tuneforge.config.inference import InferenceSection
 from tuneforge.config.method import MethodSection
 from tuneforge.config.model import ModelSection
 from tuneforge.config.quantization import QuantizationSection
+from tuneforge.config.ray import RaySection
 from tuneforge.config.rlhf import RlhfSection
 from tuneforge.config.server import ServerSection
 from tuneforge.config.training import TrainingSection
@@ -27,6 +28,7 @@ SECTIONS: dict[str, type[Section]] = {
     "method": MethodSection,
     "rlhf": RlhfSection,
     "training": TrainingSection,
+    "ray": RaySection,
     "generation": GenerationSection,
     "inference": InferenceSection,
     "export": ExportSection,
@@ -50,6 +52,7 @@ class TuneforgeConfig(BaseModel):
     method: MethodSection = Field(default_factory=MethodSection)
     rlhf: RlhfSection = Field(default_factory=RlhfSection)
     training: TrainingSection = Field(default_factory=TrainingSection)
+    ray: RaySection = Field(default_factory=RaySection)
     generation: GenerationSection = Field(default_factory=GenerationSection)
     inference: InferenceSection = Field(default_factory=InferenceSection)
     export: ExportSection = Field(default_factory=ExportSection)

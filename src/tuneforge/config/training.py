@@ -6,11 +6,6 @@ from typing import Literal
 
 from tuneforge.config.fields import ACTS, F, Section, no_op, only_with, refused
 
-RAY_NOT_BUILT = (
-    "Ray Train is not built in tuneforge yet; launch with torchrun instead (FORCE_TORCHRUN=1 with NNODES, "
-    "NODE_RANK, NPROC_PER_NODE, MASTER_ADDR, MASTER_PORT: see the README)"
-)
-
 
 class TrainingSection(Section):
     """Trainer settings: batch sizes, schedule, precision, logging, evaluation, checkpoints."""
@@ -423,12 +418,14 @@ class TrainingSection(Section):
     fsdp: list[str] | str | None = F(
         None,
         "Fully Sharded Data Parallel (FSDP2 by default) options, e.g. `full_shard auto_wrap`; needs several "
-        "processes (more than one GPU, or FORCE_TORCHRUN=1). On CPU accelerate does not shard: a warning says the "
-        "run is plain DDP.",
+        "processes (more than one GPU, or FORCE_TORCHRUN=1). FSDP2 shards on CPU processes (gloo) too; FSDP1 on "
+        "CPU runs as plain DDP with a warning.",
         wiring=ACTS,
     )
     fsdp_config: dict | str | None = F(
-        None, "FSDP settings (multi-GPU), as a dict, JSON string or path to a JSON file.", wiring=ACTS
+        None,
+        "FSDP settings, as a dict, JSON string or path to a JSON file, e.g. `{fsdp_version: 2}` (the default).",
+        wiring=ACTS,
     )
     deepspeed: dict | str | None = F(
         None,
@@ -495,19 +492,10 @@ class TrainingSection(Section):
     generation_config: str | None = F(
         None, "Path or Hub id of a GenerationConfig to use when generating during evaluation.", wiring=ACTS
     )
-    ray_num_workers: int = F(
-        1,
-        "Ray Train workers (LLaMA-Factory, USE_RAY=1).",
-        wiring=no_op(RAY_NOT_BUILT),
-    )
-    ray_init_kwargs: dict | str | None = F(
-        None,
-        "Arguments for ray.init() (LLaMA-Factory, USE_RAY=1).",
-        wiring=no_op(RAY_NOT_BUILT),
-    )
     master_addr: str | None = F(
         None,
-        "Address of the node with NODE_RANK=0 for the torchrun launch; the MASTER_ADDR variable wins when set.",
+        "Address of the node with NODE_RANK=0 for the torchrun launch; the MASTER_ADDR variable wins when set. "
+        "With USE_RAY=1 Ray Train picks the address itself (a warning says this key has no effect).",
         wiring=ACTS,
     )
     master_port: str | None = F(

@@ -8,26 +8,48 @@ its rejected rows; shards are concatenated in order, so the result equals the si
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from tuneforge.data.loading import RawRows
 from tuneforge.data.process import ProcessOptions, process_rows
 from tuneforge.data.report import RowReport
+from tuneforge.threads import available_cores, limit_threads, threads_while, worker_threads
+
+logger = logging.getLogger(__name__)
 
 MIN_DISTINCT_ROWS = 8000  # below this, starting workers costs more than it saves
 MIN_CPUS = 4  # on 2 cores the Rust tokenizer already keeps both busy; worker processes measured slower there
 _JOB: tuple | None = None
 
 
-def worth_parallel(examples: RawRows, opts: ProcessOptions, workers: int | None) -> bool:
-    """Whether to shard this dataset over worker processes."""
-    if not workers or workers < 2 or opts.kind not in ("sft", "pairwise", "unsupervised"):
-        return False
-    if "fork" not in multiprocessing.get_all_start_methods() or (os.cpu_count() or 1) < MIN_CPUS:
-        return False
-    return len({id(ex) for ex in examples.rows}) >= MIN_DISTINCT_ROWS
+def parallel_workers(examples: RawRows, opts: ProcessOptions, workers: int | None) -> int:
+    """How many worker processes to shard this dataset over; 1 (in-process) logs why the workers were not used."""
+    if not workers or workers < 2:
+        return 1
+    cores = available_cores()
+    reason = _in_process_reason(examples, opts, cores)
+    if reason:
+        logger.info("preprocessing_num_workers=%d: tokenizing %s in-process (%s)", workers, examples.name, reason)
+        return 1
+    return min(workers, cores)  # more workers than cores only oversubscribe them
+
+
+def _in_process_reason(examples: RawRows, opts: ProcessOptions, cores: int) -> str | None:
+    if opts.kind not in ("sft", "pairwise", "unsupervised"):
+        return f"{opts.kind} rows are not independent"
+    if "fork" not in multiprocessing.get_all_start_methods():
+        return "this platform cannot fork workers"
+    if cores < MIN_CPUS:
+        return f"{cores} cores: the Rust tokenizer already keeps them busy"
+    distinct = len({id(ex) for ex in examples.rows})
+    if distinct < MIN_DISTINCT_ROWS:
+        return f"{distinct} distinct rows < {MIN_DISTINCT_ROWS}: starting workers would cost more than it saves"
+    return None
 
 
 def process_parallel(
@@ -40,23 +62,32 @@ def process_parallel(
     size = -(-len(examples) // workers)
     shards = [(start, min(start + size, len(examples))) for start in range(0, len(examples), size)]
     _JOB = (examples, template, tokenizer, opts, report.strict)
-    previous = os.environ.get("TOKENIZERS_PARALLELISM")
-    os.environ["TOKENIZERS_PARALLELISM"] = "false"  # workers run one thread each; silences the fork warning
     try:
-        with multiprocessing.get_context("fork").Pool(len(shards)) as pool:
+        with worker_pool(len(shards)) as pool:
             results = pool.map(_run_shard, shards)
     finally:
         _JOB = None
-        if previous is None:
-            os.environ.pop("TOKENIZERS_PARALLELISM", None)
-        else:
-            os.environ["TOKENIZERS_PARALLELISM"] = previous
     tables = []
     for payload, problems in results:
         report.problems.extend(problems)
         tables.append(pa.ipc.open_stream(payload).read_all())
     tables = [t for t in tables if t.num_rows] or tables[:1]
     return pa.concat_tables(tables).combine_chunks() if len(tables) > 1 else tables[0]
+
+
+@contextmanager
+def worker_pool(workers: int) -> Iterator[Any]:
+    """A pool of `workers` forked processes whose threads together fit the cores (see `tuneforge.threads`)."""
+    threads = worker_threads(workers)
+    user_set = "TOKENIZERS_PARALLELISM" in os.environ  # a user's value is kept, as the tokenizers library does
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # see `limit_threads`; silences the fork warning too
+    try:
+        context = multiprocessing.get_context("fork")
+        with threads_while(threads), context.Pool(workers, limit_threads, (threads,)) as pool:
+            yield pool
+    finally:
+        if not user_set:
+            os.environ.pop("TOKENIZERS_PARALLELISM", None)
 
 
 def _run_shard(bounds: tuple[int, int]) -> tuple[bytes, list]:

@@ -21,7 +21,7 @@ from tuneforge.data.loading import data_files, read_dataset, sample_rows
 from tuneforge.data.media import attach_media, build_plugin, media_columns, with_images_column
 from tuneforge.data.mixing import mix_tables, parse_probs, split_validation
 from tuneforge.data.packing import pack_table
-from tuneforge.data.parallel import process_parallel, worth_parallel
+from tuneforge.data.parallel import parallel_workers, process_parallel
 from tuneforge.data.process import ProcessOptions, process_rows
 from tuneforge.data.registry import DatasetAttr, resolve_datasets
 from tuneforge.data.report import RowReport
@@ -220,9 +220,9 @@ def _one_dataset(attr: DatasetAttr, plan: Plan, tok: MemoTokenizer, report: RowR
     if plan.media is not None and media_columns(attr):
         root = Path(plan.data.media_dir or plan.data.dataset_dir)
         examples = attach_media(raw, examples, attr, root, plan.media, report)
-    workers = plan.data.preprocessing_num_workers
-    if worth_parallel(examples, plan.opts, workers):
-        table = process_parallel(examples, plan.template, tok.tokenizer, plan.opts, report, int(workers))
+    workers = parallel_workers(examples, plan.opts, plan.data.preprocessing_num_workers)
+    if workers > 1:
+        table = process_parallel(examples, plan.template, tok.tokenizer, plan.opts, report, workers)
     else:
         table = process_rows(examples, plan.template, tok, plan.opts, report)
     if plan.media is not None:

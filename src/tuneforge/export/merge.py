@@ -24,23 +24,28 @@ DTYPES = {"float16": "float16", "bfloat16": "bfloat16", "float32": "float32"}
 
 
 def check_mergeable(cfg: TuneforgeConfig) -> None:
-    """Refuse merging adapters into a quantized base before anything is loaded."""
+    """Refuse merging adapters into a base that cannot be dequantized, before anything is loaded.
+
+    A bitsandbytes base (`quantization_bit` with `quantization_method: bnb`, or a bitsandbytes-saved checkpoint)
+    is dequantized and the adapters merged into those weights: the merged model computes what the QLoRA run
+    trained. Other quantized bases have no dequantization in transformers and are refused.
+    """
     adapters = cfg.model.adapters
     if not adapters:
         return
-    bits = cfg.quantization.quantization_bit
-    if bits is not None:
+    bits, method = cfg.quantization.quantization_bit, cfg.quantization.quantization_method
+    if bits is not None and method != "bnb":
         raise TuneforgeError(
-            f"Cannot merge LoRA adapters into a quantized base model (`quantization_bit: {bits}`): merged "
-            "weights would be rounded to the quantized grid. Remove `quantization_bit` from the export config "
-            "and merge into the full-precision base; quantize the merged model with `export_quantization_bit`."
+            f"Cannot merge LoRA adapters into a {method}-quantized base (`quantization_bit: {bits}`): only "
+            "bitsandbytes weights can be dequantized first. Remove `quantization_bit` to merge into the "
+            "full-precision base."
         )
-    base_config = Path(cfg.model.model_name_or_path or "") / "config.json"
-    if base_config.is_file() and "quantization_config" in json.loads(base_config.read_text(encoding="utf-8")):
+    prequantized = _checkpoint_quant_method(cfg.model.model_name_or_path or "")
+    if prequantized not in (None, "bitsandbytes"):
         raise TuneforgeError(
-            f"Cannot merge LoRA adapters into {cfg.model.model_name_or_path}: its config.json has a "
-            "`quantization_config` (an already-quantized checkpoint). Point `model_name_or_path` at the "
-            "full-precision base model the adapters were trained from."
+            f"Cannot merge LoRA adapters into {cfg.model.model_name_or_path}: it is a {prequantized}-quantized "
+            "checkpoint (config.json `quantization_config`); tuneforge dequantizes only bitsandbytes bases. Point "
+            "`model_name_or_path` at the full-precision base model the adapters were trained from."
         )
     for path in adapters:
         local = Path(path)
@@ -61,18 +66,23 @@ def torch_dtype(cfg: TuneforgeConfig) -> torch.dtype | str:
 
 def load_merged(cfg: TuneforgeConfig) -> Any:
     """The base model with every adapter merged in (`merge_and_unload`), in eval mode."""
-    from transformers import AutoModelForCausalLM
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from tuneforge.models import quantization
 
     m = cfg.model
     kwargs: dict[str, Any] = {"dtype": torch_dtype(cfg), "trust_remote_code": m.trust_remote_code}
     if cfg.export.export_device == "auto" and _cuda():
         kwargs["device_map"] = "auto"
-    quant = _base_quantization(cfg)
-    if quant is not None:
-        kwargs.update(quantization_config=quant, device_map={"": 0})
-    model = AutoModelForCausalLM.from_pretrained(
-        m.model_name_or_path, revision=m.model_revision, cache_dir=m.cache_dir, token=m.hf_hub_token, **kwargs
-    )
+    hub = {"revision": m.model_revision, "cache_dir": m.cache_dir, "token": m.hf_hub_token}
+    model_config = AutoConfig.from_pretrained(m.model_name_or_path, trust_remote_code=m.trust_remote_code, **hub)
+    quant = quantization.load_kwargs(cfg, model_config)
+    if quant and cfg.model.adapters:
+        quant["device_map"] = {"": "cpu"}  # dequantized on CPU: the merged weights are written from there
+    kwargs.update(quant)
+    model = AutoModelForCausalLM.from_pretrained(m.model_name_or_path, **hub, **kwargs)
+    if getattr(model, "is_quantized", False) and cfg.model.adapters:
+        model = dequantized(model, kwargs["dtype"])
     for path in cfg.model.adapters:
         model = merge_adapter(model, path)
     model.eval()
@@ -91,13 +101,23 @@ def merge_adapter(model: Any, path: str) -> Any:
     return peft_model.merge_and_unload()
 
 
-def _base_quantization(cfg: TuneforgeConfig) -> Any:
-    """bitsandbytes config for exporting a quantized base without adapters (LLaMA-Factory allows this)."""
-    if cfg.quantization.quantization_bit is None:
-        return None
-    from tuneforge.models.loader import quantization_config
+def dequantized(model: Any, dtype: Any) -> Any:
+    """The quantized model with its quantized layers turned back into plain `nn.Linear` weights in `dtype`."""
+    import torch
 
-    return quantization_config(cfg)
+    target = model.dtype if dtype == "auto" or not isinstance(dtype, torch.dtype) else dtype
+    logger.info("Dequantizing the %s base to %s before merging", model.config.quantization_config.quant_method, target)
+    model = model.dequantize(dtype=target)
+    return model.to(target)
+
+
+def _checkpoint_quant_method(path: str) -> str | None:
+    """The `quant_method` in a local checkpoint's config.json (None: not quantized, or not a local folder)."""
+    config = Path(path) / "config.json"
+    if not config.is_file():
+        return None
+    quant = json.loads(config.read_text(encoding="utf-8")).get("quantization_config")
+    return str(quant.get("quant_method", "unknown")) if isinstance(quant, dict) else None
 
 
 def _cuda() -> bool:

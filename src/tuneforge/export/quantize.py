@@ -8,7 +8,6 @@ without adapters) is handled by the loader; merging adapters into such a base is
 from __future__ import annotations
 
 import importlib.util
-import json
 import logging
 import random
 from pathlib import Path
@@ -40,13 +39,14 @@ def check_export_quantization(cfg: TuneforgeConfig, *, cuda: bool | None = None)
     if not e.export_quantization_dataset:
         raise TuneforgeError(
             f"`export_quantization_bit: {bits}` needs calibration text: set `export_quantization_dataset` to a "
-            "local .json/.jsonl file whose rows have a `text` field (e.g. data/c4_demo.jsonl)."
+            "dataset registered in dataset_info.json (e.g. c4_demo) or a local file whose rows have a `text` field."
         )
     if not (_cuda() if cuda is None else cuda):
         raise TuneforgeError(
             f"`export_quantization_bit: {bits}` (GPTQ) needs a CUDA GPU and this machine has none. Export "
-            "unquantized (remove `export_quantization_bit`) and quantize on a GPU machine, or use "
-            "`export_format: gguf` with `export_gguf_type: q8_0` / `q4_0` for CPU-friendly quantization."
+            "unquantized (remove `export_quantization_bit`) and quantize on a GPU machine; on this machine, "
+            "`quantization_bit: 4` or `8` (without adapters) exports a bitsandbytes-quantized model, and "
+            "`export_format: gguf` with `export_gguf_type: q8_0` / `q4_0` a GGUF one."
         )
     if importlib.util.find_spec("gptqmodel") is None:
         raise TuneforgeError(
@@ -55,9 +55,11 @@ def check_export_quantization(cfg: TuneforgeConfig, *, cuda: bool | None = None)
         )
 
 
-def calibration_samples(path: str, tokenizer: Any, nsamples: int, maxlen: int, seed: int = 42) -> list[dict]:
-    """`nsamples` random windows of at most `maxlen` tokens from the `text` rows of a local json/jsonl file."""
-    texts = _read_texts(Path(path))
+def calibration_samples(
+    source: str, tokenizer: Any, nsamples: int, maxlen: int, seed: int = 42, dataset_dir: str = "data"
+) -> list[dict]:
+    """`nsamples` random windows of at most `maxlen` tokens from the calibration texts `source` names."""
+    texts = calibration_texts(source, dataset_dir)
     rng = random.Random(seed)
     samples = []
     for _ in range(nsamples):
@@ -68,16 +70,27 @@ def calibration_samples(path: str, tokenizer: Any, nsamples: int, maxlen: int, s
     return samples
 
 
-def _read_texts(path: Path) -> list[str]:
-    if not path.is_file():
-        raise TuneforgeError(f"`export_quantization_dataset: {path}` is not a file; name a local .json or .jsonl file.")
-    raw = path.read_text(encoding="utf-8")
-    rows = (
-        [json.loads(line) for line in raw.splitlines() if line.strip()] if path.suffix == ".jsonl" else json.loads(raw)
-    )
-    texts = [row["text"] for row in rows if isinstance(row, dict) and isinstance(row.get("text"), str) and row["text"]]
+def calibration_texts(source: str, dataset_dir: str) -> list[str]:
+    """The `text` rows of a local data file, or of a dataset registered in `dataset_dir/dataset_info.json`
+    (its `columns.prompt` column, `text` when unmapped; e.g. LLaMA-Factory's `c4_demo`)."""
+    from tuneforge.data.loading import FILE_TYPES, read_dataset, read_file
+    from tuneforge.data.registry import resolve_datasets
+    from tuneforge.data.report import RowReport
+
+    where = f"`export_quantization_dataset: {source}`"
+    if Path(source).is_file():
+        if Path(source).suffix.lower() not in FILE_TYPES:
+            raise TuneforgeError(f"{where}: cannot read {source}; use one of {', '.join(sorted(FILE_TYPES))}.")
+        rows, column = [row for _, row in read_file(Path(source), source, RowReport())], "text"
+    else:
+        try:
+            (attr,) = resolve_datasets(source, dataset_dir)
+        except (TuneforgeError, ValueError) as err:
+            raise TuneforgeError(f"{where}: not a file, nor one registered dataset: {err}") from err
+        rows, column = read_dataset(attr, RowReport()).rows, attr.column("prompt") or "text"
+    texts = [row[column] for row in rows if isinstance(row.get(column), str) and row[column]]
     if not texts:
-        raise TuneforgeError(f"`export_quantization_dataset: {path}` has no rows with a non-empty `text` field.")
+        raise TuneforgeError(f"{where} has no rows with a non-empty `{column}` field.")
     return texts
 
 
@@ -87,7 +100,11 @@ def quantize_gptq(merged_dir: Path, out_dir: Path, cfg: TuneforgeConfig, tokeniz
 
     e = cfg.export
     samples = calibration_samples(
-        e.export_quantization_dataset, tokenizer, e.export_quantization_nsamples, e.export_quantization_maxlen
+        e.export_quantization_dataset,
+        tokenizer,
+        e.export_quantization_nsamples,
+        e.export_quantization_maxlen,
+        dataset_dir=cfg.data.dataset_dir,
     )
     logger.info("GPTQ %d-bit quantization on %d calibration samples", e.export_quantization_bit, len(samples))
     model = GPTQModel.load(str(merged_dir), QuantizeConfig(bits=e.export_quantization_bit, group_size=128))

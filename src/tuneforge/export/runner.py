@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from tuneforge.config.require import require
 from tuneforge.errors import TuneforgeError
 from tuneforge.export import hf, merge, ollama, quantize
+from tuneforge.models.quantization import check_quantization
 
 if TYPE_CHECKING:
     from tuneforge.config import TuneforgeConfig
@@ -29,6 +30,7 @@ def export_command(cfg: TuneforgeConfig) -> Path:
     out = hf.check_export_dir(cfg.export.export_dir, cfg.training.overwrite_output_dir)
     require(cfg.model.model_name_or_path, "model_name_or_path", "the base model to export")
     merge.check_mergeable(cfg)
+    check_quantization(cfg)
     quantize.check_export_quantization(cfg)
     check_hub(cfg)
     tokenizer, template = load_tokenizer_and_template(cfg)

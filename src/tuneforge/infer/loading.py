@@ -58,7 +58,8 @@ def load_for_inference(cfg: TuneforgeConfig, tokenizer: Any = None) -> tuple[Any
     """(model, tokenizer) ready to decode: eval mode, no gradients, adapters applied (tokenizer loaded if None)."""
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    from tuneforge.models.loader import attn_implementation, load_tokenizer, quantization_config
+    from tuneforge.models import quantization
+    from tuneforge.models.loader import attn_implementation, load_tokenizer
 
     m = cfg.model
     tokenizer = tokenizer if tokenizer is not None else load_tokenizer(cfg)
@@ -69,15 +70,13 @@ def load_for_inference(cfg: TuneforgeConfig, tokenizer: Any = None) -> tuple[Any
     attn = attn_implementation(m.flash_attn)
     if attn is not None:
         kwargs["attn_implementation"] = attn
-    quant = quantization_config(cfg)
-    if quant is not None:
-        kwargs.update(quantization_config=quant, device_map={"": 0})
-        if cfg.quantization.quantization_device_map == "auto":  # spread over devices, offloading what is left
-            kwargs.update(device_map="auto", offload_folder=m.offload_folder)
+    quant = quantization.load_kwargs(cfg, model_config)
+    kwargs.update(quant)
     model = AutoModelForCausalLM.from_pretrained(m.model_name_or_path, **kwargs)
-    if quant is None and _cuda():
+    quantized = bool(getattr(model, "is_quantized", False))
+    if not quantized and "device_map" not in quant and _cuda():
         model = model.to("cuda")
-    model = apply_adapters(model, cfg.model.adapters, keep_last=quant is not None)
+    model = apply_adapters(model, cfg.model.adapters, keep_last=quantized)
     model.requires_grad_(False)
     model.eval()
     return model, tokenizer

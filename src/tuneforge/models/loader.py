@@ -1,4 +1,5 @@
-"""Load the tokenizer and the causal-LM model a config names: dtype, attention kernel, RoPE scaling, quantization.
+"""Load the tokenizer and the causal-LM model a config names: dtype, attention kernel, RoPE scaling, quantization
+(models/quantization.py).
 
 Heavy libraries are imported inside the functions: this module is only imported by verbs that load models.
 """
@@ -86,57 +87,6 @@ def model_dtype(cfg: TuneforgeConfig) -> torch.dtype:
     return torch.float32
 
 
-def quantization_config(cfg: TuneforgeConfig) -> Any | None:
-    """A transformers quantization config for `quantization_bit`, or None; clear errors where unsupported."""
-    q = cfg.quantization
-    if q.quantization_bit is None:
-        return None
-    method = q.quantization_method
-    if method == "bnb":
-        return _bnb_config(q)
-    if method == "hqq":
-        _require_package("hqq", "quantization_method: hqq")
-        from transformers import HqqConfig
-
-        return HqqConfig(nbits=q.quantization_bit, axis=1)
-    if method == "eetq":
-        _require_package("eetq", "quantization_method: eetq")
-        if q.quantization_bit != 8:
-            raise TuneforgeError("`quantization_method: eetq` supports only `quantization_bit: 8`.")
-        from transformers import EetqConfig
-
-        return EetqConfig()
-    raise TuneforgeError(
-        f"`quantization_method: {method}` with `quantization_bit` is not supported for training; "
-        "use bnb (bitsandbytes, CUDA), hqq or eetq, or load an already-quantized checkpoint."
-    )
-
-
-def _bnb_config(q: Any) -> Any:
-    bits = q.quantization_bit
-    if bits not in (4, 8):
-        raise TuneforgeError(f"`quantization_bit: {bits}` is not supported by bitsandbytes; use 4 or 8.")
-    if not _cuda_available():
-        raise TuneforgeError(
-            f"`quantization_bit: {bits}` (QLoRA via bitsandbytes) needs a CUDA GPU and the bitsandbytes "
-            "package; this machine has no CUDA device. Remove `quantization_bit` to train unquantized "
-            "(e.g. plain LoRA), or run on a GPU."
-        )
-    _require_package("bitsandbytes", f"quantization_bit: {bits}")
-    import torch
-    from transformers import BitsAndBytesConfig
-
-    if bits == 8:
-        return BitsAndBytesConfig(load_in_8bit=True)
-    return BitsAndBytesConfig(
-        load_in_4bit=True,
-        bnb_4bit_quant_type=q.quantization_type,
-        bnb_4bit_use_double_quant=q.double_quantization,
-        bnb_4bit_compute_dtype=torch.bfloat16,
-        bnb_4bit_quant_storage=torch.bfloat16,
-    )
-
-
 def rope_parameters(model_config: Any, rope_scaling: str | None, cutoff_len: int) -> dict[str, Any] | None:
     """RoPE parameters that stretch the context to `cutoff_len`, as LLaMA-Factory sets them for training.
 
@@ -168,7 +118,7 @@ def load_model(cfg: TuneforgeConfig, tokenizer: PreTrainedTokenizerBase, *, trai
     """Load the base causal-LM or vision-language model (no adapters yet) ready for training or inference."""
     from transformers import AutoConfig
 
-    from tuneforge.models import shift_attn
+    from tuneforge.models import quantization, shift_attn
 
     m = cfg.model
     _require_model_path(cfg)
@@ -189,9 +139,7 @@ def load_model(cfg: TuneforgeConfig, tokenizer: PreTrainedTokenizerBase, *, trai
         auto = _auto_class(model_config)
         model = auto.from_config(**{k: kwargs[k] for k in kwargs if k != "cache_dir"})
     else:
-        quant = quantization_config(cfg)
-        if quant is not None:
-            kwargs.update(quantization_config=quant, device_map={"": 0})
+        kwargs.update(quantization.load_kwargs(cfg, model_config))
         model = _from_pretrained(cfg, kwargs)
     if m.mixture_of_depths == "convert":
         from tuneforge.models.mod import convert_to_mod
@@ -274,12 +222,6 @@ def _fit_vocab(model: Any, tokenizer: Any, resize: bool) -> None:
 
 def _require_model_path(cfg: TuneforgeConfig) -> None:
     require(cfg.model.model_name_or_path, "model_name_or_path")
-
-
-def _require_package(package: str, what: str) -> None:
-    from tuneforge.extras import require
-
-    require(package, what)
 
 
 def _cuda_available() -> bool:

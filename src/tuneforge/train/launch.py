@@ -3,6 +3,7 @@
 The launch runs `torch.distributed.run` (torchrun) in this process with LLaMA-Factory's environment variables:
 `FORCE_TORCHRUN`, `NNODES`, `NODE_RANK`, `NPROC_PER_NODE`, `MASTER_ADDR`, `MASTER_PORT`. Under a launcher that
 already started the ranks (torchrun, accelerate launch, deepspeed, srun + torchrun) nothing is relaunched.
+With `USE_RAY=1` Ray Train starts the workers instead (train/ray_train.py).
 """
 
 from __future__ import annotations
@@ -13,11 +14,13 @@ import shlex
 import shutil
 import socket
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tuneforge.errors import ConfigError, NotBuiltError, TuneforgeError
+from tuneforge.train.ray_train import TRUE, check_ray, run_on_ray, use_ray
 
 if TYPE_CHECKING:
     from tuneforge.config import TuneforgeConfig
@@ -26,7 +29,6 @@ logger = logging.getLogger(__name__)
 
 # Variables every launcher (torchrun, accelerate launch, deepspeed) sets in the processes it starts.
 LAUNCHED_MARKERS = ("LOCAL_RANK", "WORLD_SIZE")
-TRUE = ("1", "true", "yes", "y")
 
 
 class RankFailedError(TuneforgeError):
@@ -81,7 +83,7 @@ def accelerator_count() -> int:
 def wants_torchrun(env: dict[str, str] | None = None, devices: int | None = None) -> bool:
     """LLaMA-Factory's rule: relaunch when FORCE_TORCHRUN is on or more than one accelerator is visible."""
     env = os.environ if env is None else env
-    if under_launcher(env) or env.get("USE_RAY", "").lower() in TRUE:
+    if under_launcher(env) or use_ray(env):
         return False
     if env.get("FORCE_TORCHRUN", "").lower() in TRUE:
         return True
@@ -124,13 +126,19 @@ def plan_launch(
     )
 
 
-def launch_if_wanted(argv: list[str], cfg: TuneforgeConfig | None = None) -> bool:
-    """Run `tuneforge ARGV` on every rank under torchrun when wanted; False (nothing done) otherwise.
+def launch_if_wanted(
+    argv: list[str], cfg: TuneforgeConfig | None = None, run: Callable[[TuneforgeConfig], Any] | None = None
+) -> bool:
+    """Run `tuneforge ARGV` on every rank under torchrun when wanted, or with USE_RAY=1 `run(cfg)` on every Ray
+    Train worker (`run` is `tuneforge.train.run_training`); False (nothing done) otherwise.
 
     Raises `RankFailedError` naming the rank that died and its last log line when the job fails.
     """
     if cfg is not None:
         preflight(cfg)
+        if use_ray() and run is not None:
+            run_on_ray(cfg, run)
+            return True
     if not wants_torchrun():
         return False
     plan = plan_launch(master=(cfg.training.master_addr, cfg.training.master_port) if cfg else (None, None))
@@ -147,6 +155,10 @@ def run_torchrun(args: list[str], log_dir: str) -> None:
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import get_args_parser, run
 
+    from tuneforge.threads import AUTO_MARKER, user_threads
+
+    if user_threads() is None:  # torchrun will set OMP_NUM_THREADS=1: its default, not the user's choice
+        os.environ[AUTO_MARKER] = "1"
     try:
         run(get_args_parser().parse_args(args))
     except ChildFailedError as err:
@@ -211,9 +223,10 @@ def preflight(cfg: TuneforgeConfig) -> None:
     import torch
 
     from tuneforge.train.ds_config import check_deepspeed
+    from tuneforge.train.fsdp import fsdp_version
 
-    world = planned_world_size()
-    _check_ray(cfg)
+    check_ray(cfg)
+    world = cfg.ray.ray_num_workers if use_ray() else planned_world_size()
     if cfg.method.stage == "ppo" and world > 1:
         raise NotBuiltError(
             f"`stage: ppo` runs in one process only (its own loop does not synchronise ranks yet), but this run has "
@@ -224,19 +237,11 @@ def preflight(cfg: TuneforgeConfig) -> None:
         raise TuneforgeError("`fsdp` and `deepspeed` both shard the model; keep one of them.")
     check_fsdp_world(cfg, world)
     cuda = torch.cuda.is_available()
-    if t.fsdp and not cuda:
+    if t.fsdp and not cuda and fsdp_version(cfg) != 2:
         logger.warning(
-            "`fsdp` has no effect on CPU: accelerate shards only on GPUs (NPU/XPU...), so the %d processes run plain "
-            "DDP with gloo (same results, no sharding).",
+            "`fsdp` with fsdp_version 1 has no effect on CPU: accelerate shards only on GPUs, so the %d processes run "
+            "plain DDP with gloo (same results, no sharding). FSDP2 (`fsdp_config: {fsdp_version: 2}`, the default) "
+            "shards on CPU too.",
             world,
         )
     check_deepspeed(cfg, world, cuda=cuda)
-
-
-def _check_ray(cfg: TuneforgeConfig) -> None:
-    if os.environ.get("USE_RAY", "").lower() in TRUE:
-        raise NotBuiltError(
-            "USE_RAY=1: training on Ray Train is not built yet in tuneforge. Use torchrun instead: "
-            "FORCE_TORCHRUN=1 with NNODES, NODE_RANK, NPROC_PER_NODE, MASTER_ADDR, MASTER_PORT (see the README)."
-        )
-    # ray_num_workers / ray_init_kwargs warn through their no-op wiring when the config loads

@@ -10,8 +10,11 @@ from typing import TYPE_CHECKING, Any
 from tuneforge.config.require import require
 from tuneforge.config.stages import stage
 from tuneforge.extras import check_extras
+from tuneforge.models.quantization import check_quantization
+from tuneforge.threads import set_training_threads
 from tuneforge.train.dist import is_main_process
 from tuneforge.train.eval_only import run_eval_only
+from tuneforge.train.launch import accelerator_count
 from tuneforge.train.modes import check_modes, run_modes
 
 if TYPE_CHECKING:
@@ -27,10 +30,13 @@ def check_trainable(cfg: TuneforgeConfig) -> None:
 def run(cfg: TuneforgeConfig) -> dict[str, Any]:
     """Train as the config says; returns the final metrics."""
     check_trainable(cfg)
+    check_quantization(cfg)  # first: a GPU-only quantizer names the missing GPU, not a package it cannot use here
     check_extras(cfg, "train")
     _show_info_logs()
     modes = run_modes(cfg)
     check_modes(cfg)
+    if accelerator_count() == 0:
+        set_training_threads()  # compute-bound steps: every core, shared among local ranks (tuneforge.threads)
     metrics: dict[str, Any] = {}
     if cfg.training.do_predict:
         from tuneforge.train.predict import check_predict, run_predict

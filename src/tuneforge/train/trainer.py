@@ -17,6 +17,7 @@ from transformers.utils.import_utils import is_torch_xla_available
 from tuneforge.errors import TuneforgeError
 from tuneforge.train.checkpoint import STAGING, publish
 from tuneforge.train.dist import barrier
+from tuneforge.train.fsdp import cpu_fsdp
 from tuneforge.train.router_loss import RouterLossMeter
 
 logger = logging.getLogger(__name__)
@@ -48,6 +49,11 @@ class TuneforgeTrainer(Trainer):
         super().__init__(*args, **kwargs)
         if loss_fn is not None:
             self.model_accepts_loss_kwargs = False  # loss_fn returns a batch mean: scale it for accumulation
+
+    def create_accelerator_and_postprocess(self) -> None:
+        """The Trainer's Accelerator; FSDP2 also shards on CPU ranks (gloo), where accelerate alone runs DDP."""
+        with cpu_fsdp(self.args):
+            super().create_accelerator_and_postprocess()
 
     def compute_loss(
         self, model: Any, inputs: dict[str, Any], return_outputs: bool = False, num_items_in_batch: Any = None

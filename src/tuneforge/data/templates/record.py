@@ -18,7 +18,10 @@ class ThinkingSpec:
     """How a reasoning family writes its thinking block.
 
     - ``block``: a turn's reasoning, ``{reasoning}`` placeholder (e.g. ``<think>\\n{reasoning}\\n</think>\\n\\n``).
-    - ``empty``: the empty block a turn gets when it has no reasoning ("" = none is inserted).
+    - ``empty``: the empty block a turn gets when it has no reasoning ("" = none is inserted);
+      ``empty_with_calls``: the one a turn carrying tool calls gets instead, written before the assistant slot's
+      own text (None = ``empty``; LLaMA-Factory's GLM-4.7 puts its answers' leading newline into ``empty`` while
+      its calls bring their own, and Seed-OSS's call slot opens with bos after the empty block).
     - ``keep``: which assistant turns keep their reasoning: ``after_last_user`` (Qwen3: turns answering the
       last user query), ``last`` (only the final message), ``none`` (all stripped).
     - ``empty_on``: which turns get ``empty`` when they carry none: ``kept_last`` (the final message when it is
@@ -34,6 +37,7 @@ class ThinkingSpec:
 
     block: str = "<think>\n{reasoning}\n</think>\n\n"
     empty: str = "<think>\n\n</think>\n\n"
+    empty_with_calls: str | None = None
     keep: str = "after_last_user"
     empty_on: str = "kept_last"
     gen_on: str = ""

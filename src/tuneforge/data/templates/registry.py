@@ -38,6 +38,11 @@ def _load() -> tuple[dict[str, TemplateSpec], dict[str, ToolFormat]]:
     for spec in specs.values():
         if spec.tool_format not in formats:
             raise ValueError(f"template {spec.name!r}: unknown tool_format {spec.tool_format!r}")
+    for name, fmt in formats.items():
+        if fmt.extract_also and fmt.extract_also not in formats:
+            raise ValueError(f"tool format {name!r}: unknown extract_also {fmt.extract_also!r}")
+        if fmt.extract_also:
+            formats[name] = replace(fmt, fallback=formats[fmt.extract_also])
     return specs, formats
 
 
@@ -54,6 +59,11 @@ def list_templates() -> list[str]:
 def list_tool_formats() -> list[str]:
     """All registered tool-format names, sorted."""
     return sorted(_load()[1])
+
+
+def get_tool_format(name: str) -> ToolFormat:
+    """The tool format record ``name`` (a ``KeyError`` for unknown names: callers pass validated names)."""
+    return _load()[1][name]
 
 
 def get_spec(name: str) -> TemplateSpec:

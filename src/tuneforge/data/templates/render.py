@@ -211,7 +211,7 @@ def _emit_assistant(ctx: _Context, message: dict, after_tool: bool, is_last: boo
     if after_tool and spec.assistant_start_after_tool is not None:
         start = spec.assistant_start_after_tool
     reasoning, content = _reasoning_of(message, spec.thinking)
-    think_text, think_is_response = _think_text(ctx, reasoning, kept, is_last)
+    think_text, think_is_response = _think_text(ctx, reasoning, kept, is_last, bool(message.get("tool_calls")))
     start, lead = _split_start(spec, start, after_tool, think_text and not think_is_response)
     ctx.emit(start)
     if think_text and not think_is_response:
@@ -222,6 +222,9 @@ def _emit_assistant(ctx: _Context, message: dict, after_tool: bool, is_last: boo
     if message.get("tool_calls"):
         content = _render_calls(ctx, content, message["tool_calls"])
         slot = spec.assistant_with_calls or slot
+        if think_text and spec.thinking is not None and think_text == spec.thinking.empty_with_calls:
+            ctx.emit(think_text, response=True)  # before the slot's own text, as LLaMA-Factory writes it
+            think_text = ""
     ctx.emit(slot, response=True, content=think_text + content)
     ctx.emit(spec.turn_sep)
 
@@ -242,7 +245,7 @@ def _reasoning_of(message: dict, thinking: ThinkingSpec | None) -> tuple[str, st
     return split_reasoning(message["content"], thinking)
 
 
-def _think_text(ctx: _Context, reasoning: str, kept: bool, is_last: bool) -> tuple[str, bool]:
+def _think_text(ctx: _Context, reasoning: str, kept: bool, is_last: bool, calls: bool) -> tuple[str, bool]:
     """The thinking text for one assistant turn and whether it belongs to the response."""
     thinking = ctx.spec.thinking
     if thinking is None:
@@ -256,9 +259,10 @@ def _think_text(ctx: _Context, reasoning: str, kept: bool, is_last: bool) -> tup
         or (thinking.empty_on == "kept_last" and kept and is_last)
         or (thinking.empty_on == "off" and ctx.enable_thinking is False)
     )
-    if not wants_empty or not thinking.empty:
+    empty = thinking.empty_with_calls if calls and thinking.empty_with_calls is not None else thinking.empty
+    if not wants_empty or not empty:
         return "", False
-    return thinking.empty, ctx.enable_thinking is True
+    return empty, ctx.enable_thinking is True
 
 
 def _render_calls(ctx: _Context, content: str, calls: list[dict]) -> str:
