@@ -66,6 +66,13 @@ HANDLED_FIELDS = frozenset(
         "tools_user",
         "user_with_tools",
         "thinking",
+        # media: how the data pipeline expands an image / video / audio mark; the text a turn renders is unchanged
+        "mm_plugin",
+        "image_token",
+        "video_token",
+        "audio_token",
+        "vision_start",
+        "vision_end",
     ]
 )
 HANDLED_THINKING = frozenset(
