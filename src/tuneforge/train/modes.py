@@ -8,11 +8,11 @@ and `all_results.json` to `output_dir` and no weights. `trainer_callbacks` adds 
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from tuneforge.errors import ConfigError
+from tuneforge.train.dist import world_size
 from tuneforge.train.launch import check_fsdp_world
 from tuneforge.train.optimizers import check_optimizers
 
@@ -80,13 +80,14 @@ def check_modes(cfg: TuneforgeConfig) -> None:
             "`quantization_device_map: auto` spreads a quantized model over devices for inference only; "
             "remove it to train (QLoRA trains on one device)."
         )
-    check_fsdp_world(cfg, int(os.environ.get("WORLD_SIZE", "1")))  # the processes this run really has
+    world = world_size()  # the processes this run really has
+    check_fsdp_world(cfg, world)
     if modes.train and cfg.model.shift_attn:
         from tuneforge.models.shift_attn import preflight_shift_attn
 
         preflight_shift_attn(cfg)
     if modes.train:
-        check_optimizers(cfg, int(os.environ.get("WORLD_SIZE", "1")))
+        check_optimizers(cfg, world)
     if modes.evaluate and not (cfg.data.eval_dataset or cfg.data.val_size):
         raise ConfigError(
             "`do_eval: true` without training needs evaluation data: set `eval_dataset` (or `dataset` with `val_size`)."
