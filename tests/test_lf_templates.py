@@ -180,11 +180,11 @@ def test_config_validate_accepts_every_llamafactory_template_and_suggests_close_
 
 
 def test_media_on_a_template_whose_plugin_is_not_built_stops_naming_template_and_plugin() -> None:
-    from tuneforge.data.media import PLUGINS, build_plugin
+    from tuneforge.data.mm import PLUGINS, MediaSettings, build_plugin
     from tuneforge.errors import DataError
 
     unbuilt = {n: p for n, p in DATA["multimodal"].items() if p not in PLUGINS}
     assert "llava_next_qwen" in unbuilt and "qwen3_5" not in unbuilt  # qwen3_5 uses the Qwen3-VL plugin
     for name, plugin in unbuilt.items():
         with pytest.raises(DataError, match=rf"template '{name}' names media plugin '{plugin}', which tuneforge"):
-            build_plugin(get_template(name), "unused", 1 << 20, 1024)
+            build_plugin(get_template(name), "unused", MediaSettings())

@@ -18,7 +18,7 @@ from tuneforge.config.stages import DataKind, stage
 from tuneforge.data import cache
 from tuneforge.data.convert import convert_rows
 from tuneforge.data.loading import data_files, read_dataset, sample_rows
-from tuneforge.data.media import attach_media, build_plugin, media_columns, with_images_column
+from tuneforge.data.media import attach_media, media_columns, plugin_for_run, with_media_columns
 from tuneforge.data.mixing import mix_tables, parse_probs, split_validation
 from tuneforge.data.packing import pack_table
 from tuneforge.data.parallel import parallel_workers, process_parallel
@@ -88,8 +88,7 @@ def _media_plugin(cfg: TuneforgeConfig, attrs: list[DatasetAttr], template: Any,
             f"Dataset {names[0]!r} has media columns and `packing`/`neat_packing` is on: packing multimodal rows "
             "is not supported; remove `packing` / `neat_packing`."
         )
-    m = cfg.model
-    return build_plugin(template, m.model_name_or_path, int(m.image_max_pixels), int(m.image_min_pixels))
+    return plugin_for_run(template, cfg.model)
 
 
 def check_stage_fit(attrs: list[DatasetAttr], kind: str) -> None:
@@ -226,7 +225,7 @@ def _one_dataset(attr: DatasetAttr, plan: Plan, tok: MemoTokenizer, report: RowR
     else:
         table = process_rows(examples, plan.template, tok, plan.opts, report)
     if plan.media is not None:
-        table = with_images_column(table)
+        table = with_media_columns(table)
     kept = len(examples) if plan.kind == "pt" else table.num_rows
     dropped = report.dropped(attr.name)
     stats.datasets.append(DatasetStat(attr.name, len(raw) + _unread(report, attr.name, raw), kept, dropped))

@@ -87,8 +87,9 @@ def show_sample(console: Any, tokenizer: Any, sample: dict[str, Any], kind: str)
         trained = sum(1 for label in labels if label != IGNORE)
         console.print(line((ids_key, "bold"), f": {len(ids)} tokens, {trained} trained, {len(ids) - trained} masked"))
         console.print(marked_text(tokenizer, ids, labels))
-    if sample.get("images"):
-        console.print(line(("images", "bold"), f": {', '.join(sample['images'])}"))
+    for kind in ("images", "videos", "audios"):
+        if sample.get(kind):
+            console.print(line((kind, "bold"), f": {', '.join(sample[kind])}"))
     if "kto_tags" in sample:
         console.print(line(("kto_tag", "bold"), f": {'desirable' if sample['kto_tags'] else 'undesirable'}"))
     if "position_ids" in sample:

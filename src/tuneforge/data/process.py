@@ -320,8 +320,9 @@ def _keys(chunk: list[dict[str, Any]], key_of: dict[int, bytes]) -> list[bytes]:
 def _encode_one(encoder: Any, example: dict[str, Any], turns: Turns, opts: ProcessOptions) -> Any:
     try:
         item = encoder(example, turns, opts)
-        if "images" in example:  # multimodal rows keep their resolved image paths for the collator
-            item["images"] = example["images"]
+        for kind in ("images", "videos", "audios"):  # multimodal rows keep their resolved media paths
+            if kind in example:
+                item[kind] = example[kind]
         return item
     except RowError as err:
         return _Rejected(err)

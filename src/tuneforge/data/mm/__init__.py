@@ -1,0 +1,50 @@
+"""Media plugins: how one family of multimodal models turns images, videos and audios into tokens and tensors.
+
+A template record names its plugin (`mm_plugin`, LLaMA-Factory's names). `build_plugin` looks the name up in
+`PLUGINS` and builds the plugin with the processor saved beside the model. Each plugin implements `MediaPlugin`
+(see `base.py`); a plugin module registers its names here. Datasets, the collator and the inference engine talk to
+plugins only through that protocol, so adding a model family is one new module and one line below.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from tuneforge.data.mm.base import MediaPlugin, MediaSettings
+from tuneforge.data.mm.qwen_vl import QwenVLPlugin
+from tuneforge.errors import DataError
+
+PluginFactory = Callable[[Any, str, MediaSettings], MediaPlugin]
+
+# Qwen3-VL (and Qwen3.5) place images as Qwen2-VL does
+PLUGINS: dict[str, PluginFactory] = {
+    "qwen2_vl": QwenVLPlugin.build,
+    "qwen3_vl": QwenVLPlugin.build,
+}
+
+
+def build_plugin(template: Any, model_path: str | None, settings: MediaSettings) -> MediaPlugin:
+    """The media plugin `template` names, with the processor saved with the model at `model_path`."""
+    from tuneforge.extras import require
+
+    require("PIL", "a dataset with images")
+    spec = template.spec
+    factory = PLUGINS.get(spec.mm_plugin or "")
+    if factory is None:
+        what = (
+            f"names media plugin {spec.mm_plugin!r}, which tuneforge does not implement yet"
+            if spec.mm_plugin
+            else "is a text-only template"
+        )
+        raise DataError(
+            f"The dataset has images, videos or audios, but template {spec.name!r} {what}; use a multimodal "
+            f"model with a template of plugin {', '.join(sorted(PLUGINS))} (e.g. `template: qwen2_vl`), or remove "
+            "the media columns from the dataset entry to train on the text alone."
+        )
+    if not model_path:
+        raise DataError("Multimodal data needs `model_name_or_path`: its processor sizes the media tokens.")
+    return factory(spec, model_path, settings)
+
+
+__all__ = ["PLUGINS", "MediaPlugin", "MediaSettings", "build_plugin"]
