@@ -89,9 +89,9 @@ def _expanded(example: dict[str, Any], media: dict[str, list[str]], plugin: Medi
     messages = []
     for message in example["messages"]:
         content = message["content"]
-        for kind, pending in texts.items():
-            while MARKS[kind] in content:
-                content = content.replace(MARKS[kind], pending.pop(0), 1)
+        for kind, pending in texts.items():  # one pass: LLaVA's image token is the mark itself
+            head, *rest = content.split(MARKS[kind])
+            content = head + "".join(pending.pop(0) + text for text in rest)
         messages.append({**message, "content": content})
     return {**example, "messages": messages, **media}
 

@@ -183,6 +183,10 @@ def make_tiny_vlm(arch: str, out: Path, *, layers: int = 2, hidden: int = 64, se
     import torch
     from transformers import AutoModelForImageTextToText
 
+    if arch not in SPECS:  # LLaVA, LLaVA-NeXT, Gemma 3, InternVL
+        from tuneforge.models.tiny_vlm_families import make_tiny_family
+
+        return make_tiny_family(arch, out, layers=layers, hidden=hidden, seed=seed)
     config = build_vlm_config(arch, layers=layers, hidden=hidden)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -204,5 +208,6 @@ def describe_vlm(path: Path) -> str:
     text = config.text_config
     return (
         f"wrote {config.model_type} model ({text.num_hidden_layers} layers, hidden {text.hidden_size}, "
-        f"vision depth {config.vision_config.depth}, {count:,} parameters) to {path}"
+        f"vision depth {getattr(config.vision_config, 'depth', None) or config.vision_config.num_hidden_layers}, "
+        f"{count:,} parameters) to {path}"
     )

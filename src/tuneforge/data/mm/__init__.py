@@ -12,6 +12,9 @@ from collections.abc import Callable
 from typing import Any
 
 from tuneforge.data.mm.base import MediaPlugin, MediaSettings
+from tuneforge.data.mm.gemma3 import build_gemma3
+from tuneforge.data.mm.intern_vl import build_intern_vl
+from tuneforge.data.mm.llava import build_llava, build_llava_next
 from tuneforge.data.mm.qwen_vl import QwenVLPlugin
 from tuneforge.errors import DataError
 
@@ -21,6 +24,10 @@ PluginFactory = Callable[[Any, str, MediaSettings], MediaPlugin]
 PLUGINS: dict[str, PluginFactory] = {
     "qwen2_vl": QwenVLPlugin.build,
     "qwen3_vl": QwenVLPlugin.build,
+    "llava": build_llava,
+    "llava_next": build_llava_next,
+    "gemma3": build_gemma3,
+    "intern_vl": build_intern_vl,
 }
 
 

@@ -25,6 +25,8 @@ class MediaSettings:
     video_maxlen: int = 128
     audio_sampling_rate: int = 16000
     use_audio_in_video: bool = False
+    image_do_pan_and_scan: bool = False
+    crop_to_patches: bool = False
 
     @classmethod
     def from_model(cls, m: ModelSection) -> MediaSettings:

@@ -7,6 +7,7 @@ on template names. ``render_segments`` is the single source for ``Template.rende
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -120,9 +121,19 @@ def _normalise(spec: TemplateSpec, messages: list[dict]) -> list[dict]:
     for message in messages:
         content = message.get("content") or ""
         if spec.strip_content:
-            content = content.strip()
+            content = _strip_text(spec, content)
         out.append({**message, "content": content})
     return out
+
+
+def _strip_text(spec: TemplateSpec, content: str) -> str:
+    """`strip_content` trims the text, not the whitespace an expanded image run brings at either end (Gemma 3's
+    processor puts `\\n\\n<start_of_image>...<end_of_image>\\n\\n` after its template trims the text)."""
+    if not spec.mm_plugin or spec.vision_start not in content:
+        return content.strip()
+    runs = re.compile(f"{re.escape(spec.vision_start)}.*?{re.escape(spec.vision_end)}", re.DOTALL)
+    found = iter(runs.findall(content))
+    return re.sub("\x00", lambda _: next(found), runs.sub("\x00", content).strip())
 
 
 def _emit_system(ctx: _Context, system_text: str, tools_text: str) -> None:
