@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -55,3 +56,19 @@ def tiny_qwen2_vl(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from tuneforge.models.tiny import make_tiny
 
     return make_tiny("qwen2_vl", tmp_path_factory.mktemp("tiny_qwen2_vl"), seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_vlm(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """`tiny_vlm(arch)`: folder of a tiny random vision-language model of `arch` (llava, llava_next, gemma3,
+    intern_vl, ...), built once per session."""
+    from tuneforge.models.tiny import make_tiny
+
+    built: dict[str, Path] = {}
+
+    def folder(arch: str) -> Path:
+        if arch not in built:
+            built[arch] = make_tiny(arch, tmp_path_factory.mktemp(f"tiny_{arch}"), seed=0)
+        return built[arch]
+
+    return folder

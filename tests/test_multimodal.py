@@ -154,8 +154,8 @@ def test_media_with_a_text_template_or_packing_is_refused(tiny_qwen2_vl: Path, t
     write_media_dataset(tmp_path, [row("<image>Colour?", "blue", ["a.png"])])
     with pytest.raises(DataError, match="template 'qwen' is a text-only template"):
         prepare(tiny_qwen2_vl, tmp_path, template="qwen")
-    with pytest.raises(DataError, match="plugin 'llava'"):
-        prepare(tiny_qwen2_vl, tmp_path, template="llava")
+    with pytest.raises(DataError, match="plugin 'glm4v'"):
+        prepare(tiny_qwen2_vl, tmp_path, template="glm4v")
     with pytest.raises(DataError, match="packing multimodal rows is not supported"):
         prepare(tiny_qwen2_vl, tmp_path, packing=True)
 

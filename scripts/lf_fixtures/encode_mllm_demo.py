@@ -1,10 +1,16 @@
-"""Encode LLaMA-Factory's mllm_demo rows through LLaMA-Factory 0.9.5's qwen2_vl template and plugin (fixture generator).
+"""Encode LLaMA-Factory's mllm_demo rows through LLaMA-Factory 0.9.5's template and media plugin (fixture generator).
 
-Run with LLaMA-Factory's own environment (not in CI), from the repository root, on a tiny Qwen2-VL folder made by
-tuneforge (its tokenizer and image processor are what the fixture depends on):
+Run with LLaMA-Factory's own environment (not in CI), from the repository root, on a tiny model folder made by
+tuneforge (its tokenizer and image processor are what the fixture depends on), naming the template:
 
     tuneforge make-tiny --arch qwen2_vl --out /tmp/tiny_qwen2_vl
     /work/lfvenv/bin/python scripts/lf_fixtures/encode_mllm_demo.py /tmp/tiny_qwen2_vl
+    tuneforge make-tiny --arch llava --out /tmp/tiny_llava
+    /work/lfvenv/bin/python scripts/lf_fixtures/encode_mllm_demo.py /tmp/tiny_llava llava
+
+Templates llava, llava_next and gemma3 load the real transformers processor (it needs no torchvision); intern_vl,
+like qwen2_vl, gets a plain object holding the image processor, tokenizer and `image_seq_length`. The fixture is
+`tests/fixtures/lf_mllm_demo_ids.json` for qwen2_vl and `lf_mllm_demo_ids_<template>.json` for the others.
 
 LLaMA-Factory's supervised processor and Qwen2-VL plugin expand each `<image>` with the image processor (default
 `image_max_pixels` / `image_min_pixels`) and write input_ids and labels for every row into
@@ -42,40 +48,65 @@ def _examples(rows: list[dict]) -> dict[str, list]:
     return out
 
 
+def _image_processor_class(template: str) -> type:
+    """The PIL image processor (AutoImageProcessor asks for torchvision for GOT-OCR2/InternVL in LF's transformers)."""
+    if template == "intern_vl":
+        from transformers.models.got_ocr2.image_processing_pil_got_ocr2 import GotOcr2ImageProcessorPil
+
+        return GotOcr2ImageProcessorPil
+    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
+
+    return Qwen2VLImageProcessorPil
+
+
+def _processor(model: str, template: str, tokenizer: object) -> object:
+    """What LLaMA-Factory's loader hands the plugin: the processor with the run's tokenizer and image limits."""
+    from transformers import AutoProcessor
+
+    if template in ("qwen2_vl", "intern_vl"):
+        settings = json.loads((Path(model) / "processor_config.json").read_text()) if template == "intern_vl" else {}
+        image_processor = _image_processor_class(template).from_pretrained(model)
+        processor = SimpleNamespace(image_processor=image_processor, image_seq_length=settings.get("image_seq_length"))
+    else:
+        processor = AutoProcessor.from_pretrained(model)
+    for key, value in {"tokenizer": tokenizer, "image_max_pixels": 768 * 768, "image_min_pixels": 32 * 32}.items():
+        setattr(processor, key, value)
+    for key in ("image_do_pan_and_scan", "crop_to_patches"):  # LF's defaults
+        setattr(processor, key, False)
+    return processor
+
+
 def main() -> int:
     sys.modules["torchvision"] = None
     from llamafactory.data.processor import SupervisedDatasetProcessor
     from llamafactory.data.template import get_template_and_fix_tokenizer
     from llamafactory.hparams import DataArguments
     from transformers import AutoTokenizer
-    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
     model = sys.argv[1]
+    name = sys.argv[2] if len(sys.argv) > 2 else "qwen2_vl"
     tokenizer = AutoTokenizer.from_pretrained(model)
-    image_processor = Qwen2VLImageProcessorPil.from_pretrained(model)
-    processor = SimpleNamespace(
-        image_processor=image_processor,
-        tokenizer=tokenizer,
-        image_max_pixels=768 * 768,
-        image_min_pixels=32 * 32,
-    )
-    data_args = DataArguments(template="qwen2_vl", cutoff_len=CUTOFF)
+    processor = _processor(model, name, tokenizer)
+    image_processor = processor.image_processor
+    data_args = DataArguments(template=name, cutoff_len=CUTOFF)
     template = get_template_and_fix_tokenizer(tokenizer, data_args)
     encoder = SupervisedDatasetProcessor(
         template=template, tokenizer=tokenizer, processor=processor, data_args=data_args
     )
     rows = json.loads((DATA / "mllm_demo.json").read_text(encoding="utf-8"))
     encoded = encoder.preprocess_dataset(_examples(rows))
+    settings = image_processor.to_dict()
     out = {
-        "template": "qwen2_vl",
+        "template": name,
         "cutoff_len": CUTOFF,
-        "image_processor": {k: image_processor.to_dict()[k] for k in ("patch_size", "merge_size", "size")},
+        "image_processor": {k: settings[k] for k in ("patch_size", "merge_size", "size") if k in settings},
         "rows": [
             {"input_ids": ids, "labels": labels}
             for ids, labels in zip(encoded["input_ids"], encoded["labels"], strict=True)
         ],
     }
-    target = ROOT / "tests" / "fixtures" / "lf_mllm_demo_ids.json"
+    suffix = "" if name == "qwen2_vl" else f"_{name}"
+    target = ROOT / "tests" / "fixtures" / f"lf_mllm_demo_ids{suffix}.json"
     target.write_text(json.dumps(out) + "\n", encoding="utf-8")
     print(f"wrote {target} ({len(out['rows'])} rows)")
     return 0

@@ -196,13 +196,15 @@ class ModelSection(Section):
     )
     image_do_pan_and_scan: bool = F(
         False,
-        "Gemma 3 pan-and-scan: also encode crops of large images besides the resized whole image.",
-        wiring=MULTIMODAL,
+        "Gemma 3 pan-and-scan (media plugin gemma3): also encode up to 4 crops of wide or tall images besides "
+        "the resized whole image.",
+        wiring=ACTS,
     )
     crop_to_patches: bool = F(
         False,
-        "Split each image into tiles before encoding, for processors that support it (e.g. InternVL).",
-        wiring=MULTIMODAL,
+        "InternVL (media plugin intern_vl): split each image into 1 to 12 tiles of the model's size plus a "
+        "thumbnail before encoding, instead of one resized tile.",
+        wiring=ACTS,
     )
     video_max_pixels: int = F(
         65536,

@@ -65,7 +65,8 @@ def warn_unadapted(peft_model: Any, requested: set[str]) -> None:
     with those names get no adapter.
     """
     tuner = peft_model.base_model
-    adapted = {name.split(".")[-1] for name in getattr(tuner, "targeted_module_names", ())}
+    names = set(getattr(tuner, "targeted_module_names", ()))
+    adapted = names | {name.split(".")[-1] for name in names}  # vision-language models request full names
     skipped = sorted(requested - adapted)
     if not skipped:
         return

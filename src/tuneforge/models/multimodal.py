@@ -44,6 +44,7 @@ COMPOSITES: dict[str, Composite] = {
     "llava": Composite(("multi_modal_projector",), ("vision_tower",), ("language_model", "lm_head")),
     "llava_next": Composite(("multi_modal_projector",), ("vision_tower",), ("language_model", "lm_head")),
     "gemma3": Composite(("multi_modal_projector",), ("vision_tower",), ("language_model", "lm_head")),
+    "internvl": Composite(("multi_modal_projector",), ("vision_tower",), ("language_model", "lm_head")),
 }
 
 

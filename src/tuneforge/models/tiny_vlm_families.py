@@ -200,6 +200,8 @@ def make_tiny_family(arch: str, out: Path, *, layers: int = 2, hidden: int = 64,
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = AutoModelForImageTextToText.from_config(config, dtype=torch.float32).eval()
+        if arch == "gemma3":  # transformers leaves the projection at zeros: images would not reach the model
+            torch.nn.init.normal_(model.model.multi_modal_projector.mm_input_projection_weight, std=0.02)
     model.generation_config = _generation_config(tok, arch)
     model.save_pretrained(str(out))
     save_processor(arch, out, tok)

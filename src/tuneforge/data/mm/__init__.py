@@ -8,6 +8,7 @@ plugins only through that protocol, so adding a model family is one new module a
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -18,6 +19,7 @@ from tuneforge.data.mm.llava import build_llava, build_llava_next
 from tuneforge.data.mm.qwen_vl import QwenVLPlugin
 from tuneforge.errors import DataError
 
+logger = logging.getLogger("tuneforge.data")
 PluginFactory = Callable[[Any, str, MediaSettings], MediaPlugin]
 
 # Qwen3-VL (and Qwen3.5) place images as Qwen2-VL does
@@ -51,7 +53,17 @@ def build_plugin(template: Any, model_path: str | None, settings: MediaSettings)
         )
     if not model_path:
         raise DataError("Multimodal data needs `model_name_or_path`: its processor sizes the media tokens.")
+    _warn_unused(spec.mm_plugin, settings)
     return factory(spec, model_path, settings)
+
+
+ONE_FAMILY = {"image_do_pan_and_scan": "gemma3", "crop_to_patches": "intern_vl"}  # setting -> plugin that reads it
+
+
+def _warn_unused(plugin: str, settings: MediaSettings) -> None:
+    for name, owner in ONE_FAMILY.items():
+        if getattr(settings, name) and plugin != owner:
+            logger.warning("`%s` has no effect with media plugin %r: only %s models read it.", name, plugin, owner)
 
 
 __all__ = ["PLUGINS", "MediaPlugin", "MediaSettings", "build_plugin"]
