@@ -98,7 +98,9 @@ def test_image_tokens_are_those_the_processor_puts(arch: str, tiny_vlm: Any, tmp
 
 
 @pytest.mark.parametrize("arch", FAMILIES)
-def test_mllm_demo_ids_and_labels_match_llamafactory(arch: str, tiny_vlm: Any, shared_dir: Path, tmp_path: Path) -> None:
+def test_mllm_demo_ids_and_labels_match_llamafactory(
+    arch: str, tiny_vlm: Any, shared_dir: Path, tmp_path: Path
+) -> None:
     """Fixtures from scripts/lf_fixtures/encode_mllm_demo.py (LLaMA-Factory 0.9.5's template and plugin on the same
     tiny processor). InternVL is equal; as README lists, llava/llava_next put a space after the system text, and
     gemma3 neither trains nor adds the newline after the last end of turn (tests/test_lf_differences.py)."""
@@ -123,14 +125,15 @@ def test_mllm_demo_ids_and_labels_match_llamafactory(arch: str, tiny_vlm: Any, s
             assert (ids, labels) == (lf_ids, lf_labels)
 
 
-
 def test_gemma3_pan_and_scan_adds_crops_as_llamafactory_writes_them(tiny_vlm: Any, tmp_path: Path) -> None:
     from PIL import Image
     from transformers import AutoModelForImageTextToText
 
     Image.new("RGB", (1200, 300), (0, 160, 0)).save(tmp_path / "wide.png")  # 4:1 -> four 300-px crops
     Image.new("RGB", (300, 300), (0, 160, 0)).save(tmp_path / "square.png")  # no crops
-    write_media_dataset(tmp_path, [row("<image>Colour?", "green", ["wide.png"]), row("<image>Hi", "hi", ["square.png"])])
+    write_media_dataset(
+        tmp_path, [row("<image>Colour?", "green", ["wide.png"]), row("<image>Hi", "hi", ["square.png"])]
+    )
     splits, cfg = prepare(tiny_vlm("gemma3"), tmp_path, "gemma3", image_do_pan_and_scan=True)
     wide, square = (splits.train[i]["input_ids"] for i in range(2))
     boi = 151665  # <start_of_image> in the tiny tokenizer
@@ -148,7 +151,6 @@ def test_gemma3_pan_and_scan_adds_crops_as_llamafactory_writes_them(tiny_vlm: An
 
 
 def test_intern_vl_crop_to_patches_tiles_each_image(tiny_vlm: Any, tmp_path: Path) -> None:
-    square_image(tmp_path / "wide.png", (255, 0, 0), size=56)
     from PIL import Image
 
     Image.new("RGB", (112, 56), (255, 0, 0)).save(tmp_path / "wide.png")  # 2x1 tiles of 56 px + a thumbnail
@@ -178,7 +180,9 @@ def test_freeze_settings_and_lora_reach_the_right_parts(arch: str, tiny_vlm: Any
 
     def tuned(**overrides: Any) -> Any:
         options = {"template": arch, "lora_target": "all", **overrides}
-        return apply_finetuning(copy.deepcopy(base), tiny_config(tiny_vlm(arch), tmp_path / "o", **options), trainable=True)
+        return apply_finetuning(
+            copy.deepcopy(base), tiny_config(tiny_vlm(arch), tmp_path / "o", **options), trainable=True
+        )
 
     lora = {n for n, p in tuned().named_parameters() if p.requires_grad}
     assert lora and all("lora_" in n and "language_model" in n for n in lora)

@@ -35,7 +35,9 @@ class InternVLImages:
 
     def tensors(self, images: list[Any]) -> dict[str, Any]:
         """`pixel_values`: the tiles of all images, in order."""
-        return {"pixel_values": self.image_processor(images=images, return_tensors="pt", **self.options)["pixel_values"]}
+        return {
+            "pixel_values": self.image_processor(images=images, return_tensors="pt", **self.options)["pixel_values"]
+        }
 
     def per_token(self, is_image: Any) -> dict[str, Any]:
         """InternVL takes no per-token inputs."""
