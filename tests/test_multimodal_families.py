@@ -3,6 +3,7 @@ LLaMA-Factory's ids for mllm_demo, pan-and-scan and tiling, and which parts trai
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 from typing import Any
@@ -23,25 +24,31 @@ CLASSES = {
 IMAGE_PART = {"llava": "<image>", "llava_next": "<image>", "gemma3": "<start_of_image>", "intern_vl": "<IMG_CONTEXT>"}
 
 
+@functools.cache
+def tokenizer_of(model: Path) -> Any:
+    """The run tokenizer of a tiny model (the same for every config here), loaded once."""
+    from tuneforge.models.loader import load_tokenizer
+
+    return load_tokenizer(tiny_config(model, model / "unused"))
+
+
 def prepare(model: Path, folder: Path, template: str, work: Path | None = None, **overrides: Any) -> Any:
     """Tokenized splits of dataset `mm` (or `dataset=`) in `folder` with `template`, and the config; outputs and
     cache under `work` (default `folder`)."""
     from tuneforge.data.pipeline import prepare_dataset
-    from tuneforge.models.loader import load_tokenizer
 
     work = work or folder
     options = {"template": template, "dataset": "mm", "dataset_dir": str(folder), "cutoff_len": 2048}
     options |= {"cache_dir": str(work / "cache"), **overrides}
     cfg = tiny_config(model, work / "out", **options)
-    return prepare_dataset(cfg, load_tokenizer(cfg)), cfg
+    return prepare_dataset(cfg, tokenizer_of(model)), cfg
 
 
 def collate(cfg: Any, splits: Any, rows: list[int]) -> dict[str, Any]:
     from tuneforge.data.collate import PaddingCollator
     from tuneforge.data.media import media_collator
-    from tuneforge.models.loader import load_tokenizer
 
-    tokenizer = load_tokenizer(cfg)
+    tokenizer = tokenizer_of(Path(cfg.model.model_name_or_path))
     collator = media_collator(cfg.model, tokenizer, splits.template, PaddingCollator(tokenizer.pad_token_id))
     return collator([splits.train[i] for i in rows])
 
@@ -141,9 +148,7 @@ def test_gemma3_pan_and_scan_adds_crops_as_llamafactory_writes_them(tiny_vlm: An
     batch = collate(cfg, splits, [0, 1])
     assert batch["pixel_values"].shape[0] == 1 + 4 + 1
     assert int(batch["token_type_ids"].sum()) == 4 * (1 + 4 + 1)  # 4 soft tokens per image or crop
-    from tuneforge.models.loader import load_tokenizer
-
-    text = load_tokenizer(cfg).decode(square)
+    text = tokenizer_of(tiny_vlm("gemma3")).decode(square)
     assert "Here is the original image \n\n<start_of_image>" in text
     assert "<end_of_image>\n\n and here are some crops to help you see better Hi" in text
     model = AutoModelForImageTextToText.from_pretrained(tiny_vlm("gemma3"))
@@ -171,12 +176,12 @@ def test_freeze_settings_and_lora_reach_the_right_parts(arch: str, tiny_vlm: Any
     import copy
 
     from tuneforge.models.adapters import apply_finetuning
-    from tuneforge.models.loader import load_model, load_tokenizer
+    from tuneforge.models.loader import load_model
 
     square_image(tmp_path / "a.png", (0, 0, 255))
     write_media_dataset(tmp_path, [row("<image>Colour?", "blue", ["a.png"])])
     splits, cfg = prepare(tiny_vlm(arch), tmp_path, arch)
-    base = load_model(cfg, load_tokenizer(cfg), trainable=True)
+    base = load_model(cfg, tokenizer_of(tiny_vlm(arch)), trainable=True)
 
     def tuned(**overrides: Any) -> Any:
         options = {"template": arch, "lora_target": "all", **overrides}
@@ -195,3 +200,14 @@ def test_freeze_settings_and_lora_reach_the_right_parts(arch: str, tiny_vlm: Any
     for part in ("vision_tower", "multi_modal_projector", "language_model"):
         grads = [p.grad for n, p in model.named_parameters() if part in n and p.grad is not None]
         assert grads and any(g.abs().sum() > 0 for g in grads), part
+
+
+def test_a_setting_for_another_family_warns_that_it_has_no_effect(
+    tiny_vlm: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    from tuneforge.data.mm import MediaSettings, build_plugin
+    from tuneforge.data.templates import get_template
+
+    with caplog.at_level("WARNING", logger="tuneforge.data"):
+        build_plugin(get_template("llava"), str(tiny_vlm("llava")), MediaSettings(crop_to_patches=True))
+    assert "`crop_to_patches` has no effect with media plugin 'llava': only intern_vl models read it." in caplog.text

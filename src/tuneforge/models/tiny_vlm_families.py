@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from tuneforge.models.tiny import QWEN_VOCAB_SIZE, token_ids
-from tuneforge.models.tiny_vlm import chat_template
+from tuneforge.models.tiny_vlm import _add_keys, chat_template
 from tuneforge.models.tokenizer import tokenizer_dir
 
 TILE = 56  # image side the vision tower reads: 4x4 patches of 14 pixels
@@ -175,11 +175,6 @@ def save_processor(arch: str, out: Path, tok: Any) -> None:
     settings = {"processor_class": family.processor, **family.processor_kwargs}
     (out / "processor_config.json").write_text(json.dumps(settings, indent=2) + "\n", encoding="utf-8")
     (out / "chat_template.jinja").write_text(template, encoding="utf-8")
-
-
-def _add_keys(path: Path, keys: dict[str, Any]) -> None:
-    data = json.loads(path.read_text(encoding="utf-8"))
-    path.write_text(json.dumps({**data, **keys}, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
 def _generation_config(tok: Any, arch: str) -> Any:
