@@ -132,12 +132,15 @@ def _cached_or_built(plan: Plan, tokenizer: Any, folder: Path) -> tuple[dict[str
     """Split datasets from the cache entry `folder`, building and storing it first when needed."""
     rebuild = plan.data.overwrite_cache and is_main_process()  # other ranks read what rank 0 rebuilt
     hit = None if rebuild else cache.load_entry(folder)
+    if hit is not None and cache.media_changed(hit[1]):
+        logger.info("A media file of the cached data at %s changed; encoding again.", folder)
+        hit = None
     cached = hit is not None
     if hit is None:
         tables, stats = build_tables(plan, tokenizer)
         stats.cache_path = str(folder)
         try:
-            cache.save_entry(folder, tables, {"stats": stats.to_dict()})
+            cache.save_entry(folder, tables, {"stats": stats.to_dict(), "media": cache.media_stamps(tables)})
             hit = cache.load_entry(folder)
         except OSError as err:
             logger.warning(
