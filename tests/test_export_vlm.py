@@ -119,3 +119,31 @@ def test_ollama_note_tells_which_vision_models_ollama_imports() -> None:
     text = modelfile_text(get_template("qwen2_vl"), ".", ollama_note("Qwen3VLForConditionalGeneration"))
     assert text.startswith("# tuneforge: Qwen3VLForConditionalGeneration is a vision-language model: `ollama")
     assert 'TEMPLATE """' in text
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("finetuning_type", ["full", "freeze"])
+def test_full_and_freeze_tuned_vlm_exports_reload(tiny_qwen2_vl: Path, tmp_path: Path, finetuning_type: str) -> None:
+    """A fully or freeze-tuned model folder exports as the same model: equal logits on an image and text input,
+    and the processor's chat template (which renders image parts) kept."""
+    from transformers import AutoModelForImageTextToText
+
+    from media_helpers import row, write_media_dataset
+    from train_helpers import tiny_config
+    from tuneforge.train.sft import run_sft
+
+    for i, colour in enumerate([(220, 30, 30), (30, 50, 220)]):
+        square_image(tmp_path / f"{i}.png", colour)
+    write_media_dataset(tmp_path, [row("<image>Colour?", name, [f"{i}.png"]) for i, name in enumerate(["red", "blue"])])
+    trained = tmp_path / "trained"
+    options = {"template": "qwen2_vl", "dataset": "mm", "dataset_dir": str(tmp_path), "cache_dir": str(tmp_path / "c")}
+    run_sft(tiny_config(tiny_qwen2_vl, trained, finetuning_type=finetuning_type, max_steps=2, **options))
+    merged = export_command(export_cfg(trained, tmp_path / "export", template="qwen2_vl"))
+    assert (merged / "chat_template.jinja").read_text() == (tiny_qwen2_vl / "chat_template.jinja").read_text()
+    inputs = image_and_text_inputs(merged, tmp_path / "0.png")
+    with torch.no_grad():
+        want = AutoModelForImageTextToText.from_pretrained(trained, dtype=torch.float32).eval()(**inputs).logits
+        got = AutoModelForImageTextToText.from_pretrained(merged, dtype=torch.float32).eval()(**inputs).logits
+        base = AutoModelForImageTextToText.from_pretrained(tiny_qwen2_vl, dtype=torch.float32).eval()(**inputs).logits
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=0)
+    assert (base - want).abs().max() > 1e-4, "training should change the model"
