@@ -114,7 +114,8 @@ def test_ollama_note_tells_which_vision_models_ollama_imports() -> None:
     from tuneforge.export.ollama import modelfile_text
     from tuneforge.export.vision import ollama_note
 
-    assert "converts this folder with its vision tower" in ollama_note("Qwen2_5_VLForConditionalGeneration")
+    supported = ollama_note("Qwen2_5_VLForConditionalGeneration")
+    assert "has a converter for this architecture, vision tower included" in supported
     assert "cannot import" in ollama_note("LlavaForConditionalGeneration")
     text = modelfile_text(get_template("qwen2_vl"), ".", ollama_note("Qwen3VLForConditionalGeneration"))
     assert text.startswith("# tuneforge: Qwen3VLForConditionalGeneration is a vision-language model: `ollama")

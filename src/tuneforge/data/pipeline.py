@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("tuneforge.data")
 
-MEDIA_PREFERENCE_STAGES = ("dpo", "kto")  # preference stages whose losses pass the media inputs to the model
+MEDIA_STAGES = ("sft", "dpo", "kto")  # stages whose losses pass the media inputs to the model
 
 __all__ = ["DataStats", "DatasetSplits", "DatasetStat", "Plan", "make_plan", "prepare_dataset"]
 
@@ -80,7 +80,7 @@ def _media_plugin(cfg: TuneforgeConfig, attrs: list[DatasetAttr], template: Any,
     names = [a.name for a in attrs if media_columns(a)]
     if not names:
         return None
-    if kind not in ("sft", "unsupervised") and cfg.method.stage not in MEDIA_PREFERENCE_STAGES:
+    if cfg.method.stage not in MEDIA_STAGES:
         raise DataError(
             f"Dataset {names[0]!r} has media columns: multimodal data serves stages sft, dpo and kto (and "
             f"prediction) in tuneforge so far, not stage {cfg.method.stage}; remove the media columns or use "

@@ -107,8 +107,9 @@ def ollama_note(arch: str) -> str:
     """What Ollama does with an exported vision-language model folder (a Modelfile comment and a console line)."""
     if arch in OLLAMA_VISION:
         return (
-            f"{arch} is a vision-language model: `ollama create` converts this folder with its vision tower; the "
-            "TEMPLATE below renders the text turns, Ollama places the images."
+            f"{arch} is a vision-language model: `ollama create` has a converter for this architecture, vision "
+            "tower included (written for the published checkpoints' tensor names); the TEMPLATE below renders the "
+            "text turns, Ollama places the images."
         )
     return (
         f"{arch} is a vision-language model that Ollama cannot import: `ollama create` has no converter for "
