@@ -129,7 +129,13 @@ def media_collator(model: ModelSection, tokenizer: Any, template: Any, text_coll
     return MediaCollator(text_collator, plugin)
 
 
-PROCESSOR_FILES = ("preprocessor_config.json", "video_preprocessor_config.json", "processor_config.json")
+# an older processor keeps its chat template in chat_template.json (a newer one shares chat_template.jinja)
+PROCESSOR_FILES = (
+    "preprocessor_config.json",
+    "video_preprocessor_config.json",
+    "processor_config.json",
+    "chat_template.json",
+)
 
 
 def copy_processor_files(model_path: str | None, out: Path) -> None:

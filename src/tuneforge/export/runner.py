@@ -105,9 +105,11 @@ def write_tokenizer_and_processor(model: Any, tokenizer: Any, template: Any, out
     if arch is None:
         hf.write_tokenizer(tokenizer, out, chat_template_jinja(template))
         return
+    from tuneforge.data.media import copy_processor_files
+
     hf.write_tokenizer(tokenizer, out, None)
-    copied = vision.copy_processor(cfg.model.model_name_or_path, out)
-    logger.info("Vision-language model %s: kept the processor's chat template; copied %s", arch, ", ".join(copied))
+    copy_processor_files(cfg.model.model_name_or_path, out)
+    logger.info("Vision-language model %s: wrote its processor files and kept the processor's chat template", arch)
 
 
 def write_gguf_export(model: Any, tokenizer: Any, template: Any, stage: Path, cfg: TuneforgeConfig) -> str:

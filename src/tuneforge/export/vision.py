@@ -15,8 +15,6 @@ as two GGUF files (the language model and an `mmproj` file with the vision tower
 from __future__ import annotations
 
 import logging
-import shutil
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tuneforge.errors import TuneforgeError
@@ -36,14 +34,6 @@ OLLAMA_VISION = (
     "Mistral3ForConditionalGeneration",
     "Llama4ForConditionalGeneration",
     "MllamaForConditionalGeneration",
-)
-# Processor files a model folder may hold beside the tokenizer (the chat template travels with the tokenizer as
-# chat_template.jinja; an older processor keeps its own in chat_template.json).
-PROCESSOR_FILES = (
-    "preprocessor_config.json",
-    "processor_config.json",
-    "video_preprocessor_config.json",
-    "chat_template.json",
 )
 
 
@@ -88,19 +78,6 @@ def check_vision_export(cfg: TuneforgeConfig, arch: str) -> None:
             "text). Export unquantized (remove `export_quantization_bit`), or load the export with "
             "`quantization_bit: 4` for a bitsandbytes-quantized model."
         )
-
-
-def copy_processor(model_path: str | None, out: Path) -> list[str]:
-    """Copy the base model's processor files into the export folder; returns the names copied."""
-    if not model_path or not Path(model_path).is_dir():
-        return []
-    copied = []
-    for name in PROCESSOR_FILES:
-        source = Path(model_path) / name
-        if source.is_file():
-            shutil.copyfile(source, out / name)
-            copied.append(name)
-    return copied
 
 
 def ollama_note(arch: str) -> str:
