@@ -148,3 +148,13 @@ def test_full_and_freeze_tuned_vlm_exports_reload(tiny_qwen2_vl: Path, tmp_path:
         base = AutoModelForImageTextToText.from_pretrained(tiny_qwen2_vl, dtype=torch.float32).eval()(**inputs).logits
     torch.testing.assert_close(got, want, atol=1e-5, rtol=0)
     assert (base - want).abs().max() > 1e-4, "training should change the model"
+
+
+def test_modelfile_without_a_template_still_carries_the_note(tmp_path: Path) -> None:
+    from tuneforge.export.runner import write_modelfile
+    from tuneforge.export.vision import ollama_note
+
+    write_modelfile(None, tmp_path, ".", ollama_note("LlavaForConditionalGeneration"))
+    lines = (tmp_path / "Modelfile").read_text().splitlines()
+    assert lines[0].startswith("# tuneforge: LlavaForConditionalGeneration is a vision-language model that Ollama")
+    assert lines[-1] == "FROM ."
