@@ -73,6 +73,14 @@ def test_dpo_batches_give_chosen_and_rejected_rows_their_images(tiny_qwen2_vl: P
     assert inputs["mm_token_type_ids"].sum(-1).tolist() == [4, 4, 4, 4]
     assert (batch["labels"][inputs["mm_token_type_ids"].bool()] == -100).all()
     assert "labels" not in inputs
+    import torch
+    from transformers import AutoModelForImageTextToText
+
+    model = AutoModelForImageTextToText.from_pretrained(tiny_qwen2_vl, dtype=torch.float32).eval()
+    with torch.no_grad():  # the pixels reach the model: other pixels, other logits
+        seen = model(**inputs).logits
+        blank = model(**{**inputs, "pixel_values": torch.zeros_like(inputs["pixel_values"])}).logits
+    assert (seen - blank).abs().max() > 1e-4
 
 
 def test_kto_batches_share_the_prompt_images_with_the_kl_rows(tiny_qwen2_vl: Path, tmp_path: Path) -> None:
