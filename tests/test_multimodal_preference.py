@@ -45,8 +45,13 @@ def preference_dataset(folder: Path, n: int = 6) -> Path:
 
 
 def config(model: Path, folder: Path, stage: str, dataset: str, **keys: Any) -> Any:
-    options = {"template": "qwen2_vl", "dataset_dir": str(folder), "cache_dir": str(folder / "cache")}
-    return tiny_config(model, folder / f"out-{stage}", stage=stage, dataset=dataset, cutoff_len=256, **options, **keys)
+    options = {
+        "template": "qwen2_vl",
+        "dataset_dir": str(folder),
+        "cache_dir": str(folder / "cache"),
+        "cutoff_len": 256,
+    }
+    return tiny_config(model, folder / f"out-{stage}", stage=stage, dataset=dataset, **{**options, **keys})
 
 
 def collated(model: Path, folder: Path, stage: str, dataset: str) -> tuple[Any, dict[str, Any]]:
@@ -118,3 +123,53 @@ def test_preference_stages_train_on_images(tiny_qwen2_vl: Path, tmp_path: Path, 
     margins = [record["rewards/margins"] for record in read_log(out) if "rewards/margins" in record]
     assert margins and all(math.isfinite(m) for m in margins)
     assert (out / "preprocessor_config.json").is_file()
+
+
+def mllm_demo_preferences(shared: Path, folder: Path, rejected: str) -> Path:
+    """mllm_demo's rows as `prefs` (last answer chosen, `rejected` rejected) and `kto` (even rows desirable) in
+    `folder`, their images read from the shared data folder (as scripts/lf_fixtures/encode_mllm_preferences.py)."""
+    rows = json.loads((shared / "mllm_demo.json").read_text())
+    prefs = [
+        {"messages": r["messages"][:-1], "chosen": r["messages"][-1], "images": r["images"],
+         "rejected": {"role": "assistant", "content": rejected}}
+        for r in rows
+    ]  # fmt: skip
+    kto = [{"messages": r["messages"], "images": r["images"], "tag": i % 2 == 0} for i, r in enumerate(rows)]
+    (folder / "prefs.json").write_text(json.dumps(prefs))
+    (folder / "kto.json").write_text(json.dumps(kto))
+    tags = {"role_tag": "role", "content_tag": "content", "user_tag": "user", "assistant_tag": "assistant"}
+    columns = {"messages": "messages", "images": "images"}
+    info = {
+        "prefs": {"file_name": "prefs.json", "formatting": "sharegpt", "ranking": True, "tags": tags,
+                  "columns": {**columns, "chosen": "chosen", "rejected": "rejected"}},
+        "kto": {"file_name": "kto.json", "formatting": "sharegpt", "tags": tags,
+                "columns": {**columns, "kto_tag": "tag"}},
+    }  # fmt: skip
+    (folder / "dataset_info.json").write_text(json.dumps(info))
+    return folder
+
+
+def test_mllm_preference_ids_equal_llamafactory(tiny_qwen2_vl: Path, shared_dir: Path, tmp_path: Path) -> None:
+    """Preference and KTO rows of mllm_demo encode as LLaMA-Factory 0.9.5 encodes them (fixture made by
+    scripts/lf_fixtures/encode_mllm_preferences.py), image tokens included, except for tuneforge's listed
+    difference: the newline after the final end-of-turn token is not part of the response."""
+    from tuneforge.data.pipeline import prepare_dataset
+    from tuneforge.models.loader import load_tokenizer
+
+    fixture = json.loads((Path(__file__).parent / "fixtures" / "lf_mllm_preference_ids.json").read_text())
+    folder = mllm_demo_preferences(shared_dir / "lf-data", tmp_path, fixture["rejected"])
+    media = {"media_dir": str(shared_dir / "lf-data"), "cutoff_len": fixture["cutoff_len"]}
+    for stage, dataset, keys in (("dpo", "prefs", ("chosen", "rejected")), ("kto", "kto", ("",))):
+        cfg = config(tiny_qwen2_vl, folder, stage, dataset, **media)
+        ours = prepare_dataset(cfg, load_tokenizer(cfg)).train
+        theirs = fixture["pairwise" if stage == "dpo" else "kto"]
+        assert ours.num_rows == len(theirs)
+        for mine, lf in zip(ours, theirs, strict=True):
+            for key in keys:
+                prefix = f"{key}_" if key else ""
+                ids, lf_ids = mine[f"{prefix}input_ids"], lf[f"{prefix}input_ids"]
+                assert lf_ids == [*ids, 198]  # 198: the newline LLaMA-Factory adds after the last <|im_end|>
+                assert lf[f"{prefix}labels"] == [*mine[f"{prefix}labels"], 198]
+                assert ids.count(PAD) > 0
+            if stage == "kto":
+                assert mine["kto_tags"] == lf["kto_tags"]
