@@ -48,3 +48,20 @@ def test_media_stamps_and_changes(tmp_path: Path) -> None:
     assert not media_changed({"media": stamps}) and not media_changed({})
     (tmp_path / "x.png").unlink()
     assert media_changed({"media": stamps})
+
+
+def test_recalled_stats_are_dropped_when_a_media_file_changed(tmp_path: Path) -> None:
+    """`tuneforge data stats` without a tokenizer recalls an entry's meta: not once its images changed."""
+    import pyarrow as pa
+
+    from tuneforge.data import cache
+
+    image = tmp_path / "x.png"
+    image.write_bytes(b"abc")
+    folder = tmp_path / "entry"
+    tables = {"train": pa.table({"images": [[str(image)]]})}
+    cache.save_entry(folder, tables, {"stats": {}, "media": cache.media_stamps(tables)})
+    cache.remember(tmp_path, "quick", str(folder), [])
+    assert cache.recall(tmp_path, "quick") is not None
+    image.write_bytes(b"abcd")
+    assert cache.recall(tmp_path, "quick") is None
