@@ -75,8 +75,8 @@ def check_vision_export(cfg: TuneforgeConfig, arch: str) -> None:
         raise TuneforgeError(
             f"`export_quantization_bit: {e.export_quantization_bit}`: GPTQ export quantization of a "
             f"vision-language model ({arch}) is not supported (its calibration would need images as well as "
-            "text). Export unquantized (remove `export_quantization_bit`), or load the export with "
-            "`quantization_bit: 4` for a bitsandbytes-quantized model."
+            "text). Export unquantized (remove `export_quantization_bit`), or export a bitsandbytes-quantized "
+            "model with `quantization_bit: 4` or `8` (merge the adapters first: that export takes no adapters)."
         )
 
 
