@@ -10,8 +10,8 @@ tuneforge:
 Each mllm_demo row becomes a preference row (its last answer chosen, `REJECTED` rejected) and a KTO row (desirable
 for even rows); LLaMA-Factory's pairwise and feedback processors write the ids and labels into
 `tests/fixtures/lf_mllm_preference_ids.json`, which `tests/test_multimodal_preference.py` compares against
-tuneforge (it builds the same rows from mllm_demo.json). As in
-encode_mllm_demo.py, torchvision is hidden and the processor is a plain object holding the PIL image processor.
+tuneforge (it builds the same rows from mllm_demo.json). Set up as
+encode_mllm_demo.py does (`lf_qwen2_vl`).
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from types import SimpleNamespace
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT.parent / "shared" / "lf-data"
@@ -41,22 +40,11 @@ def _internal(prompts: list, responses: list, images: list) -> dict[str, list]:
 
 
 def main() -> int:
-    sys.modules["torchvision"] = None
-    from llamafactory.data.processor import FeedbackDatasetProcessor, PairwiseDatasetProcessor
-    from llamafactory.data.template import get_template_and_fix_tokenizer
-    from llamafactory.hparams import DataArguments
-    from transformers import AutoTokenizer
-    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
+    from encode_mllm_demo import lf_qwen2_vl
 
-    model = sys.argv[1]
-    tokenizer = AutoTokenizer.from_pretrained(model)
-    image_processor = Qwen2VLImageProcessorPil.from_pretrained(model)
-    processor = SimpleNamespace(
-        image_processor=image_processor, tokenizer=tokenizer, image_max_pixels=768 * 768, image_min_pixels=32 * 32
-    )
-    data_args = DataArguments(template="qwen2_vl", cutoff_len=CUTOFF)
-    template = get_template_and_fix_tokenizer(tokenizer, data_args)
-    kwargs = {"template": template, "tokenizer": tokenizer, "processor": processor, "data_args": data_args}
+    kwargs = lf_qwen2_vl(sys.argv[1], CUTOFF)
+    from llamafactory.data.processor import FeedbackDatasetProcessor, PairwiseDatasetProcessor
+
     rows = json.loads((DATA / "mllm_demo.json").read_text(encoding="utf-8"))
     prompts = [row["messages"][:-1] for row in rows]
     answers = [row["messages"][-1] for row in rows]
