@@ -25,20 +25,9 @@ def images(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     return {"red": str(folder / "red.png"), "blue": str(folder / "blue.png")}
 
 
-@pytest.fixture(scope="module")
-def vlm(tiny_qwen2_vl: Path):
-    """An engine over the tiny Qwen2-VL with large random weights, so answers depend on every input and position."""
-    from tuneforge.config import load_config
-    from tuneforge.infer import load_engine
-
-    engine = load_engine(load_config({"model_name_or_path": str(tiny_qwen2_vl), "template": "qwen2_vl"}))
-    generator = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for param in engine.backend.model.parameters():
-            if param.dim() > 1:
-                param.copy_(torch.randn(param.shape, generator=generator) * 0.5)
-    yield engine
-    engine.close()
+@pytest.fixture
+def vlm(tiny_vlm_engine):
+    return tiny_vlm_engine
 
 
 def _generate(engine, messages, media) -> str:
