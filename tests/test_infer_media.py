@@ -154,3 +154,25 @@ def test_media_needs_the_kv_cache(vlm, images):
             vlm.backend.submit(GenerationRequest(prompt.ids, vlm.sampling(), print, media=prompt.media))
     finally:
         vlm.backend.use_cache = True
+
+
+class _Greedy:
+    """The engine with greedy 6-token defaults (what `generate_all` samples with)."""
+
+    def __init__(self, engine) -> None:
+        self.engine = engine
+
+    def __getattr__(self, name):
+        return getattr(self.engine, name)
+
+    def sampling(self):
+        return self.engine.sampling(temperature=0, max_new_tokens=6)
+
+
+def test_prediction_generates_with_each_rows_images(vlm, images):
+    from tuneforge.train.predict import generate_all
+
+    media = [{"images": [images["red"]]}, {"images": []}, {"images": [images["blue"]]}]
+    prompts = [vlm.encode_chat(QUESTION, media=m).ids for m in media]  # marks expanded, as in dataset rows
+    expected = [vlm.chat(QUESTION, media=m, temperature=0, max_new_tokens=6).content for m in media]
+    assert generate_all(_Greedy(vlm), prompts, media=media) == expected
