@@ -10,11 +10,14 @@ _TAGS = {"role_tag": "role", "content_tag": "content", "user_tag": "user", "assi
 
 
 def write_media_dataset(folder: Path, rows: list[dict[str, Any]], name: str = "mm") -> Path:
-    """A sharegpt dataset `name` with role/content tags and an `images` column, registered in `folder`."""
+    """A sharegpt dataset `name` with role/content tags and an `images` column, registered in `folder` (beside the
+    datasets registered there already)."""
     (folder / f"{name}.json").write_text(json.dumps(rows))
     entry = {"file_name": f"{name}.json", "formatting": "sharegpt", "tags": _TAGS}
     entry["columns"] = {"messages": "messages", "images": "images"}
-    (folder / "dataset_info.json").write_text(json.dumps({name: entry}))
+    info = folder / "dataset_info.json"
+    registry = json.loads(info.read_text()) if info.is_file() else {}
+    info.write_text(json.dumps({**registry, name: entry}))
     return folder
 
 

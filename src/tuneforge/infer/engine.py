@@ -111,12 +111,7 @@ class Engine:
         `media` holds file paths per kind; their marks are expanded into media tokens as in training and the
         files become the model's tensors (`Prompt.media`), so the files may be deleted once this returns.
         """
-        media = mm.check_media(self.plugin, media or {})
-        if media and not getattr(self.backend, "takes_media", False):
-            raise TuneforgeError(
-                "This inference backend takes text only; serve images, videos and audios with "
-                "`infer_backend: huggingface`."
-            )
+        media = self._checked_media(media)
         messages = mm.media_messages(self.plugin, messages, media)
         template = self.template
         if enable_thinking is not None and template.spec.thinking is not None:
@@ -154,7 +149,16 @@ class Engine:
 
     def media_inputs(self, media: mm.Media) -> dict[str, Any] | None:
         """The model tensors for media files of a prompt already holding their media tokens (e.g. a dataset row)."""
-        return mm.model_inputs(self.plugin, mm.check_media(self.plugin, media))
+        return mm.model_inputs(self.plugin, self._checked_media(media))
+
+    def _checked_media(self, media: mm.Media | None) -> mm.Media:
+        """The non-empty kinds of `media`, checked against the model and the backend."""
+        if any((media or {}).values()) and not getattr(self.backend, "takes_media", False):
+            raise TuneforgeError(
+                "This inference backend takes text only; serve images, videos and audios with "
+                "`infer_backend: huggingface`."
+            )
+        return mm.check_media(self.plugin, media or {})
 
     def events(
         self, prompt_ids: list[int], params: SamplingParams, media: dict[str, Any] | None = None
