@@ -61,16 +61,8 @@ def tiny_qwen2_vl(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def tiny_vlm_engine(tiny_qwen2_vl: Path):
     """An inference engine over the tiny Qwen2-VL with large random weights (answers depend on every input token,
     image and position); shared, so tests must not change it."""
-    import torch
+    from media_helpers import random_vlm_engine
 
-    from tuneforge.config import load_config
-    from tuneforge.infer import load_engine
-
-    engine = load_engine(load_config({"model_name_or_path": str(tiny_qwen2_vl), "template": "qwen2_vl"}))
-    generator = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for param in engine.backend.model.parameters():
-            if param.dim() > 1:
-                param.copy_(torch.randn(param.shape, generator=generator) * 0.5)
+    engine = random_vlm_engine(tiny_qwen2_vl, "qwen2_vl")
     yield engine
     engine.close()

@@ -56,6 +56,10 @@ def test_the_image_reaches_the_model(vlm, images):
 
 
 def test_text_and_image_requests_batch_together_and_answer_as_alone(vlm, images):
+    _check_mixed_batch(vlm, images)
+
+
+def _check_mixed_batch(engine, images) -> None:
     """A running image request (its rows' position deltas) is joined by text and image requests; each answer is
     the answer of the same request alone."""
     jobs = [None, {"images": [images["red"]]}, None, {"images": [images["blue"], images["red"]]}, None]
@@ -63,10 +67,10 @@ def test_text_and_image_requests_batch_together_and_answer_as_alone(vlm, images)
 
     def run(index: int) -> None:
         messages = [{"role": "user", "content": "What colour?" + " x" * index}]
-        results[index] = vlm.chat(messages, media=jobs[index], temperature=0, max_new_tokens=10).content
+        results[index] = engine.chat(messages, media=jobs[index], temperature=0, max_new_tokens=10).content
 
-    vlm.backend.peak_batch = 0
-    first = vlm.stream_chat(QUESTION, media={"images": [images["blue"]]}, temperature=0, max_new_tokens=30)
+    engine.backend.peak_batch = 0
+    first = engine.stream_chat(QUESTION, media={"images": [images["blue"]]}, temperature=0, max_new_tokens=30)
     head = next(first).content  # running before the others arrive: they merge into its batch
     threads = [threading.Thread(target=run, args=(i,)) for i in range(len(jobs))]
     for thread in threads:
@@ -74,12 +78,29 @@ def test_text_and_image_requests_batch_together_and_answer_as_alone(vlm, images)
     for thread in threads:
         thread.join()
     long_answer = head + "".join(d.content for d in first)
-    assert vlm.backend.peak_batch > 2
+    assert engine.backend.peak_batch > 2
     for index, media in enumerate(jobs):
         messages = [{"role": "user", "content": "What colour?" + " x" * index}]
-        assert vlm.chat(messages, media=media, temperature=0, max_new_tokens=10).content == results[index]
-    alone = vlm.chat(QUESTION, media={"images": [images["blue"]]}, temperature=0, max_new_tokens=30).content
+        assert engine.chat(messages, media=media, temperature=0, max_new_tokens=10).content == results[index]
+    alone = engine.chat(QUESTION, media={"images": [images["blue"]]}, temperature=0, max_new_tokens=30).content
     assert alone == long_answer
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("arch", "template"), [("qwen2_5_vl", "qwen2_vl"), ("qwen3_vl", "qwen3_vl_nothink")])
+def test_qwen2_5_vl_and_qwen3_vl_answer_as_transformers_and_batch(arch, template, images, tmp_path):
+    """Qwen2.5-VL (windowed vision attention) and Qwen3-VL (interleaved M-RoPE, deepstack) take the same path."""
+    from media_helpers import random_vlm_engine
+    from tuneforge.models.tiny import make_tiny
+
+    engine = random_vlm_engine(make_tiny(arch, tmp_path / arch, seed=0), template)
+    try:
+        for media in ({"images": [images["red"]]}, {"images": [images["blue"], images["red"]]}):
+            answer = engine.chat(QUESTION, media=media, temperature=0, max_new_tokens=8).content
+            assert answer == _generate(engine, QUESTION, media)
+        _check_mixed_batch(engine, images)
+    finally:
+        engine.close()
 
 
 def test_marks_go_first_in_the_first_user_message_as_lf_does():
@@ -126,7 +147,8 @@ def test_a_text_model_takes_no_media_and_keeps_marks_literal(qwen_tokenizer, ima
     from tuneforge.infer.engine import Engine
     from tuneforge.infer.params import SamplingParams
 
-    engine = Engine(object(), qwen_tokenizer, get_template("qwen", qwen_tokenizer), SamplingParams(), "m")
+    backend = type("Backend", (), {"takes_media": True})()
+    engine = Engine(backend, qwen_tokenizer, get_template("qwen", qwen_tokenizer), SamplingParams(), "m")
     assert engine.media_kinds == ()
     with pytest.raises(TuneforgeError, match="text-only: it takes no images"):
         engine.encode_chat(QUESTION, media={"images": [images["red"]]})
