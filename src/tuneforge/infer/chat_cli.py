@@ -176,7 +176,8 @@ def _answer(
     print("Assistant: ", end="", file=stdout, flush=True)
     started, first, tokens = time.perf_counter(), None, 0
     media = {kind: [*session.media.get(kind, []), *attached.get(kind, [])] for kind in {*session.media, *attached}}
-    stream = engine.stream_chat(session.history, system=session.system, media=media or None)
+    with_media = {"media": media} if media else {}  # text chats call the engine exactly as before
+    stream = engine.stream_chat(session.history, system=session.system, **with_media)
     content, thinking = [], False
     try:
         for delta in stream:
