@@ -130,7 +130,7 @@ def test_local_paths_only_inside_the_media_dir(tiny_vlm_engine, red, tmp_path):
         assert status == 200 and answer(body) == by_data
     (tmp_path / "media").mkdir()
     (tmp_path / "secret.png").write_bytes(red.read_bytes())
-    for outside in ("../secret.png", str(tmp_path / "secret.png"), "/etc/passwd"):
+    for outside in ("../secret.png", str(tmp_path / "secret.png"), "/etc/passwd", "a\x00.png"):
         status, body = post(tiny_vlm_engine, ask(image_part(outside)), media_dir=str(tmp_path / "media"))
         assert status == 400 and "not a file inside the server's media folder" in body["error"]["message"]
 
@@ -145,6 +145,7 @@ def test_local_paths_only_inside_the_media_dir(tiny_vlm_engine, red, tmp_path):
         ({"type": "image_url"}, "needs `image_url"),
         ({"type": "image", "image": "x"}, "unsupported content part 'image'"),
         ({"type": "input_audio", "input_audio": {"data": "UklGRg==", "format": "wav"}}, "takes images, not audios"),
+        ({"type": "input_audio", "input_audio": {"data": "UklGRg==", "format": "../x"}}, "such as wav or mp3"),
         ({"type": "video_url", "video_url": {"url": "data:video/mp4;base64,AAAA"}}, "takes images, not videos"),
     ],
 )

@@ -90,8 +90,9 @@ class MediaParts:
     def _audio_data(self, audio: Any, where: str) -> str:
         if audio is None:
             raise APIError(400, f'{where}: an input_audio part needs `input_audio: {{"data": ..., "format": ...}}`')
-        suffix = "." + audio.format.lower().strip(".") if audio.format else ""
-        return self._write(_b64(audio.data, where), suffix, where)
+        if not audio.format.isascii() or not audio.format.isalnum():
+            raise APIError(400, f"{where}: input_audio.format should be a file type such as wav or mp3", where)
+        return self._write(_b64(audio.data, where), "." + audio.format.lower(), where)
 
     def _local(self, path: str, where: str) -> str:
         root = self.settings.media_dir
@@ -102,8 +103,11 @@ class MediaParts:
                 where,
             )
         real_root = os.path.realpath(root)
-        real = os.path.realpath(os.path.join(real_root, path))
-        if os.path.commonpath([real, real_root]) != real_root or not os.path.isfile(real):
+        try:
+            real = os.path.realpath(os.path.join(real_root, path))
+        except (ValueError, OSError):  # a NUL byte, a path too long
+            real = ""
+        if not real or os.path.commonpath([real, real_root]) != real_root or not os.path.isfile(real):
             raise APIError(400, f"{where}: {path!r} is not a file inside the server's media folder", where)
         return real
 
