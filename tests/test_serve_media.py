@@ -162,3 +162,18 @@ def test_image_parts_stream_like_the_whole_answer(tiny_vlm_engine, red):
     with TestClient(app).stream("POST", "/v1/chat/completions", json={**body, "stream": True}) as response:
         chunks = [json.loads(line[6:]) for line in response.iter_lines() if line.startswith("data: {")]
     assert "".join(c["choices"][0]["delta"].get("content", "") for c in chunks if c["choices"]) == whole
+
+
+def test_api_media_dir_reaches_the_server_settings_and_safe_media_path_overrides(monkeypatch, tmp_path):
+    from types import SimpleNamespace
+
+    from tuneforge.config import load_config
+    from tuneforge.serve.server import server_settings
+
+    cfg = load_config({"model_name_or_path": "m", "api_media_dir": str(tmp_path)})
+    engine = SimpleNamespace(model_name="m")
+    monkeypatch.delenv("SAFE_MEDIA_PATH", raising=False)
+    assert server_settings(cfg, engine, ()).media_dir == str(tmp_path)
+    monkeypatch.setenv("SAFE_MEDIA_PATH", "/srv/media")  # LLaMA-Factory's variable
+    assert server_settings(cfg, engine, ()).media_dir == "/srv/media"
+    assert server_settings(load_config({"model_name_or_path": "m"}), engine, ()).media_dir == "/srv/media"
