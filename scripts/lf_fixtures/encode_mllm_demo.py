@@ -76,23 +76,33 @@ def _processor(model: str, template: str, tokenizer: object) -> object:
     return processor
 
 
-def main() -> int:
+def lf_processor_args(model: str, cutoff: int, name: str = "qwen2_vl") -> dict:
+    """LLaMA-Factory's processor arguments (template, tokenizer, processor, data_args) for template `name` on the
+    tiny model at `model`, with torchvision hidden and PIL image processors."""
     sys.modules["torchvision"] = None
-    from llamafactory.data.processor import SupervisedDatasetProcessor
     from llamafactory.data.template import get_template_and_fix_tokenizer
     from llamafactory.hparams import DataArguments
     from transformers import AutoTokenizer
 
-    model = sys.argv[1]
-    name = sys.argv[2] if len(sys.argv) > 2 else "qwen2_vl"
     tokenizer = AutoTokenizer.from_pretrained(model)
     processor = _processor(model, name, tokenizer)
-    image_processor = processor.image_processor
-    data_args = DataArguments(template=name, cutoff_len=CUTOFF)
+    data_args = DataArguments(template=name, cutoff_len=cutoff)
     template = get_template_and_fix_tokenizer(tokenizer, data_args)
-    encoder = SupervisedDatasetProcessor(
-        template=template, tokenizer=tokenizer, processor=processor, data_args=data_args
-    )
+    return {"template": template, "tokenizer": tokenizer, "processor": processor, "data_args": data_args}
+
+
+def lf_qwen2_vl(model: str, cutoff: int) -> dict:
+    """`lf_processor_args` for the qwen2_vl template (also used by encode_mllm_preferences.py)."""
+    return lf_processor_args(model, cutoff, "qwen2_vl")
+
+
+def main() -> int:
+    name = sys.argv[2] if len(sys.argv) > 2 else "qwen2_vl"
+    kwargs = lf_processor_args(sys.argv[1], CUTOFF, name)
+    from llamafactory.data.processor import SupervisedDatasetProcessor
+
+    image_processor = kwargs["processor"].image_processor
+    encoder = SupervisedDatasetProcessor(**kwargs)
     rows = json.loads((DATA / "mllm_demo.json").read_text(encoding="utf-8"))
     encoded = encoder.preprocess_dataset(_examples(rows))
     settings = image_processor.to_dict()
