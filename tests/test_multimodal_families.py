@@ -211,3 +211,20 @@ def test_a_setting_for_another_family_warns_that_it_has_no_effect(
     with caplog.at_level("WARNING", logger="tuneforge.data"):
         build_plugin(get_template("llava"), str(tiny_vlm("llava")), MediaSettings(crop_to_patches=True))
     assert "`crop_to_patches` has no effect with media plugin 'llava': only intern_vl models read it." in caplog.text
+
+
+@pytest.mark.parametrize("arch", FAMILIES)
+def test_chat_with_an_image_runs_on_each_family(arch: str, tiny_vlm: Any, tmp_path: Path) -> None:
+    """The inference engine takes an image on each family through the same plugin (Gemma 3's config, which
+    transformers also maps for causal LM, counts as vision-language)."""
+    from tuneforge.config import load_config
+    from tuneforge.infer import load_engine
+
+    square_image(tmp_path / "a.png", (255, 0, 0), size=70)
+    options = {"template": arch, "max_new_tokens": 2, "do_sample": False}
+    engine = load_engine(load_config({"model_name_or_path": str(tiny_vlm(arch)), **options}))
+    try:
+        result = engine.chat([{"role": "user", "content": "Colour?"}], media={"images": [str(tmp_path / "a.png")]})
+    finally:
+        engine.close()
+    assert result.completion_tokens == 2 and result.prompt_tokens > 16  # the image's tokens are in the prompt

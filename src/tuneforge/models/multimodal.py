@@ -58,7 +58,10 @@ def is_image_text_config(model_config: Any) -> bool:
     from transformers import AutoModelForCausalLM, AutoModelForImageTextToText
 
     kind = type(model_config)
-    return kind in AutoModelForImageTextToText._model_mapping and kind not in AutoModelForCausalLM._model_mapping
+    if kind not in AutoModelForImageTextToText._model_mapping:
+        return False
+    causal = AutoModelForCausalLM._model_mapping  # Gemma 3's composite config maps to the same class in both
+    return kind not in causal or causal[kind] is AutoModelForImageTextToText._model_mapping[kind]
 
 
 def auto_model_class(model_config: Any) -> Any:
