@@ -55,3 +55,11 @@ def tiny_qwen2_vl(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from tuneforge.models.tiny import make_tiny
 
     return make_tiny("qwen2_vl", tmp_path_factory.mktemp("tiny_qwen2_vl"), seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen2_audio(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Folder of a tiny random Qwen2-Audio (2 text layers, hidden 64, one audio-encoder layer) with its processor."""
+    from tuneforge.models.tiny import make_tiny
+
+    return make_tiny("qwen2_audio", tmp_path_factory.mktemp("tiny_qwen2_audio"), seed=0)

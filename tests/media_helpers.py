@@ -1,4 +1,4 @@
-"""Helpers for the multimodal tests: LLaMA-Factory-style image datasets written to a folder."""
+"""Helpers for the multimodal tests: LLaMA-Factory-style image and audio datasets written to a folder."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ from typing import Any
 _TAGS = {"role_tag": "role", "content_tag": "content", "user_tag": "user", "assistant_tag": "assistant"}
 
 
-def write_media_dataset(folder: Path, rows: list[dict[str, Any]], name: str = "mm") -> Path:
-    """A sharegpt dataset `name` with role/content tags and an `images` column, registered in `folder`."""
+def write_media_dataset(folder: Path, rows: list[dict[str, Any]], name: str = "mm", kind: str = "images") -> Path:
+    """A sharegpt dataset `name` with role/content tags and a `kind` media column, registered in `folder`."""
     (folder / f"{name}.json").write_text(json.dumps(rows))
     entry = {"file_name": f"{name}.json", "formatting": "sharegpt", "tags": _TAGS}
-    entry["columns"] = {"messages": "messages", "images": "images"}
+    entry["columns"] = {"messages": "messages", kind: kind}
     (folder / "dataset_info.json").write_text(json.dumps({name: entry}))
     return folder
 
@@ -28,7 +28,32 @@ def square_image(path: Path, colour: tuple[int, int, int], size: int = 56) -> No
     image.save(path)
 
 
-def row(question: str, answer: str, images: list[str]) -> dict[str, Any]:
-    """A one-turn row with role/content messages and its image paths."""
+def row(question: str, answer: str, images: list[str], kind: str = "images") -> dict[str, Any]:
+    """A one-turn row with role/content messages and its media paths (images unless `kind` says otherwise)."""
     messages = [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]
-    return {"messages": messages, "images": images}
+    return {"messages": messages, kind: images}
+
+
+def tone(path: Path, hertz: float, seconds: float = 0.5, rate: int = 16000, channels: int = 1) -> Path:
+    """A sine tone written as a sound file (the format from the suffix: .wav, .flac, ...)."""
+    import numpy as np
+    import soundfile
+
+    samples = 0.5 * np.sin(2 * np.pi * hertz * np.arange(int(seconds * rate)) / rate).astype(np.float32)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    soundfile.write(path, np.stack([samples] * channels, axis=1), rate)
+    return path
+
+
+def assert_matches_lf(rows: Any, fixture_rows: list[dict[str, Any]], tokenizer: Any) -> None:
+    """tuneforge's encoded rows equal LLaMA-Factory's, but for the README-listed newline after each end of turn
+    (LF trains it after an earlier turn and adds it after the last)."""
+    newline, end = tokenizer.convert_tokens_to_ids(["Ċ", "<|im_end|>"])
+    assert rows.num_rows == len(fixture_rows)
+    for ours, theirs in zip(rows, fixture_rows, strict=True):
+        size = len(ours["input_ids"])
+        assert ours["input_ids"] == theirs["input_ids"][:size]
+        assert tokenizer.decode(theirs["input_ids"][size:]) == "\n"
+        for i, (label, lf_label) in enumerate(zip(ours["labels"], theirs["labels"], strict=False)):
+            if label != lf_label:  # only LF's trained separator after an earlier end of turn
+                assert (label, lf_label, theirs["input_ids"][i - 1]) == (-100, newline, end), i

@@ -172,12 +172,13 @@ def _from_pretrained(cfg: TuneforgeConfig, kwargs: dict[str, Any]) -> PreTrained
 
 
 def _auto_class(model_config: Any) -> Any:
-    """`AutoModelForImageTextToText` for vision-language models (as LLaMA-Factory loads them), else the causal LM."""
-    from transformers import AutoModelForCausalLM, AutoModelForImageTextToText
+    """The multimodal Auto class for vision- and audio-language models (as LLaMA-Factory loads them), else the
+    causal LM."""
+    from transformers import AutoModelForCausalLM
 
-    from tuneforge.models.multimodal import is_image_text_config
+    from tuneforge.models.multimodal import media_auto_class
 
-    return AutoModelForImageTextToText if is_image_text_config(model_config) else AutoModelForCausalLM
+    return media_auto_class(model_config) or AutoModelForCausalLM
 
 
 def prepare_for_training(model: PreTrainedModel, cfg: TuneforgeConfig) -> None:

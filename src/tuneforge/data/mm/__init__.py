@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from tuneforge.data.mm.base import MediaPlugin, MediaSettings
+from tuneforge.data.mm.qwen2_audio import Qwen2AudioPlugin
 from tuneforge.data.mm.qwen_vl import QwenVLPlugin
 from tuneforge.errors import DataError
 
@@ -21,6 +22,7 @@ PluginFactory = Callable[[Any, str, MediaSettings], MediaPlugin]
 PLUGINS: dict[str, PluginFactory] = {
     "qwen2_vl": QwenVLPlugin.build,
     "qwen3_vl": QwenVLPlugin.build,
+    "qwen2_audio": Qwen2AudioPlugin.build,
 }
 
 
