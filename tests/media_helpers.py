@@ -57,3 +57,52 @@ def assert_matches_lf(rows: Any, fixture_rows: list[dict[str, Any]], tokenizer: 
         for i, (label, lf_label) in enumerate(zip(ours["labels"], theirs["labels"], strict=False)):
             if label != lf_label:  # only LF's trained separator after an earlier end of turn
                 assert (label, lf_label, theirs["input_ids"][i - 1]) == (-100, newline, end), i
+
+
+PITCHES = {"low": (110.0, 330.0), "high": (1500.0, 3500.0)}  # Hz ranges of the two answers
+
+
+def pitch_rows(folder: Path, n: int, seed: int) -> list[dict[str, Any]]:
+    """n rows "Is the tone high or low?" over half-second tones of random pitch in the answer's range, loudness
+    and phase (alternating low, high)."""
+    import numpy as np
+    import soundfile
+
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(n):
+        answer = list(PITCHES)[i % 2]
+        hertz, rate = rng.uniform(*PITCHES[answer]), 16000
+        t = np.arange(int(rng.uniform(0.4, 0.6) * rate)) / rate
+        samples = rng.uniform(0.2, 0.8) * np.sin(2 * np.pi * hertz * t + rng.uniform(0, 2 * np.pi))
+        path = f"wav/{seed}_{i}.wav"
+        (folder / "wav").mkdir(parents=True, exist_ok=True)
+        soundfile.write(folder / path, samples.astype(np.float32), rate)
+        rows.append(row("<audio>Is the tone high or low?", answer, [path], kind="audios"))
+    return rows
+
+
+def train_pitch_model(model: Path, folder: Path, steps: int = 30) -> Path:
+    """Fully fine-tune the tiny Qwen2-Audio at `model` (audio encoder and projector frozen, as by default) on 48
+    pitch rows written to `folder`; returns the trained model folder, which answers "high" or "low" for a tone.
+    Reused by the audio learning test and any chat / API test of the trained model."""
+    from train_helpers import tiny_config
+    from tuneforge.train.sft import run_sft
+
+    write_media_dataset(folder, pitch_rows(folder, 48, seed=0), name="train", kind="audios")
+    out = folder / "out"
+    cfg = tiny_config(
+        model,
+        out,
+        template="qwen2_audio",
+        dataset="train",
+        dataset_dir=str(folder),
+        cache_dir=str(folder / "cache"),
+        finetuning_type="full",
+        learning_rate=1e-2,
+        lr_scheduler_type="constant",
+        per_device_train_batch_size=6,
+        max_steps=steps,
+    )
+    run_sft(cfg)
+    return out

@@ -191,3 +191,10 @@ def test_frozen_parts_and_lora_targets_skip_the_audio_encoder(tiny_qwen2_audio: 
     assert lora and all("lora_" in n and "language_model" in n for n in lora)
     lora_audio = trainable(finetuning_type="lora", lora_target="all", freeze_vision_tower=False)
     assert any("audio_tower.layers" in n and "lora_" in n for n in lora_audio)
+
+
+def test_preview_shows_audio_token_runs_once_with_a_count() -> None:
+    from tuneforge.data.preview import compact_runs
+
+    text = "<|audio_bos|>" + "<|AUDIO|>" * 25 + "<|audio_eos|>Pitch?"
+    assert compact_runs(text) == "<|audio_bos|><|AUDIO|>×25<|audio_eos|>Pitch?"
