@@ -59,7 +59,14 @@ def tiny_qwen2_vl(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_qwen2_audio(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Folder of a tiny random Qwen2-Audio (2 text layers, hidden 64, one audio-encoder layer) with its processor."""
-    from tuneforge.models.tiny import make_tiny
+    """Folder of a tiny random Qwen2-Audio (2 text layers, hidden 64, one audio-encoder layer) with its processor,
+    built through `tuneforge make-tiny` as a user would."""
+    from click.testing import CliRunner
 
-    return make_tiny("qwen2_audio", tmp_path_factory.mktemp("tiny_qwen2_audio"), seed=0)
+    from tuneforge.cli import main_group
+
+    out = tmp_path_factory.mktemp("tiny_qwen2_audio")
+    result = CliRunner().invoke(main_group, ["make-tiny", "--arch", "qwen2_audio", "--out", str(out), "--overwrite"])
+    assert result.exit_code == 0, result.output
+    assert "wrote qwen2_audio model (2 layers, hidden 64, audio encoder layers 1" in result.output
+    return out

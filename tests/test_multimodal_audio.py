@@ -135,10 +135,12 @@ def test_images_are_refused_by_the_audio_plugin(tiny_qwen2_audio: Path, tmp_path
 def test_missing_audio_package_names_the_extra(
     tiny_qwen2_audio: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """An audio dataset needs the `audio` extra, and not Pillow (hidden too)."""
     from tuneforge.errors import ConfigError
 
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a, **k: None if name == "soundfile" else real(name))
+    hidden = ("soundfile", "PIL")
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a, **k: None if name in hidden else real(name))
     tone(tmp_path / "a.wav", 440)
     write_media_dataset(tmp_path, [audio_row("<audio>Pitch?", "low", ["a.wav"])], kind="audios")
     with pytest.raises(ConfigError, match=r"`soundfile` package: pip install 'tuneforge\[audio\]'"):

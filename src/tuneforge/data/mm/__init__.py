@@ -30,9 +30,10 @@ def build_plugin(template: Any, model_path: str | None, settings: MediaSettings)
     """The media plugin `template` names, with the processor saved with the model at `model_path`."""
     from tuneforge.extras import require
 
-    require("PIL", "a dataset with images")
     spec = template.spec
     factory = PLUGINS.get(spec.mm_plugin or "")
+    if "images" in getattr(getattr(factory, "__self__", None), "kinds", ("images",)):
+        require("PIL", "a dataset with images")  # audio plugins check their own packages
     if factory is None:
         what = (
             f"names media plugin {spec.mm_plugin!r}, which tuneforge does not implement yet"
