@@ -70,3 +70,11 @@ def tiny_qwen2_audio(tmp_path_factory: pytest.TempPathFactory) -> Path:
     assert result.exit_code == 0, result.output
     assert "wrote qwen2_audio model (2 layers, hidden 64, audio encoder layers 1" in result.output
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen2_5_omni(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Folder of a tiny random Qwen2.5-Omni thinker (2 text layers, hidden 64, one vision block, one audio layer)."""
+    from tuneforge.models.tiny import make_tiny
+
+    return make_tiny("qwen2_5_omni", tmp_path_factory.mktemp("tiny_qwen2_5_omni"), seed=0)

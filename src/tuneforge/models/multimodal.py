@@ -46,6 +46,12 @@ COMPOSITES: dict[str, Composite] = {
     "llava_next": Composite(("multi_modal_projector",), ("vision_tower",), ("language_model", "lm_head")),
     "gemma3": Composite(("multi_modal_projector",), ("vision_tower",), ("language_model", "lm_head")),
     "qwen2_audio": Composite(("multi_modal_projector",), ("audio_tower",), ("language_model", "lm_head")),
+    "qwen2_5_omni_thinker": Composite(  # the audio encoder (with its output projection) counts as vision tower
+        projector=("visual.merger", "audio_tower.proj"),
+        vision=("visual.patch_embed", "visual.blocks", "audio_tower"),
+        language=("language_model", "lm_head"),
+        lora_conflicts=("patch_embed",),
+    ),
 }
 
 

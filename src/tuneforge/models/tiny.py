@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 ARCHES = (*FAMILIES, *TEXT_ARCHES)
 VLM_ARCHES = ("qwen2_vl", "qwen2_5_vl", "qwen3_vl")  # vision-language models, built by tiny_vlm.py
-AUDIO_ARCHES = ("qwen2_audio",)  # audio-language models, built by tiny_audio.py
+AUDIO_ARCHES = ("qwen2_audio", "qwen2_5_omni")  # audio-language models (Omni: the thinker), built by tiny_audio.py
 QWEN_VOCAB_SIZE = 151936  # the real Qwen2/Qwen3 embedding size (tokenizer length padded up)
 
 # Exact shapes of real checkpoints; keys are the config fields that differ from the tiny defaults

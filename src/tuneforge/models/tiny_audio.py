@@ -87,9 +87,15 @@ def save_audio_processor(out: Path) -> Any:
 
 
 def make_tiny_audio(arch: str, out: Path, *, layers: int = 2, hidden: int = 64, seed: int = 0) -> Path:
-    """Write a tiny random `arch` audio-language model with its processor and generation config into `out`."""
+    """Write a tiny random `arch` audio-language model (`qwen2_audio`, or the `qwen2_5_omni` thinker, see
+    tiny_omni.py) with its processor and generation config into `out`."""
     import torch
     from transformers import AutoModelForSeq2SeqLM
+
+    if arch == "qwen2_5_omni":
+        from tuneforge.models.tiny_omni import make_tiny_omni
+
+        return make_tiny_omni(out, layers=layers, hidden=hidden, seed=seed)
 
     tokenizer = save_audio_processor(out)
     config = build_audio_config(tokenizer.convert_tokens_to_ids(AUDIO_TOKENS[0]), layers=layers, hidden=hidden)
@@ -104,11 +110,13 @@ def make_tiny_audio(arch: str, out: Path, *, layers: int = 2, hidden: int = 64, 
 def describe_audio(path: Path) -> str:
     """One line for `tuneforge make-tiny`: the model type, sizes and parameter count of the model at `path`."""
     import torch
-    from transformers import AutoConfig, AutoModelForSeq2SeqLM
+    from transformers import AutoConfig
+
+    from tuneforge.models.multimodal import media_auto_class
 
     config = AutoConfig.from_pretrained(str(path))
     with torch.device("meta"):
-        count = sum(p.numel() for p in AutoModelForSeq2SeqLM.from_config(config).parameters())
+        count = sum(p.numel() for p in media_auto_class(config).from_config(config).parameters())
     text = config.text_config
     return (
         f"wrote {config.model_type} model ({text.num_hidden_layers} layers, hidden {text.hidden_size}, "

@@ -13,6 +13,7 @@ from typing import Any
 
 from tuneforge.data.mm.base import MediaPlugin, MediaSettings
 from tuneforge.data.mm.qwen2_audio import Qwen2AudioPlugin
+from tuneforge.data.mm.qwen_omni import QwenOmniPlugin
 from tuneforge.data.mm.qwen_vl import QwenVLPlugin
 from tuneforge.errors import DataError
 
@@ -23,6 +24,7 @@ PLUGINS: dict[str, PluginFactory] = {
     "qwen2_vl": QwenVLPlugin.build,
     "qwen3_vl": QwenVLPlugin.build,
     "qwen2_audio": Qwen2AudioPlugin.build,
+    "qwen2_omni": QwenOmniPlugin.build,
 }
 
 
