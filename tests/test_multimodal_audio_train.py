@@ -13,49 +13,33 @@ from train_helpers import tiny_config
 pytestmark = pytest.mark.slow
 
 
-def test_mllm_audio_demo_trains_with_lora_on_the_language_model(
-    tiny_qwen2_audio: Path, shared_dir: Path, tmp_path: Path
-) -> None:
+def train_demo(model: Path, shared_dir: Path, tmp_path: Path, template: str, dataset: str) -> Path:
+    """Two LoRA steps on LLaMA-Factory demo sets; the adapter targets only the language model (towers frozen)."""
     from tuneforge.train.sft import run_sft
 
     out = tmp_path / "out"
+    options = {"dataset_dir": str(shared_dir / "lf-data"), "cache_dir": str(tmp_path / "cache")}
     cfg = tiny_config(
-        tiny_qwen2_audio,
-        out,
-        template="qwen2_audio",
-        dataset="mllm_audio_demo",
-        dataset_dir=str(shared_dir / "lf-data"),
-        cache_dir=str(tmp_path / "cache"),
-        max_steps=2,
-        per_device_train_batch_size=3,
+        model, out, template=template, dataset=dataset, max_steps=2, per_device_train_batch_size=3, **options
     )
-    metrics = run_sft(cfg)
-    assert metrics["train_loss"] > 0
+    assert run_sft(cfg)["train_loss"] > 0
     targets = json.loads((out / "adapter_config.json").read_text())["target_modules"]
-    assert targets and all("language_model" in t for t in targets)  # the audio encoder stays frozen
+    assert targets and all("language_model" in t for t in targets)
+    return out
+
+
+def test_mllm_audio_demo_trains_with_lora_on_the_language_model(
+    tiny_qwen2_audio: Path, shared_dir: Path, tmp_path: Path
+) -> None:
+    out = train_demo(tiny_qwen2_audio, shared_dir, tmp_path, "qwen2_audio", "mllm_audio_demo")
     assert (out / "processor_config.json").is_file()  # the feature extractor travels with the adapter
 
 
 def test_omni_thinker_trains_on_image_and_audio_demo_sets(
     tiny_qwen2_5_omni: Path, shared_dir: Path, tmp_path: Path
 ) -> None:
-    """mllm_demo and mllm_audio_demo mixed, on the tiny Qwen2.5-Omni thinker with LoRA (towers frozen)."""
-    from tuneforge.train.sft import run_sft
-
-    out = tmp_path / "out"
-    cfg = tiny_config(
-        tiny_qwen2_5_omni,
-        out,
-        template="qwen2_omni",
-        dataset="mllm_demo,mllm_audio_demo",
-        dataset_dir=str(shared_dir / "lf-data"),
-        cache_dir=str(tmp_path / "cache"),
-        max_steps=2,
-        per_device_train_batch_size=3,
-    )
-    assert run_sft(cfg)["train_loss"] > 0
-    targets = json.loads((out / "adapter_config.json").read_text())["target_modules"]
-    assert targets and all("language_model" in t for t in targets)
+    """mllm_demo and mllm_audio_demo mixed, on the tiny Qwen2.5-Omni thinker."""
+    train_demo(tiny_qwen2_5_omni, shared_dir, tmp_path, "qwen2_omni", "mllm_demo,mllm_audio_demo")
 
 
 def test_the_tone_pitch_is_learned_from_the_audio(tiny_qwen2_audio: Path, tmp_path: Path) -> None:

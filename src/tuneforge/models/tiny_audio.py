@@ -34,12 +34,10 @@ def audio_tokenizer() -> Any:
     return tokenizer
 
 
-def build_audio_config(audio_token_id: int, *, layers: int = 2, hidden: int = 64) -> Any:
-    """Config of a tiny Qwen2-Audio: the Qwen2 text stack of tiny.py and a one-layer audio encoder of width 32."""
-    from transformers import AutoConfig
-
+def text_config(layers: int, hidden: int) -> dict[str, Any]:
+    """The Qwen2 text stack of tiny.py (4 heads, 2 key-value heads), untied as Qwen2-Audio and the Omni thinker."""
     ids = token_ids("qwen2")
-    text = {
+    return {
         "model_type": "qwen2",
         "vocab_size": QWEN_VOCAB_SIZE,
         "hidden_size": hidden,
@@ -52,8 +50,15 @@ def build_audio_config(audio_token_id: int, *, layers: int = 2, hidden: int = 64
         "rope_parameters": {"rope_type": "default", "rope_theta": 1000000.0},
         "bos_token_id": ids["bos"],
         "eos_token_id": ids["eos"][0],
-        "tie_word_embeddings": False,  # Qwen2-Audio keeps a separate output head
+        "tie_word_embeddings": False,  # both keep a separate output head
     }
+
+
+def build_audio_config(audio_token_id: int, *, layers: int = 2, hidden: int = 64) -> Any:
+    """Config of a tiny Qwen2-Audio: the Qwen2 text stack of tiny.py and a one-layer audio encoder of width 32."""
+    from transformers import AutoConfig
+
+    text = text_config(layers, hidden)
     audio = {
         "model_type": "qwen2_audio_encoder",
         "num_mel_bins": MEL_BINS,

@@ -17,8 +17,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from tuneforge.models.tiny import QWEN_VOCAB_SIZE, _generation_config, token_ids
-from tuneforge.models.tiny_audio import MAX_SOURCE_POSITIONS, MEL_BINS, feature_extractor
+from tuneforge.models.tiny import _generation_config
+from tuneforge.models.tiny_audio import MAX_SOURCE_POSITIONS, MEL_BINS, feature_extractor, text_config
 from tuneforge.models.tiny_vlm import _VIDEO_CONFIG, MERGE_SIZE, PATCH_SIZE, chat_template, image_processor
 from tuneforge.models.tokenizer import tokenizer_dir
 
@@ -50,22 +50,9 @@ def build_omni_config(tokenizer: Any, *, layers: int = 2, hidden: int = 64) -> A
 
     ids = {name: tokenizer.convert_tokens_to_ids(token) for name, token in OMNI_TOKENS.items()}
     half = hidden // 4 // 2  # rotary frequencies per head, split over (time, height, width)
-    text = {
-        "vocab_size": QWEN_VOCAB_SIZE,
-        "hidden_size": hidden,
-        "intermediate_size": 3 * hidden,
-        "num_hidden_layers": layers,
-        "num_attention_heads": 4,
-        "num_key_value_heads": 2,
-        "rope_parameters": {
-            "rope_type": "default",
-            "rope_theta": 1000000.0,
-            "mrope_section": [half - 2 * (half // 3), half // 3, half // 3],
-        },
-        "bos_token_id": token_ids("qwen2")["bos"],
-        "eos_token_id": token_ids("qwen2")["eos"][0],
-        "tie_word_embeddings": False,
-    }
+    text = text_config(layers, hidden)
+    del text["model_type"]  # the thinker's own text config class
+    text["rope_parameters"]["mrope_section"] = [half - 2 * (half // 3), half // 3, half // 3]
     vision = {"depth": 1, "hidden_size": 32, "intermediate_size": 64, "num_heads": 2, "out_hidden_size": hidden}
     vision |= {
         "patch_size": PATCH_SIZE,
