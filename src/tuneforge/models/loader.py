@@ -174,11 +174,9 @@ def _from_pretrained(cfg: TuneforgeConfig, kwargs: dict[str, Any]) -> PreTrained
 def _auto_class(model_config: Any) -> Any:
     """The multimodal Auto class for vision- and audio-language models (as LLaMA-Factory loads them), else the
     causal LM."""
-    from transformers import AutoModelForCausalLM
+    from tuneforge.models.multimodal import auto_model_class
 
-    from tuneforge.models.multimodal import media_auto_class
-
-    return media_auto_class(model_config) or AutoModelForCausalLM
+    return auto_model_class(model_config)
 
 
 def prepare_for_training(model: PreTrainedModel, cfg: TuneforgeConfig) -> None:

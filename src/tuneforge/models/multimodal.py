@@ -91,6 +91,13 @@ def media_auto_class(model_config: Any) -> Any:
     return AutoModelForSeq2SeqLM if is_audio_text_config(model_config) else None
 
 
+def auto_model_class(model_config: Any) -> Any:
+    """The Auto class that loads this model: the multimodal one (`media_auto_class`), else the causal LM."""
+    from transformers import AutoModelForCausalLM
+
+    return media_auto_class(model_config) or AutoModelForCausalLM
+
+
 def frozen_parts(model: Any, method: MethodSection) -> tuple[str, ...]:
     """Name substrings of the parts the method settings keep frozen (empty for text-only models)."""
     parts = composite_of(model)
