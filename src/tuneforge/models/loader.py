@@ -172,7 +172,8 @@ def _from_pretrained(cfg: TuneforgeConfig, kwargs: dict[str, Any]) -> PreTrained
 
 
 def _auto_class(model_config: Any) -> Any:
-    """`AutoModelForImageTextToText` for vision-language models (as LLaMA-Factory loads them), else the causal LM."""
+    """The multimodal Auto class for vision- and audio-language models (as LLaMA-Factory loads them), else the
+    causal LM."""
     from tuneforge.models.multimodal import auto_model_class
 
     return auto_model_class(model_config)

@@ -12,6 +12,8 @@ from collections.abc import Callable
 from typing import Any
 
 from tuneforge.data.mm.base import MediaPlugin, MediaSettings
+from tuneforge.data.mm.qwen2_audio import Qwen2AudioPlugin
+from tuneforge.data.mm.qwen_omni import QwenOmniPlugin
 from tuneforge.data.mm.qwen_vl import QwenVLPlugin
 from tuneforge.errors import DataError
 
@@ -21,6 +23,8 @@ PluginFactory = Callable[[Any, str, MediaSettings], MediaPlugin]
 PLUGINS: dict[str, PluginFactory] = {
     "qwen2_vl": QwenVLPlugin.build,
     "qwen3_vl": QwenVLPlugin.build,
+    "qwen2_audio": Qwen2AudioPlugin.build,
+    "qwen2_omni": QwenOmniPlugin.build,
 }
 
 
@@ -28,9 +32,10 @@ def build_plugin(template: Any, model_path: str | None, settings: MediaSettings)
     """The media plugin `template` names, with the processor saved with the model at `model_path`."""
     from tuneforge.extras import require
 
-    require("PIL", "a dataset with images")
     spec = template.spec
     factory = PLUGINS.get(spec.mm_plugin or "")
+    if "images" in getattr(getattr(factory, "__self__", None), "kinds", ("images",)):
+        require("PIL", "a dataset with images")  # audio plugins check their own packages
     if factory is None:
         what = (
             f"names media plugin {spec.mm_plugin!r}, which tuneforge does not implement yet"
