@@ -18,7 +18,6 @@ import asyncio
 import json
 import os
 import platform
-import socket
 import statistics
 import subprocess
 import sys
@@ -27,20 +26,18 @@ import threading
 import time
 from pathlib import Path
 
-THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "TUNEFORGE_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+from serving import (
+    decode_split,
+    default_env,
+    free_port,
+    split_between,
+    split_lines,
+    start,
+    tuneforge_api,
+    tuneforge_env,
+)
+
 PROMPT = [{"role": "user", "content": "Tell me a long story about a dragon."}]
-
-
-def default_env() -> dict[str, str]:
-    """This environment without any thread-count setting (each tool runs with its own defaults)."""
-    env = {k: v for k, v in os.environ.items() if k not in THREAD_VARS}
-    return {**env, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def hide_torchvision(work: Path) -> str:
@@ -50,26 +47,6 @@ def hide_torchvision(work: Path) -> str:
     shim.mkdir(exist_ok=True)
     (shim / "sitecustomize.py").write_text("import sys\nsys.modules['torchvision'] = None\n")
     return str(shim)
-
-
-def start(name: str, command: list[str], port: int, log: Path, extra: dict[str, str]) -> subprocess.Popen:
-    """Start one API server (environment: defaults plus `extra`) and wait until /v1/models answers."""
-    import httpx
-
-    env = {**default_env(), "API_PORT": str(port), "API_HOST": "127.0.0.1", **extra}
-    process = subprocess.Popen(command, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
-    deadline = time.time() + 300
-    while time.time() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"{name} exited early; see {log}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=2).status_code == 200:
-                return process
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    process.terminate()
-    raise SystemExit(f"{name} did not start within 300 s; see {log}")
 
 
 async def load(port: int, clients: int, requests: int, max_tokens: int) -> tuple[int, float]:
@@ -92,6 +69,14 @@ async def load(port: int, clients: int, requests: int, max_tokens: int) -> tuple
     elapsed = time.perf_counter() - started
     await client.close()
     return sum(counts), elapsed
+
+
+def measure_server(name: str, port: int, clients: int, requests: int, max_tokens: int) -> tuple[int, float, list]:
+    """(tokens, seconds, decode-split lines) of one load run; the split only for tuneforge servers (/metrics)."""
+    before = decode_split(port) if name != "llamafactory" else {}
+    tokens, seconds = asyncio.run(load(port, clients, requests, max_tokens))
+    split = split_between(before, decode_split(port)) if name != "llamafactory" else {}
+    return tokens, seconds, split_lines(split)
 
 
 def plain_worker(model: str, clients: int, requests: int, max_tokens: int) -> None:
@@ -176,8 +161,7 @@ def main() -> None:
     lf_cli = str(Path(args.lf_python).parent / "llamafactory-cli")
     config = work / "serve.yaml"  # the same file for both (LF reads key=value overrides only after a file)
     config.write_text(f"model_name_or_path: {model}\ntemplate: qwen\ninfer_backend: huggingface\n")
-    tf_command = [sys.executable, "-m", "tuneforge.cli", "api", str(config)]
-    tf_env = {"PYTHONPATH": os.environ["PYTHONPATH"]} if os.environ.get("PYTHONPATH") else {}
+    tf_command, tf_env = tuneforge_api(config), tuneforge_env()
     servers = {
         "tuneforge": (tf_command, tf_env),
         "llamafactory": ([lf_cli, "api", str(config)], {"PYTHONPATH": hide_torchvision(work)}),
@@ -201,10 +185,11 @@ def main() -> None:
                     if name == "plain":
                         tokens, seconds = plain(model, n, requests, args.max_tokens)
                     else:
-                        tokens, seconds = asyncio.run(load(ports[name], n, requests, args.max_tokens))
+                        tokens, seconds, split = measure_server(name, ports[name], n, requests, args.max_tokens)
                     results.setdefault((name, n), []).append(tokens / seconds)
                     print(f"round {round_index + 1} {name:>12} {n:>3} clients: {tokens:>5} tokens in "
                           f"{seconds:6.2f} s = {tokens / seconds:7.1f} tokens/s", flush=True)  # fmt: skip
+                    print("".join(f"{'':>20}{line}\n" for line in split), end="")
     finally:
         for process in procs.values():
             process.terminate()

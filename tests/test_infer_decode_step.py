@@ -107,7 +107,7 @@ def test_engine_reports_first_token_decode_split_and_threads(tiny_qwen2, capsys:
     assert len(seen) == 1 and 0 < seen[0] < 60
     assert capsys.readouterr().out.count("First request: first token after") == 1
     stats = engine.backend.decode_stats
-    assert stats.steps[1] >= 3 and 0 <= stats.outside_forward(1) < 1
+    assert stats.snapshot()[1][0] >= 3 and 0 <= stats.outside_forward(1) < 1
     fixed = user_threads()  # a thread count set in the environment is used as given; otherwise one is measured
     assert engine.backend.threads == fixed if fixed is not None else engine.backend.threads >= 1
 

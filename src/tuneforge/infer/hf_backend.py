@@ -11,40 +11,19 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from tuneforge.infer.isolation import accept_token, pick_tokens
 from tuneforge.infer.requests import Failed, GenerationRequest, RequestQueue
 from tuneforge.infer.rows import Emitter, Row
 from tuneforge.infer.sampling import sample_batch
+from tuneforge.infer.stats import DecodeStats
 
 if TYPE_CHECKING:
     import torch
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class DecodeStats:
-    """Where decode steps spend their time, per batch size: whole step vs model forward (benchmarks read it)."""
-
-    steps: dict[int, int] = field(default_factory=lambda: defaultdict(int))
-    step_s: dict[int, float] = field(default_factory=lambda: defaultdict(float))
-    forward_s: dict[int, float] = field(default_factory=lambda: defaultdict(float))
-
-    def add(self, rows: int, step: float, forward: float) -> None:
-        """Record one decode step of `rows` rows."""
-        self.steps[rows] += 1
-        self.step_s[rows] += step
-        self.forward_s[rows] += forward
-
-    def outside_forward(self, rows: int) -> float | None:
-        """Share of the step time spent outside the forward at this batch size (None: no such step yet)."""
-        total = self.step_s.get(rows, 0.0)
-        return (total - self.forward_s[rows]) / total if total else None
 
 
 class _Batch:
