@@ -30,6 +30,7 @@ from serving import (
     decode_split,
     default_env,
     free_port,
+    process_cpu,
     split_between,
     split_lines,
     start,
@@ -71,12 +72,16 @@ async def load(port: int, clients: int, requests: int, max_tokens: int) -> tuple
     return sum(counts), elapsed
 
 
-def measure_server(name: str, port: int, clients: int, requests: int, max_tokens: int) -> tuple[int, float, list]:
-    """(tokens, seconds, decode-split lines) of one load run; the split only for tuneforge servers (/metrics)."""
-    before = decode_split(port) if name != "llamafactory" else {}
+def measure_server(
+    name: str, server: subprocess.Popen, port: int, clients: int, requests: int, max_tokens: int
+) -> tuple[int, float, float, list[str]]:
+    """(tokens, seconds, server CPU seconds, decode-split lines) of one load run; the split only for tuneforge
+    servers (their /metrics)."""
+    before, cpu = decode_split(port) if name != "llamafactory" else {}, process_cpu(server.pid)
     tokens, seconds = asyncio.run(load(port, clients, requests, max_tokens))
+    cpu = process_cpu(server.pid) - cpu
     split = split_between(before, decode_split(port)) if name != "llamafactory" else {}
-    return tokens, seconds, split_lines(split)
+    return tokens, seconds, cpu, split_lines(split)
 
 
 def plain_worker(model: str, clients: int, requests: int, max_tokens: int) -> None:
@@ -97,20 +102,21 @@ def plain_worker(model: str, clients: int, requests: int, max_tokens: int) -> No
             counts.append(out.shape[1] - ids.shape[1])
 
     net.generate(ids, max_new_tokens=2, do_sample=False)  # warm-up
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     threads = [threading.Thread(target=one_client) for _ in range(clients)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    print(json.dumps({"tokens": sum(counts), "seconds": time.perf_counter() - started}))
+    seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
+    print(json.dumps({"tokens": sum(counts), "seconds": seconds, "cpu": cpu}))
 
 
-def plain(model: Path, clients: int, requests: int, max_tokens: int) -> tuple[int, float]:
+def plain(model: Path, clients: int, requests: int, max_tokens: int) -> tuple[int, float, float]:
     command = [sys.executable, __file__, "--plain-worker", str(model), str(clients), str(requests), str(max_tokens)]
     out = subprocess.run(command, env=default_env(), capture_output=True, text=True, check=True, timeout=900)
     result = json.loads(out.stdout.strip().splitlines()[-1])
-    return result["tokens"], result["seconds"]
+    return result["tokens"], result["seconds"], result["cpu"]
 
 
 def versions(lf_python: str) -> str:
@@ -142,6 +148,17 @@ def report(results: dict[tuple[str, int], list[float]], clients: list[int], tune
         )
 
 
+def report_cpu(cpu_ms: dict[tuple[str, int], list[float]], clients: list[int]) -> None:
+    """CPU ms per generated token (all threads of the server or worker process), and LF's over tuneforge's: the
+    efficiency comparison that a busy machine hardly moves (tokens/s swing with other processes' load)."""
+    print(f"\n{'clients':>7} {'tuneforge':>10} {'LF':>8} {'plain':>8} {'LF/tf':>7}  (median CPU ms per token)")
+    for n in clients:
+        tf, lf, pl = (statistics.median(cpu_ms[(s, n)]) for s in ("tuneforge", "llamafactory", "plain"))
+        per_round = [f / t for t, f in zip(cpu_ms[("tuneforge", n)], cpu_ms[("llamafactory", n)], strict=True)]
+        print(f"{n:>7} {tf:>10.2f} {lf:>8.2f} {pl:>8.2f} {lf / tf:>7.2f}  per round: "
+              + ", ".join(f"{r:.2f}" for r in per_round))  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lf-python", default="/work/lfvenv/bin/python")
@@ -171,6 +188,7 @@ def main() -> None:
     ports = {name: free_port() for name in servers}
     procs: dict[str, subprocess.Popen] = {}
     results: dict[tuple[str, int], list[float]] = {}
+    cpu_ms: dict[tuple[str, int], list[float]] = {}  # CPU ms per generated token, per round
     try:  # every server started so far is stopped below, also when a later one fails to start
         for name, (cmd, env) in servers.items():
             procs[name] = start(name, cmd, ports[name], work / f"{name}.log", env)
@@ -182,19 +200,25 @@ def main() -> None:
             for n in args.clients:
                 requests = max(1, args.requests if n < 32 else 1)
                 for name in [*servers, "plain"]:
+                    split: list[str] = []
                     if name == "plain":
-                        tokens, seconds = plain(model, n, requests, args.max_tokens)
+                        tokens, seconds, cpu = plain(model, n, requests, args.max_tokens)
                     else:
-                        tokens, seconds, split = measure_server(name, ports[name], n, requests, args.max_tokens)
+                        tokens, seconds, cpu, split = measure_server(
+                            name, procs[name], ports[name], n, requests, args.max_tokens
+                        )
                     results.setdefault((name, n), []).append(tokens / seconds)
+                    cpu_ms.setdefault((name, n), []).append(1000 * cpu / max(1, tokens))
                     print(f"round {round_index + 1} {name:>12} {n:>3} clients: {tokens:>5} tokens in "
-                          f"{seconds:6.2f} s = {tokens / seconds:7.1f} tokens/s", flush=True)  # fmt: skip
+                          f"{seconds:6.2f} s = {tokens / seconds:7.1f} tokens/s, "
+                          f"{1000 * cpu / max(1, tokens):5.2f} CPU ms/token", flush=True)  # fmt: skip
                     print("".join(f"{'':>20}{line}\n" for line in split), end="")
     finally:
         for process in procs.values():
             process.terminate()
             process.wait(30)
     report(results, args.clients, [f"tf@{n}" for n in args.tf_threads])
+    report_cpu(cpu_ms, args.clients)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,16 @@ import tempfile
 import time
 from pathlib import Path
 
-from serving import decode_split, free_port, split_between, split_lines, start, tuneforge_api, tuneforge_env
+from serving import (
+    decode_split,
+    free_port,
+    process_cpu,
+    split_between,
+    split_lines,
+    start,
+    tuneforge_api,
+    tuneforge_env,
+)
 
 
 async def one_request(client: object, max_tokens: int, seed: int) -> tuple[float, int]:
@@ -57,6 +66,7 @@ async def run_clients(base_url: str, clients: int, requests: int, max_tokens: in
     ttft = sorted(r[0] for r in results)
     return {
         "clients": clients,
+        "tokens": sum(r[1] for r in results),
         "requests_per_s": len(results) / elapsed,
         "tokens_per_s": sum(r[1] for r in results) / elapsed,
         "ttft_p50_ms": 1000 * statistics.median(ttft),
@@ -88,8 +98,9 @@ def main() -> None:
         asyncio.run(run_clients(base_url, 1, 1, 4))  # warm-up
         rows = []
         for n in args.clients:
-            before = decode_split(port)
+            before, cpu = decode_split(port), process_cpu(server.pid)
             rows.append(asyncio.run(run_clients(base_url, n, args.requests, args.max_tokens)))
+            rows[-1]["cpu_ms_per_token"] = 1000 * (process_cpu(server.pid) - cpu) / max(1, rows[-1]["tokens"])
             rows[-1]["split"] = split_lines(split_between(before, decode_split(port)))
     finally:
         server.terminate()
@@ -99,11 +110,11 @@ def main() -> None:
 
 def print_report(rows: list[dict], log: Path) -> None:
     """The table per client count, the scaling, the decode split of each run and the server's start-up line."""
-    print(f"{'clients':>8} {'req/s':>8} {'tok/s':>9} {'TTFT p50 ms':>12} {'TTFT p99 ms':>12}")
+    print(f"{'clients':>8} {'req/s':>8} {'tok/s':>9} {'TTFT p50 ms':>12} {'TTFT p99 ms':>12} {'server CPU ms/tok':>18}")
     for row in rows:
         print(
             f"{row['clients']:>8} {row['requests_per_s']:>8.2f} {row['tokens_per_s']:>9.1f} "
-            f"{row['ttft_p50_ms']:>12.0f} {row['ttft_p99_ms']:>12.0f}"
+            f"{row['ttft_p50_ms']:>12.0f} {row['ttft_p99_ms']:>12.0f} {row['cpu_ms_per_token']:>18.2f}"
         )
     if len(rows) > 1:
         print(f"throughput x{rows[-1]['tokens_per_s'] / rows[0]['tokens_per_s']:.1f} from {rows[0]['clients']} "

@@ -15,9 +15,10 @@ import time
 from pathlib import Path
 
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "TUNEFORGE_NUM_THREADS", "OPENBLAS_NUM_THREADS")
-_DECODE = re.compile(r'^tuneforge_decode_(steps|step_seconds|forward_seconds)_total\{batch="(\d+)"\} (\S+)$', re.M)
+_KINDS = ("steps", "step_seconds", "forward_seconds", "cpu_seconds")
+_DECODE = re.compile(rf'^tuneforge_decode_({"|".join(_KINDS)})_total\{{batch="(\d+)"\}} (\S+)$', re.M)
 
-Split = dict[int, tuple[float, float, float]]  # batch size -> (steps, step seconds, forward seconds)
+Split = dict[int, tuple[float, ...]]  # batch size -> (steps, step s, forward s, engine-thread CPU s)
 
 
 def default_env() -> dict[str, str]:
@@ -72,29 +73,45 @@ def decode_split(port: int) -> Split:
     text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=30).text
     figures: dict[int, list[float]] = {}
     for kind, batch, value in _DECODE.findall(text):
-        slot = ("steps", "step_seconds", "forward_seconds").index(kind)
-        figures.setdefault(int(batch), [0.0, 0.0, 0.0])[slot] = float(value)
-    return {batch: (f[0], f[1], f[2]) for batch, f in figures.items()}
+        figures.setdefault(int(batch), [0.0] * len(_KINDS))[_KINDS.index(kind)] = float(value)
+    return {batch: tuple(f) for batch, f in figures.items()}
 
 
 def split_between(before: Split, after: Split) -> Split:
     """The steps taken between two `decode_split` readings."""
     out = {}
-    for batch, (steps, step, forward) in after.items():
-        old = before.get(batch, (0.0, 0.0, 0.0))
-        if steps > old[0]:
-            out[batch] = (steps - old[0], step - old[1], forward - old[2])
+    for batch, figures in after.items():
+        old = before.get(batch, (0.0,) * len(figures))
+        if figures[0] > old[0]:
+            out[batch] = tuple(new - was for new, was in zip(figures, old, strict=True))
     return out
 
 
 def split_lines(split: Split, min_share: float = 0.05) -> list[str]:
-    """One line per batch size holding at least `min_share` of the steps: steps, ms/step, share outside forward."""
-    total = sum(steps for steps, _, _ in split.values()) or 1
+    """One line per batch size holding at least `min_share` of the steps: ms per step (wall), the forward's ms,
+    the share outside the forward, and the engine thread's CPU ms per step (what a busy machine does not inflate)."""
+    total = sum(figures[0] for figures in split.values()) or 1
     lines = []
-    for batch, (steps, step, forward) in sorted(split.items()):
+    for batch, (steps, step, forward, cpu) in sorted(split.items()):
         if steps / total >= min_share and step > 0:
             lines.append(
                 f"batch {batch:>2}: {int(steps):>5} steps, {1000 * step / steps:6.2f} ms/step, "
-                f"forward {1000 * forward / steps:6.2f} ms, outside forward {(step - forward) / step:6.1%}"
+                f"forward {1000 * forward / steps:6.2f} ms, outside forward {(step - forward) / step:6.1%}, "
+                f"engine CPU {1000 * cpu / steps:6.2f} ms/step"
             )
     return lines
+
+
+def process_cpu(pid: int) -> float:
+    """CPU seconds (user + system) that process `pid`, its threads and its live child processes used so far.
+
+    Unlike tokens/s, CPU time per generated token hardly depends on what else keeps the machine busy, so it
+    compares servers fairly on a shared machine (Linux /proc; 0.0 elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        tasks = Path(f"/proc/{pid}/task").iterdir()
+        children = [int(child) for task in tasks for child in (task / "children").read_text().split()]
+    except OSError:
+        return 0.0
+    own = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return own + sum(process_cpu(child) for child in children)

@@ -107,7 +107,13 @@ def test_engine_reports_first_token_decode_split_and_threads(tiny_qwen2, capsys:
     assert len(seen) == 1 and 0 < seen[0] < 60
     assert capsys.readouterr().out.count("First request: first token after") == 1
     stats = engine.backend.decode_stats
-    assert stats.snapshot()[1][0] >= 3 and 0 <= stats.outside_forward(1) < 1
+    steps, step_s, forward_s, cpu_s = stats.snapshot()[1]
+    assert steps >= 3 and 0 < forward_s < step_s and cpu_s > 0 and 0 < stats.outside_forward(1) < 1
+    from tuneforge.serve.metrics import ApiMetrics, render
+
+    text = render(engine, ApiMetrics())  # the same figures reach /metrics, by batch size
+    assert f'tuneforge_decode_steps_total{{batch="1"}} {steps}' in text
+    assert 'tuneforge_decode_forward_seconds_total{batch="1"}' in text
     fixed = user_threads()  # a thread count set in the environment is used as given; otherwise one is measured
     assert engine.backend.threads == fixed if fixed is not None else engine.backend.threads >= 1
 

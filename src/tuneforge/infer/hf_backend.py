@@ -59,6 +59,7 @@ class HFBackend:
         self.peak_batch = 0  # most rows decoded together so far (observability, tests)
         self.threads: int | None = None  # intra-op threads chosen on CPU (None: not measured)
         self.decode_stats = DecodeStats()
+        self._model_s = 0.0  # seconds of the last model call
         self.on_first_token: Callable[[float], None] | None = None  # gets each request's time to first token (s)
         self._submitted: dict[int, float] = {}
         self._stopped = threading.Event()
@@ -174,10 +175,10 @@ class HFBackend:
             return _prune(batch)
         if batch is None:
             return None
-        started, rows = time.perf_counter(), len(batch.rows)
+        started, cpu, rows = time.perf_counter(), time.thread_time(), len(batch.rows)
         forward = self._decode(batch)
         batch = _prune(batch)
-        self.decode_stats.add(rows, time.perf_counter() - started, forward)
+        self.decode_stats.add(rows, time.perf_counter() - started, forward, time.thread_time() - cpu)
         return batch
 
     def _new_rows(self, requests: list[GenerationRequest]) -> list[Row]:
@@ -204,17 +205,17 @@ class HFBackend:
     def _decode(self, batch: _Batch) -> float:
         """One token for every row; returns the seconds spent in the model forward."""
         inputs = batch.ids[:, -1:] if self.use_cache else batch.ids
-        started = time.perf_counter()
         logits = self._forward(inputs, batch.mask, batch.cache)
-        forward = time.perf_counter() - started
         self._sample(batch, logits)
-        return forward
+        return self._model_s
 
     def _forward(self, ids: torch.Tensor, mask: torch.Tensor, cache: Any) -> torch.Tensor:
         positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, -ids.shape[1] :]
         kwargs = {self._cache_kw: cache, "use_cache": cache is not None}
         with self.model_lock:
+            started = time.perf_counter()
             out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, logits_to_keep=1, **kwargs)
+            self._model_s = time.perf_counter() - started  # the model call alone (decode-step split)
         return out.logits[:, -1, :]
 
     def _sample(self, batch: _Batch, logits: torch.Tensor) -> None:

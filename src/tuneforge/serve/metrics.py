@@ -77,6 +77,7 @@ def _decode_lines(engine: Any) -> list[str]:
         ("steps_total", "Decode steps by batch size.", 0),
         ("step_seconds_total", "Seconds spent in decode steps by batch size.", 1),
         ("forward_seconds_total", "Seconds of those steps spent in the model forward.", 2),
+        ("cpu_seconds_total", "CPU seconds the engine thread used in those steps.", 3),
     )
     lines = []
     for name, help_text, index in parts:
