@@ -23,6 +23,8 @@ from tuneforge.infer.stats import DecodeStats
 if TYPE_CHECKING:
     import torch
 
+    from tuneforge.infer.lm_head import SplitHead
+
 logger = logging.getLogger(__name__)
 
 
@@ -58,6 +60,7 @@ class HFBackend:
         self._cache_kw = _cache_keyword(model)
         self.peak_batch = 0  # most rows decoded together so far (observability, tests)
         self.threads: int | None = None  # intra-op threads chosen on CPU (None: not measured)
+        self.head: SplitHead | None = None  # the LM head over two threads, when it qualifies (CPU)
         self.decode_stats = DecodeStats()
         self._model_s = 0.0  # seconds of the last model call
         self.on_first_token: Callable[[float], None] | None = None  # gets each request's time to first token (s)
@@ -94,6 +97,8 @@ class HFBackend:
         self._stopped.set()
         self._thread.join(timeout)
         self._emitter.close(timeout)
+        if self.head is not None:
+            self.head.close()
 
     # ---- worker -----------------------------------------------------------------------------------------
 
@@ -104,6 +109,7 @@ class HFBackend:
         with torch.inference_mode():
             try:
                 self._tune_threads()
+                self._split_head()
             finally:
                 self._ready.set()
             while True:
@@ -129,6 +135,18 @@ class HFBackend:
             self.threads = tune_threads(self._probe_step())
         except Exception:  # tuning is an optimisation: never let it stop the engine
             logger.exception("Measuring the CPU thread count failed; keeping torch's default")
+
+    def _split_head(self) -> None:
+        """On CPU with one intra-op thread, let the LM head use a second core when that measures faster."""
+        if self.model.device.type != "cpu":
+            return
+        from tuneforge.infer.lm_head import split_head
+        from tuneforge.threads import available_cores
+
+        try:
+            self.head = split_head(self.model, self.threads, available_cores())
+        except Exception:  # an optimisation: never let it stop the engine
+            logger.exception("Setting up the two-thread LM head failed; keeping the plain one")
 
     def _probe_step(self) -> Any:
         """A function running one batch-1 decode step on a short prompt (the serving hot path)."""
