@@ -16,6 +16,7 @@ from typing import Any
 
 from tuneforge.errors import TuneforgeError
 from tuneforge.infer.chat_stream import ChatAssembler, ChatDelta, ChatResult
+from tuneforge.infer.delivery import loop_post
 from tuneforge.infer.params import SamplingParams
 from tuneforge.infer.requests import Event, Failed, Finished, GenerationRequest, RequestQueue
 from tuneforge.infer.stats import EngineStats
@@ -146,11 +147,11 @@ class Engine:
 
     def open_streams(self, prompts: list[tuple[list[int], SamplingParams]]) -> list[AsyncEventStream]:
         """Queue every (prompt ids, params) pair at once, or none of them (QueueFullError / ShuttingDownError)."""
-        loop = asyncio.get_running_loop()
+        post = loop_post(asyncio.get_running_loop())  # one loop wake-up per burst of events
         streams, requests = [], []
         for ids, params in prompts:
             sink: asyncio.Queue[Event] = asyncio.Queue()
-            emit = self.stats.track(functools.partial(loop.call_soon_threadsafe, sink.put_nowait))
+            emit = self.stats.track(functools.partial(post.post, sink.put_nowait))
             request = GenerationRequest(list(ids), params, emit)
             requests.append(request)
             streams.append(AsyncEventStream(request, sink, self.backend.queue))
