@@ -176,14 +176,14 @@ def stats_command(cfg: TuneforgeConfig, tokenizer: Any = None) -> Any:
 def _prepared_stats(cfg: TuneforgeConfig, tokenizer: Any, timing: Any) -> Any:
     """Prepare (or load from the cache) the data with the tokenizer, and remember its stats for next time."""
     with timing.part("imports"):
-        from transformers import AutoTokenizer  # noqa: F401  (transformers and torch, timed apart from loading)
+        import transformers  # noqa: F401  (timed apart from loading the tokenizer)
 
         from tuneforge.data import cache
         from tuneforge.data.pipeline import prepare_dataset
     with timing.part("tokenizer"):
         tokenizer = tokenizer or _tokenizer(cfg)
     with timing.part("data"):
-        stats = prepare_dataset(cfg, tokenizer).stats
+        stats = prepare_dataset(cfg, tokenizer, open_splits=False).stats
     root = cache.cache_root(getattr(cfg.model, "cache_dir", None))
     cache.remember(root, cache.quick_key(cfg, root), stats.cache_path, stats.warnings)
     return stats
