@@ -90,6 +90,16 @@ def _auto_choice(folder: Path) -> type:
         return AutoTokenizer.from_pretrained(str(folder))
 
 
+def test_installed_dispatch_is_the_replayed_one():
+    from tuneforge.models.tokenizer_class import _auto_tables
+
+    assert _auto_tables() is not None, (
+        "transformers' AutoTokenizer dispatch code is not the one models/tokenizer_class.py replays (every load "
+        "now goes through AutoTokenizer and imports torch): compare the two, then add the new digest to "
+        "_REPLAYED_DISPATCH"
+    )
+
+
 @pytest.mark.parametrize("case", list(CASES))
 def test_replayed_class_is_autotokenizers_choice(tmp_path_factory, case):
     folder = _folder(tmp_path_factory.getbasetemp() / "tokenizer-cases", case)

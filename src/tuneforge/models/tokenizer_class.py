@@ -5,7 +5,8 @@
 (`tuneforge data stats|preview`) needs no torch, so `tokenizer_class_for` replays the part of AutoTokenizer's
 dispatch that applies to an ordinary local folder from the JSON files alone, and answers None whenever the
 answer is not certain (remote code, hub ids, GGUF, Llama/Mistral special cases, configs without `model_type`,
-a transformers major version other than 5, a dispatch table it cannot read); the caller then uses AutoTokenizer.
+dispatch code other than the one replayed here, a dispatch table it cannot read); the caller then uses
+AutoTokenizer.
 
 The model-type table is read from transformers' own `tokenization_auto.py` source (it cannot be imported without
 importing torch), so it always matches the installed transformers. `tests/test_tokenizer_class.py` checks the
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import ast
 import fnmatch
+import hashlib
 import json
 from functools import cache
 from importlib.util import find_spec
@@ -23,6 +25,9 @@ from pathlib import Path
 from typing import Any
 
 _BACKENDS = ("TokenizersBackend", "PythonBackend", "PreTrainedTokenizerFast")
+# digests (`_dispatch_digest`) of the AutoTokenizer dispatch code this module replays, checked against it by
+# tests/test_tokenizer_class.py; another transformers whose dispatch code differs gets AutoTokenizer itself
+_REPLAYED_DISPATCH = {"1996c831d540a73c": "transformers 5.24.0"}
 
 
 class _Uncertain(Exception):
@@ -107,7 +112,10 @@ def _auto_tables() -> tuple[dict[str, str | None], set[str], list[str]] | None:
     if not transformers.__version__.startswith("5.") or spec is None or spec.origin is None:
         return None
     try:
-        found = _assignments(ast.parse(Path(spec.origin).read_text(encoding="utf-8")))
+        tree = ast.parse(Path(spec.origin).read_text(encoding="utf-8"))
+        if _dispatch_digest(tree) not in _REPLAYED_DISPATCH:
+            return None  # AutoTokenizer's dispatch code differs from the one replayed here
+        found = _assignments(tree)
         names = {_literal(k): _literal(v) for k, v in (e.elts for e in found["TOKENIZER_MAPPING_NAMES"].args[0].elts)}
         incorrect = set(ast.literal_eval(found["MODELS_WITH_INCORRECT_HUB_TOKENIZER_CLASS"]))
         backend_ids = list(ast.literal_eval(found["MODEL_IDS_TO_TOKENIZERS_BACKEND"]))
@@ -116,6 +124,22 @@ def _auto_tables() -> tuple[dict[str, str | None], set[str], list[str]] | None:
     for model_type in incorrect:
         names.setdefault(model_type, "TokenizersBackend")
     return names, incorrect, backend_ids
+
+
+def _dispatch_digest(tree: ast.Module) -> str:
+    """A digest of `AutoTokenizer.from_pretrained` and `tokenizer_class_from_name` (code only, no docstrings)."""
+    functions = [node for node in tree.body if isinstance(node, ast.FunctionDef)]
+    for node in tree.body:
+        if isinstance(node, ast.ClassDef) and node.name == "AutoTokenizer":
+            functions += [f for f in node.body if isinstance(f, ast.FunctionDef) and f.name == "from_pretrained"]
+    chosen = [f for f in functions if f.name in ("from_pretrained", "tokenizer_class_from_name")]
+    if len(chosen) != 2:
+        return ""
+    for function in chosen:
+        first = function.body[0]
+        if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant):
+            function.body = function.body[1:]
+    return hashlib.sha256("".join(ast.dump(f) for f in chosen).encode()).hexdigest()[:16]
 
 
 def _assignments(tree: ast.Module) -> dict[str, ast.expr]:
