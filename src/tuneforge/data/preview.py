@@ -7,8 +7,11 @@ why), length percentiles and packing fill.
 
 from __future__ import annotations
 
+import atexit
+import gc
 import json
 import re
+from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,7 +34,16 @@ def _console() -> Any:
 def _tokenizer(cfg: TuneforgeConfig) -> Any:
     from tuneforge.models.loader import load_tokenizer
 
+    _skip_exit_collection()
     return load_tokenizer(cfg)
+
+
+@cache
+def _skip_exit_collection() -> None:
+    """Leave out the garbage collection Python runs when the process exits (about 1 s after a data run: it walks
+    every object the tokenizer and transformers left alive, and the system frees the memory anyway). Objects are
+    only frozen at exit, so a longer-lived process (tests, the web UI) still collects as usual until then."""
+    atexit.register(gc.freeze)
 
 
 def preview_command(

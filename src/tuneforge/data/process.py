@@ -12,11 +12,8 @@ collects its text, one batched encode handles all distinct texts, and a serve pa
 
 from __future__ import annotations
 
-import gc
 import pickle
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import chain
 from typing import Any
@@ -26,6 +23,7 @@ from tuneforge.data.loading import RawRows
 from tuneforge.data.report import RowReport
 from tuneforge.data.tokens import MemoTokenizer
 from tuneforge.data.turns import Turns
+from tuneforge.gc_pause import collector_paused
 
 IGNORE = -100
 _MAX_DONE = 500_000  # distinct examples remembered for reuse
@@ -275,24 +273,10 @@ def process_rows(examples: RawRows, template: Any, tokenizer: Any, opts: Process
     Identical examples are encoded once and share their output row.
     """
     tok = tokenizer if isinstance(tokenizer, MemoTokenizer) else MemoTokenizer(tokenizer)
-    with _collector_paused():
+    with collector_paused():
         if opts.kind == "pt":
             return _process_pretraining(examples, tok, opts)
         return _process_chats(examples, template, tok, opts, report)
-
-
-@contextmanager
-def _collector_paused() -> Iterator[None]:
-    """Python's cyclic garbage collector off while rows are encoded: the loop makes no reference cycles, but
-    its millions of new lists trigger full collections that walk every object alive (about a fifth of the
-    encoding time here)."""
-    was_on = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_on:
-            gc.enable()
 
 
 def _process_chats(

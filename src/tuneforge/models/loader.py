@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from tuneforge.config.lists import split_list
 from tuneforge.config.require import require
 from tuneforge.errors import TuneforgeError
+from tuneforge.gc_pause import collector_paused
 from tuneforge.models.moe import configure_router_loss
 
 if TYPE_CHECKING:
@@ -61,12 +62,13 @@ def load_tokenizer(cfg: TuneforgeConfig) -> PreTrainedTokenizerBase:
 def open_tokenizer(path: str, direct: type | None, **options: Any) -> PreTrainedTokenizerBase:
     """`AutoTokenizer.from_pretrained(path, **options)`; with `direct` (the class AutoTokenizer picks for `path`,
     see `models/tokenizer_class.py`) that class is loaded as AutoTokenizer loads it, without importing torch."""
-    if direct is None:
-        from transformers import AutoTokenizer
+    with collector_paused():
+        if direct is None:
+            from transformers import AutoTokenizer
 
-        return AutoTokenizer.from_pretrained(path, **options)
-    options = {k: v for k, v in options.items() if k not in ("use_fast", "trust_remote_code")}  # AutoTokenizer's own
-    return direct.from_pretrained(path, _from_auto=True, **options)
+            return AutoTokenizer.from_pretrained(path, **options)
+        options = {k: v for k, v in options.items() if k not in ("use_fast", "trust_remote_code")}  # its own
+        return direct.from_pretrained(path, _from_auto=True, **options)
 
 
 def _direct_tokenizer_class(path: str) -> type | None:
