@@ -26,6 +26,7 @@ CASES = {
     "qwen3 tokenizer only": ("qwen3", None, None, True),
     "llama tokenizer only (PreTrainedTokenizerFast)": ("llama", None, None, True),
     "qwen2 model": ("qwen2", {"model_type": "qwen2"}, None, True),
+    "qwen2-vl model": ("qwen2", {"model_type": "qwen2_vl"}, None, True),
     "Fast suffix": ("qwen2", {"model_type": "qwen2"}, {"tokenizer_class": "Qwen2TokenizerFast"}, True),
     "Llama-3.2 config": ("llama", "llama-3.2-3b-instruct/config.json", None, True),
     "Qwen3 release files": (
