@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -142,14 +143,18 @@ def test_replayed_load_equals_autotokenizer(tmp_path_factory, case):
 
 
 @pytest.mark.slow
-def test_data_stats_does_not_import_torch(tmp_path):
+@pytest.mark.parametrize("stage", ["sft", "pt"])
+def test_data_stats_does_not_import_torch(tmp_path, stage):
     model = _folder(tmp_path, "qwen2 model")
     rows = [{"instruction": f"Say {i}", "input": "", "output": f"{i} it is."} for i in range(20)]
+    if stage == "pt":
+        rows = [{"text": f"Document {i}: some plain text."} for i in range(20)]
     (tmp_path / "d.json").write_text(json.dumps(rows), encoding="utf-8")
-    (tmp_path / "dataset_info.json").write_text(json.dumps({"d": {"file_name": "d.json"}}), encoding="utf-8")
+    info = {"d": {"file_name": "d.json", **({"columns": {"prompt": "text"}} if stage == "pt" else {})}}
+    (tmp_path / "dataset_info.json").write_text(json.dumps(info), encoding="utf-8")
     config = tmp_path / "c.yaml"
     config.write_text(
-        f"model_name_or_path: {model}\nstage: sft\ndo_train: true\ndataset: d\ndataset_dir: {tmp_path}\n"
+        f"model_name_or_path: {model}\nstage: {stage}\ndo_train: true\ndataset: d\ndataset_dir: {tmp_path}\n"
         f"template: qwen\noutput_dir: {tmp_path / 'out'}\n",
         encoding="utf-8",
     )
@@ -161,5 +166,5 @@ def test_data_stats_does_not_import_torch(tmp_path):
     env = {**os.environ, "TUNEFORGE_CACHE": str(tmp_path / "cache")}
     done = subprocess.run([sys.executable, "-c", script, str(config)], env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert "train rows: 20" in done.stdout
+    assert re.search(r"│ d +│ +20 │ +20 │ +0 │", done.stdout), done.stdout  # 20 rows read, 20 kept
     assert "IMPORTED []" in done.stdout
