@@ -95,6 +95,7 @@ def _detect(ctx: Context, lang: str, model: str) -> tuple[Any, Any, str]:
     import gradio as gr
 
     from tuneforge.models.registry import find_model
+    from tuneforge.webui.media import template_kinds
     from tuneforge.webui.modelbar import load_local_tokenizer, suggest_template
 
     try:
@@ -104,6 +105,8 @@ def _detect(ctx: Context, lang: str, model: str) -> tuple[Any, Any, str]:
         template, notes = suggest_template(model, tokenizer)
         if entry:
             notes = [f"{entry.name}: {entry.hub} ({entry.family}, {entry.architecture}, {entry.size or '?'})"]
+            if entry.multimodal:
+                notes.append(f"multimodal: takes {', '.join(template_kinds(entry.template))}")
         text = message(lang, "msg.template_auto", template=template or "(tokenizer)")
         hub = gr.update(value=entry.hub) if entry and entry.hub != model else gr.update()
         return hub, gr.update(value=template), "\n\n".join([text, *map(markdown_literal, notes)])

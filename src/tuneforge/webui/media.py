@@ -1,0 +1,132 @@
+"""Media in the web UI: which kinds a template's media plugin takes, the kind of an uploaded file, and dataset
+rows' media for previews (image thumbnails, video and audio file names)."""
+
+from __future__ import annotations
+
+import hashlib
+import mimetypes
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from tuneforge.errors import TuneforgeError
+
+KINDS = ("images", "videos", "audios")
+MIME_KINDS = {"image": "images", "video": "videos", "audio": "audios"}
+UPLOAD_TYPES = {"images": "image", "videos": "video", "audios": "audio"}  # Gradio's file_types names
+THUMB_SIZE = (160, 160)
+THUMB_DIR = Path(tempfile.gettempdir()) / "tuneforge-webui-thumbs"  # Gradio serves files from the temp dir
+
+
+def plugin_kinds(plugin: str) -> tuple[str, ...]:
+    """The media kinds the built plugin `plugin` (an `mm_plugin` name) takes; () when tuneforge has none for it."""
+    from tuneforge.data.mm import PLUGINS
+
+    factory = PLUGINS.get(plugin or "")
+    if factory is None:
+        return ()
+    owner = getattr(factory, "__self__", factory)  # a plugin class's `build` classmethod
+    return tuple(getattr(owner, "kinds", ("images",)))
+
+
+def template_kinds(template: Any) -> tuple[str, ...]:
+    """The media kinds of a template (a Template, a TemplateSpec or a template name)."""
+    spec = getattr(template, "spec", template)
+    if isinstance(spec, str):
+        from tuneforge.data.templates import get_spec
+
+        spec = get_spec(spec)
+    return plugin_kinds(getattr(spec, "mm_plugin", ""))
+
+
+def refusal(model: str, template: Any, kinds: set[str]) -> str | None:
+    """Why the loaded model cannot take media of `kinds` (None when it can): names template and plugin."""
+    spec = getattr(template, "spec", template)
+    name, plugin = getattr(spec, "name", str(spec)), getattr(spec, "mm_plugin", "")
+    takes = template_kinds(spec)
+    missing = sorted(kinds - set(takes))
+    if not missing:
+        return None
+    from tuneforge.data.mm import PLUGINS
+
+    if not takes:
+        why = (
+            f"names media plugin {plugin!r}, which tuneforge does not implement yet"
+            if plugin
+            else "is a text-only template"
+        )
+        return (
+            f"{model} cannot take attachments: its template {name!r} {why}. Load a multimodal model whose template "
+            f"has plugin {', '.join(sorted(PLUGINS))} (e.g. Qwen2-VL), or send text only."
+        )
+    return f"{model} (template {name!r}, plugin {plugin!r}) takes {', '.join(takes)}, not {', '.join(missing)}."
+
+
+def file_kind(path: str) -> str:
+    """`images`, `videos` or `audios` for a file, by its type; a clear error for anything else."""
+    mime = mimetypes.guess_type(str(path))[0] or ""
+    kind = MIME_KINDS.get(mime.split("/")[0])
+    if kind is None:
+        raise TuneforgeError(f"{Path(path).name}: not an image, video or audio file; attach one of those.")
+    return kind
+
+
+def upload_types(kinds: tuple[str, ...]) -> list[str]:
+    """Gradio `file_types` for uploads of `kinds`."""
+    return [UPLOAD_TYPES[kind] for kind in kinds if kind in UPLOAD_TYPES]
+
+
+def row_media(row: dict[str, Any], columns: dict[str, str | None], root: Path) -> dict[str, list[Path | str]]:
+    """A raw row's media per kind (`columns`: kind -> the row's column); a path is resolved against `root`
+    (the dataset's media folder) when the file is there, else kept as written."""
+    media: dict[str, list[Path | str]] = {}
+    for kind in KINDS:
+        value = row.get(columns.get(kind) or "")
+        values = [value] if isinstance(value, str) else value if isinstance(value, list) else []
+        found = [_resolved(str(v), root) for v in values]
+        if found:
+            media[kind] = found
+    return media
+
+
+def _resolved(path: str, root: Path) -> Path | str:
+    for candidate in (root / path, Path(path)):
+        if not path.startswith(("http://", "https://", "data:")) and candidate.is_file():
+            return candidate.resolve()
+    return path
+
+
+def thumbnail(path: Path) -> str | None:
+    """A small JPEG copy of the image at `path` in the temp folder (its path), None when it cannot be read."""
+    try:
+        from PIL import Image
+
+        stat = path.stat()
+        key = hashlib.sha1(f"{path}:{stat.st_mtime_ns}:{stat.st_size}".encode()).hexdigest()[:20]
+        out = THUMB_DIR / f"{key}.jpg"
+        if not out.is_file():
+            THUMB_DIR.mkdir(parents=True, exist_ok=True)
+            with Image.open(path) as image:
+                image.thumbnail(THUMB_SIZE)
+                image.convert("RGB").save(out, "JPEG", quality=85)
+        return str(out)
+    except (ImportError, OSError, ValueError):
+        return None
+
+
+def preview_media(rows: list[dict[str, Any]], columns: dict[str, str | None], root: Path) -> tuple[list, str]:
+    """(gallery items `(thumbnail, caption)` for the rows' images, Markdown naming every row's media files)."""
+    from tuneforge.console import markdown_literal
+
+    gallery, lines = [], []
+    for index, row in enumerate(rows):
+        media = row_media(row, columns, root)
+        for kind, paths in media.items():
+            names = ", ".join(markdown_literal(Path(str(p)).name) for p in paths)
+            missing = sum(1 for p in paths if not isinstance(p, Path))
+            lines.append(f"- row {index} · {kind}: {names}" + (f" ({missing} not found)" if missing else ""))
+        for path in media.get("images", []):
+            thumb = thumbnail(path) if isinstance(path, Path) else None
+            if thumb:
+                gallery.append((thumb, f"row {index}: {path.name}"))
+    return gallery, "\n".join(lines)

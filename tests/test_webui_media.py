@@ -1,0 +1,266 @@
+"""Media in the web UI without a browser: chat uploads reach the engine as `media=` (a fake engine records what it
+got), refusals for models that cannot take them, the Multimodal form group, the model picker's multimodal
+entries, and dataset previews with image thumbnails and media file names."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import yaml
+
+from tuneforge.data.templates import get_spec
+from tuneforge.errors import ConfigError, TuneforgeError
+from tuneforge.webui import forms
+from tuneforge.webui.webchat import engine_request, respond
+
+gr = pytest.importorskip("gradio")
+
+
+class _MediaEngine:
+    """Streams a fixed answer and records the messages and media of every call."""
+
+    def __init__(self, template: str = "qwen2_vl", model_name: str = "tiny-vl") -> None:
+        from tuneforge.infer.params import SamplingParams
+
+        self.model_name, self.defaults = model_name, SamplingParams()
+        self.template = SimpleNamespace(spec=get_spec(template))
+        self.calls: list[dict] = []
+
+    def stream_chat(self, messages, system=None, **overrides):
+        from tuneforge.infer.chat_stream import ChatDelta
+
+        self.calls.append({"messages": [dict(m) for m in messages], "system": system, **overrides})
+        yield ChatDelta(content="red", finish_reason="stop")
+
+
+def _image(folder: Path, name: str = "square.png") -> str:
+    from PIL import Image
+
+    path = folder / name
+    Image.new("RGB", (32, 32), (255, 0, 0)).save(path)
+    return str(path)
+
+
+# --- chat uploads --------------------------------------------------------------------------------------------
+
+
+def test_an_uploaded_image_reaches_the_engine_as_media_with_its_mark(tmp_path: Path) -> None:
+    engine, image = _MediaEngine(), _image(tmp_path)
+    history = list(respond(engine, {"text": "What colour?", "files": [image]}, [], "", 0.1, 0.9, 8))[-1]
+    call = engine.calls[-1]
+    assert call["media"] == {"images": [image]}
+    assert call["messages"] == [{"role": "user", "content": "<image>What colour?"}]
+    assert history[0] == {"role": "user", "content": [{"path": image}, "What colour?"]}  # shown in the history
+    assert history[-1] == {"role": "assistant", "content": "red"}
+    # the next turn (history as Gradio sends it back: normalized parts) keeps the first image in its message
+    normalized = [
+        {"role": "user", "content": [{"type": "file", "file": {"path": image}}, {"type": "text", "text": "What?"}]},
+        {"role": "assistant", "content": [{"type": "text", "text": "red"}]},
+    ]
+    second = _image(tmp_path, "second.png")
+    list(respond(engine, {"text": "And this one?", "files": [second]}, normalized))
+    call = engine.calls[-1]
+    assert call["media"] == {"images": [image, second]}
+    assert [m["content"] for m in call["messages"]] == ["<image>What?", "red", "<image>And this one?"]
+
+
+def test_text_without_uploads_sends_no_media_and_typed_marks_count() -> None:
+    engine = _MediaEngine()
+    list(respond(engine, {"text": "hello", "files": []}, []))
+    assert "media" not in engine.calls[-1] and engine.calls[-1]["messages"][0]["content"] == "hello"
+    messages, media = engine_request([{"role": "user", "content": [{"path": "a.jpg"}, "Compare <image> with this"]}])
+    assert messages[0]["content"] == "Compare <image> with this" and media == {"images": ["a.jpg"]}
+    messages, media = engine_request(
+        [
+            {"role": "user", "content": {"path": "clip.mp4"}},  # an attachment shown as its own message
+            {"role": "user", "content": "What happens?"},
+            {"role": "assistant", "content": "hmm", "metadata": {"title": "Thinking"}},
+        ]
+    )
+    assert messages == [{"role": "user", "content": "<video>What happens?"}] and media == {"videos": ["clip.mp4"]}
+
+
+@pytest.mark.parametrize(
+    ("template", "upload", "match"),
+    [
+        ("qwen", "x.png", "template 'qwen' is a text-only template"),
+        ("llava", "x.png", "names media plugin 'llava', which tuneforge does not implement yet"),
+        ("qwen2_vl", "x.mp4", "takes images, not videos"),
+        ("qwen2_vl", "notes.txt", "notes.txt: not an image, video or audio file"),
+    ],
+)
+def test_uploads_a_model_cannot_take_are_refused_before_the_engine(template: str, upload: str, match: str) -> None:
+    engine = _MediaEngine(template)
+    with pytest.raises(TuneforgeError, match=match):
+        list(respond(engine, {"text": "hi", "files": [upload]}, []))
+    assert engine.calls == []
+
+
+def test_refusals_become_a_gradio_error_and_the_box_is_cleared_after_sending(tmp_path: Path) -> None:
+    from tuneforge.webui.webchat import chat_updates
+
+    with pytest.raises(gr.Error, match="text-only template"):
+        list(chat_updates(_MediaEngine("qwen"), {"text": "hi", "files": ["x.png"]}, []))
+    box, history = list(chat_updates(_MediaEngine(), {"text": "hi", "files": [_image(tmp_path)]}, []))[-1]
+    assert box == {"text": "", "files": []} and history[-1]["content"] == "red"
+
+
+def test_webchat_offers_uploads_only_for_a_model_with_a_media_plugin() -> None:
+    from tuneforge.webui.webchat import build_app
+
+    def boxes(app) -> set[str]:
+        return {type(block).__name__ for block in app.blocks.values()} & {"MultimodalTextbox", "Textbox"}
+
+    vision = build_app(_MediaEngine("qwen2_vl"))
+    uploads = [b for b in vision.blocks.values() if isinstance(b, gr.MultimodalTextbox)]
+    assert len(uploads) == 1 and uploads[0].file_types == ["image"]
+    assert "MultimodalTextbox" not in boxes(build_app(_MediaEngine("qwen")))
+
+
+def test_chat_tab_switches_to_the_upload_box_for_a_multimodal_model() -> None:
+    from tuneforge.webui.tab_misc import input_boxes
+
+    text, media = input_boxes(("images",))
+    assert text["visible"] is False and media["visible"] is True and media["file_types"] == ["image"]
+    text, media = input_boxes(())
+    assert text["visible"] is True and media["visible"] is False
+
+
+# --- the Multimodal form group ---------------------------------------------------------------------------------
+
+MM_KEYS = [
+    "freeze_vision_tower",
+    "freeze_multi_modal_projector",
+    "freeze_language_model",
+    "image_max_pixels",
+    "image_min_pixels",
+    "video_max_pixels",
+    "video_min_pixels",
+    "video_fps",
+    "video_maxlen",
+]
+
+
+def test_multimodal_group_fields_reach_the_config_and_load_back(tmp_path: Path) -> None:
+    assert [f.key for f in forms.FIELDS if f.group == "multimodal"] == MM_KEYS
+    values = {f.key: forms.default_value(f) for f in forms.FIELDS}
+    assert values["image_max_pixels"] == "768*768" and values["freeze_vision_tower"] is True
+    values.update(
+        model_name_or_path="Qwen2-VL-2B-Instruct",
+        dataset=["mllm_demo"],
+        output_dir="o",
+        freeze_vision_tower=False,
+        freeze_language_model=True,
+        image_max_pixels="512*512",
+        image_min_pixels="1024",
+        video_fps=1.5,
+        video_maxlen=16,
+    )
+    config = forms.form_to_config(values, tmp_path)
+    assert config["freeze_vision_tower"] is False and config["freeze_language_model"] is True
+    assert config["image_max_pixels"] == 512 * 512 and config["image_min_pixels"] == 1024
+    assert config["video_fps"] == 1.5 and config["video_maxlen"] == 16
+    assert "image_max_pixels: 262144" in forms.command_preview(config)
+    cfg = forms.validate(config)
+    assert cfg.model.image_max_pixels == 262144 and cfg.method.freeze_language_model is True
+    back = forms.config_to_form(yaml.safe_load(forms.to_yaml(config)))
+    assert back["image_max_pixels"] == "512*512" and back["video_maxlen"] == 16
+    assert forms.form_to_config({**values, **back}, tmp_path) == config
+
+
+def test_a_bad_pixel_count_names_the_field() -> None:
+    values = {f.key: forms.default_value(f) for f in forms.FIELDS}
+    with pytest.raises(ConfigError, match="image_max_pixels: 'big' is not a pixel count"):
+        forms.form_to_config({**values, "image_max_pixels": "big"})
+
+
+def test_multimodal_labels_exist_in_every_language() -> None:
+    from tuneforge.webui.locale import LANGS, strings
+
+    for lang in LANGS:
+        missing = [k for k in ["group.multimodal", *(f"field.{k}" for k in MM_KEYS)] if k not in strings(lang)]
+        assert not missing, (lang, missing)
+    assert strings("zh")["field.freeze_vision_tower"] == "冻结视觉编码器"
+
+
+# --- model picker ----------------------------------------------------------------------------------------------
+
+
+def test_picker_lists_multimodal_models_whose_plugin_is_built_marked() -> None:
+    from tuneforge.webui.modelbar import picker_choices
+
+    choices = picker_choices()
+    marked = {value: label for label, value in (c for c in choices if isinstance(c, tuple))}
+    assert marked["Qwen2-VL-7B-Instruct"] == "Qwen2-VL-7B-Instruct (multimodal: images)"
+    assert "Qwen2.5-VL-3B-Instruct" in marked and "Qwen3-VL-2B-Instruct" in marked
+    assert "Qwen3-0.6B-Thinking" in choices  # text models stay plain names
+    values = {c[1] if isinstance(c, tuple) else c for c in choices}
+    assert "LLaVA-1.5-7B-Chat" not in values and "Gemma-3-4B-Instruct" not in values  # plugins not built yet
+
+
+# --- dataset previews with media -------------------------------------------------------------------------------
+
+
+def _mllm_copy(shared_dir: Path, tmp_path: Path) -> Path:
+    """mllm_demo and mllm_video_demo registered in a writable folder with their media."""
+    src = shared_dir / "lf-data"
+    folder = tmp_path / "data"
+    shutil.copytree(src / "mllm_demo_data", folder / "mllm_demo_data")
+    registry = json.loads((src / "dataset_info.json").read_text())
+    for name in ("mllm_demo", "mllm_video_demo"):
+        shutil.copy(src / f"{name}.json", folder / f"{name}.json")
+    keep = {k: registry[k] for k in ("mllm_demo", "mllm_video_demo")}
+    (folder / "dataset_info.json").write_text(json.dumps(keep))
+    return folder
+
+
+def test_registered_dataset_preview_shows_thumbnails_and_media_names(shared_dir: Path, tmp_path: Path) -> None:
+    from PIL import Image
+
+    from tuneforge.webui.datasets import raw_rows, rows_media
+
+    folder = _mllm_copy(shared_dir, tmp_path)
+    rows = raw_rows(folder, "mllm_demo", 3)
+    gallery, names = rows_media(folder, "mllm_demo", rows)
+    assert [caption for _, caption in gallery] == ["row 0: 1.jpg", "row 0: 1.jpg", "row 1: 2.jpg", "row 2: 3.jpg"]
+    with Image.open(gallery[0][0]) as thumb:
+        assert max(thumb.size) <= 160
+    assert names.splitlines()[0] == "- row 0 · images: 1\\.jpg, 1\\.jpg"  # Markdown, shown literally
+    rows = raw_rows(folder, "mllm_video_demo", 2)
+    gallery, names = rows_media(folder, "mllm_video_demo", rows)
+    assert gallery == [] and names.splitlines() == ["- row 0 · videos: 1\\.mp4", "- row 1 · videos: 2\\.avi"]
+
+
+def test_data_tab_reads_a_media_table_with_thumbnails_and_guessed_columns(shared_dir: Path, tmp_path: Path) -> None:
+    from tuneforge.webui.context import Context
+    from tuneforge.webui.tab_data import MAP_KEYS, _read
+
+    folder = _mllm_copy(shared_dir, tmp_path)
+    (folder / "mllm_demo_data" / "3.jpg").unlink()
+    ctx = Context.create(tmp_path)
+    out = _read(ctx, "en", None, str(folder / "mllm_demo.json"), "data")
+    table, gallery, names, *mapping, status = out
+    assert len(table) == 5 and "Read 6 rows" in status
+    captions = [caption for _, caption in gallery["value"]]
+    assert captions == ["row 0: 1.jpg", "row 0: 1.jpg", "row 1: 2.jpg", "row 3: 1.jpg", "row 3: 1.jpg", "row 4: 2.jpg"]
+    assert gallery["visible"] is True and "- row 2 · images: 3\\.jpg (1 not found)" in names
+    guessed = dict(zip(MAP_KEYS, (m["value"] for m in mapping), strict=True))
+    assert guessed["messages"] == "messages" and guessed["images"] == "images" and guessed["videos"] == ""
+
+
+def test_token_preview_shows_media_tokens_compactly() -> None:
+    from tuneforge.webui.datasets import token_preview_html
+
+    vocab = ["<|vision_start|>", "<|image_pad|>", "<|vision_end|>", "Who?", "Kane."]
+
+    class _Tokenizer:
+        def decode(self, ids, skip_special_tokens=False):
+            return "".join(vocab[i] for i in ids)
+
+    ids = [0, *[1] * 64, 2, 3, 4]
+    html = token_preview_html([{"input_ids": ids, "labels": [-100] * 67 + [4]}], _Tokenizer())
+    assert html.count("image_pad") == 1 and "×64" in html and "Kane." in html
