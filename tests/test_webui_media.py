@@ -5,6 +5,7 @@ entries, and dataset previews with image thumbnails and media file names."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 from types import SimpleNamespace
@@ -264,3 +265,21 @@ def test_token_preview_shows_media_tokens_compactly() -> None:
     ids = [0, *[1] * 64, 2, 3, 4]
     html = token_preview_html([{"input_ids": ids, "labels": [-100] * 67 + [4]}], _Tokenizer())
     assert html.count("image_pad") == 1 and "×64" in html and "Kane." in html
+
+
+def test_train_tab_preview_of_mllm_demo_shows_rows_thumbnails_and_compact_tokens(
+    shared_dir: Path, tmp_path: Path, tiny_qwen2_vl: Path
+) -> None:
+    from tuneforge.webui.context import Context
+    from tuneforge.webui.tab_train import _preview_data
+
+    folder = _mllm_copy(shared_dir, tmp_path)
+    ctx = Context.create(tmp_path, tiny_qwen2_vl.parent)
+    values = {f.key: forms.default_value(f) for f in forms.FIELDS}
+    values.update(model_name_or_path=str(tiny_qwen2_vl), template="qwen2_vl", dataset=["mllm_demo"])
+    values.update(dataset_dir=str(folder), output_dir="out", finetuning_type="full")
+    ctx.form, ctx.lang = {key: key for key in values}, "lang"  # components stand-ins: the form's own keys
+    rows, gallery, names, tokens, status = _preview_data(ctx, {**values, "lang": "en"})
+    assert status.startswith("Preview of mllm\\_demo"), status
+    assert len(rows) == 3 and len(gallery["value"]) == 4 and "row 2 · images: 3\\.jpg" in names
+    assert re.search(r"&lt;\|image_pad\|&gt;×\d+", tokens) and tokens.count("image_pad") <= 6

@@ -107,7 +107,9 @@ def build_train_tab(ctx: Context) -> dict[str, Any]:
 def media_view(ctx: Context, prefix: str) -> tuple[Any, Any]:
     """A gallery of the previewed rows' images and a list of every row's media files (hidden until filled)."""
     gallery = ctx.labels.add(
-        gr.Gallery(label="data.media", columns=6, height=200, visible=False, elem_id=f"{prefix}-gallery"),
+        gr.Gallery(
+            label="data.media", columns=6, height=200, object_fit="contain", visible=False, elem_id=f"{prefix}-gallery"
+        ),
         "data.media",
     )
     return gallery, gr.Markdown(elem_id=f"{prefix}-media")
