@@ -185,9 +185,9 @@ def build_app(engine: Any, default_system: str | None = None) -> Any:
     hint = f"Type a message, attach {', '.join(kinds)} and press Enter" if kinds else "Type a message and press Enter"
     with gr.Blocks(title=f"tuneforge chat: {engine.model_name}") as app:
         gr.Markdown(f"### Chat with {markdown_literal(engine.model_name)}")
-        chatbot = gr.Chatbot(label="Conversation", height=480)
+        chatbot = gr.Chatbot(label="Conversation", height=480, elem_id="tf-webchat")
         with gr.Row():
-            box = message_box(kinds, placeholder=hint, scale=4, show_label=False)
+            box = message_box(kinds, placeholder=hint, scale=4, show_label=False, elem_id="tf-webchat-input")
             clear = gr.Button("Clear", scale=1)
         with gr.Accordion("Settings", open=False):
             system = gr.Textbox(value=default_system or "", label="System prompt")
