@@ -283,3 +283,20 @@ def test_train_tab_preview_of_mllm_demo_shows_rows_thumbnails_and_compact_tokens
     assert status.startswith("Preview of mllm\\_demo"), status
     assert len(rows) == 3 and len(gallery["value"]) == 4 and "row 2 · images: 3\\.jpg" in names
     assert re.search(r"&lt;\|image_pad\|&gt;×\d+", tokens) and tokens.count("image_pad") <= 6
+
+
+def test_registering_a_media_table_keeps_its_media_columns_and_warns_of_unreachable_files(
+    shared_dir: Path, tmp_path: Path
+) -> None:
+    from tuneforge.webui.context import Context
+    from tuneforge.webui.tab_data import MAP_KEYS, _register
+
+    source = _mllm_copy(shared_dir, tmp_path) / "mllm_demo.json"
+    ctx = Context.create(tmp_path)
+    columns = [{"messages": "messages", "images": "images"}.get(key, "") for key in MAP_KEYS]
+    status, _ = _register(ctx, "en", None, str(source), "sharegpt", "vl", False, "elsewhere", *columns)
+    entry = json.loads((tmp_path / "elsewhere" / "dataset_info.json").read_text())["vl"]
+    assert entry["columns"] == {"messages": "messages", "images": "images"} and entry["formatting"] == "sharegpt"
+    assert "Registered vl" in status and "**8 media file(s) of this dataset are not found from" in status
+    status, _ = _register(ctx, "en", None, str(source), "sharegpt", "vl", False, "data", *columns)
+    assert "Registered vl" in status and "not found" not in status  # the media folder is beside it

@@ -89,6 +89,13 @@ def row_media(row: dict[str, Any], columns: dict[str, str | None], root: Path) -
     return media
 
 
+def missing_media(rows: list[dict[str, Any]], columns: dict[str, str | None], root: Path) -> list[str]:
+    """The media paths of `rows` that do not name a file under `root` (or an absolute / working-folder path)."""
+    return [
+        str(p) for row in rows for paths in row_media(row, columns, root).values() for p in paths if isinstance(p, str)
+    ]
+
+
 def _resolved(path: str, root: Path) -> Path | str:
     for candidate in (root / path, Path(path)):
         if not path.startswith(("http://", "https://", "data:")) and candidate.is_file():

@@ -9,7 +9,7 @@ import gradio as gr
 
 from tuneforge.webui.context import Context, error_message, message
 from tuneforge.webui.datasets import MAPPABLE, MEDIA_KEYS, build_entry, check_columns, read_table, register_dataset
-from tuneforge.webui.media import preview_media
+from tuneforge.webui.media import missing_media, preview_media
 from tuneforge.webui.tab_train import media_updates, media_view
 
 MAP_KEYS = ("prompt", "query", "response", "system", "history", "messages", "tools", "images", "videos", "audios")
@@ -119,6 +119,19 @@ def _register(
         registry = register_dataset(folder, (name or "").strip(), source, entry, overwrite=bool(overwrite))
         from tuneforge.webui.datasets import dataset_names
 
-        return message(lang, "msg.registered", name=name, path=registry), gr.update(choices=dataset_names(folder))
+        status = message(lang, "msg.registered", name=name, path=registry) + _media_note(lang, source, mapping, folder)
+        return status, gr.update(choices=dataset_names(folder))
     except Exception as err:
         return error_message(lang, err), gr.update()
+
+
+def _media_note(lang: str, source: str, mapping: dict[str, str], folder: Path) -> str:
+    """A warning when media files of the registered table are not found from the dataset folder (training
+    resolves relative paths there, or under `media_dir`)."""
+    columns = {kind: mapping.get(kind) for kind in MEDIA_KEYS}
+    if not any(columns.values()):
+        return ""
+    missing = missing_media(read_table(source).to_dict(orient="records"), columns, folder)
+    if not missing:
+        return ""
+    return "\n\n" + message(lang, "msg.media_missing", "warn", count=len(missing), folder=folder, first=missing[0])
