@@ -85,6 +85,14 @@ def test_text_without_uploads_sends_no_media_and_typed_marks_count() -> None:
     assert messages == [{"role": "user", "content": "<video>What happens?"}] and media == {"videos": ["clip.mp4"]}
 
 
+def test_earlier_attachments_count_when_the_model_changes_and_plain_user_turns_stay_apart() -> None:
+    history = [{"role": "user", "content": [{"path": "a.png"}, "Colour?"]}, {"role": "assistant", "content": "red"}]
+    with pytest.raises(TuneforgeError, match="text-only template.*press Clear to start a new one"):
+        list(respond(_MediaEngine("qwen"), "And now?", history))
+    messages, media = engine_request([{"role": "user", "content": "hi"}, {"role": "user", "content": "again"}])
+    assert [m["content"] for m in messages] == ["hi", "again"] and media == {}
+
+
 @pytest.mark.parametrize(
     ("template", "upload", "match"),
     [

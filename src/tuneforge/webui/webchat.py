@@ -45,11 +45,6 @@ def _parts(content: Any) -> Iterator[tuple[str, str]]:
             yield "text", str(content.get("text") or content.get("value"))
 
 
-def _text(content: Any) -> str:
-    """Message text from a Gradio message content (a string or a list of parts)."""
-    return "".join(value for kind, value in _parts(content) if kind == "text")
-
-
 def _with_marks(text: str, files: list[str], media: dict[str, list[str]]) -> str:
     """`text` with one `<image>`/`<video>`/`<audio>` mark per attached file in front (marks the user already
     typed count), the files added to `media` in order."""
@@ -79,11 +74,19 @@ def engine_request(history: list[dict]) -> tuple[list[dict], dict[str, list[str]
         files = [value for kind, value in parts if kind == "file"]
         if files and message["role"] == "user":
             text = _with_marks(text, files, media)
-        if out and out[-1]["role"] == message["role"] == "user":  # an attachment shown as its own message
-            out[-1]["content"] += text
+        if out and out[-1]["role"] == message["role"] == "user" and _only_marks(out[-1]["content"]):
+            out[-1]["content"] += text  # an attachment shown as its own message, before its text
         else:
             out.append({"role": message["role"], "content": text})
     return out, media
+
+
+def _only_marks(text: str) -> bool:
+    from tuneforge.data.media import MARKS
+
+    for mark in MARKS.values():
+        text = text.replace(mark, "")
+    return not text.strip()
 
 
 def to_engine_messages(history: list[dict]) -> list[dict]:
@@ -104,13 +107,15 @@ def _user_message(message: str | dict) -> dict | None:
     return {"role": "user", "content": [*({"path": f} for f in files), *([text] if text else [])]}
 
 
-def check_media(engine: Any, media: dict[str, list[str]]) -> None:
-    """Refuse media the loaded model cannot take, naming its template and media plugin."""
+def check_media(engine: Any, media: dict[str, list[str]], earlier: bool = False) -> None:
+    """Refuse media the loaded model cannot take, naming its template and media plugin (`earlier`: they were
+    attached to earlier messages of the conversation)."""
     from tuneforge.webui.media import refusal
 
     reason = refusal(engine.model_name, engine.template, {k for k, v in media.items() if v}) if media else None
     if reason:
-        raise TuneforgeError(reason)
+        hint = " The conversation holds attachments from before: press Clear to start a new one." if earlier else ""
+        raise TuneforgeError(reason + hint)
 
 
 def respond(
@@ -130,7 +135,7 @@ def respond(
         return
     history = [*history, sent]
     messages, media = engine_request(history)
-    check_media(engine, media)
+    check_media(engine, media, earlier=not isinstance(message, dict) or not message.get("files"))
     reasoning, content = "", ""
     overrides: dict[str, Any] = {"temperature": temperature, "top_p": top_p, "max_new_tokens": int(max_new_tokens)}
     if media:
