@@ -87,7 +87,7 @@ def test_text_without_uploads_sends_no_media_and_typed_marks_count() -> None:
 
 def test_earlier_attachments_count_when_the_model_changes_and_plain_user_turns_stay_apart() -> None:
     history = [{"role": "user", "content": [{"path": "a.png"}, "Colour?"]}, {"role": "assistant", "content": "red"}]
-    with pytest.raises(TuneforgeError, match="text-only template.*press Clear to start a new one"):
+    with pytest.raises(TuneforgeError, match=r"text-only template.*press Clear to start a new one"):
         list(respond(_MediaEngine("qwen"), "And now?", history))
     messages, media = engine_request([{"role": "user", "content": "hi"}, {"role": "user", "content": "again"}])
     assert [m["content"] for m in messages] == ["hi", "again"] and media == {}
@@ -252,7 +252,8 @@ def test_data_tab_reads_a_media_table_with_thumbnails_and_guessed_columns(shared
     (folder / "mllm_demo_data" / "3.jpg").unlink()
     ctx = Context.create(tmp_path)
     out = _read(ctx, "en", None, str(folder / "mllm_demo.json"), "data")
-    table, gallery, names, *mapping, status = out
+    table, gallery, names, formatting, *mapping, status = out
+    assert formatting["value"] == "sharegpt"  # a conversation column was found
     assert len(table) == 5 and "Read 6 rows" in status
     captions = [caption for _, caption in gallery["value"]]
     assert captions == ["row 0: 1.jpg", "row 0: 1.jpg", "row 1: 2.jpg", "row 3: 1.jpg", "row 3: 1.jpg", "row 4: 2.jpg"]
@@ -305,6 +306,21 @@ def test_registering_a_media_table_keeps_its_media_columns_and_warns_of_unreacha
     status, _ = _register(ctx, "en", None, str(source), "sharegpt", "vl", False, "elsewhere", *columns)
     entry = json.loads((tmp_path / "elsewhere" / "dataset_info.json").read_text())["vl"]
     assert entry["columns"] == {"messages": "messages", "images": "images"} and entry["formatting"] == "sharegpt"
+    assert entry["tags"] == {
+        "role_tag": "role",
+        "content_tag": "content",
+        "user_tag": "user",
+        "assistant_tag": "assistant",
+    }
     assert "Registered vl" in status and "**8 media file(s) of this dataset are not found from" in status
     status, _ = _register(ctx, "en", None, str(source), "sharegpt", "vl", False, "data", *columns)
     assert "Registered vl" in status and "not found" not in status  # the media folder is beside it
+    from tuneforge.data.convert import convert_rows
+    from tuneforge.data.loading import read_dataset
+    from tuneforge.data.registry import resolve_datasets
+    from tuneforge.data.report import RowReport
+
+    (attr,) = resolve_datasets("vl", tmp_path / "data")
+    report = RowReport()
+    converted = convert_rows(read_dataset(attr, report), attr, report)
+    assert len(converted.rows) == 6 and not report.problems  # the role/content turns read as LF reads mllm_demo

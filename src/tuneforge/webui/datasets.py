@@ -76,6 +76,17 @@ def build_entry(file_name: str, formatting: str, mapping: dict[str, str | None])
     return entry
 
 
+def role_tags(frame: Any, column: str | None) -> dict[str, str]:
+    """The entry's `tags` when the table's conversations are `{"role", "content"}` turns (LF's `mllm_demo` style);
+    {} for sharegpt's default `{"from", "value"}` turns."""
+    from tuneforge.data.registry import OPENAI_TAGS
+
+    turns = frame[column].iloc[0] if column and column in frame.columns and len(frame) else None
+    if isinstance(turns, list) and turns and isinstance(turns[0], dict) and "role" in turns[0]:
+        return {k: OPENAI_TAGS[k] for k in ("role_tag", "content_tag", "user_tag", "assistant_tag")}
+    return {}
+
+
 def check_columns(frame: Any, mapping: dict[str, str | None]) -> None:
     """Refuse a mapping naming a column the table does not have."""
     missing = [col for col in mapping.values() if col and col not in frame.columns]

@@ -8,7 +8,15 @@ from typing import Any
 import gradio as gr
 
 from tuneforge.webui.context import Context, error_message, message
-from tuneforge.webui.datasets import MAPPABLE, MEDIA_KEYS, build_entry, check_columns, read_table, register_dataset
+from tuneforge.webui.datasets import (
+    MAPPABLE,
+    MEDIA_KEYS,
+    build_entry,
+    check_columns,
+    read_table,
+    register_dataset,
+    role_tags,
+)
 from tuneforge.webui.media import missing_media, preview_media
 from tuneforge.webui.tab_train import media_updates, media_view
 
@@ -49,7 +57,7 @@ def build_data_tab(ctx: Context, train: dict[str, Any]) -> None:
     read_btn.click(
         lambda lang, up, p, d: _read(ctx, lang, up, p, d),
         [ctx.lang, upload, path, train["dataset_dir"]],
-        [table, gallery, media_list, *mapping.values(), status],
+        [table, gallery, media_list, formatting, *mapping.values(), status],
     )
     inputs = [ctx.lang, upload, path, formatting, name, overwrite, train["dataset_dir"], *mapping.values()]
     register_btn.click(lambda *a: _register(ctx, *a), inputs, [status, train["dataset"]])
@@ -75,10 +83,11 @@ def _read(ctx: Context, lang: str, upload: Any, path: str, dataset_dir: str) -> 
         rows = frame.head(5).to_dict(orient="records")
         media = media_updates(*preview_media(rows, {k: guesses.get(k) for k in MEDIA_KEYS}, root))
     except Exception as err:
-        return [None, *media_updates([], ""), *blank, error_message(lang, err)]
+        return [None, *media_updates([], ""), gr.update(), *blank, error_message(lang, err)]
     updates = [gr.update(choices=columns, value=guesses.get(key, "")) for key in MAP_KEYS]
     read = message(lang, "msg.read_rows", rows=len(frame), cols=len(frame.columns))
-    return [frame.head(5), *media, *updates, read]
+    chats = "messages" in guesses and "prompt" not in guesses  # a conversation table: sharegpt
+    return [frame.head(5), *media, gr.update(value="sharegpt") if chats else gr.update(), *updates, read]
 
 
 def _guess(columns: list[str]) -> dict[str, str]:
@@ -113,8 +122,11 @@ def _register(
     try:
         source = _source(ctx, upload, path)
         mapping = dict(zip(MAP_KEYS, columns, strict=True))
-        check_columns(read_table(source), mapping)
+        frame = read_table(source)
+        check_columns(frame, mapping)
         entry = build_entry("", formatting, mapping)
+        if formatting == "sharegpt" and (tags := role_tags(frame, mapping.get("messages"))):
+            entry["tags"] = tags
         folder = ctx.jail.resolve(dataset_dir)
         registry = register_dataset(folder, (name or "").strip(), source, entry, overwrite=bool(overwrite))
         from tuneforge.webui.datasets import dataset_names
