@@ -91,7 +91,7 @@ def _training(cfg: TuneforgeConfig) -> list[Need]:
     needs = _report_to(cfg)
     if t.deepspeed:
         needs.append(Need("deepspeed", "deepspeed", "deepspeed"))
-    if t.use_swanlab:
+    if cfg.swanlab.use_swanlab:
         needs.append(Need("use_swanlab: true", "swanlab", "swanlab"))
     for setting, on in (
         ("use_liger_kernel: true", t.use_liger_kernel),
