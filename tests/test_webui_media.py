@@ -324,3 +324,18 @@ def test_registering_a_media_table_keeps_its_media_columns_and_warns_of_unreacha
     report = RowReport()
     converted = convert_rows(read_dataset(attr, report), attr, report)
     assert len(converted.rows) == 6 and not report.problems  # the role/content turns read as LF reads mllm_demo
+
+
+def test_embedded_images_show_as_the_loader_reads_them(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Parquet / Hugging Face `Image` values ({bytes, path}, or raw bytes) preview like files on disk."""
+    from tuneforge.webui.media import preview_media
+
+    monkeypatch.setenv("TUNEFORGE_CACHE", str(tmp_path / "cache"))
+    png = Path(_image(tmp_path)).read_bytes()
+    rows = [{"images": [{"bytes": png, "path": "red.png"}, png]}, {"images": "gone.png"}]
+    gallery, names = preview_media(rows, {"images": "images"}, tmp_path / "data")
+    assert [caption for _, caption in gallery] == ["row 0: red.png", "row 0: (embedded)"]
+    assert names.splitlines() == [
+        "- row 0 · images: red\\.png, \\(embedded\\)",
+        "- row 1 · images: gone\\.png (1 not found)",
+    ]

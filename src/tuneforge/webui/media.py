@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import mimetypes
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -76,31 +77,41 @@ def upload_types(kinds: tuple[str, ...]) -> list[str]:
     return [UPLOAD_TYPES[kind] for kind in kinds if kind in UPLOAD_TYPES]
 
 
-def row_media(row: dict[str, Any], columns: dict[str, str | None], root: Path) -> dict[str, list[Path | str]]:
-    """A raw row's media per kind (`columns`: kind -> the row's column); a path is resolved against `root`
-    (the dataset's media folder) when the file is there, else kept as written."""
-    media: dict[str, list[Path | str]] = {}
+@dataclass(frozen=True)
+class MediaFile:
+    """One media value of a row: the name to show (the path as written, or `(embedded)`) and the local file it
+    reads as training reads it (None when there is none)."""
+
+    name: str
+    file: Path | None
+
+
+def row_media(row: dict[str, Any], columns: dict[str, str | None], root: Path) -> dict[str, list[MediaFile]]:
+    """A raw row's media per kind (`columns`: kind -> the row's column), each resolved as training does: a path
+    under `root` (the media folder) or as written, or embedded bytes stored in the media cache."""
+    from tuneforge.data.convert import RowError
+    from tuneforge.data.media import _path_of  # the loader's own reading of a media value
+
+    media: dict[str, list[MediaFile]] = {}
     for kind in KINDS:
-        value = row.get(columns.get(kind) or "")
-        values = [value] if isinstance(value, str) else value if isinstance(value, list) else []
-        found = [_resolved(str(v), root) for v in values]
-        if found:
-            media[kind] = found
+        column = columns.get(kind)
+        value = row.get(column) if column else None
+        for item in value if isinstance(value, list) else [] if value is None else [value]:
+            written = item.get("path") if isinstance(item, dict) else item
+            name = written if isinstance(written, str) and written else "(embedded)"
+            try:
+                file: Path | None = Path(_path_of(item, column, kind, root))
+            except RowError:
+                file = None
+            media.setdefault(kind, []).append(MediaFile(name, file))
     return media
 
 
 def missing_media(rows: list[dict[str, Any]], columns: dict[str, str | None], root: Path) -> list[str]:
-    """The media paths of `rows` that do not name a file under `root` (or an absolute / working-folder path)."""
-    return [
-        str(p) for row in rows for paths in row_media(row, columns, root).values() for p in paths if isinstance(p, str)
-    ]
-
-
-def _resolved(path: str, root: Path) -> Path | str:
-    for candidate in (root / path, Path(path)):
-        if not path.startswith(("http://", "https://", "data:")) and candidate.is_file():
-            return candidate.resolve()
-    return path
+    """The media of `rows` (as written) that do not read as a file from `root` (or as an absolute / working-folder
+    path)."""
+    found = (row_media(row, columns, root) for row in rows)
+    return [item.name for media in found for items in media.values() for item in items if item.file is None]
 
 
 def thumbnail(path: Path) -> str | None:
@@ -128,12 +139,12 @@ def preview_media(rows: list[dict[str, Any]], columns: dict[str, str | None], ro
     gallery, lines = [], []
     for index, row in enumerate(rows):
         media = row_media(row, columns, root)
-        for kind, paths in media.items():
-            names = ", ".join(markdown_literal(Path(str(p)).name) for p in paths)
-            missing = sum(1 for p in paths if not isinstance(p, Path))
+        for kind, items in media.items():
+            names = ", ".join(markdown_literal(Path(item.name).name) for item in items)
+            missing = sum(1 for item in items if item.file is None)
             lines.append(f"- row {index} · {kind}: {names}" + (f" ({missing} not found)" if missing else ""))
-        for path in media.get("images", []):
-            thumb = thumbnail(path) if isinstance(path, Path) else None
+        for item in media.get("images", []):
+            thumb = thumbnail(item.file) if item.file else None
             if thumb:
-                gallery.append((thumb, f"row {index}: {path.name}"))
+                gallery.append((thumb, f"row {index}: {Path(item.name).name}"))
     return gallery, "\n".join(lines)
