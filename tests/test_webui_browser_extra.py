@@ -174,3 +174,15 @@ def test_language_switch_is_remembered(browser, server: str) -> None:
     choose(page, "tf-lang", "en")
     _labels_in(page, EN)
     assert page.get_by_role("tab", name=ZH["tab.train"], exact=True).count() == 0
+
+
+def test_load_model_right_after_typing_its_path(browser, tiny_qwen2: Path, tmp_path: Path) -> None:
+    """Typing a model path starts a tokenizer load; pressing Load model at once used to race it inside a fresh
+    server's transformers import ("cannot import name 'AutoModelForCausalLM'", 4 times in 5)."""
+    with running_webui([tmp_path, tiny_qwen2.parent], tmp_path, tmp_path / "server.log") as url:
+        page = _open(browser, url)
+        fill(page, "tf-model", str(tiny_qwen2), enter=True)
+        page.get_by_role("tab", name=EN["tab.chat"]).click()
+        page.click("#tf-btn-load-model")
+        wait_text(page, "tf-chat-status", "loaded|rror", 120)
+        assert page.locator("#tf-chat-status").inner_text().startswith("Model "), shot(page, "load_race")

@@ -219,6 +219,16 @@ def _restore(component: Any, value: Any) -> Any:
     return gr.update(value=value, choices=[*known, *extra])
 
 
+def warm_imports() -> None:
+    """Resolve transformers' lazy classes once before serving: handlers run in parallel threads, and a model load
+    racing a tokenizer load (typing a model path, then pressing Load model at once) saw a half-imported
+    transformers ("cannot import name 'AutoModelForCausalLM'")."""
+    import transformers
+
+    for name in ("AutoConfig", "AutoTokenizer", "AutoModelForCausalLM", "AutoModelForImageTextToText"):
+        getattr(transformers, name)
+
+
 def parse_auth(auth: str | None) -> tuple[str, str] | None:
     """`user:pass` -> (user, pass); a clear error otherwise."""
     if not auth:
@@ -240,6 +250,7 @@ def webui_command(
         print(f"warning: serving on {host} without --auth user:pass; anyone reaching it can start jobs.")
     ctx = Context.create(*(roots or (os.getcwd(),)))
     app = build_ui(ctx)
+    warm_imports()
     app.queue(default_concurrency_limit=4).launch(
         server_name=host, server_port=port, auth=credentials, show_error=True, footer_links=[]
     )
