@@ -109,6 +109,18 @@ def test_uploads_a_model_cannot_take_are_refused_before_the_engine(template: str
     assert engine.calls == []
 
 
+def test_the_engines_own_media_kinds_decide_over_its_templates() -> None:
+    """An engine that reports its plugin's kinds (Qwen-VL takes videos where its video processor builds) is
+    believed; one that does not falls back to the template's plugin."""
+    engine = _MediaEngine()
+    engine.media_kinds = ("images", "videos")
+    list(respond(engine, {"text": "What happens?", "files": ["clip.mp4"]}, []))
+    assert engine.calls[-1]["media"] == {"videos": ["clip.mp4"]}
+    engine.media_kinds = ()
+    with pytest.raises(TuneforgeError, match="has media plugin 'qwen2_vl', but the loaded model takes no media"):
+        list(respond(engine, {"text": "hi", "files": ["x.png"]}, []))
+
+
 def test_refusals_become_a_gradio_error_and_the_box_is_cleared_after_sending(tmp_path: Path) -> None:
     from tuneforge.webui.webchat import chat_updates
 

@@ -20,7 +20,8 @@ THUMB_DIR = Path(tempfile.gettempdir()) / "tuneforge-webui-thumbs"  # Gradio ser
 
 
 def plugin_kinds(plugin: str) -> tuple[str, ...]:
-    """The media kinds the built plugin `plugin` (an `mm_plugin` name) takes; () when tuneforge has none for it."""
+    """The media kinds plugin `plugin` (an `mm_plugin` name) takes, from its class's `kinds` (images when its
+    factory does not say: a loaded engine knows better, see `engine_kinds`); () when tuneforge has no such plugin."""
     from tuneforge.data.mm import PLUGINS
 
     factory = PLUGINS.get(plugin or "")
@@ -40,27 +41,36 @@ def template_kinds(template: Any) -> tuple[str, ...]:
     return plugin_kinds(getattr(spec, "mm_plugin", ""))
 
 
-def refusal(model: str, template: Any, kinds: set[str]) -> str | None:
-    """Why the loaded model cannot take media of `kinds` (None when it can): names template and plugin."""
-    spec = getattr(template, "spec", template)
+def engine_kinds(engine: Any) -> tuple[str, ...]:
+    """The media kinds a loaded engine takes: its plugin's own (`Engine.media_kinds`: e.g. Qwen-VL takes videos
+    only where its video processor can be built), else its template's plugin's."""
+    kinds = getattr(engine, "media_kinds", None)  # engines from before multimodal inference have none
+    return tuple(kinds) if kinds is not None else template_kinds(getattr(engine, "template", None))
+
+
+def refusal(engine: Any, kinds: set[str]) -> str | None:
+    """Why the loaded engine cannot take media of `kinds` (None when it can), naming its template and plugin."""
+    spec = getattr(engine.template, "spec", engine.template)
     name, plugin = getattr(spec, "name", str(spec)), getattr(spec, "mm_plugin", "")
-    takes = template_kinds(spec)
+    takes = engine_kinds(engine)
     missing = sorted(kinds - set(takes))
     if not missing:
         return None
     from tuneforge.data.mm import PLUGINS
 
-    if not takes:
-        why = (
-            f"names media plugin {plugin!r}, which tuneforge does not implement yet"
-            if plugin
-            else "is a text-only template"
-        )
-        return (
-            f"{model} cannot take attachments: its template {name!r} {why}. Load a multimodal model whose template "
-            f"has plugin {', '.join(sorted(PLUGINS))} (e.g. Qwen2-VL), or send text only."
-        )
-    return f"{model} (template {name!r}, plugin {plugin!r}) takes {', '.join(takes)}, not {', '.join(missing)}."
+    model = engine.model_name
+    if takes:
+        return f"{model} (template {name!r}, plugin {plugin!r}) takes {', '.join(takes)}, not {', '.join(missing)}."
+    if not plugin:
+        why = "is a text-only template"
+    elif plugin not in PLUGINS:
+        why = f"names media plugin {plugin!r}, which tuneforge does not implement yet"
+    else:
+        why = f"has media plugin {plugin!r}, but the loaded model takes no media"
+    return (
+        f"{model} cannot take attachments: its template {name!r} {why}. Load a multimodal model whose template "
+        f"has plugin {', '.join(sorted(PLUGINS))} (e.g. Qwen2-VL), or send text only."
+    )
 
 
 def file_kind(path: str) -> str:

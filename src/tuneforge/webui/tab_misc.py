@@ -9,7 +9,7 @@ import gradio as gr
 
 from tuneforge.webui.context import Context, error_message, message
 from tuneforge.webui.eval_panel import build_eval_panel
-from tuneforge.webui.media import KINDS, template_kinds, upload_types
+from tuneforge.webui.media import KINDS, engine_kinds, upload_types
 from tuneforge.webui.predict_panel import build_predict_panel
 from tuneforge.webui.webchat import chat_updates, message_box
 
@@ -110,7 +110,7 @@ def _load_engine(ctx: Context, data: dict[Any, Any]) -> tuple[str, Any, Any]:
         with ctx.engine_lock:
             _close(ctx)
             ctx.engine = load_engine(cfg)
-        kinds = template_kinds(ctx.engine.template)
+        kinds = engine_kinds(ctx.engine)
         text = message(lang, "msg.model_loaded", name=ctx.engine.model_name)
         if kinds:
             text += " " + message(lang, "msg.model_media", kinds=", ".join(kinds))

@@ -112,7 +112,7 @@ def check_media(engine: Any, media: dict[str, list[str]], earlier: bool = False)
     attached to earlier messages of the conversation)."""
     from tuneforge.webui.media import refusal
 
-    reason = refusal(engine.model_name, engine.template, {k for k, v in media.items() if v}) if media else None
+    reason = refusal(engine, {k for k, v in media.items() if v}) if media else None
     if reason:
         hint = " The conversation holds attachments from before: press Clear to start a new one." if earlier else ""
         raise TuneforgeError(reason + hint)
@@ -183,10 +183,10 @@ def build_app(engine: Any, default_system: str | None = None) -> Any:
     require_gradio()
     import gradio as gr
 
-    from tuneforge.webui.media import template_kinds
+    from tuneforge.webui.media import engine_kinds
 
     params = engine.defaults
-    kinds = template_kinds(getattr(engine, "template", None))
+    kinds = engine_kinds(engine)
     hint = f"Type a message, attach {', '.join(kinds)} and press Enter" if kinds else "Type a message and press Enter"
     with gr.Blocks(title=f"tuneforge chat: {engine.model_name}") as app:
         gr.Markdown(f"### Chat with {markdown_literal(engine.model_name)}")
