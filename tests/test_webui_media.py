@@ -267,6 +267,7 @@ def test_data_tab_reads_a_media_table_with_thumbnails_and_guessed_columns(shared
     table, gallery, names, formatting, *mapping, status = out
     assert formatting["value"] == "sharegpt"  # a conversation column was found
     assert len(table) == 5 and "Read 6 rows" in status
+    assert table["images"][0] == '["mllm_demo_data/1.jpg", "mllm_demo_data/1.jpg"]'  # shown as JSON text
     captions = [caption for _, caption in gallery["value"]]
     assert captions == ["row 0: 1.jpg", "row 0: 1.jpg", "row 1: 2.jpg", "row 3: 1.jpg", "row 3: 1.jpg", "row 4: 2.jpg"]
     assert gallery["visible"] is True and "- row 2 · images: 3\\.jpg (1 not found)" in names

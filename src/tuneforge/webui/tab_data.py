@@ -87,7 +87,14 @@ def _read(ctx: Context, lang: str, upload: Any, path: str, dataset_dir: str) -> 
     updates = [gr.update(choices=columns, value=guesses.get(key, "")) for key in MAP_KEYS]
     read = message(lang, "msg.read_rows", rows=len(frame), cols=len(frame.columns))
     chats = "messages" in guesses and "prompt" not in guesses  # a conversation table: sharegpt
-    return [frame.head(5), *media, gr.update(value="sharegpt") if chats else gr.update(), *updates, read]
+    return [_shown(frame.head(5)), *media, gr.update(value="sharegpt") if chats else gr.update(), *updates, read]
+
+
+def _shown(frame: Any) -> Any:
+    """The rows for the table view: lists and objects (conversations, media lists) as JSON text, not `[object]`."""
+    import json
+
+    return frame.map(lambda v: json.dumps(v, ensure_ascii=False) if isinstance(v, (list, dict)) else v)
 
 
 def _guess(columns: list[str]) -> dict[str, str]:
