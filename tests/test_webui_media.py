@@ -352,3 +352,23 @@ def test_embedded_images_show_as_the_loader_reads_them(tmp_path: Path, monkeypat
         "- row 0 · images: red\\.png, \\(embedded\\)",
         "- row 1 · images: gone\\.png (1 not found)",
     ]
+
+
+def test_the_web_chat_sends_the_image_to_the_real_engine(tiny_qwen2_vl: Path, tmp_path: Path) -> None:
+    """Through the inference engine (random large weights, so answers depend on the image): the same question about
+    a red and a blue square gets different greedy answers, and the Chat tab would offer image uploads."""
+    from media_helpers import random_vlm_engine, square_image
+
+    engine = random_vlm_engine(tiny_qwen2_vl, "qwen2_vl")
+    try:
+        from tuneforge.webui.media import engine_kinds
+
+        assert engine_kinds(engine) == engine.media_kinds and "images" in engine.media_kinds
+        answers = []
+        for name, colour in (("red", (255, 0, 0)), ("blue", (0, 0, 255))):
+            square_image(tmp_path / f"{name}.png", colour)
+            sent = {"text": "What colour?", "files": [str(tmp_path / f"{name}.png")]}
+            answers.append(list(respond(engine, sent, [], "", 0.0, 1.0, 6))[-1][-1]["content"])
+        assert answers[0] != answers[1], answers
+    finally:
+        engine.close(timeout=5)
