@@ -42,15 +42,16 @@ def _examples(rows: list[dict]) -> dict[str, list]:
     return out
 
 
-def main() -> int:
+def lf_qwen2_vl(model: str, cutoff: int) -> dict:
+    """LLaMA-Factory's processor arguments (template, tokenizer, processor, data_args) for the qwen2_vl template on
+    the tiny model at `model`, with torchvision hidden and the PIL image processor (also used by
+    encode_mllm_preferences.py)."""
     sys.modules["torchvision"] = None
-    from llamafactory.data.processor import SupervisedDatasetProcessor
     from llamafactory.data.template import get_template_and_fix_tokenizer
     from llamafactory.hparams import DataArguments
     from transformers import AutoTokenizer
     from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
-    model = sys.argv[1]
     tokenizer = AutoTokenizer.from_pretrained(model)
     image_processor = Qwen2VLImageProcessorPil.from_pretrained(model)
     processor = SimpleNamespace(
@@ -59,11 +60,17 @@ def main() -> int:
         image_max_pixels=768 * 768,
         image_min_pixels=32 * 32,
     )
-    data_args = DataArguments(template="qwen2_vl", cutoff_len=CUTOFF)
+    data_args = DataArguments(template="qwen2_vl", cutoff_len=cutoff)
     template = get_template_and_fix_tokenizer(tokenizer, data_args)
-    encoder = SupervisedDatasetProcessor(
-        template=template, tokenizer=tokenizer, processor=processor, data_args=data_args
-    )
+    return {"template": template, "tokenizer": tokenizer, "processor": processor, "data_args": data_args}
+
+
+def main() -> int:
+    kwargs = lf_qwen2_vl(sys.argv[1], CUTOFF)
+    from llamafactory.data.processor import SupervisedDatasetProcessor
+
+    image_processor = kwargs["processor"].image_processor
+    encoder = SupervisedDatasetProcessor(**kwargs)
     rows = json.loads((DATA / "mllm_demo.json").read_text(encoding="utf-8"))
     encoded = encoder.preprocess_dataset(_examples(rows))
     out = {

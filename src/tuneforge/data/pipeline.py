@@ -36,6 +36,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("tuneforge.data")
 
+MEDIA_STAGES = ("sft", "dpo", "kto")  # stages whose losses pass the media inputs to the model
+
 __all__ = ["DataStats", "DatasetSplits", "DatasetStat", "Plan", "make_plan", "prepare_dataset"]
 
 
@@ -78,10 +80,11 @@ def _media_plugin(cfg: TuneforgeConfig, attrs: list[DatasetAttr], template: Any,
     names = [a.name for a in attrs if media_columns(a)]
     if not names:
         return None
-    if kind not in ("sft", "unsupervised"):
+    if cfg.method.stage not in MEDIA_STAGES:
         raise DataError(
-            f"Dataset {names[0]!r} has media columns: multimodal data serves stage sft (and prediction) in "
-            f"tuneforge so far, not {kind} data; remove the media columns or use `stage: sft`."
+            f"Dataset {names[0]!r} has media columns: multimodal data serves stages sft, dpo and kto (and "
+            f"prediction) in tuneforge so far, not stage {cfg.method.stage}; remove the media columns or use "
+            "`stage: sft`, `dpo` or `kto`."
         )
     if pack:
         raise DataError(
@@ -132,12 +135,15 @@ def _cached_or_built(plan: Plan, tokenizer: Any, folder: Path) -> tuple[dict[str
     """Split datasets from the cache entry `folder`, building and storing it first when needed."""
     rebuild = plan.data.overwrite_cache and is_main_process()  # other ranks read what rank 0 rebuilt
     hit = None if rebuild else cache.load_entry(folder)
+    if hit is not None and cache.media_changed(hit[1]):
+        logger.info("A media file of the cached data at %s changed; encoding again.", folder)
+        hit = None
     cached = hit is not None
     if hit is None:
         tables, stats = build_tables(plan, tokenizer)
         stats.cache_path = str(folder)
         try:
-            cache.save_entry(folder, tables, {"stats": stats.to_dict()})
+            cache.save_entry(folder, tables, {"stats": stats.to_dict(), "media": cache.media_stamps(tables)})
             hit = cache.load_entry(folder)
         except OSError as err:
             logger.warning(

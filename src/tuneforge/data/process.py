@@ -171,6 +171,7 @@ def finish_kto(rows: list[dict[str, Any]], opts: ProcessOptions) -> list[dict[st
     out = []
     for i, row in enumerate(rows):
         item: dict[str, Any] = {"kto_tags": row["kto_tags"]}
+        item.update({kind: row[kind] for kind in ("images", "videos", "audios") if kind in row})  # the prompt's media
         kl_response = rows[(i + 1) % len(rows)]["_response"]
         for prefix, response in (("", row["_response"]), ("kl_", kl_response)):
             prompt, response = _cut(row["_prompt"], response, opts.cutoff_len)
