@@ -132,11 +132,14 @@ def _piece(tokenizer: Any, run: list[int], masked: bool) -> Any:
     return literal(compact_runs(tokenizer.decode(run, skip_special_tokens=False)), "dim" if masked else "bold green")
 
 
-_REPEATED_SPECIAL = re.compile(r"(<\|[A-Za-z_]+\|>)\1{2,}")
+# One special token as models spell their media tokens: `<|image_pad|>`, `<image>`, `<IMG_CONTEXT>`,
+# `<image_soft_token>`, `[IMG]`; three or more in a row are shown once with a count.
+_REPEATED_SPECIAL = re.compile(r"(<\|?[\w.:\-]{1,40}\|?>|\[[A-Z_]{1,20}\])\1{2,}")
 
 
 def compact_runs(text: str) -> str:
-    """Runs of one special token (a media placeholder's image tokens) shown once with a count: `<|image_pad|>×16`."""
+    """Runs of one special token (a media placeholder's image tokens) shown once with a count: `<|image_pad|>×16`
+    (any model's spelling: `<image>×576`, `<IMG_CONTEXT>×256`, `[IMG]×64`). The CLI and web UI previews use it."""
     return _REPEATED_SPECIAL.sub(lambda m: f"{m.group(1)}×{len(m.group(0)) // len(m.group(1))}", text)
 
 
