@@ -126,3 +126,60 @@ def random_vlm_engine(model_dir: Path, template: str) -> Any:
             if param.dim() > 1:
                 param.copy_(torch.randn(param.shape, generator=generator) * 0.5)
     return engine
+
+
+def media_part(kind: str, path: Path) -> dict[str, Any]:
+    """An OpenAI content part carrying the file at `path` inline: an image as a data: URL, an audio as
+    `input_audio`, a video as LF's `video_url` with a data: URL."""
+    import base64
+
+    data = base64.b64encode(path.read_bytes()).decode()
+    if kind == "audios":
+        return {"type": "input_audio", "input_audio": {"data": data, "format": path.suffix.lstrip(".")}}
+    if kind == "videos":
+        return {"type": "video_url", "video_url": {"url": f"data:video/{path.suffix.lstrip('.')};base64,{data}"}}
+    return {"type": "image_url", "image_url": {"url": f"data:image/{path.suffix.lstrip('.')};base64,{data}"}}
+
+
+def api_answers(
+    model: Path, template: str, kind: str, files: list[Path], question: str, greedy: dict[str, Any]
+) -> list[str]:
+    """The API's answers for `question` about each file, the file sent inline as a content part before it."""
+    from fastapi.testclient import TestClient
+
+    from tuneforge.config import load_config
+    from tuneforge.infer import load_engine
+    from tuneforge.serve.app import create_app
+    from tuneforge.serve.deps import ServerSettings
+
+    engine = load_engine(load_config({"model_name_or_path": str(model), "template": template, **greedy}))
+    answers = []
+    with TestClient(create_app(engine, ServerSettings(model_name="mm"))) as client:
+        for path in files:
+            parts = [media_part(kind, path), {"type": "text", "text": question}]
+            body = client.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": parts}]})
+            assert body.status_code == 200, body.text
+            answers.append(body.json()["choices"][0]["message"]["content"].strip())
+    return answers
+
+
+def chat_answers(
+    model: Path, template: str, kind: str, files: list[Path], question: str, greedy: dict[str, Any]
+) -> list[str]:
+    """`tuneforge chat` answers: the first file through --image/--video/--audio, the others through the REPL's
+    /image (/video, /audio) after `clear`."""
+    import subprocess
+    import sys
+
+    flag = kind[:-1]
+    overrides = [f"model_name_or_path={model}", f"template={template}", *(f"{k}={v}" for k, v in greedy.items())]
+    script = "".join(f"clear\n/{flag} {path}\n{question}\n" for path in files[1:])
+    result = subprocess.run(
+        [sys.executable, "-m", "tuneforge.cli", "chat", *overrides, f"--{flag}", str(files[0])],
+        input=f"{question}\n{script}exit\n",
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return [line.split("Assistant: ", 1)[1].strip() for line in result.stdout.splitlines() if "Assistant: " in line]

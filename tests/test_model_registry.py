@@ -113,3 +113,14 @@ def test_models_verb_filters_and_says_when_nothing_matches() -> None:
     out = _models("--family", "nosuch")
     assert out.returncode == 2
     assert "no model in the registry matches family=nosuch" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_models_table_says_which_media_each_multimodal_family_takes() -> None:
+    from tuneforge.models.registry import all_models, models_table
+
+    lines = models_table(all_models()).splitlines()
+    qwen2_vl = next(line for line in lines if line.startswith("Qwen2-VL-7B-Instruct "))
+    assert qwen2_vl.endswith("multimodal: images")
+    audio = next(line for line in lines if line.startswith("Qwen2-Audio-7B-Instruct "))
+    assert audio.endswith("multimodal: audios")
+    assert not any("not trainable" in line for line in lines)

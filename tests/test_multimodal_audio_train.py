@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from media_helpers import pitch_rows, train_pitch_model, write_media_dataset
+from media_helpers import api_answers, chat_answers, pitch_rows, train_pitch_model, write_media_dataset
 from train_helpers import tiny_config
 
 pytestmark = pytest.mark.slow
@@ -44,7 +44,8 @@ def test_omni_thinker_trains_on_image_and_audio_demo_sets(
 
 def test_the_tone_pitch_is_learned_from_the_audio(tiny_qwen2_audio: Path, tmp_path: Path) -> None:
     """Only the audio tells the pitch: after training (audio encoder and projector frozen, as by default), held-out
-    tones of both pitches are answered correctly through tuneforge's data path and collator and plain `generate`."""
+    tones of both pitches are answered correctly through tuneforge's data path and collator and plain `generate`,
+    the API (`input_audio` parts) and `tuneforge chat` (--audio and /audio)."""
     import torch
     from transformers import AutoModelForSeq2SeqLM
 
@@ -70,3 +71,7 @@ def test_the_tone_pitch_is_learned_from_the_audio(tiny_qwen2_audio: Path, tmp_pa
     answers = tokenizer.batch_decode(generated[:, batch["input_ids"].shape[1] :], skip_special_tokens=True)
     assert sorted(set(expected)) == ["high", "low"]
     assert [a.strip() for a in answers] == expected
+    files = [Path(row["audios"][0]) for row in splits.train]
+    question, greedy = "Is the tone high or low?", {"do_sample": False, "max_new_tokens": 3}
+    assert api_answers(out, "qwen2_audio", "audios", files, question, greedy) == expected
+    assert chat_answers(out, "qwen2_audio", "audios", files[:2], question, greedy) == expected[:2]

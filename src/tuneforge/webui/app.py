@@ -94,8 +94,8 @@ def _detect(ctx: Context, lang: str, model: str) -> tuple[Any, Any, str]:
     that fits its tokenizer."""
     import gradio as gr
 
+    from tuneforge.data.mm import template_kinds
     from tuneforge.models.registry import find_model
-    from tuneforge.webui.media import template_kinds
     from tuneforge.webui.modelbar import load_local_tokenizer, suggest_template
 
     try:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tuneforge.data.mm import template_kinds
 from tuneforge.errors import TuneforgeError
 
 KINDS = ("images", "videos", "audios")
@@ -17,28 +18,6 @@ MIME_KINDS = {"image": "images", "video": "videos", "audio": "audios"}
 UPLOAD_TYPES = {"images": "image", "videos": "video", "audios": "audio"}  # Gradio's file_types names
 THUMB_SIZE = (160, 160)
 THUMB_DIR = Path(tempfile.gettempdir()) / "tuneforge-webui-thumbs"  # Gradio serves files from the temp dir
-
-
-def plugin_kinds(plugin: str) -> tuple[str, ...]:
-    """The media kinds plugin `plugin` (an `mm_plugin` name) takes, from its class's `kinds` (images when its
-    factory does not say: a loaded engine knows better, see `engine_kinds`); () when tuneforge has no such plugin."""
-    from tuneforge.data.mm import PLUGINS
-
-    factory = PLUGINS.get(plugin or "")
-    if factory is None:
-        return ()
-    owner = getattr(factory, "__self__", factory)  # a plugin class's `build` classmethod
-    return tuple(getattr(owner, "kinds", ("images",)))
-
-
-def template_kinds(template: Any) -> tuple[str, ...]:
-    """The media kinds of a template (a Template, a TemplateSpec or a template name)."""
-    spec = getattr(template, "spec", template)
-    if isinstance(spec, str):
-        from tuneforge.data.templates import get_spec
-
-        spec = get_spec(spec)
-    return plugin_kinds(getattr(spec, "mm_plugin", ""))
 
 
 def engine_kinds(engine: Any) -> tuple[str, ...]:

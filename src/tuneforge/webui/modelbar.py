@@ -35,7 +35,7 @@ def _walk(folder: Path, depth: int, found: list[str]) -> None:
 def picker_choices() -> list[str | tuple[str, str]]:
     """The model picker's list, in registry order: text models by name, and the multimodal models whose template's
     media plugin tuneforge builds as (`name (multimodal: images)`, name); other multimodal models are left out."""
-    from tuneforge.webui.media import template_kinds
+    from tuneforge.data.mm import template_kinds
 
     choices: list[str | tuple[str, str]] = []
     for entry in all_models():
