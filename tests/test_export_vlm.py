@@ -82,7 +82,7 @@ def test_merged_vlm_keeps_its_processor_and_chat_template(tiny_qwen2_vl: Path, m
     config = json.loads((merged / "config.json").read_text())
     assert config["architectures"] == ["Qwen2VLForConditionalGeneration"] and config["model_type"] == "qwen2_vl"
     modelfile = (merged / "Modelfile").read_text()
-    assert modelfile.startswith("# tuneforge: Qwen2VLForConditionalGeneration is a vision-language model that Ollama")
+    assert modelfile.startswith("# tuneforge: Qwen2VLForConditionalGeneration is a multimodal model that Ollama")
     assert "--mmproj" in modelfile and "FROM .\n" in modelfile
     pytest.importorskip("torchvision", reason="transformers builds Qwen-VL processors only with torchvision")
     from transformers import AutoProcessor
@@ -118,7 +118,7 @@ def test_ollama_note_tells_which_vision_models_ollama_imports() -> None:
     assert "has a converter for this architecture, vision tower included" in supported
     assert "cannot import" in ollama_note("LlavaForConditionalGeneration")
     text = modelfile_text(get_template("qwen2_vl"), ".", ollama_note("Qwen3VLForConditionalGeneration"))
-    assert text.startswith("# tuneforge: Qwen3VLForConditionalGeneration is a vision-language model: `ollama")
+    assert text.startswith("# tuneforge: Qwen3VLForConditionalGeneration is a multimodal model: `ollama")
     assert 'TEMPLATE """' in text
 
 
@@ -156,5 +156,5 @@ def test_modelfile_without_a_template_still_carries_the_note(tmp_path: Path) -> 
 
     write_modelfile(None, tmp_path, ".", ollama_note("LlavaForConditionalGeneration"))
     lines = (tmp_path / "Modelfile").read_text().splitlines()
-    assert lines[0].startswith("# tuneforge: LlavaForConditionalGeneration is a vision-language model that Ollama")
+    assert lines[0].startswith("# tuneforge: LlavaForConditionalGeneration is a multimodal model that Ollama")
     assert lines[-1] == "FROM ."

@@ -32,8 +32,9 @@ DATA = ROOT.parent / "shared" / "lf-data"
 CUTOFF = 2048
 
 
-def _examples(rows: list[dict]) -> dict[str, list]:
-    """Rows in LLaMA-Factory's internal form: prompt turns, the last response, media paths under the data folder."""
+def _examples(rows: list[dict], kind: str = "images") -> dict[str, list]:
+    """Rows in LLaMA-Factory's internal form: prompt turns, the last response, the `kind` media paths under the data
+    folder (the other kinds empty)."""
     out: dict[str, list] = {k: [] for k in ("_prompt", "_response", "_system", "_tools", "_images", "_videos")}
     out["_audios"] = []
     for row in rows:
@@ -42,9 +43,8 @@ def _examples(rows: list[dict]) -> dict[str, list]:
         out["_response"].append(messages[-1:])
         out["_system"].append("")
         out["_tools"].append("")
-        out["_images"].append([str(DATA / p) for p in row["images"]])
-        out["_videos"].append([])
-        out["_audios"].append([])
+        for name in ("images", "videos", "audios"):
+            out[f"_{name}"].append([str(DATA / p) for p in row[name]] if name == kind else [])
     return out
 
 

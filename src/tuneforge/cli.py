@@ -14,7 +14,7 @@ import click
 
 from tuneforge.console import shown
 from tuneforge.errors import TuneforgeError
-from tuneforge.models.tiny import VLM_ARCHES
+from tuneforge.models.tiny import AUDIO_ARCHES, VLM_ARCHES
 from tuneforge.models.tiny_archs import TEXT_ARCHES
 from tuneforge.version import __version__
 
@@ -154,11 +154,12 @@ def version_cmd() -> None:
 @main_group.command("make-tiny")
 @click.option(
     "--arch",
-    type=click.Choice(["qwen2", "qwen3", "llama", *TEXT_ARCHES, *VLM_ARCHES]),
+    type=click.Choice(["qwen2", "qwen3", "llama", *TEXT_ARCHES, *VLM_ARCHES, *AUDIO_ARCHES]),
     default="qwen2",
     show_default=True,
     help="Architecture (the MoE ones: qwen2_moe, qwen3_moe, deepseek_v3, gpt_oss; vision-language: qwen2_vl, "
-    "qwen2_5_vl, qwen3_vl, llava, llava_next, gemma3, intern_vl).",
+    "qwen2_5_vl, qwen3_vl, llava, llava_next, gemma3, intern_vl; audio-language: qwen2_audio, qwen2_5_omni (the "
+    "thinker; also images and video)).",
 )
 @click.option("--out", "out", required=True, type=click.Path(file_okay=False), help="Folder to write.")
 @click.option("--layers", type=int, default=2, show_default=True, help="Decoder layers.")

@@ -216,11 +216,14 @@ def save_entry(folder: Path, tables: dict[str, Any], meta: dict[str, Any]) -> No
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def load_entry(folder: Path) -> tuple[dict[str, Any], dict[str, Any]] | None:
-    """(split name -> memory-mapped datasets.Dataset, meta) or None when absent or incomplete."""
+def load_entry(folder: Path, open_splits: bool = True) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """(split name -> memory-mapped datasets.Dataset, meta) or None when absent or incomplete; with
+    `open_splits=False` the splits are left unopened (an empty dict: no `datasets` import)."""
     meta = _read_json(folder / "meta.json")
     if not meta or not all((folder / f"{s}.arrow").is_file() for s in meta.get("splits", [])):
         return None
+    if not open_splits:
+        return {}, meta
     from datasets import Dataset
 
     return {s: Dataset.from_file(str(folder / f"{s}.arrow")) for s in meta["splits"]}, meta

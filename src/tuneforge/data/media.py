@@ -195,8 +195,8 @@ def copy_processor_files(model_path: str | None, out: Path) -> None:
 
 
 def with_media_columns(table: Any) -> Any:
-    """`table` with `images`, `videos` and `audios` columns of string lists (empty where a row has none), so
-    media and text datasets mix."""
+    """`table` with `images`, `videos` and `audios` columns of string lists (empty where a row has none), last
+    and in that order, so media and text datasets of any kinds mix."""
     import pyarrow as pa
 
     kind = pa.list_(pa.string())
@@ -205,4 +205,4 @@ def with_media_columns(table: Any) -> Any:
             table = table.set_column(table.column_names.index(name), name, table.column(name).cast(kind))
         else:
             table = table.append_column(name, pa.array([[]] * table.num_rows, type=kind))
-    return table
+    return table.select([c for c in table.column_names if c not in MEDIA_KINDS] + list(MEDIA_KINDS))

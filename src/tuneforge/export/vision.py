@@ -38,10 +38,10 @@ OLLAMA_VISION = (
 
 
 def vision_architecture(model_config: Any) -> str | None:
-    """The architecture name of a vision-language model config (None for a text model)."""
-    from tuneforge.models.multimodal import is_image_text_config
+    """The architecture name of a multimodal (vision- or audio-language) model config (None for a text model)."""
+    from tuneforge.models.multimodal import media_auto_class
 
-    if not is_image_text_config(model_config):
+    if media_auto_class(model_config) is None:
         return None
     names = getattr(model_config, "architectures", None) or [type(model_config).__name__]
     return str(names[0])
@@ -84,12 +84,12 @@ def ollama_note(arch: str) -> str:
     """What Ollama does with an exported vision-language model folder (a Modelfile comment and a console line)."""
     if arch in OLLAMA_VISION:
         return (
-            f"{arch} is a vision-language model: `ollama create` has a converter for this architecture, vision "
+            f"{arch} is a multimodal model: `ollama create` has a converter for this architecture, vision "
             "tower included (written for the published checkpoints' tensor names); the TEMPLATE below renders the "
             "text turns, Ollama places the images."
         )
     return (
-        f"{arch} is a vision-language model that Ollama cannot import: `ollama create` has no converter for "
+        f"{arch} is a multimodal model that Ollama cannot import: `ollama create` has no converter for "
         f"this architecture (it has for {', '.join(a.split('For')[0] for a in OLLAMA_VISION)}). llama.cpp's "
         "convert_hf_to_gguf.py converts many vision-language models (Qwen2-VL among them) into a language-model "
         "GGUF plus a `--mmproj` vision GGUF for llama-mtmd-cli / llama-server. This Modelfile is for reference."
