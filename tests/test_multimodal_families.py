@@ -14,14 +14,20 @@ from media_helpers import row, square_image, write_media_dataset
 from train_helpers import tiny_config
 
 IGNORE = -100
-FAMILIES = ("llava", "llava_next", "gemma3", "intern_vl")
+FAMILIES = ("llava", "llava_next", "gemma3_vl", "intern_vl")
+TEMPLATE = {"llava": "llava", "llava_next": "llava_next", "gemma3_vl": "gemma3", "intern_vl": "intern_vl"}
 CLASSES = {
     "llava": "LlavaForConditionalGeneration",
     "llava_next": "LlavaNextForConditionalGeneration",
-    "gemma3": "Gemma3ForConditionalGeneration",
+    "gemma3_vl": "Gemma3ForConditionalGeneration",
     "intern_vl": "InternVLForConditionalGeneration",
 }
-IMAGE_PART = {"llava": "<image>", "llava_next": "<image>", "gemma3": "<start_of_image>", "intern_vl": "<IMG_CONTEXT>"}
+IMAGE_PART = {
+    "llava": "<image>",
+    "llava_next": "<image>",
+    "gemma3_vl": "<start_of_image>",
+    "intern_vl": "<IMG_CONTEXT>",
+}
 
 
 @functools.cache
@@ -71,7 +77,7 @@ def test_tiny_family_loads_with_plain_transformers(arch: str, tiny_vlm: Any) -> 
     assert type(AutoProcessor.from_pretrained(folder)).__name__ == "InternVLProcessor"
 
 
-@pytest.mark.parametrize("arch", ["llava", "llava_next", "gemma3"])
+@pytest.mark.parametrize("arch", ["llava", "llava_next", "gemma3_vl"])
 def test_image_tokens_are_those_the_processor_puts(arch: str, tiny_vlm: Any, tmp_path: Path) -> None:
     """tuneforge's prompt ids equal the processor's own (its chat template over image parts, then
     `processor(text, images)`), for images of other sizes, at the start or end of a message and two in one
@@ -90,8 +96,8 @@ def test_image_tokens_are_those_the_processor_puts(arch: str, tiny_vlm: Any, tmp
     images = [Image.new("RGB", (100, 70), (200, 0, 0)), Image.new("RGB", (60, 150), (0, 0, 200))]
     for i, image in enumerate(images):
         image.save(tmp_path / f"{i}.png")
-    template = get_template(arch, processor.tokenizer)
-    plugin = plugin_for_run(template, tiny_config(folder, tmp_path / "o", template=arch).model)
+    template = get_template(TEMPLATE[arch], processor.tokenizer)
+    plugin = plugin_for_run(template, tiny_config(folder, tmp_path / "o", template=TEMPLATE[arch]).model)
     for content in ("<image>Who?", "  Look: <image>", "<image> and <image>?"):
         count = content.count("<image>")
         message = [{"role": "user", "content": content.replace("<image>", IMAGE_PART[arch])}]
@@ -113,8 +119,8 @@ def test_mllm_demo_ids_and_labels_match_llamafactory(
     gemma3 neither trains nor adds the newline after the last end of turn (tests/test_lf_differences.py)."""
     from transformers import AutoTokenizer
 
-    fixture = json.loads((Path(__file__).parent / "fixtures" / f"lf_mllm_demo_ids_{arch}.json").read_text())
-    splits, _ = prepare(tiny_vlm(arch), shared_dir / "lf-data", arch, tmp_path, dataset="mllm_demo")
+    fixture = json.loads((Path(__file__).parent / "fixtures" / f"lf_mllm_demo_ids_{TEMPLATE[arch]}.json").read_text())
+    splits, _ = prepare(tiny_vlm(arch), shared_dir / "lf-data", TEMPLATE[arch], tmp_path, dataset="mllm_demo")
     tokenizer = AutoTokenizer.from_pretrained(tiny_vlm(arch))
     assert splits.train.num_rows == len(fixture["rows"])
     for ours, theirs in zip(splits.train, fixture["rows"], strict=True):
@@ -123,7 +129,7 @@ def test_mllm_demo_ids_and_labels_match_llamafactory(
         if arch in ("llava", "llava_next"):  # the one seam: "questions. USER:" where LF writes "questions.USER:"
             assert tokenizer.decode(ids) == tokenizer.decode(lf_ids).replace("questions.USER:", "questions. USER:", 1)
             assert labels == lf_labels
-        elif arch == "gemma3":
+        elif arch == "gemma3_vl":
             assert ids == lf_ids[: len(ids)] and tokenizer.decode(lf_ids[len(ids) :]) == "\n"
             end = tokenizer.convert_tokens_to_ids("<end_of_turn>")
             diffs = [i for i, (a, b) in enumerate(zip(labels, lf_labels, strict=False)) if a != b]
@@ -141,17 +147,17 @@ def test_gemma3_pan_and_scan_adds_crops_as_llamafactory_writes_them(tiny_vlm: An
     write_media_dataset(
         tmp_path, [row("<image>Colour?", "green", ["wide.png"]), row("<image>Hi", "hi", ["square.png"])]
     )
-    splits, cfg = prepare(tiny_vlm("gemma3"), tmp_path, "gemma3", image_do_pan_and_scan=True)
+    splits, cfg = prepare(tiny_vlm("gemma3_vl"), tmp_path, "gemma3", image_do_pan_and_scan=True)
     wide, square = (splits.train[i]["input_ids"] for i in range(2))
     boi = 151665  # <start_of_image> in the tiny tokenizer
     assert (wide.count(boi), square.count(boi)) == (1 + 4, 1)
     batch = collate(cfg, splits, [0, 1])
     assert batch["pixel_values"].shape[0] == 1 + 4 + 1
     assert int(batch["token_type_ids"].sum()) == 4 * (1 + 4 + 1)  # 4 soft tokens per image or crop
-    text = tokenizer_of(tiny_vlm("gemma3")).decode(square)
+    text = tokenizer_of(tiny_vlm("gemma3_vl")).decode(square)
     assert "Here is the original image \n\n<start_of_image>" in text
     assert "<end_of_image>\n\n and here are some crops to help you see better Hi" in text
-    model = AutoModelForImageTextToText.from_pretrained(tiny_vlm("gemma3"))
+    model = AutoModelForImageTextToText.from_pretrained(tiny_vlm("gemma3_vl"))
     assert model(**batch).loss.isfinite()
 
 
@@ -180,11 +186,11 @@ def test_freeze_settings_and_lora_reach_the_right_parts(arch: str, tiny_vlm: Any
 
     square_image(tmp_path / "a.png", (0, 0, 255))
     write_media_dataset(tmp_path, [row("<image>Colour?", "blue", ["a.png"])])
-    splits, cfg = prepare(tiny_vlm(arch), tmp_path, arch)
+    splits, cfg = prepare(tiny_vlm(arch), tmp_path, TEMPLATE[arch])
     base = load_model(cfg, tokenizer_of(tiny_vlm(arch)), trainable=True)
 
     def tuned(**overrides: Any) -> Any:
-        options = {"template": arch, "lora_target": "all", **overrides}
+        options = {"template": TEMPLATE[arch], "lora_target": "all", **overrides}
         return apply_finetuning(
             copy.deepcopy(base), tiny_config(tiny_vlm(arch), tmp_path / "o", **options), trainable=True
         )
@@ -221,7 +227,7 @@ def test_chat_with_an_image_runs_on_each_family(arch: str, tiny_vlm: Any, tmp_pa
     from tuneforge.infer import load_engine
 
     square_image(tmp_path / "a.png", (255, 0, 0), size=70)
-    options = {"template": arch, "max_new_tokens": 2, "do_sample": False}
+    options = {"template": TEMPLATE[arch], "max_new_tokens": 2, "do_sample": False}
     engine = load_engine(load_config({"model_name_or_path": str(tiny_vlm(arch)), **options}))
     try:
         result = engine.chat([{"role": "user", "content": "Colour?"}], media={"images": [str(tmp_path / "a.png")]})

@@ -8,7 +8,8 @@ tuneforge (its tokenizer and image processor are what the fixture depends on), n
     tuneforge make-tiny --arch llava --out /tmp/tiny_llava
     /work/lfvenv/bin/python scripts/lf_fixtures/encode_mllm_demo.py /tmp/tiny_llava llava
 
-Templates llava, llava_next and gemma3 load the real transformers processor (it needs no torchvision); intern_vl,
+(The tiny Gemma 3 vision-language model is `--arch gemma3_vl`; its template is gemma3.) Templates llava, llava_next
+and gemma3 load the real transformers processor (it needs no torchvision); intern_vl,
 like qwen2_vl, gets a plain object holding the image processor, tokenizer and `image_seq_length`. The fixture is
 `tests/fixtures/lf_mllm_demo_ids.json` for qwen2_vl and `lf_mllm_demo_ids_<template>.json` for the others.
 

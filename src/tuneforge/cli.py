@@ -158,7 +158,7 @@ def version_cmd() -> None:
     default="qwen2",
     show_default=True,
     help="Architecture (the MoE ones: qwen2_moe, qwen3_moe, deepseek_v3, gpt_oss; vision-language: qwen2_vl, "
-    "qwen2_5_vl, qwen3_vl, llava, llava_next, gemma3, intern_vl; audio-language: qwen2_audio, qwen2_5_omni (the "
+    "qwen2_5_vl, qwen3_vl, llava, llava_next, gemma3_vl, intern_vl; audio-language: qwen2_audio, qwen2_5_omni (the "
     "thinker; also images and video)).",
 )
 @click.option("--out", "out", required=True, type=click.Path(file_okay=False), help="Folder to write.")

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from transformers import PretrainedConfig
 
 ARCHES = (*FAMILIES, *TEXT_ARCHES)
-VLM_ARCHES = ("qwen2_vl", "qwen2_5_vl", "qwen3_vl", "llava", "llava_next", "gemma3", "intern_vl")  # tiny_vlm.py
+VLM_ARCHES = ("qwen2_vl", "qwen2_5_vl", "qwen3_vl", "llava", "llava_next", "gemma3_vl", "intern_vl")  # tiny_vlm.py
 AUDIO_ARCHES = ("qwen2_audio", "qwen2_5_omni")  # audio-language models (Omni: the thinker), built by tiny_audio.py
 QWEN_VOCAB_SIZE = 151936  # the real Qwen2/Qwen3 embedding size (tokenizer length padded up)
 

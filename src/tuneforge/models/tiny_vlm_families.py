@@ -57,7 +57,7 @@ FAMILIES: dict[str, Family] = {
         {"patch_size": PATCH, "vision_feature_select_strategy": "default", "num_additional_image_tokens": 1},
         "llava.jinja",
     ),
-    "gemma3": Family(
+    "gemma3_vl": Family(  # `gemma3` is tiny.py's text-only Gemma 3
         "gemma3",
         "<image_soft_token>",
         {"boi_token": "<start_of_image>", "eoi_token": "<end_of_image>", "image_token": "<image_soft_token>"},
@@ -107,7 +107,7 @@ def _text_config(arch: str, hidden: int, layers: int) -> dict[str, Any]:
         "eos_token_id": ids["eos"][0],
         "pad_token_id": ids["pad"],
     }
-    if arch == "gemma3":  # an explicit head size and alternating sliding-window layers, as Gemma 3
+    if arch == "gemma3_vl":  # an explicit head size and alternating sliding-window layers, as Gemma 3
         text |= {"model_type": "gemma3_text", "head_dim": hidden // 4, "query_pre_attn_scalar": hidden // 4}
         text |= {"sliding_window": 64, "layer_types": ["sliding_attention", "full_attention"][:layers]}
     else:
@@ -118,7 +118,7 @@ def _text_config(arch: str, hidden: int, layers: int) -> dict[str, Any]:
 def _vision_config(arch: str) -> dict[str, Any]:
     sizes = {"hidden_size": 32, "intermediate_size": 64, "num_attention_heads": 2, "num_hidden_layers": 1}
     sizes |= {"image_size": TILE, "patch_size": PATCH}
-    kind = {"gemma3": "siglip_vision_model", "intern_vl": "internvl_vision"}.get(arch, "clip_vision_model")
+    kind = {"gemma3_vl": "siglip_vision_model", "intern_vl": "internvl_vision"}.get(arch, "clip_vision_model")
     return {"model_type": kind, **sizes}
 
 
@@ -129,7 +129,7 @@ def build_config(arch: str, tok: Any, *, layers: int = 2, hidden: int = 64) -> A
     family = FAMILIES[arch]
     image_id = tok.convert_tokens_to_ids(family.image_token)
     parts = {"text_config": _text_config(arch, hidden, layers), "vision_config": _vision_config(arch)}
-    if arch == "gemma3":
+    if arch == "gemma3_vl":
         boi, eoi = tok.convert_tokens_to_ids(["<start_of_image>", "<end_of_image>"])
         extra = {"mm_tokens_per_image": 4, "boi_token_index": boi, "eoi_token_index": eoi}
         return AutoConfig.for_model("gemma3", **parts, image_token_index=image_id, **extra)
@@ -154,7 +154,7 @@ def image_processor(arch: str) -> Any:
         return LlavaNextImageProcessorPil(
             size={"shortest_edge": TILE}, crop_size=square, image_grid_pinpoints=GRID_PINPOINTS
         )
-    if arch == "gemma3":
+    if arch == "gemma3_vl":
         from transformers.models.gemma3.image_processing_pil_gemma3 import Gemma3ImageProcessorPil
 
         return Gemma3ImageProcessorPil(size=square, image_mean=[0.5] * 3, image_std=[0.5] * 3)
@@ -181,7 +181,7 @@ def _generation_config(tok: Any, arch: str) -> Any:
     from transformers import GenerationConfig
 
     ids = token_ids("qwen2")
-    stop = tok.convert_tokens_to_ids("<end_of_turn>") if arch == "gemma3" else ids["eos"][0]
+    stop = tok.convert_tokens_to_ids("<end_of_turn>") if arch == "gemma3_vl" else ids["eos"][0]
     return GenerationConfig(bos_token_id=tok.bos_token_id, eos_token_id=[stop, *ids["eos"]], pad_token_id=ids["pad"])
 
 
@@ -195,7 +195,7 @@ def make_tiny_family(arch: str, out: Path, *, layers: int = 2, hidden: int = 64,
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = AutoModelForImageTextToText.from_config(config, dtype=torch.float32).eval()
-        if arch == "gemma3":  # transformers leaves the projection at zeros: images would not reach the model
+        if arch == "gemma3_vl":  # transformers leaves the projection at zeros: images would not reach the model
             torch.nn.init.normal_(model.model.multi_modal_projector.mm_input_projection_weight, std=0.02)
     model.generation_config = _generation_config(tok, arch)
     model.save_pretrained(str(out))
