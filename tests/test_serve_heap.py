@@ -60,7 +60,7 @@ def test_api_command_settles_the_heap_after_loading_and_before_serving(unfrozen,
 
     monkeypatch.setattr(tuneforge.timing, "loaded_line", lambda timing, engine: "Loaded")
     cfg = SimpleNamespace(server=SimpleNamespace(api_keys=None, api_host=None, api_port=8000, max_request_bytes=1 << 20,
-                                                 request_timeout=None))  # fmt: skip
+                                                 request_timeout=None, api_media_dir=None))  # fmt: skip
     monkeypatch.delenv("API_KEY", raising=False)
     monkeypatch.delenv("API_HOST", raising=False)
     monkeypatch.delenv("API_PORT", raising=False)
