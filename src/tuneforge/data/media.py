@@ -19,8 +19,10 @@ from typing import TYPE_CHECKING, Any
 from tuneforge.data.convert import RowError
 from tuneforge.data.loading import RawRows
 from tuneforge.data.mm import MediaPlugin, MediaSettings, build_plugin
+from tuneforge.data.mm.video import frames_value
 from tuneforge.data.registry import DatasetAttr
 from tuneforge.data.report import RowReport
+from tuneforge.extras import require
 
 if TYPE_CHECKING:
     from tuneforge.config.model import ModelSection
@@ -44,6 +46,8 @@ def attach_media(
 ) -> RawRows:
     """Examples with their media paths resolved and `<image>` marks expanded; bad rows go to `report`."""
     kinds = media_columns(attr)
+    if "videos" in kinds:
+        require("av", "a dataset with videos")
     by_number = dict(zip(raw.numbers, raw.rows, strict=True))
     rows, numbers = [], []
     for number, example in zip(examples.numbers, examples.rows, strict=True):
@@ -62,9 +66,16 @@ def _paths(row: dict[str, Any], column: str | None, kind: str, root: Path) -> li
     if value is None:
         return []
     values = [value] if isinstance(value, str) else value
+    if kind == "videos" and isinstance(values, list) and all(isinstance(v, list) for v in values):
+        return [frames_value([_resolve(f, root, "frames") for f in _strings(v or [[]], column, kind)]) for v in values]
+    return [_resolve(v, root, kind) for v in _strings(values, column, kind)]
+
+
+def _strings(values: Any, column: str, kind: str) -> list[str]:
     if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
-        raise RowError(f"column {column!r} ({kind}) should be a path or a list of paths")
-    return [_resolve(v, root, kind) for v in values]
+        video = " (each video a file or a non-empty list of frame image files)" if kind == "videos" else ""
+        raise RowError(f"column {column!r} ({kind}) should be a path or a list of paths{video}")
+    return values
 
 
 def _resolve(path: str, root: Path, kind: str) -> str:
