@@ -1,4 +1,4 @@
-"""Helpers for the multimodal tests: LLaMA-Factory-style image datasets written to a folder."""
+"""Helpers for the multimodal tests: LLaMA-Factory-style image and video datasets written to a folder."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ from typing import Any
 _TAGS = {"role_tag": "role", "content_tag": "content", "user_tag": "user", "assistant_tag": "assistant"}
 
 
-def write_media_dataset(folder: Path, rows: list[dict[str, Any]], name: str = "mm") -> Path:
-    """A sharegpt dataset `name` with role/content tags and an `images` column, registered in `folder`."""
+def write_media_dataset(folder: Path, rows: list[dict[str, Any]], name: str = "mm", kind: str = "images") -> Path:
+    """A sharegpt dataset `name` with role/content tags and an `images` (or `kind`) column, registered in `folder`."""
     (folder / f"{name}.json").write_text(json.dumps(rows))
     entry = {"file_name": f"{name}.json", "formatting": "sharegpt", "tags": _TAGS}
-    entry["columns"] = {"messages": "messages", "images": "images"}
+    entry["columns"] = {"messages": "messages", kind: kind}
     (folder / "dataset_info.json").write_text(json.dumps({name: entry}))
     return folder
 
@@ -28,7 +28,48 @@ def square_image(path: Path, colour: tuple[int, int, int], size: int = 56) -> No
     image.save(path)
 
 
-def row(question: str, answer: str, images: list[str]) -> dict[str, Any]:
-    """A one-turn row with role/content messages and its image paths."""
+def row(question: str, answer: str, images: list[Any], kind: str = "images") -> dict[str, Any]:
+    """A one-turn row with role/content messages and its image (or `kind`) paths."""
     messages = [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]
-    return {"messages": messages, "images": images}
+    return {"messages": messages, kind: images}
+
+
+def clip_file(path: Path, frames: list[Any], fps: int = 2) -> Path:
+    """An MPEG-4 video of `frames` (RGB uint8 arrays of one even size) at `fps` frames per second, made with PyAV."""
+    import av
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("mpeg4", rate=fps)
+        stream.height, stream.width = frames[0].shape[:2]
+        stream.pix_fmt = "yuv420p"
+        for frame in frames:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        container.mux(stream.encode())
+    return path
+
+
+def square_frames(colours: list[tuple[int, int, int]], size: int = 56) -> list[Any]:
+    """One frame per colour: a white `size` x `size` frame with a square of that colour in the middle."""
+    import numpy as np
+
+    frames = []
+    for colour in colours:
+        frame = np.full((size, size, 3), 255, dtype=np.uint8)
+        frame[size // 4 : 3 * size // 4, size // 4 : 3 * size // 4] = colour
+        frames.append(frame)
+    return frames
+
+
+def assert_matches_llamafactory(rows: Any, lf_rows: list[dict[str, Any]], tokenizer: Any) -> None:
+    """Encoded rows equal LLaMA-Factory's (a fixture's rows) except for the differences README lists: LF adds a
+    newline after the last end of turn and trains the newline after each earlier one."""
+    assert rows.num_rows == len(lf_rows)
+    newline, end = tokenizer.convert_tokens_to_ids(["Ċ", "<|im_end|>"])
+    for ours, theirs in zip(rows, lf_rows, strict=True):
+        size = len(ours["input_ids"])
+        assert ours["input_ids"] == theirs["input_ids"][:size]
+        assert tokenizer.decode(theirs["input_ids"][size:]) == "\n"
+        for i, (label, lf_label) in enumerate(zip(ours["labels"], theirs["labels"], strict=False)):
+            if label != lf_label:  # only LF's trained separator after an earlier end of turn
+                assert (label, lf_label, theirs["input_ids"][i - 1]) == (-100, newline, end), i

@@ -1,4 +1,5 @@
-"""Encode LLaMA-Factory's mllm_demo rows through LLaMA-Factory 0.9.5's qwen2_vl template and plugin (fixture generator).
+"""Encode LLaMA-Factory's mllm_demo and mllm_video_demo rows through LLaMA-Factory 0.9.5's qwen2_vl template and plugin
+(fixture generator).
 
 Run with LLaMA-Factory's own environment (not in CI), from the repository root, on a tiny Qwen2-VL folder made by
 tuneforge (its tokenizer and image processor are what the fixture depends on):
@@ -7,11 +8,15 @@ tuneforge (its tokenizer and image processor are what the fixture depends on):
     /work/lfvenv/bin/python scripts/lf_fixtures/encode_mllm_demo.py /tmp/tiny_qwen2_vl
 
 LLaMA-Factory's supervised processor and Qwen2-VL plugin expand each `<image>` with the image processor (default
-`image_max_pixels` / `image_min_pixels`) and write input_ids and labels for every row into
-`tests/fixtures/lf_mllm_demo_ids.json`, which `tests/test_multimodal.py` compares against tuneforge.
+`image_max_pixels` / `image_min_pixels`) and each `<video>` from the video's stream metadata and the video
+processor's settings (default `video_fps`, `video_maxlen`, `video_max_pixels`, `video_min_pixels`), and write
+input_ids and labels for every row into `tests/fixtures/lf_mllm_demo_ids.json` and
+`tests/fixtures/lf_mllm_video_demo_ids.json`, which `tests/test_multimodal.py` and `tests/test_video.py` compare
+against tuneforge.
 The reference environment's torchvision does not match its torch, so it is hidden: transformers then uses its
 PIL image processor, and the processor LLaMA-Factory reads is given as a plain object holding the image processor
-and tokenizer (all the plugin uses for images).
+and tokenizer (all the plugin uses for images) and the video processor's saved settings (all it reads to size
+videos).
 """
 
 from __future__ import annotations
@@ -36,14 +41,27 @@ def _examples(rows: list[dict]) -> dict[str, list]:
         out["_response"].append(messages[-1:])
         out["_system"].append("")
         out["_tools"].append("")
-        out["_images"].append([str(DATA / p) for p in row["images"]])
-        out["_videos"].append([])
+        out["_images"].append([str(DATA / p) for p in row.get("images", [])])
+        out["_videos"].append([str(DATA / p) for p in row.get("videos", [])])
         out["_audios"].append([])
     return out
 
 
+def _share_smart_resize() -> None:
+    """LLaMA-Factory sizes videos with `smart_resize` from transformers' torchvision-backed Qwen2-VL image processor
+    module; with torchvision hidden, that module is stood in for by the PIL one, which holds the same function."""
+    from types import ModuleType
+
+    from transformers.models.qwen2_vl import image_processing_pil_qwen2_vl as pil
+
+    stand_in = ModuleType("transformers.models.qwen2_vl.image_processing_qwen2_vl")
+    stand_in.smart_resize = pil.smart_resize
+    sys.modules[stand_in.__name__] = stand_in
+
+
 def main() -> int:
     sys.modules["torchvision"] = None
+    _share_smart_resize()
     from llamafactory.data.processor import SupervisedDatasetProcessor
     from llamafactory.data.template import get_template_and_fix_tokenizer
     from llamafactory.hparams import DataArguments
@@ -53,31 +71,40 @@ def main() -> int:
     model = sys.argv[1]
     tokenizer = AutoTokenizer.from_pretrained(model)
     image_processor = Qwen2VLImageProcessorPil.from_pretrained(model)
+    video_config = json.loads((Path(model) / "video_preprocessor_config.json").read_text(encoding="utf-8"))
     processor = SimpleNamespace(
         image_processor=image_processor,
+        video_processor=SimpleNamespace(**video_config),
         tokenizer=tokenizer,
         image_max_pixels=768 * 768,
         image_min_pixels=32 * 32,
+        video_max_pixels=256 * 256,
+        video_min_pixels=16 * 16,
+        video_fps=2.0,
+        video_maxlen=128,
     )
     data_args = DataArguments(template="qwen2_vl", cutoff_len=CUTOFF)
     template = get_template_and_fix_tokenizer(tokenizer, data_args)
     encoder = SupervisedDatasetProcessor(
         template=template, tokenizer=tokenizer, processor=processor, data_args=data_args
     )
-    rows = json.loads((DATA / "mllm_demo.json").read_text(encoding="utf-8"))
-    encoded = encoder.preprocess_dataset(_examples(rows))
-    out = {
-        "template": "qwen2_vl",
-        "cutoff_len": CUTOFF,
-        "image_processor": {k: image_processor.to_dict()[k] for k in ("patch_size", "merge_size", "size")},
-        "rows": [
-            {"input_ids": ids, "labels": labels}
-            for ids, labels in zip(encoded["input_ids"], encoded["labels"], strict=True)
-        ],
-    }
-    target = ROOT / "tests" / "fixtures" / "lf_mllm_demo_ids.json"
-    target.write_text(json.dumps(out) + "\n", encoding="utf-8")
-    print(f"wrote {target} ({len(out['rows'])} rows)")
+    for dataset in ("mllm_demo", "mllm_video_demo"):
+        rows = json.loads((DATA / f"{dataset}.json").read_text(encoding="utf-8"))
+        encoded = encoder.preprocess_dataset(_examples(rows))
+        out = {
+            "template": "qwen2_vl",
+            "cutoff_len": CUTOFF,
+            "image_processor": {k: image_processor.to_dict()[k] for k in ("patch_size", "merge_size", "size")},
+            "rows": [
+                {"input_ids": ids, "labels": labels}
+                for ids, labels in zip(encoded["input_ids"], encoded["labels"], strict=True)
+            ],
+        }
+        if dataset != "mllm_demo":
+            out["video_processor"] = {k: video_config[k] for k in ("patch_size", "temporal_patch_size", "size")}
+        target = ROOT / "tests" / "fixtures" / f"lf_{dataset}_ids.json"
+        target.write_text(json.dumps(out) + "\n", encoding="utf-8")
+        print(f"wrote {target} ({len(out['rows'])} rows)")
     return 0
 
 

@@ -3,7 +3,7 @@ tensors built here from its saved settings (`video_preprocessor_config.json`).
 
 transformers' `Qwen2VLVideoProcessor` needs torchvision. Without it, `TorchVideoProcessor` does what that processor
 does with torch alone: each clip's frames (all one size) are resized to the processor's patch grid (`smart_resize`
-between its `size` limits) with torch's antialiased bicubic interpolation on uint8 (the kernel torchvision calls),
+between its `size` limits) with torch's native antialiased bicubic kernel on uint8 (the one torchvision calls on the CPU),
 rescaled and normalized, padded to a multiple of `temporal_patch_size` frames by repeating the last one, and cut
 into (temporal x patch x patch) blocks ordered by merged 2x2 group. tests/test_video.py checks it against the real
 processor's output (tests/fixtures/qwen2_vl_video_processor.json, made by scripts/lf_fixtures/video_processor.py).
@@ -101,15 +101,14 @@ class TorchVideoProcessor:
 
 
 def _resize(video: Any, height: int, width: int) -> Any:
-    """torchvision's resize of a uint8 (T, C, H, W) tensor: antialiased bicubic, clamped and rounded."""
+    """torchvision's resize of a uint8 (T, C, H, W) tensor on the CPU: torch's native antialiased bicubic."""
     import torch
 
     if video.shape[-2:] == (height, width):
         return video
-    resized = torch.nn.functional.interpolate(
-        video.to(torch.float32), size=[height, width], mode="bicubic", align_corners=False, antialias=True
+    return torch.nn.functional.interpolate(
+        video, size=[height, width], mode="bicubic", align_corners=False, antialias=True
     )
-    return resized.clamp_(0, 255).round_().to(torch.uint8)
 
 
 def load_video_processor(model_path: str, settings: VideoSettings) -> Any:
