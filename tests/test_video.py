@@ -182,12 +182,12 @@ def test_qwen2_5_vl_reads_seconds_per_temporal_patch(tmp_path: Path) -> None:
 
 
 def test_qwen3_vl_videos_are_refused_per_row(tmp_path: Path) -> None:
+    from tuneforge.errors import DataError
     from tuneforge.models.tiny import make_tiny
 
     model_dir = make_tiny("qwen3_vl", tmp_path / "model", seed=0)
     clip_file(tmp_path / "a.mp4", square_frames([RED, RED]))
     write_media_dataset(tmp_path, [row("<video>Colour?", "red", ["a.mp4"], "videos")], kind="videos")
-    from tuneforge.errors import DataError
 
     with pytest.raises(DataError, match="row 1: this model's media plugin takes images, not videos"):
         prepare(model_dir, tmp_path, template="qwen3_vl_nothink")
