@@ -49,7 +49,9 @@ def clip_file(path: Path, frames: list[Any], fps: int = 2) -> Path:
     return path
 
 
-def square_frames(colours: list[tuple[int, int, int]], size: int = 56, box: tuple[int, int, int] | None = None) -> list[Any]:
+def square_frames(
+    colours: list[tuple[int, int, int]], size: int = 56, box: tuple[int, int, int] | None = None
+) -> list[Any]:
     """One frame per colour: a white `size` x `size` frame with a square of that colour, in the middle (half the
     side) or at `box` = (x, y, side)."""
     import numpy as np
@@ -61,3 +63,17 @@ def square_frames(colours: list[tuple[int, int, int]], size: int = 56, box: tupl
         frame[y : y + side, x : x + side] = colour
         frames.append(frame)
     return frames
+
+
+def assert_matches_llamafactory(rows: Any, lf_rows: list[dict[str, Any]], tokenizer: Any) -> None:
+    """Encoded rows equal LLaMA-Factory's (a fixture's rows) except for the differences README lists: LF adds a
+    newline after the last end of turn and trains the newline after each earlier one."""
+    assert rows.num_rows == len(lf_rows)
+    newline, end = tokenizer.convert_tokens_to_ids(["Ċ", "<|im_end|>"])
+    for ours, theirs in zip(rows, lf_rows, strict=True):
+        size = len(ours["input_ids"])
+        assert ours["input_ids"] == theirs["input_ids"][:size]
+        assert tokenizer.decode(theirs["input_ids"][size:]) == "\n"
+        for i, (label, lf_label) in enumerate(zip(ours["labels"], theirs["labels"], strict=False)):
+            if label != lf_label:  # only LF's trained separator after an earlier end of turn
+                assert (label, lf_label, theirs["input_ids"][i - 1]) == (-100, newline, end), i

@@ -67,7 +67,14 @@ OPTIMIZERS: dict[str, tuple[str, str]] = {
 EXTRA_OF: dict[str, str] = {
     module: extra
     for module, extra in [*REPORT_TO.values(), *QUANTIZERS.values(), *BACKENDS.values(), *OPTIMIZERS.values()]
-} | {"deepspeed": "deepspeed", "liger_kernel": "liger", "gptqmodel": "quantize", "ray": "ray", "PIL": "vision", "av": "video"}
+} | {
+    "deepspeed": "deepspeed",
+    "liger_kernel": "liger",
+    "gptqmodel": "quantize",
+    "ray": "ray",
+    "PIL": "vision",
+    "av": "video",
+}
 # Pre-quantized checkpoints: the extras are named by models/quantization.PREQUANTIZED (gptq, awq, aqlm,
 # compressed-tensors, quanto, torchao), checked when the checkpoint's config.json is read.
 

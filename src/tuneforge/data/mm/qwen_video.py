@@ -3,7 +3,7 @@ tensors built here from its saved settings (`video_preprocessor_config.json`).
 
 transformers' `Qwen2VLVideoProcessor` needs torchvision. Without it, `TorchVideoProcessor` does what that processor
 does with torch alone: each clip's frames (all one size) are resized to the processor's patch grid (`smart_resize`
-between its `size` limits) with torch's native antialiased bicubic kernel on uint8 (the one torchvision calls on the CPU),
+between its `size` limits) with torch's native antialiased bicubic kernel on uint8 (what torchvision calls on CPU),
 rescaled and normalized, padded to a multiple of `temporal_patch_size` frames by repeating the last one, and cut
 into (temporal x patch x patch) blocks ordered by merged 2x2 group. tests/test_video.py checks it against the real
 processor's output (tests/fixtures/qwen2_vl_video_processor.json, made by scripts/lf_fixtures/video_processor.py).
