@@ -77,3 +77,27 @@ def assert_matches_llamafactory(rows: Any, lf_rows: list[dict[str, Any]], tokeni
         for i, (label, lf_label) in enumerate(zip(ours["labels"], theirs["labels"], strict=False)):
             if label != lf_label:  # only LF's trained separator after an earlier end of turn
                 assert (label, lf_label, theirs["input_ids"][i - 1]) == (-100, newline, end), i
+
+
+def held_out_answers(model_dir: Path, cfg: Any) -> tuple[list[str], list[str]]:
+    """(expected, generated) answers of the rows of `cfg`'s dataset, through tuneforge's data path and media collator
+    (left padding) and plain `generate` of the trained folder `model_dir` (3 new tokens, greedy)."""
+    import torch
+    from transformers import AutoModelForImageTextToText
+
+    from tuneforge.data.collate import PaddingCollator
+    from tuneforge.data.media import media_collator
+    from tuneforge.data.pipeline import prepare_dataset
+    from tuneforge.models.loader import load_tokenizer
+
+    tokenizer = load_tokenizer(cfg)
+    splits = prepare_dataset(cfg, tokenizer, kind="unsupervised")
+    left = PaddingCollator(tokenizer.pad_token_id, padding_side="left")
+    batch = media_collator(cfg.model, tokenizer, splits.template, left)([r for r in splits.train])
+    expected = [tokenizer.decode(r["labels"], skip_special_tokens=True).strip() for r in splits.train]
+    batch.pop("labels")
+    model = AutoModelForImageTextToText.from_pretrained(model_dir).eval()
+    with torch.no_grad():
+        generated = model.generate(**batch, max_new_tokens=3, do_sample=False)
+    answers = tokenizer.batch_decode(generated[:, batch["input_ids"].shape[1] :], skip_special_tokens=True)
+    return expected, [a.strip() for a in answers]

@@ -125,7 +125,7 @@ def test_video_limits_change_frames_and_tokens(tiny_qwen2_vl: Path, tmp_path: Pa
     settings = {"default": {}, "fps": {"video_fps": 1.0}, "maxlen": {"video_maxlen": 2}, "pixels": {}}
     settings["pixels"] = {"video_max_pixels": 56 * 56}
     for name, overrides in settings.items():
-        splits, _ = prepare(tiny_qwen2_vl, tmp_path, cache_dir=str(tmp_path / name), **overrides)
+        splits, _ = prepare(tiny_qwen2_vl, tmp_path, **overrides)  # one cache: the limits are in its key
         counts[name] = splits.train[0]["input_ids"].count(151656)
     # 112 px = 8x8 patches = 16 merged tokens per temporal pair; 56 px: 4
     assert counts == {"default": 4 * 16, "fps": 2 * 16, "maxlen": 16, "pixels": 4 * 4}

@@ -1,7 +1,8 @@
 """Training tiny Qwen2-VL on videos end to end: LLaMA-Factory's mllm_video_demo, and a test that the frames matter.
 
 `learned_video_model` trains once per module and gives the trained folder with held-out clips, so other assertions
-(e.g. the chat / API path) can reuse it: `held_out_answers` answers its clips with plain `generate`.
+(e.g. the chat / API path) can reuse it; `media_helpers.held_out_answers` answers its held-out clips with plain
+`generate`.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from media_helpers import clip_file, square_frames, write_media_dataset
+from media_helpers import clip_file, held_out_answers, square_frames, write_media_dataset
 from train_helpers import tiny_config
 
 pytestmark = pytest.mark.slow
@@ -82,34 +83,11 @@ def learned_video_model(tiny_qwen2_vl: Path, tmp_path_factory: pytest.TempPathFa
     return LearnedVideoModel(out, folder, options)
 
 
-def held_out_answers(learned: LearnedVideoModel) -> tuple[list[str], list[str]]:
-    """(expected, generated) answers for the held-out clips, through tuneforge's data path and collator and plain
-    `generate` of the trained folder."""
-    import torch
-    from transformers import AutoModelForImageTextToText
-
-    from tuneforge.data.collate import PaddingCollator
-    from tuneforge.data.media import media_collator
-    from tuneforge.data.pipeline import prepare_dataset
-    from tuneforge.models.loader import load_tokenizer
-
-    cfg = tiny_config(learned.model_dir, learned.data_dir / "unused", dataset="test", **learned.options)
-    tokenizer = load_tokenizer(cfg)
-    splits = prepare_dataset(cfg, tokenizer, kind="unsupervised")
-    left = PaddingCollator(tokenizer.pad_token_id, padding_side="left")
-    batch = media_collator(cfg.model, tokenizer, splits.template, left)([r for r in splits.train])
-    expected = [tokenizer.decode(r["labels"], skip_special_tokens=True).strip() for r in splits.train]
-    batch.pop("labels")
-    model = AutoModelForImageTextToText.from_pretrained(learned.model_dir).eval()
-    with torch.no_grad():
-        generated = model.generate(**batch, max_new_tokens=3, do_sample=False)
-    answers = tokenizer.batch_decode(generated[:, batch["input_ids"].shape[1] :], skip_special_tokens=True)
-    return expected, [a.strip() for a in answers]
-
-
 def test_the_square_colour_is_learned_from_the_frames(learned_video_model: LearnedVideoModel) -> None:
     """Only the clip's frames tell the answer (in the first or the second half of the clip)."""
-    expected, answers = held_out_answers(learned_video_model)
+    learned = learned_video_model
+    test_cfg = tiny_config(learned.model_dir, learned.data_dir / "unused", dataset="test", **learned.options)
+    expected, answers = held_out_answers(learned.model_dir, test_cfg)
     assert sorted(set(expected)) == ["blue", "green", "red"]
     assert answers == expected
 
