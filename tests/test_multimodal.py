@@ -307,3 +307,28 @@ def test_inference_refuses_a_vision_language_model_clearly(tiny_qwen2_vl: Path, 
     cfg = tiny_config(tiny_qwen2_vl, tmp_path / "o", template="qwen2_vl")
     with pytest.raises(TuneforgeError, match=r"vision-language model \(qwen2_vl\).*text-only models so far"):
         load_for_inference(cfg)
+
+
+def test_parquet_rows_with_embedded_image_bytes_equal_rows_with_paths(
+    tiny_qwen2_vl: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Parquet / Hugging Face `Image` column holds {bytes, path}; the bytes are stored once, by content, and the
+    row encodes exactly as the same image given by path."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    monkeypatch.setenv("TUNEFORGE_CACHE", str(tmp_path / "store"))
+    square_image(tmp_path / "a.png", (255, 0, 0), size=84)
+    data = (tmp_path / "a.png").read_bytes()
+    by_path = row("<image>Colour?", "red", ["a.png"])
+    write_media_dataset(tmp_path, [by_path])
+    embedded = {**by_path, "images": [{"bytes": data, "path": "ignored.png"}]}
+    pq.write_table(pa.Table.from_pylist([embedded]), tmp_path / "emb.parquet")
+    info = json.loads((tmp_path / "dataset_info.json").read_text())
+    info["emb"] = {**info["mm"], "file_name": "emb.parquet"}
+    (tmp_path / "dataset_info.json").write_text(json.dumps(info))
+    plain, _ = prepare(tiny_qwen2_vl, tmp_path, tmp_path / "w1")
+    stored, _ = prepare(tiny_qwen2_vl, tmp_path, tmp_path / "w2", dataset="emb")
+    assert stored.train[0]["input_ids"] == plain.train[0]["input_ids"]
+    (path,) = stored.train[0]["images"]
+    assert Path(path).parent == tmp_path / "store" / "media" and Path(path).read_bytes() == data

@@ -77,6 +77,8 @@ def test_predict_after_training_uses_the_trained_adapter_or_model() -> None:
     assert new.model.adapter_name_or_path == "org/a1,out"
     full = predict_config(_cfg(**{**keys, "finetuning_type": "full"}))
     assert full.model.model_name_or_path == "out"
+    folder = predict_config(_cfg(**keys, adapter_name_or_path="org/a1", adapter_folder="sub", create_new_adapter=True))
+    assert folder.model.adapters == ["org/a1/sub", "out"]  # the trained adapter sits in out, not out/sub
     alone = predict_config(_cfg(predict_with_generate=True, adapter_name_or_path="org/a1"))
     assert alone.model.adapter_name_or_path == "org/a1" and alone.model.model_name_or_path == "org/model"
 

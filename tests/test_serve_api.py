@@ -47,6 +47,37 @@ def test_missing_or_wrong_key_is_401(client, headers):
     assert response.json()["error"]["type"] == "authentication_error"
 
 
+def test_a_wrong_key_is_refused_before_the_body_is_read() -> None:
+    import asyncio
+
+    from tuneforge.serve.errors import BodyLimitMiddleware
+    from tuneforge.serve.metrics import ApiMetrics
+
+    reads, sent = [], []
+
+    async def receive() -> dict:
+        reads.append(1)
+        return {"type": "http.request", "body": b"{}", "more_body": False}
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    async def app(scope: dict, receive, send) -> None:  # pragma: no cover - must not be reached
+        raise AssertionError("the app ran for an unauthenticated request")
+
+    from tuneforge.serve.deps import ApiKey
+
+    middleware = BodyLimitMiddleware(app, 1 << 22, ApiMetrics(), keys=(ApiKey(KEY),))
+    headers = [(b"content-length", b"4000000"), (b"authorization", b"Bearer wrong")]
+    asyncio.run(
+        middleware(
+            {"type": "http", "method": "POST", "path": "/v1/chat/completions", "headers": headers}, receive, send
+        )
+    )
+    assert sent[0]["status"] == 401 and not reads
+    assert json.loads(sent[1]["body"])["error"]["param"] == "authorization"
+
+
 def test_chat_completion_shape_and_usage(client):
     body = client.post("/v1/chat/completions", json={**CHAT, "n": 2, "seed": 1}, headers=AUTH).json()
     assert [c["index"] for c in body["choices"]] == [0, 1]
@@ -92,7 +123,9 @@ def test_malformed_requests_are_400(client, payload):
 
 
 def test_oversized_body_is_413(client):
-    response = client.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": "x" * 30_000}]})
+    body = {"messages": [{"role": "user", "content": "x" * 30_000}]}
+    assert client.post("/v1/chat/completions", json=body).status_code == 401  # no key: refused before the size
+    response = client.post("/v1/chat/completions", json=body, headers=AUTH)
     assert response.status_code == 413
     assert response.json()["error"]["type"] == "invalid_request_error"
 

@@ -67,14 +67,8 @@ OPTIMIZERS: dict[str, tuple[str, str]] = {
 EXTRA_OF: dict[str, str] = {
     module: extra
     for module, extra in [*REPORT_TO.values(), *QUANTIZERS.values(), *BACKENDS.values(), *OPTIMIZERS.values()]
-} | {
-    "deepspeed": "deepspeed",
-    "liger_kernel": "liger",
-    "gptqmodel": "quantize",
-    "ray": "ray",
-    "PIL": "vision",
-    "av": "video",
-}
+} | {"deepspeed": "deepspeed", "liger_kernel": "liger", "gptqmodel": "quantize", "ray": "ray", "PIL": "vision"}
+EXTRA_OF["av"] = "video"  # PyAV decodes the videos of a dataset (data/mm/video.py)
 # Pre-quantized checkpoints: the extras are named by models/quantization.PREQUANTIZED (gptq, awq, aqlm,
 # compressed-tensors, quanto, torchao), checked when the checkpoint's config.json is read.
 
@@ -98,7 +92,7 @@ def _training(cfg: TuneforgeConfig) -> list[Need]:
     needs = _report_to(cfg)
     if t.deepspeed:
         needs.append(Need("deepspeed", "deepspeed", "deepspeed"))
-    if t.use_swanlab:
+    if cfg.swanlab.use_swanlab:
         needs.append(Need("use_swanlab: true", "swanlab", "swanlab"))
     for setting, on in (
         ("use_liger_kernel: true", t.use_liger_kernel),

@@ -1,4 +1,5 @@
-"""Durable file writes shared by checkpoints, exports and the web UI's state files."""
+"""Durable file writes shared by checkpoints, exports and the web UI's state files, and the one reader of the
+JSON objects users give (registries, DeepSpeed files, engine and Ray settings)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import os
 import tempfile
 from pathlib import Path
 from typing import Any
+
+from tuneforge.errors import ConfigError, TuneforgeError
 
 
 def write_json_atomic(path: Path, data: Any, *, sort_keys: bool = False) -> None:
@@ -35,3 +38,21 @@ def fsync_dir(path: Path) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+def json_object(
+    text: str | dict[str, Any], where: str, what: str, error: type[TuneforgeError] = ConfigError
+) -> dict[str, Any]:
+    """`text` parsed as a JSON object (a dict is taken as it is); otherwise `error` naming `where`, the line and
+    column of a syntax error, and `what` the object should be."""
+    if isinstance(text, dict):
+        return dict(text)
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise error(
+            f"{where}: not valid JSON (line {err.lineno}, column {err.colno}: {err.msg}); give {what}."
+        ) from None
+    if not isinstance(data, dict):
+        raise error(f"{where}: should be {what}, not a JSON {type(data).__name__}.")
+    return data

@@ -19,6 +19,7 @@ from tuneforge.config.quantization import QuantizationSection
 from tuneforge.config.ray import RaySection
 from tuneforge.config.rlhf import RlhfSection
 from tuneforge.config.server import ServerSection
+from tuneforge.config.swanlab import SwanlabSection
 from tuneforge.config.training import TrainingSection
 
 SECTIONS: dict[str, type[Section]] = {
@@ -29,6 +30,7 @@ SECTIONS: dict[str, type[Section]] = {
     "rlhf": RlhfSection,
     "training": TrainingSection,
     "ray": RaySection,
+    "swanlab": SwanlabSection,
     "generation": GenerationSection,
     "inference": InferenceSection,
     "export": ExportSection,
@@ -53,6 +55,7 @@ class TuneforgeConfig(BaseModel):
     rlhf: RlhfSection = Field(default_factory=RlhfSection)
     training: TrainingSection = Field(default_factory=TrainingSection)
     ray: RaySection = Field(default_factory=RaySection)
+    swanlab: SwanlabSection = Field(default_factory=SwanlabSection)
     generation: GenerationSection = Field(default_factory=GenerationSection)
     inference: InferenceSection = Field(default_factory=InferenceSection)
     export: ExportSection = Field(default_factory=ExportSection)

@@ -65,22 +65,61 @@ def _paths(row: dict[str, Any], column: str | None, kind: str, root: Path) -> li
     value = row.get(column) if column else None
     if value is None:
         return []
-    values = [value] if isinstance(value, str) else value
-    if kind == "videos" and isinstance(values, list) and all(isinstance(v, list) for v in values):
-        return [frames_value([_resolve(f, root, "frames") for f in _strings(v or [[]], column, kind)]) for v in values]
-    return [_resolve(v, root, kind) for v in _strings(values, column, kind)]
+    values = value if isinstance(value, list) else [value]
+    return [
+        _frames(v, column, root) if isinstance(v, list) and kind == "videos" else _path_of(v, column, kind, root)
+        for v in values
+    ]
 
 
-def _strings(values: Any, column: str, kind: str) -> list[str]:
-    if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
-        video = " (each video a file or a non-empty list of frame image files)" if kind == "videos" else ""
-        raise RowError(f"column {column!r} ({kind}) should be a path or a list of paths{video}")
-    return values
+def _frames(frames: list[Any], column: str | None, root: Path) -> str:
+    """A video given as a list of frame image files, as one media value (see `data/mm/video.py`)."""
+    if not frames:
+        raise RowError(f"column {column!r} (videos): each video is a file or a non-empty list of frame image files")
+    return frames_value([_path_of(f, column, "frames", root) for f in frames])
+
+
+def _path_of(value: Any, column: str | None, kind: str, root: Path) -> str:
+    """A media value as a local file: a path as written, or embedded bytes (a Parquet / Hugging Face `Image`
+    column holds `{"bytes": ..., "path": ...}`) stored once under the media cache, as LLaMA-Factory reads them."""
+    if isinstance(value, dict) and value.get("bytes") is not None:
+        value = value["bytes"]
+    elif isinstance(value, dict) and isinstance(value.get("path"), str):
+        value = value["path"]
+    if isinstance(value, bytes | bytearray):
+        return store_embedded(bytes(value))
+    if not isinstance(value, str):
+        raise RowError(
+            f"column {column!r} ({kind}) should hold paths, or embedded files ({{bytes, path}}), not "
+            f"{type(value).__name__}"
+        )
+    return _resolve(value, root, kind)
+
+
+def store_embedded(data: bytes) -> str:
+    """Embedded media bytes as a file named by their SHA-256 in the media cache (written once, atomically)."""
+    import hashlib
+    import tempfile
+
+    from tuneforge.data.cache import cache_root
+
+    folder = cache_root() / "media"
+    path = folder / hashlib.sha256(data).hexdigest()
+    if not path.is_file():
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".part-")
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, path)
+    return str(path)
 
 
 def _resolve(path: str, root: Path, kind: str) -> str:
     if path.startswith(("http://", "https://", "data:")):
-        raise RowError(f"{kind} {path[:60]!r}: URLs and base64 data are not supported yet; download the file")
+        raise RowError(
+            f"{kind} {path[:60]!r}: a dataset names local files (or embeds their bytes); URLs and base64 text are "
+            "not read, as in LLaMA-Factory: download the file and give its path"
+        )
     under_root = root / path
     if under_root.is_file():
         return str(under_root)

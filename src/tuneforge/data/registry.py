@@ -9,7 +9,6 @@ detected from the first row.
 from __future__ import annotations
 
 import difflib
-import json
 import logging
 import os
 from dataclasses import dataclass, field
@@ -17,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from tuneforge.errors import DataError
+from tuneforge.files import json_object
 
 logger = logging.getLogger("tuneforge.data")
 
@@ -98,14 +98,8 @@ def load_registry(dataset_dir: str | os.PathLike) -> dict[str, Any] | None:
     path = Path(dataset_dir) / REGISTRY_FILE
     if not path.is_file():
         return None
-    text = path.read_text(encoding="utf-8")
-    try:
-        registry = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise DataError(f"{path} is not valid JSON: {err.msg} at line {err.lineno}, column {err.colno}.") from err
-    if not isinstance(registry, dict):
-        raise DataError(f"{path} must hold a JSON object mapping dataset names to attributes.")
-    return registry
+    what = "a JSON object mapping dataset names to attributes"
+    return json_object(path.read_text(encoding="utf-8"), str(path), what, DataError)
 
 
 def resolve_datasets(value: Any, dataset_dir: str | os.PathLike) -> list[DatasetAttr]:

@@ -270,16 +270,8 @@ class AsyncLoopBackend:
 
 def merged_extra(value: dict | str | None, key: str) -> dict[str, Any]:
     """`vllm_config` / `sglang_config` as a dict (they may be given as a JSON string)."""
-    import json
+    from tuneforge.files import json_object
 
     if value is None or value == "":
         return {}
-    if isinstance(value, dict):
-        return dict(value)
-    try:
-        parsed = json.loads(value)
-    except json.JSONDecodeError as error:
-        raise ConfigError(f"`{key}` is not valid JSON ({error}); give a mapping of engine arguments.") from None
-    if not isinstance(parsed, dict):
-        raise ConfigError(f"`{key}` must be a mapping of engine arguments, got {type(parsed).__name__}.")
-    return parsed
+    return json_object(value, f"`{key}`", "a mapping of engine arguments")

@@ -32,5 +32,5 @@ def create_app(engine: Any, settings: ServerSettings, *, close_engine: bool = Tr
     for module in (models, chat, completions, score):
         app.include_router(module.router, responses=AUTH_RESPONSES)
     app.include_router(health.router)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes, metrics=metrics)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes, metrics=metrics, keys=settings.api_keys)
     return app

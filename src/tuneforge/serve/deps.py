@@ -13,7 +13,7 @@ from typing import Annotated, Any
 from fastapi import Depends, Header, Request
 
 from tuneforge.errors import TuneforgeError
-from tuneforge.serve.errors import APIError
+from tuneforge.serve.errors import UNAUTHORIZED, APIError
 
 RATE_WINDOW = 60.0  # requests_per_minute is counted over this sliding window
 
@@ -96,6 +96,14 @@ def get_engine(request: Request) -> Any:
     return request.app.state.engine
 
 
+def matching_key(keys: tuple[ApiKey, ...], authorization: str | None) -> ApiKey | None:
+    """The configured key that `Authorization: Bearer KEY` names (compared in constant time), or None."""
+    scheme, _, token = (authorization or "").partition(" ")
+    given = token.strip().encode("utf-8", "replace") if scheme.lower() == "bearer" else b""
+    matches = [k for k in keys if hmac.compare_digest(given, k.key.encode())]
+    return matches[0] if given and matches else None
+
+
 def check_api_key(
     request: Request,
     settings: Annotated[ServerSettings, Depends(get_settings)],
@@ -104,12 +112,10 @@ def check_api_key(
     """401 unless `Authorization: Bearer KEY` matches a configured key (constant-time); 429 past its rate."""
     if not settings.api_keys:
         return
-    scheme, _, token = (authorization or "").partition(" ")
-    given = token.strip().encode("utf-8", "replace") if scheme.lower() == "bearer" else b""
-    matches = [k for k in settings.api_keys if hmac.compare_digest(given, k.key.encode())]
-    if not given or not matches:
-        raise APIError(401, "Invalid or missing API key: send `Authorization: Bearer <key>`.", "authorization")
-    request.app.state.limiter.admit(matches[0])
+    key = matching_key(settings.api_keys, authorization)
+    if key is None:
+        raise APIError(401, UNAUTHORIZED, "authorization")
+    request.app.state.limiter.admit(key)
 
 
 Authorized = Depends(check_api_key)

@@ -15,6 +15,8 @@ from tuneforge.infer.requests import QueueFullError, RequestTimeoutError, Shutti
 from tuneforge.serve.metrics import ApiMetrics
 from tuneforge.serve.schemas import ErrorBody, ErrorResponse
 
+UNAUTHORIZED = "Invalid or missing API key: send `Authorization: Bearer <key>`."
+
 logger = logging.getLogger(__name__)
 
 _TYPES = {
@@ -104,16 +106,22 @@ def install_error_handlers(app: FastAPI, metrics: ApiMetrics) -> None:
 
 
 class BodyLimitMiddleware:
-    """Pure ASGI middleware: answers 413 when a request body is larger than `max_bytes` (before parsing it)."""
+    """Pure ASGI middleware: answers 413 when a request body is larger than `max_bytes`, and 401 for a request
+    with a body but without a valid API key (when keys are configured), both before reading the body, so an
+    unauthenticated client cannot make the server read or parse megabytes."""
 
-    def __init__(self, app: Any, max_bytes: int, metrics: ApiMetrics) -> None:
-        self.app, self.max_bytes, self.metrics = app, max_bytes, metrics
+    def __init__(self, app: Any, max_bytes: int, metrics: ApiMetrics, keys: tuple[Any, ...] = ()) -> None:
+        self.app, self.max_bytes, self.metrics, self.keys = app, max_bytes, metrics, keys
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        declared = dict(scope.get("headers") or []).get(b"content-length", b"0")
+        headers = dict(scope.get("headers") or [])
+        declared = headers.get(b"content-length", b"0")
+        if self.keys and (declared != b"0" or b"transfer-encoding" in headers) and not self._authorized(headers):
+            await self._reject(scope, receive, send, 401, UNAUTHORIZED, "authorization")
+            return
         if not declared.isdigit():
             await self._reject(scope, receive, send, 400, "Content-Length is not a number.")
             return
@@ -133,9 +141,17 @@ class BodyLimitMiddleware:
                 return
         await self.app(scope, _replay(b"".join(parts), receive), send)
 
-    async def _reject(self, scope: dict, receive: Any, send: Any, status: int, message: str) -> None:
+    def _authorized(self, headers: dict[bytes, bytes]) -> bool:
+        from tuneforge.serve.deps import matching_key
+
+        authorization = headers.get(b"authorization", b"").decode("latin-1")
+        return matching_key(self.keys, authorization) is not None
+
+    async def _reject(
+        self, scope: dict, receive: Any, send: Any, status: int, message: str, param: str | None = None
+    ) -> None:
         self.metrics.error(error_type(status))
-        await error_response(status, message)(scope, receive, send)
+        await error_response(status, message, param)(scope, receive, send)
 
 
 def _replay(body: bytes, receive: Any) -> Any:

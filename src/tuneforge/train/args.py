@@ -13,7 +13,6 @@ import os
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
-from tuneforge.config.training import TrainingSection
 from tuneforge.errors import TuneforgeError
 from tuneforge.train.dist import ddp_defaults
 
@@ -42,7 +41,7 @@ TUNEFORGE_KEYS = {
     "fp8_enable_fsdp_float8_all_gather",
     "master_addr",  # read by the torchrun launcher (train/launch.py)
     "master_port",
-} | {key for key in TrainingSection.model_fields if "swanlab" in key}  # train/swanlab_log.py
+}
 # Keys transformers 5 removed, translated by `_translate_removed` below.
 TRANSLATED_KEYS = {"warmup_ratio", "logging_dir"}
 # Just under 1, so transformers' ceil(total * fraction) is every step (a whole 1 would mean one step).
@@ -91,7 +90,7 @@ def build_training_args(cfg: TuneforgeConfig, *, cuda: bool) -> tuple[Seq2SeqTra
     values.update(precision["flags"])
     if values.get("include_num_input_tokens_seen") in (None, False, "no"):
         values["include_num_input_tokens_seen"] = "non_padding"  # tokens/s in the log
-    if cfg.training.use_swanlab:  # the SwanLab callback logs already; transformers' own would log twice
+    if cfg.swanlab.use_swanlab:  # the SwanLab callback logs already; transformers' own would log twice
         values["report_to"] = _without_swanlab(values.get("report_to"))
     if cfg.training.disable_shuffling:
         values["train_sampling_strategy"] = "sequential"

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tuneforge.errors import ConfigError, TuneforgeError
+from tuneforge.files import json_object
 
 if TYPE_CHECKING:
     from tuneforge.config import TuneforgeConfig
@@ -45,13 +46,7 @@ def load_deepspeed(value: dict | str) -> dict[str, Any]:
 
 
 def _parse(text: str, where: str) -> dict[str, Any]:
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise ConfigError(f"{where}: not valid JSON (line {err.lineno}, column {err.colno}: {err.msg}).") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{where}: a DeepSpeed config is a JSON object, not {type(data).__name__}.")
-    return data
+    return json_object(text, where, "a DeepSpeed config object")
 
 
 def fill_auto(ds: dict[str, Any], cfg: TuneforgeConfig, world_size: int, hidden_size: int) -> dict[str, Any]:

@@ -55,9 +55,10 @@ def predict_config(cfg: TuneforgeConfig) -> TuneforgeConfig:
         return pcfg
     out = str(cfg.training.output_dir)
     if cfg.method.finetuning_type in ("lora", "oft"):
-        earlier = cfg.model.adapters
+        earlier = cfg.model.adapters  # already inside `adapter_folder`; the trained adapter in `out` is not
         kept = earlier if cfg.method.create_new_adapter else earlier[:-1]  # the last one was trained further
         pcfg.model.adapter_name_or_path = ",".join([*kept, out])
+        pcfg.model.adapter_folder = None
     else:
         pcfg.model.model_name_or_path = out
         pcfg.model.adapter_name_or_path = None

@@ -7,7 +7,6 @@ recipe for the configured stage: the same code path as a torchrun rank. `ray_ini
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
@@ -16,6 +15,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from tuneforge.errors import ConfigError, TuneforgeError
+from tuneforge.files import json_object
 
 if TYPE_CHECKING:
     from tuneforge.config import TuneforgeConfig
@@ -36,14 +36,9 @@ def init_kwargs(cfg: TuneforgeConfig) -> dict[str, Any]:
     raw = cfg.ray.ray_init_kwargs
     if raw is None:
         return {}
-    if isinstance(raw, str):
-        try:
-            raw = json.loads(raw)
-        except ValueError as err:
-            raise ConfigError(f"`ray_init_kwargs`: not valid JSON ({err}); give a dict, e.g. {{num_cpus: 8}}.") from err
-    if not isinstance(raw, dict):
+    if not isinstance(raw, str | dict):
         raise ConfigError("`ray_init_kwargs` must be a dict of ray.init() arguments, e.g. {address: auto}.")
-    return raw
+    return json_object(raw, "`ray_init_kwargs`", "a dict of ray.init() arguments, e.g. {num_cpus: 8}")
 
 
 def check_ray(cfg: TuneforgeConfig) -> None:

@@ -49,7 +49,7 @@ def _active_run() -> Any:
 
 def swanlab_callbacks(cfg: TuneforgeConfig) -> list[TrainerCallback]:
     """[the SwanLab Trainer callback] when `use_swanlab` is set, else []."""
-    t = cfg.training
+    t = cfg.swanlab
     if not t.use_swanlab:
         return []
     import swanlab
