@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from media_helpers import assert_matches_llamafactory, clip_file, row, square_frames, write_media_dataset
+from media_helpers import assert_matches_llamafactory, clip_file, row, square_frames, square_image, write_media_dataset
 from train_helpers import tiny_config
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -191,3 +191,25 @@ def test_qwen3_vl_videos_are_refused_per_row(tmp_path: Path) -> None:
 
     with pytest.raises(DataError, match="row 1: this model's media plugin takes images, not videos"):
         prepare(model_dir, tmp_path, template="qwen3_vl_nothink")
+
+
+def test_a_row_with_an_image_and_a_video_reaches_the_model(tiny_qwen2_vl: Path, tmp_path: Path) -> None:
+    """Both kinds in one row: image tokens typed 1, video tokens typed 2, both grids given, and the model's rope
+    index walks them in order (a finite loss)."""
+    import torch
+    from transformers import AutoModelForImageTextToText
+
+    square_image(tmp_path / "a.png", BLUE)
+    clip_file(tmp_path / "a.mp4", square_frames([RED, RED]))
+    media_row = {**row("<image>Then <video>Colours?", "blue, red", ["a.png"]), "videos": ["a.mp4"]}
+    write_media_dataset(tmp_path, [media_row])
+    registry = json.loads((tmp_path / "dataset_info.json").read_text())
+    registry["mm"]["columns"]["videos"] = "videos"
+    (tmp_path / "dataset_info.json").write_text(json.dumps(registry))
+    splits, cfg = prepare(tiny_qwen2_vl, tmp_path)
+    batch = collate(cfg, splits)
+    assert batch["image_grid_thw"].tolist() == [[1, 4, 4]] and batch["video_grid_thw"].tolist() == [[1, 4, 4]]
+    assert (batch["mm_token_type_ids"] == 1).sum() == 4 and (batch["mm_token_type_ids"] == 2).sum() == 4
+    model = AutoModelForImageTextToText.from_pretrained(tiny_qwen2_vl)
+    with torch.no_grad():
+        assert model(**batch).loss.isfinite()
