@@ -6,6 +6,14 @@ import json
 from pathlib import Path
 from typing import Any
 
+# How the learning tests train a tiny VLM: full fine-tuning (vision tower and projector frozen, as by default)
+LEARNING_RECIPE = {
+    "finetuning_type": "full",
+    "learning_rate": 1e-2,
+    "lr_scheduler_type": "constant",
+    "per_device_train_batch_size": 6,
+    "max_steps": 30,
+}
 _TAGS = {"role_tag": "role", "content_tag": "content", "user_tag": "user", "assistant_tag": "assistant"}
 
 

@@ -1,4 +1,5 @@
-"""Training tiny vision-language models end to end: LLaMA-Factory's mllm_demo, and a test that the images matter."""
+"""Training tiny vision-language models end to end: LLaMA-Factory's mllm_demo and mllm_video_demo, and a test that the
+images matter."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from media_helpers import held_out_answers, write_media_dataset
+from media_helpers import LEARNING_RECIPE, held_out_answers, write_media_dataset
 from train_helpers import tiny_config
 
 pytestmark = pytest.mark.slow
@@ -42,7 +43,10 @@ def square_rows(folder: Path, n: int, seed: int) -> list[dict[str, Any]]:
     return rows
 
 
-def test_mllm_demo_trains_with_lora_on_the_language_model(tiny_qwen2_vl: Path, shared_dir: Path, tmp_path: Path):
+@pytest.mark.parametrize("dataset", ["mllm_demo", "mllm_video_demo"])
+def test_mllm_demo_trains_with_lora_on_the_language_model(
+    tiny_qwen2_vl: Path, shared_dir: Path, tmp_path: Path, dataset: str
+) -> None:
     from tuneforge.train.sft import run_sft
 
     out = tmp_path / "out"
@@ -50,7 +54,7 @@ def test_mllm_demo_trains_with_lora_on_the_language_model(tiny_qwen2_vl: Path, s
         tiny_qwen2_vl,
         out,
         template="qwen2_vl",
-        dataset="mllm_demo",
+        dataset=dataset,
         dataset_dir=str(shared_dir / "lf-data"),
         cache_dir=str(tmp_path / "cache"),
         max_steps=2,
@@ -71,17 +75,7 @@ def test_the_square_colour_is_learned_from_the_image(tiny_qwen2_vl: Path, tmp_pa
     write_media_dataset(tmp_path, square_rows(tmp_path, 48, seed=0), name="train")
     out = tmp_path / "out"
     options = {"template": "qwen2_vl", "dataset_dir": str(tmp_path), "cache_dir": str(tmp_path / "cache")}
-    cfg = tiny_config(
-        tiny_qwen2_vl,
-        out,
-        dataset="train",
-        finetuning_type="full",
-        learning_rate=1e-2,
-        lr_scheduler_type="constant",
-        per_device_train_batch_size=6,
-        max_steps=30,
-        **options,
-    )
+    cfg = tiny_config(tiny_qwen2_vl, out, dataset="train", **LEARNING_RECIPE, **options)
     run_sft(cfg)
 
     write_media_dataset(tmp_path, square_rows(tmp_path, 9, seed=1), name="test")

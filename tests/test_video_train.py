@@ -1,4 +1,5 @@
-"""Training tiny Qwen2-VL on videos end to end: LLaMA-Factory's mllm_video_demo, and a test that the frames matter.
+"""Training tiny Qwen2-VL on videos end to end: a test that the frames matter (mllm_video_demo trains in
+test_multimodal_train.py).
 
 `learned_video_model` trains once per module and gives the trained folder with held-out clips, so other assertions
 (e.g. the chat / API path) can reuse it; `media_helpers.held_out_answers` answers its held-out clips with plain
@@ -14,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from media_helpers import clip_file, held_out_answers, square_frames, write_media_dataset
+from media_helpers import LEARNING_RECIPE, clip_file, held_out_answers, square_frames, write_media_dataset
 from train_helpers import tiny_config
 
 pytestmark = pytest.mark.slow
@@ -66,17 +67,7 @@ def learned_video_model(tiny_qwen2_vl: Path, tmp_path_factory: pytest.TempPathFa
     write_media_dataset(folder, square_clip_rows(folder, 36, seed=0), name="train", kind="videos")
     options = {"template": "qwen2_vl", "dataset_dir": str(folder), "cache_dir": str(folder / "cache")}
     out = folder / "out"
-    cfg = tiny_config(
-        tiny_qwen2_vl,
-        out,
-        dataset="train",
-        finetuning_type="full",
-        learning_rate=1e-2,
-        lr_scheduler_type="constant",
-        per_device_train_batch_size=6,
-        max_steps=30,
-        **options,
-    )
+    cfg = tiny_config(tiny_qwen2_vl, out, dataset="train", **LEARNING_RECIPE, **options)
     run_sft(cfg)
     test_rows = square_clip_rows(folder, 9, seed=1)
     write_media_dataset(folder, test_rows, name="test", kind="videos")
@@ -90,22 +81,3 @@ def test_the_square_colour_is_learned_from_the_frames(learned_video_model: Learn
     expected, answers = held_out_answers(learned.model_dir, test_cfg)
     assert sorted(set(expected)) == ["blue", "green", "red"]
     assert answers == expected
-
-
-def test_mllm_video_demo_trains_with_lora(tiny_qwen2_vl: Path, shared_dir: Path, tmp_path: Path) -> None:
-    from tuneforge.train.sft import run_sft
-
-    out = tmp_path / "out"
-    cfg = tiny_config(
-        tiny_qwen2_vl,
-        out,
-        template="qwen2_vl",
-        dataset="mllm_video_demo",
-        dataset_dir=str(shared_dir / "lf-data"),
-        cache_dir=str(tmp_path / "cache"),
-        max_steps=2,
-        per_device_train_batch_size=3,
-    )
-    metrics = run_sft(cfg)
-    assert metrics["train_loss"] > 0
-    assert (out / "adapter_config.json").is_file()
