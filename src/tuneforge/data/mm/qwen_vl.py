@@ -37,7 +37,7 @@ class QwenVLPlugin:
         self.vision_start, self.vision_end = spec.vision_start, spec.vision_end
         self.image_processor = image_processor
         self.settings = settings
-        self.video = video if spec.mm_plugin == "qwen2_vl" else None  # Qwen3-VL videos carry timestamps: not yet
+        self.video = video
         self.kinds: tuple[str, ...] = ("images", "videos") if self.video else ("images",)
         self.token_ids: dict[str, int] = {}
 
@@ -45,7 +45,9 @@ class QwenVLPlugin:
     def build(cls, spec: Any, model_path: str, settings: MediaSettings) -> QwenVLPlugin:
         """The plugin with the image processor (and video settings) saved beside the model."""
         image_processor = load_processor_part(model_path, "AutoImageProcessor", "image processor")
-        return cls(spec, image_processor, settings, QwenVideo.load(model_path, image_processor))
+        # Qwen3-VL places a timestamp and its own markers around each frame pair: not built yet, videos refused
+        video = QwenVideo.load(model_path, image_processor) if spec.mm_plugin == "qwen2_vl" else None
+        return cls(spec, image_processor, settings, video)
 
     def fingerprint(self) -> dict[str, Any]:
         """The plugin, its tokens, the media limits and the image and video processors' settings."""
