@@ -55,3 +55,14 @@ def tiny_qwen2_vl(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from tuneforge.models.tiny import make_tiny
 
     return make_tiny("qwen2_vl", tmp_path_factory.mktemp("tiny_qwen2_vl"), seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_vlm_engine(tiny_qwen2_vl: Path):
+    """An inference engine over the tiny Qwen2-VL with large random weights (answers depend on every input token,
+    image and position); shared, so tests must not change it."""
+    from media_helpers import random_vlm_engine
+
+    engine = random_vlm_engine(tiny_qwen2_vl, "qwen2_vl")
+    yield engine
+    engine.close()

@@ -18,11 +18,14 @@ _TAGS = {"role_tag": "role", "content_tag": "content", "user_tag": "user", "assi
 
 
 def write_media_dataset(folder: Path, rows: list[dict[str, Any]], name: str = "mm", kind: str = "images") -> Path:
-    """A sharegpt dataset `name` with role/content tags and an `images` (or `kind`) column, registered in `folder`."""
+    """A sharegpt dataset `name` with role/content tags and an `images` (or `kind`) column, registered in `folder`
+    (beside the datasets registered there already)."""
     (folder / f"{name}.json").write_text(json.dumps(rows))
     entry = {"file_name": f"{name}.json", "formatting": "sharegpt", "tags": _TAGS}
     entry["columns"] = {"messages": "messages", kind: kind}
-    (folder / "dataset_info.json").write_text(json.dumps({name: entry}))
+    info = folder / "dataset_info.json"
+    registry = json.loads(info.read_text()) if info.is_file() else {}
+    info.write_text(json.dumps({**registry, name: entry}))
     return folder
 
 
@@ -109,3 +112,20 @@ def held_out_answers(model_dir: Path, cfg: Any) -> tuple[list[str], list[str]]:
         generated = model.generate(**batch, max_new_tokens=3, do_sample=False)
     answers = tokenizer.batch_decode(generated[:, batch["input_ids"].shape[1] :], skip_special_tokens=True)
     return expected, [a.strip() for a in answers]
+
+
+def random_vlm_engine(model_dir: Path, template: str) -> Any:
+    """An inference engine over a tiny vision-language model whose weights are redrawn large (std 0.5), so greedy
+    answers depend on every token, image and position (the tiny models' own small weights answer one token)."""
+    import torch
+
+    from tuneforge.config import load_config
+    from tuneforge.infer import load_engine
+
+    engine = load_engine(load_config({"model_name_or_path": str(model_dir), "template": template}))
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for param in engine.backend.model.parameters():
+            if param.dim() > 1:
+                param.copy_(torch.randn(param.shape, generator=generator) * 0.5)
+    return engine

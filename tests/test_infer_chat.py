@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from tuneforge.infer.chat_cli import ChatSession, run_chat
+from tuneforge.infer.chat_cli import HELP, ChatSession, run_chat
 
 
 class _FakeEngine:
@@ -86,3 +86,62 @@ def test_chat_command_through_stdin(tiny_qwen2):
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.count("Assistant: ") == 1 and "History cleared." in result.stdout
+
+
+class _MediaEngine(_FakeEngine):
+    """A fake multimodal engine that takes images and records the media of each call."""
+
+    media_kinds = ("images",)
+
+    def stream_chat(self, messages, system=None, media=None, **overrides):
+        from tuneforge.infer.chat_stream import ChatDelta
+
+        self.calls.append(([dict(m) for m in messages], media))
+        yield ChatDelta(content="A square", finish_reason="stop")
+
+
+def test_image_command_attaches_to_the_next_message_and_stays_with_the_history(tmp_path):
+    picture = tmp_path / "a.png"
+    picture.write_bytes(b"png")
+    engine = _MediaEngine()
+    script = f"/image {picture}\nWhat is it?\nAnd again?\n/image {tmp_path}/none.png\n/audio {picture}\nclear\nhi\n"
+    stdout = io.StringIO()
+    run_chat(engine, ChatSession(), io.StringIO(script), stdout)
+    (first, first_media), (second, second_media), (third, third_media) = engine.calls
+    assert first == [{"role": "user", "content": "<image>What is it?"}] and first_media == {"images": [str(picture)]}
+    assert second[1:] == [{"role": "assistant", "content": "A square"}, {"role": "user", "content": "And again?"}]
+    assert second[0] == first[0] and second_media == {"images": [str(picture)]}
+    assert third == [{"role": "user", "content": "hi"}] and third_media is None  # clear forgets the media too
+    out = stdout.getvalue()
+    assert "/image PATH attaches a file" in out and f"Attached {picture}" in out
+    assert f"No such file: {tmp_path}/none.png" in out and "This model takes images, not audios." in out
+
+
+def test_text_models_keep_their_help_and_refuse_attachments():
+    engine, stdout = _FakeEngine(), io.StringIO()
+    run_chat(engine, ChatSession(), io.StringIO("/image a.png\n"), stdout)
+    assert stdout.getvalue().startswith(HELP + "\n")
+    assert "This model is text-only: it takes no images." in stdout.getvalue() and not engine.calls
+
+
+def test_a_refused_message_is_dropped_and_the_chat_goes_on():
+    from tuneforge.errors import TuneforgeError
+
+    class Refusing(_FakeEngine):
+        def stream_chat(self, messages, system=None, **overrides):
+            if "bad" in messages[-1]["content"]:
+                raise TuneforgeError("Cannot attach the media")
+            yield from super().stream_chat(messages, system, **overrides)
+
+    engine, stdout = Refusing(), io.StringIO()
+    run_chat(engine, ChatSession(), io.StringIO("bad\ngood\n"), stdout)
+    assert "Error: Cannot attach the media" in stdout.getvalue()
+    assert engine.calls[-1][0] == [{"role": "user", "content": "good"}]
+
+
+def test_chat_command_names_a_missing_image_before_loading(tmp_path):
+    from tuneforge.errors import TuneforgeError
+    from tuneforge.infer.chat_cli import check_media_files
+
+    with pytest.raises(TuneforgeError, match=r"--image .*none.png: no such file"):
+        check_media_files({"images": [str(tmp_path / "none.png")]})

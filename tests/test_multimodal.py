@@ -300,13 +300,11 @@ def test_tiny_qwen3_vl_trains_on_the_same_image_rows(tmp_path: Path) -> None:
     assert get_template("qwen3_vl_nothink", tokenizer).render(plain, add_generation_prompt=True) == official
 
 
-def test_inference_refuses_a_vision_language_model_clearly(tiny_qwen2_vl: Path, tmp_path: Path) -> None:
-    from tuneforge.errors import TuneforgeError
+def test_inference_loads_a_vision_language_model_as_training_does(tiny_qwen2_vl: Path, tmp_path: Path) -> None:
     from tuneforge.infer.loading import load_for_inference
 
-    cfg = tiny_config(tiny_qwen2_vl, tmp_path / "o", template="qwen2_vl")
-    with pytest.raises(TuneforgeError, match=r"vision-language model \(qwen2_vl\).*text-only models so far"):
-        load_for_inference(cfg)
+    model, _ = load_for_inference(tiny_config(tiny_qwen2_vl, tmp_path / "o", template="qwen2_vl"))
+    assert type(model).__name__ == "Qwen2VLForConditionalGeneration" and not model.training
 
 
 def test_parquet_rows_with_embedded_image_bytes_equal_rows_with_paths(

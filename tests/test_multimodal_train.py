@@ -10,12 +10,13 @@ from typing import Any
 
 import pytest
 
-from media_helpers import LEARNING_RECIPE, held_out_answers, write_media_dataset
+from media_helpers import LEARNING_RECIPE, write_media_dataset
 from train_helpers import tiny_config
 
 pytestmark = pytest.mark.slow
 
 COLOURS = {"red": (220, 30, 30), "green": (30, 180, 40), "blue": (30, 50, 220)}
+QUESTION = "What colour is the square?"
 
 
 def square_rows(folder: Path, n: int, seed: int) -> list[dict[str, Any]]:
@@ -36,7 +37,7 @@ def square_rows(folder: Path, n: int, seed: int) -> list[dict[str, Any]]:
         (folder / "img").mkdir(exist_ok=True)
         image.save(folder / path)
         messages = [
-            {"role": "user", "content": "<image>What colour is the square?"},
+            {"role": "user", "content": f"<image>{QUESTION}"},
             {"role": "assistant", "content": name},
         ]
         rows.append({"messages": messages, "images": [path]})
@@ -69,17 +70,77 @@ def test_mllm_demo_trains_with_lora_on_the_language_model(
 
 def test_the_square_colour_is_learned_from_the_image(tiny_qwen2_vl: Path, tmp_path: Path) -> None:
     """Only the image tells the colour: after training (vision tower and projector frozen, as by default), held-out
-    images of each colour are answered correctly through tuneforge's data path and collator."""
-    from tuneforge.train.sft import run_sft
+    images of each colour are answered correctly by `do_predict` (the dataset path), the API (data: URLs) and
+    `tuneforge chat` (--image and /image)."""
+    from tuneforge.train import run_training
 
     write_media_dataset(tmp_path, square_rows(tmp_path, 48, seed=0), name="train")
+    held_out = square_rows(tmp_path, 9, seed=1)
+    write_media_dataset(tmp_path, held_out, name="test")
     out = tmp_path / "out"
     options = {"template": "qwen2_vl", "dataset_dir": str(tmp_path), "cache_dir": str(tmp_path / "cache")}
-    cfg = tiny_config(tiny_qwen2_vl, out, dataset="train", **LEARNING_RECIPE, **options)
-    run_sft(cfg)
+    greedy = {"do_sample": False, "max_new_tokens": 3}
+    cfg = tiny_config(
+        tiny_qwen2_vl,
+        out,
+        dataset="train",
+        eval_dataset="test",
+        do_train=True,
+        do_predict=True,
+        predict_with_generate=True,
+        per_device_eval_batch_size=4,
+        **LEARNING_RECIPE,
+        **options,
+        **greedy,
+    )
+    run_training(cfg)
 
-    write_media_dataset(tmp_path, square_rows(tmp_path, 9, seed=1), name="test")
-    test_cfg = tiny_config(out, tmp_path / "unused", dataset="test", **options)
-    expected, answers = held_out_answers(out, test_cfg)
+    expected = [row["messages"][1]["content"] for row in held_out]
+    images = [tmp_path / row["images"][0] for row in held_out]
     assert sorted(set(expected)) == ["blue", "green", "red"]
-    assert answers == expected
+    predictions = [json.loads(line) for line in (out / "generated_predictions.jsonl").read_text().splitlines()]
+    assert [p["label"] for p in predictions] == expected
+    assert [p["predict"].strip() for p in predictions] == expected
+    assert _api_answers(out, images, greedy) == expected
+    assert _chat_answers(out, images[:3], greedy) == expected[:3]
+
+
+def _api_answers(model: Path, images: list[Path], greedy: dict[str, Any]) -> list[str]:
+    """The API's answers (image as a data: URL content part, before the question)."""
+    import base64
+
+    from fastapi.testclient import TestClient
+
+    from tuneforge.config import load_config
+    from tuneforge.infer import load_engine
+    from tuneforge.serve.app import create_app
+    from tuneforge.serve.deps import ServerSettings
+
+    engine = load_engine(load_config({"model_name_or_path": str(model), "template": "qwen2_vl", **greedy}))
+    answers = []
+    with TestClient(create_app(engine, ServerSettings(model_name="vl"))) as client:
+        for image in images:
+            url = "data:image/png;base64," + base64.b64encode(image.read_bytes()).decode()
+            parts = [{"type": "image_url", "image_url": {"url": url}}, {"type": "text", "text": QUESTION}]
+            body = client.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": parts}]})
+            assert body.status_code == 200, body.text
+            answers.append(body.json()["choices"][0]["message"]["content"].strip())
+    return answers
+
+
+def _chat_answers(model: Path, images: list[Path], greedy: dict[str, Any]) -> list[str]:
+    """`tuneforge chat` answers: the first image through --image, the others through /image after `clear`."""
+    import subprocess
+    import sys
+
+    overrides = [f"model_name_or_path={model}", "template=qwen2_vl", *(f"{k}={v}" for k, v in greedy.items())]
+    script = "".join(f"clear\n/image {image}\n{QUESTION}\n" for image in images[1:])
+    result = subprocess.run(
+        [sys.executable, "-m", "tuneforge.cli", "chat", *overrides, "--image", str(images[0])],
+        input=f"{QUESTION}\n{script}exit\n",
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return [line.split("Assistant: ", 1)[1].strip() for line in result.stdout.splitlines() if "Assistant: " in line]

@@ -92,7 +92,7 @@ class _FakeEngine:
     def sampling(self) -> str:
         return "params"
 
-    def submit(self, ids, params, emit) -> None:
+    def submit(self, ids, params, emit, media=None) -> None:
         self.requests.append((ids, params, emit))
 
     def run(self) -> None:

@@ -154,7 +154,7 @@ class _BusyEngine:
     def __getattr__(self, name):
         return getattr(self._engine, name)
 
-    def open_streams(self, prompts):
+    def open_streams(self, prompts, media=None):
         raise self._error
 
 

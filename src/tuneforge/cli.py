@@ -67,11 +67,20 @@ def train_cmd(config: str | None, overrides: tuple[str, ...]) -> None:
 
 
 @_config_verb("chat", "Chat with a model (and its adapters) in the terminal, streaming.")
-def chat_cmd(config: str | None, overrides: tuple[str, ...]) -> None:
+@click.option(
+    "--image", "images", multiple=True, metavar="PATH", help="Attach an image file to the first message (repeatable)."
+)
+@click.option(
+    "--video", "videos", multiple=True, metavar="PATH", help="Attach a video file to the first message (repeatable)."
+)
+@click.option(
+    "--audio", "audios", multiple=True, metavar="PATH", help="Attach an audio file to the first message (repeatable)."
+)
+def chat_cmd(config: str | None, overrides: tuple[str, ...], **media: tuple[str, ...]) -> None:
     cfg = _load(config, overrides)
     from tuneforge.infer.chat_cli import chat_command
 
-    chat_command(cfg)
+    chat_command(cfg, {kind: list(paths) for kind, paths in media.items()})
 
 
 @_config_verb("api", "Serve the model behind an OpenAI-compatible HTTP API.")

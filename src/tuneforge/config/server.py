@@ -47,6 +47,14 @@ class ServerSection(Section):
         gt=0,
         wiring=ACTS,
     )
+    api_media_dir: str | None = F(
+        None,
+        "Folder whose files chat requests may name by local path in image_url / video_url / audio_url content "
+        "parts (paths relative to it or inside it); unset: local paths are refused and media come as data: or "
+        "http(s) URLs. Env: SAFE_MEDIA_PATH (LLaMA-Factory's name).",
+        lf_default=None,
+        wiring=ACTS,
+    )
     max_request_bytes: int = F(
         4 * 1024 * 1024,
         "Largest request body the API reads; bigger bodies are answered 413 before being parsed.",

@@ -129,21 +129,28 @@ def _resolve(path: str, root: Path, kind: str) -> str:
 
 
 def _expanded(example: dict[str, Any], media: dict[str, list[str]], plugin: MediaPlugin) -> dict[str, Any]:
+    return {**example, "messages": expand_marks(example["messages"], media, plugin), **media}
+
+
+def expand_marks(messages: list[dict[str, Any]], media: dict[str, list[str]], plugin: MediaPlugin) -> list[dict]:
+    """`messages` with each `<image>`/`<video>`/`<audio>` mark replaced by the plugin's media tokens for the next
+    file of its kind; RowError when the model does not take a kind or, for each kind in `media`, marks and files
+    do not match in number."""
     for kind, paths in media.items():
         if paths and kind not in plugin.kinds:
             raise RowError(f"this model's media plugin takes {', '.join(plugin.kinds)}, not {kind}; remove the {kind}")
-        marks = sum(m["content"].count(MARKS[kind]) for m in example["messages"])
+        marks = sum(m["content"].count(MARKS[kind]) for m in messages)
         if marks != len(paths):
             raise RowError(f"{marks} {MARKS[kind]} marks in the messages but {len(paths)} {kind} in the row")
     texts = {kind: [plugin.expand(kind, p) for p in paths] for kind, paths in media.items()}
-    messages = []
-    for message in example["messages"]:
+    out = []
+    for message in messages:
         content = message["content"]
         for kind, pending in texts.items():
             while MARKS[kind] in content:
                 content = content.replace(MARKS[kind], pending.pop(0), 1)
-        messages.append({**message, "content": content})
-    return {**example, "messages": messages, **media}
+        out.append({**message, "content": content})
+    return out
 
 
 @dataclass

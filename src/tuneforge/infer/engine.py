@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 from tuneforge.errors import TuneforgeError
+from tuneforge.infer import media as mm
 from tuneforge.infer.chat_stream import ChatAssembler, ChatDelta, ChatResult
 from tuneforge.infer.params import SamplingParams
 from tuneforge.infer.requests import Event, Failed, Finished, GenerationRequest, RequestQueue
@@ -27,11 +28,12 @@ class NotARewardModelError(TuneforgeError):
 
 @dataclasses.dataclass
 class Prompt:
-    """An encoded chat prompt and whether it already opened a thinking block."""
+    """An encoded chat prompt, whether it already opened a thinking block, and its media's model tensors."""
 
     ids: list[int]
     in_reasoning: bool
     tools: bool
+    media: dict[str, Any] | None = None
 
 
 class AsyncEventStream:
@@ -68,8 +70,10 @@ class Engine:
         defaults: SamplingParams,
         model_name: str,
         scorer: Any = None,
+        plugin: Any = None,
     ) -> None:
         self.backend, self.tokenizer, self.template = backend, tokenizer, template
+        self.plugin = plugin  # the template's media plugin for a multimodal model, else None
         self.defaults = defaults
         self.model_name = model_name
         self.scorer = scorer
@@ -79,6 +83,11 @@ class Engine:
     def context_len(self) -> int:
         """Longest prompt plus completion the model accepts, in tokens."""
         return self.backend.context_len
+
+    @property
+    def media_kinds(self) -> tuple[str, ...]:
+        """The media kinds the model takes (`images`, `videos`, `audios`); empty for a text model."""
+        return mm.media_kinds(self.plugin)
 
     # ---- prompts and settings ---------------------------------------------------------------------------
 
@@ -95,8 +104,15 @@ class Engine:
         system: str | None = None,
         tools: list[dict] | None = None,
         enable_thinking: bool | None = None,
+        media: mm.Media | None = None,
     ) -> Prompt:
-        """Token ids of the conversation plus the generation prompt, formatted as in training."""
+        """Token ids of the conversation plus the generation prompt, formatted as in training.
+
+        `media` holds file paths per kind; their marks are expanded into media tokens as in training and the
+        files become the model's tensors (`Prompt.media`), so the files may be deleted once this returns.
+        """
+        media = self._checked_media(media)
+        messages = mm.media_messages(self.plugin, messages, media)
         template = self.template
         if enable_thinking is not None and template.spec.thinking is not None:
             template = dataclasses.replace(template, enable_thinking=enable_thinking)
@@ -107,7 +123,7 @@ class Engine:
             raise TuneforgeError(f"Cannot format the conversation with template {template.name!r}: {error}") from None
         thinking = template.spec.thinking
         opened = bool(thinking) and text.rstrip().endswith(thinking.open)
-        return Prompt(ids, opened, bool(tools))
+        return Prompt(ids, opened, bool(tools), mm.model_inputs(self.plugin, media))
 
     def check_length(self, prompt_len: int, max_new_tokens: int | None) -> None:
         """Raise TuneforgeError when the prompt (plus requested tokens) does not fit the context."""
@@ -121,16 +137,35 @@ class Engine:
 
     # ---- raw generation ---------------------------------------------------------------------------------
 
-    def submit(self, prompt_ids: list[int], params: SamplingParams, emit: Any) -> GenerationRequest:
-        """Queue a request whose events go to `emit` (called from the engine thread); returns its handle."""
-        request = GenerationRequest(list(prompt_ids), params, self.stats.track(emit))
+    def submit(
+        self, prompt_ids: list[int], params: SamplingParams, emit: Any, media: dict[str, Any] | None = None
+    ) -> GenerationRequest:
+        """Queue a request whose events go to `emit` (called from the engine thread); returns its handle.
+
+        `media`: the model tensors of the prompt's media (`Prompt.media`, `media_inputs`)."""
+        request = GenerationRequest(list(prompt_ids), params, self.stats.track(emit), media=media)
         self.backend.submit(request)
         return request
 
-    def events(self, prompt_ids: list[int], params: SamplingParams) -> Iterator[Event]:
+    def media_inputs(self, media: mm.Media) -> dict[str, Any] | None:
+        """The model tensors for media files of a prompt already holding their media tokens (e.g. a dataset row)."""
+        return mm.model_inputs(self.plugin, self._checked_media(media))
+
+    def _checked_media(self, media: mm.Media | None) -> mm.Media:
+        """The non-empty kinds of `media`, checked against the model and the backend."""
+        if any((media or {}).values()) and not getattr(self.backend, "takes_media", False):
+            raise TuneforgeError(
+                "This inference backend takes text only; serve images, videos and audios with "
+                "`infer_backend: huggingface`."
+            )
+        return mm.check_media(self.plugin, media or {})
+
+    def events(
+        self, prompt_ids: list[int], params: SamplingParams, media: dict[str, Any] | None = None
+    ) -> Iterator[Event]:
         """Stream the events of one request; closing the iterator early cancels it."""
         sink: queue.Queue[Event] = queue.Queue()
-        request = self.submit(prompt_ids, params, sink.put)
+        request = self.submit(prompt_ids, params, sink.put, media)
         try:
             while True:
                 event = sink.get()
@@ -140,18 +175,23 @@ class Engine:
         finally:
             request.cancel()
 
-    def open_stream(self, prompt_ids: list[int], params: SamplingParams) -> AsyncEventStream:
+    def open_stream(
+        self, prompt_ids: list[int], params: SamplingParams, media: dict[str, Any] | None = None
+    ) -> AsyncEventStream:
         """Queue a request now (so QueueFullError is raised before any response starts); iterate it async."""
-        return self.open_streams([(prompt_ids, params)])[0]
+        return self.open_streams([(prompt_ids, params)], media)[0]
 
-    def open_streams(self, prompts: list[tuple[list[int], SamplingParams]]) -> list[AsyncEventStream]:
-        """Queue every (prompt ids, params) pair at once, or none of them (QueueFullError / ShuttingDownError)."""
+    def open_streams(
+        self, prompts: list[tuple[list[int], SamplingParams]], media: dict[str, Any] | None = None
+    ) -> list[AsyncEventStream]:
+        """Queue every (prompt ids, params) pair at once, or none of them (QueueFullError / ShuttingDownError);
+        `media`: the model tensors of the prompt's media, shared by every pair (one prompt, n choices)."""
         loop = asyncio.get_running_loop()
         streams, requests = [], []
         for ids, params in prompts:
             sink: asyncio.Queue[Event] = asyncio.Queue()
             emit = self.stats.track(functools.partial(loop.call_soon_threadsafe, sink.put_nowait))
-            request = GenerationRequest(list(ids), params, emit)
+            request = GenerationRequest(list(ids), params, emit, media=media)
             requests.append(request)
             streams.append(AsyncEventStream(request, sink, self.backend.queue))
         try:
@@ -169,26 +209,42 @@ class Engine:
         return ChatAssembler(self.template, tools=prompt.tools, in_reasoning=prompt.in_reasoning)
 
     def stream_chat(
-        self, messages: list[dict], system: str | None = None, tools: list[dict] | None = None, **overrides: Any
+        self,
+        messages: list[dict],
+        system: str | None = None,
+        tools: list[dict] | None = None,
+        *,
+        media: mm.Media | None = None,
+        **overrides: Any,
     ) -> Iterator[ChatDelta]:
-        """Stream an answer as deltas; the last one carries finish_reason and token counts."""
+        """Stream an answer as deltas; the last one carries finish_reason and token counts.
+
+        `media`: file paths per kind (`{"images": [...], "videos": [...], "audios": [...]}`); messages without
+        `<image>`/`<video>`/`<audio>` marks get them at the start of the first user message (as LLaMA-Factory).
+        """
         enable_thinking = overrides.pop("enable_thinking", None)
-        prompt = self.encode_chat(messages, system, tools, enable_thinking)
+        prompt = self.encode_chat(messages, system, tools, enable_thinking, media)
         params = self.sampling(**overrides)
         self.check_length(len(prompt.ids), None)
         assembler = self.assembler(prompt)
-        for event in self.events(prompt.ids, params):
+        for event in self.events(prompt.ids, params, prompt.media):
             for delta in assembler.on_event(event):
                 if delta.error is not None:
                     raise delta.error
                 yield delta
 
     def chat(
-        self, messages: list[dict], system: str | None = None, tools: list[dict] | None = None, **overrides: Any
+        self,
+        messages: list[dict],
+        system: str | None = None,
+        tools: list[dict] | None = None,
+        *,
+        media: mm.Media | None = None,
+        **overrides: Any,
     ) -> ChatResult:
-        """The whole answer at once (same text as joining `stream_chat`)."""
+        """The whole answer at once (same text as joining `stream_chat`); `media` as there."""
         result = ChatResult()
-        for delta in self.stream_chat(messages, system, tools, **overrides):
+        for delta in self.stream_chat(messages, system, tools, media=media, **overrides):
             result.add(delta)
         return result
 

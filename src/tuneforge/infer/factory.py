@@ -39,10 +39,12 @@ def load_engine(cfg: TuneforgeConfig, timing: Breakdown | None = None) -> Engine
 
         from tuneforge.infer.hf_backend import HFBackend
         from tuneforge.infer.loading import find_value_head, load_for_inference
+        from tuneforge.infer.media import engine_plugin
         from tuneforge.models.loader import load_tokenizer
     with timing.part("tokenizer"):
         tokenizer = load_tokenizer(cfg)
         template = load_inference_template(cfg, tokenizer)  # refuses a mismatched template before any weight
+        plugin = engine_plugin(cfg, template, tokenizer)  # None for a text model
     with timing.part("weights"):
         model, tokenizer = load_for_inference(cfg, tokenizer)
     with timing.part("engine"):
@@ -52,6 +54,7 @@ def load_engine(cfg: TuneforgeConfig, timing: Breakdown | None = None) -> Engine
             max_batch_size=cfg.server.max_batch_size,
             max_queue_size=cfg.server.max_queue_size,
             use_cache=cfg.inference.use_kv_cache,
+            plugin=plugin,
         )
     head_path = find_value_head(cfg)
     scorer = ValueHeadScorer(backend, head_path) if head_path else None
@@ -62,6 +65,7 @@ def load_engine(cfg: TuneforgeConfig, timing: Breakdown | None = None) -> Engine
         GenerationDefaults.from_config(cfg.generation).params,
         model_name=served_name(cfg),
         scorer=scorer,
+        plugin=plugin,
     )
 
 

@@ -4,6 +4,11 @@ Continuous batching over a left-padded batch with a KV cache: each step the work
 `max_batch_size`), prefills them as their own left-padded batch, merges their cache into the running one (padding
 the shorter side on the left), then decodes one token for every row with a single forward pass. Finished rows
 leave the batch at once. Each request's tokens stream to its own `emit` callback.
+
+Requests with media (images, videos, audios) pass their tensors at prefill (`infer/media.py::BatchMedia`). Models
+with multimodal rotary positions (Qwen-VL's M-RoPE) get the prefill positions from the model's own rope index, and
+each row keeps its position delta (media tokens take fewer positions than tokens), so text and media rows decode
+together in one batch.
 """
 
 from __future__ import annotations
@@ -16,7 +21,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from tuneforge.errors import TuneforgeError
 from tuneforge.infer.isolation import accept_token, pick_tokens
+from tuneforge.infer.media import BatchMedia
 from tuneforge.infer.requests import Failed, GenerationRequest, RequestQueue
 from tuneforge.infer.rows import Emitter, Row
 from tuneforge.infer.sampling import sample_batch
@@ -48,10 +55,14 @@ class DecodeStats:
 
 
 class _Batch:
-    """Tensors of the running batch: token ids or KV cache, attention mask, last tokens."""
+    """Tensors of the running batch: token ids or KV cache, attention mask, last tokens, and (multimodal rotary
+    positions only) each row's position delta."""
 
-    def __init__(self, rows: list[Row], ids: torch.Tensor, mask: torch.Tensor, cache: Any) -> None:
+    def __init__(
+        self, rows: list[Row], ids: torch.Tensor, mask: torch.Tensor, cache: Any, deltas: torch.Tensor | None = None
+    ) -> None:
         self.rows, self.ids, self.mask, self.cache = rows, ids, mask, cache
+        self.deltas = deltas
 
     def keep(self, indices: list[int]) -> None:
         """Drop every row not in `indices`."""
@@ -60,20 +71,37 @@ class _Batch:
         index = torch.tensor(indices, dtype=torch.long, device=self.ids.device)
         self.rows = [self.rows[i] for i in indices]
         self.ids, self.mask = self.ids[index], self.mask[index]
+        if self.deltas is not None:
+            self.deltas = self.deltas[index]
         if self.cache is not None:
             self.cache.batch_select_indices(index)
 
 
 class HFBackend:
-    """Decodes with a transformers model in a background thread; thread-safe `submit`."""
+    """Decodes with a transformers model in a background thread; thread-safe `submit`.
 
-    def __init__(self, model: Any, tokenizer: Any, *, max_batch_size: int, max_queue_size: int, use_cache: bool):
+    `plugin`: the media plugin of a multimodal model (its requests may carry media tensors), else None.
+    """
+
+    takes_media = True  # requests may carry media tensors (the engine refuses media for backends without this)
+
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        *,
+        max_batch_size: int,
+        max_queue_size: int,
+        use_cache: bool,
+        plugin: Any = None,
+    ):
         self.model, self.tokenizer = model, tokenizer
+        self.media = BatchMedia(model, plugin)
         self.max_batch_size = max(1, max_batch_size)
         self.use_cache = use_cache
         self.queue = RequestQueue(max_queue_size)
         self.model_lock = threading.Lock()
-        self.context_len = int(getattr(model.config, "max_position_embeddings", 0) or 1 << 30)
+        self.context_len = int(getattr(model.config.get_text_config(), "max_position_embeddings", 0) or 1 << 30)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         self._can_merge = not any(getattr(layer, "is_sliding", False) for layer in _cache_layers(model))
         self._cache_kw = _cache_keyword(model)
@@ -94,6 +122,8 @@ class HFBackend:
 
     def submit(self, *requests: GenerationRequest) -> None:
         """Queue the requests, all or none (raises QueueFullError / ShuttingDownError)."""
+        if not self.use_cache and any(r.media for r in requests):
+            raise TuneforgeError("Requests with media need the KV cache; set `use_kv_cache: true`.")
         now = time.perf_counter()
         for request in requests:
             self._submitted[request.request_id] = now
@@ -217,8 +247,9 @@ class HFBackend:
             mask[i, width - len(request.prompt_ids) :] = 1
         ids, mask = ids.to(self.model.device), mask.to(self.model.device)
         cache = _new_cache(self.model) if self.use_cache else None
-        logits = self._forward(ids, mask, cache)
-        batch = _Batch(rows, ids, mask, cache)
+        media, positions, deltas = self.media.prefill([r.media for r in requests], ids, mask)
+        logits = self._forward(ids, mask, cache, positions=positions, media=media)
+        batch = _Batch(rows, ids, mask, cache, deltas)
         self._sample(batch, logits)
         return batch
 
@@ -226,14 +257,26 @@ class HFBackend:
         """One token for every row; returns the seconds spent in the model forward."""
         inputs = batch.ids[:, -1:] if self.use_cache else batch.ids
         started = time.perf_counter()
-        logits = self._forward(inputs, batch.mask, batch.cache)
+        logits = self._forward(inputs, batch.mask, batch.cache, deltas=batch.deltas)
         forward = time.perf_counter() - started
         self._sample(batch, logits)
         return forward
 
-    def _forward(self, ids: torch.Tensor, mask: torch.Tensor, cache: Any) -> torch.Tensor:
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, -ids.shape[1] :]
-        kwargs = {self._cache_kw: cache, "use_cache": cache is not None}
+    def _forward(
+        self,
+        ids: torch.Tensor,
+        mask: torch.Tensor,
+        cache: Any,
+        *,
+        positions: torch.Tensor | None = None,
+        deltas: torch.Tensor | None = None,
+        media: dict[str, Any] | None = None,
+    ) -> torch.Tensor:
+        """Last-position logits; positions count the unpadded tokens (plus each row's delta) unless given."""
+        if positions is None:
+            positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, -ids.shape[1] :]
+            positions = positions if deltas is None else positions + deltas
+        kwargs = {self._cache_kw: cache, "use_cache": cache is not None, **(media or {})}
         with self.model_lock:
             out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, logits_to_keep=1, **kwargs)
         return out.logits[:, -1, :]
@@ -307,9 +350,21 @@ def _merge(old: _Batch, new: _Batch) -> _Batch:
     width = max(old.ids.shape[1], new.ids.shape[1])
     ids = torch.cat([_left_pad(old.ids, width, 1), _left_pad(new.ids, width, 1)])
     mask = torch.cat([_left_pad(old.mask, width, 1), _left_pad(new.mask, width, 1)])
+    deltas = _joined_deltas(old, new)
     if old.cache is not None:
         # the cache covers every position but the last token (fed at the next step)
         for a, b in zip(old.cache.layers, new.cache.layers, strict=True):
             a.keys = torch.cat([_left_pad(a.keys, width - 1, 2), _left_pad(b.keys, width - 1, 2)])
             a.values = torch.cat([_left_pad(a.values, width - 1, 2), _left_pad(b.values, width - 1, 2)])
-    return _Batch(old.rows + new.rows, ids, mask, old.cache)
+    return _Batch(old.rows + new.rows, ids, mask, old.cache, deltas)
+
+
+def _joined_deltas(old: _Batch, new: _Batch) -> torch.Tensor | None:
+    """Both batches' position deltas (zero for rows without), or None when neither has any."""
+    import torch
+
+    if old.deltas is None and new.deltas is None:
+        return None
+    zeros = torch.zeros((len(old.rows) + len(new.rows), 1), dtype=torch.long, device=old.ids.device)
+    parts = [b.deltas if b.deltas is not None else zeros[: len(b.rows)] for b in (old, new)]
+    return torch.cat(parts)

@@ -42,37 +42,27 @@ def infer_dtype(cfg: TuneforgeConfig, model_config: Any) -> torch.dtype:
     return declared if isinstance(declared, torch.dtype) else torch.bfloat16
 
 
-def refuse_vision_language(model_config: Any, path: str | None) -> None:
-    """Stop with a clear message for a vision-language model: the inference engine serves text-only models so far."""
-    from tuneforge.models.multimodal import is_image_text_config
-
-    if is_image_text_config(model_config):
-        raise TuneforgeError(
-            f"{path} is a vision-language model ({model_config.model_type}); chat, api, webchat and predict serve "
-            "text-only models so far. Train it with `tuneforge train`; load the output with transformers' "
-            "AutoModelForImageTextToText to generate."
-        )
-
-
 def load_for_inference(cfg: TuneforgeConfig, tokenizer: Any = None) -> tuple[Any, Any]:
-    """(model, tokenizer) ready to decode: eval mode, no gradients, adapters applied (tokenizer loaded if None)."""
-    from transformers import AutoConfig, AutoModelForCausalLM
+    """(model, tokenizer) ready to decode: eval mode, no gradients, adapters applied (tokenizer loaded if None).
+
+    Vision-language models load with `AutoModelForImageTextToText`, as training loads them."""
+    from transformers import AutoConfig
 
     from tuneforge.models import quantization
     from tuneforge.models.loader import attn_implementation, load_tokenizer
+    from tuneforge.models.multimodal import auto_model_class
 
     m = cfg.model
     tokenizer = tokenizer if tokenizer is not None else load_tokenizer(cfg)
     check_adapter_paths(cfg.model.adapters)
     model_config = AutoConfig.from_pretrained(m.model_name_or_path, trust_remote_code=m.trust_remote_code)
-    refuse_vision_language(model_config, m.model_name_or_path)
     kwargs: dict[str, Any] = {"dtype": infer_dtype(cfg, model_config), "trust_remote_code": m.trust_remote_code}
     attn = attn_implementation(m.flash_attn)
     if attn is not None:
         kwargs["attn_implementation"] = attn
     quant = quantization.load_kwargs(cfg, model_config)
     kwargs.update(quant)
-    model = AutoModelForCausalLM.from_pretrained(m.model_name_or_path, **kwargs)
+    model = auto_model_class(model_config).from_pretrained(m.model_name_or_path, **kwargs)
     quantized = bool(getattr(model, "is_quantized", False))
     if not quantized and "device_map" not in quant and _cuda():
         model = model.to("cuda")

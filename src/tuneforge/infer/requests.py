@@ -7,6 +7,7 @@ import threading
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from tuneforge.errors import TuneforgeError
 from tuneforge.infer.params import SamplingParams
@@ -59,13 +60,15 @@ Event = TextDelta | Finished | Failed
 
 @dataclass
 class GenerationRequest:
-    """One prompt to decode; `emit` receives the events (called from the engine's thread)."""
+    """One prompt to decode; `emit` receives the events (called from the engine's thread); `media` holds the model
+    tensors of the prompt's images, videos or audios (None for text)."""
 
     prompt_ids: list[int]
     params: SamplingParams
     emit: Callable[[Event], None]
     request_id: int = field(default_factory=lambda: next(_ids))
     cancelled: threading.Event = field(default_factory=threading.Event)
+    media: dict[str, Any] | None = None
 
     def cancel(self) -> None:
         """Ask the engine to stop this request at the next step (it then emits Finished('cancelled'))."""

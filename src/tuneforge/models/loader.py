@@ -173,11 +173,9 @@ def _from_pretrained(cfg: TuneforgeConfig, kwargs: dict[str, Any]) -> PreTrained
 
 def _auto_class(model_config: Any) -> Any:
     """`AutoModelForImageTextToText` for vision-language models (as LLaMA-Factory loads them), else the causal LM."""
-    from transformers import AutoModelForCausalLM, AutoModelForImageTextToText
+    from tuneforge.models.multimodal import auto_model_class
 
-    from tuneforge.models.multimodal import is_image_text_config
-
-    return AutoModelForImageTextToText if is_image_text_config(model_config) else AutoModelForCausalLM
+    return auto_model_class(model_config)
 
 
 def prepare_for_training(model: PreTrainedModel, cfg: TuneforgeConfig) -> None:

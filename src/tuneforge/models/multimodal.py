@@ -60,6 +60,13 @@ def is_image_text_config(model_config: Any) -> bool:
     return kind in AutoModelForImageTextToText._model_mapping and kind not in AutoModelForCausalLM._model_mapping
 
 
+def auto_model_class(model_config: Any) -> Any:
+    """`AutoModelForImageTextToText` for vision-language models (as LLaMA-Factory loads them), else the causal LM."""
+    from transformers import AutoModelForCausalLM, AutoModelForImageTextToText
+
+    return AutoModelForImageTextToText if is_image_text_config(model_config) else AutoModelForCausalLM
+
+
 def frozen_parts(model: Any, method: MethodSection) -> tuple[str, ...]:
     """Name substrings of the parts the method settings keep frozen (empty for text-only models)."""
     parts = composite_of(model)

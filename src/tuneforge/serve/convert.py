@@ -9,20 +9,27 @@ from typing import Any
 from tuneforge.errors import TuneforgeError
 from tuneforge.serve.deps import ServerSettings
 from tuneforge.serve.errors import APIError
+from tuneforge.serve.media import PART_KINDS, MediaParts
 from tuneforge.serve.schemas import ChatCompletionRequest, ChatMessage, SamplingFields
 
 JSON_HINT = "Respond with a single valid JSON object and nothing else."
 
 
-def _text(message: ChatMessage, index: int) -> str:
+def _text(message: ChatMessage, index: int, media: MediaParts | None) -> str:
+    """The message's text; each media part becomes its mark where it stands (its file collected by `media`)."""
     content = message.content
     if content is None or isinstance(content, str):
         return content or ""
     texts = []
-    for part in content:
-        if part.type != "text" or part.text is None:
-            raise APIError(400, f"messages.{index}: only text content parts are supported", f"messages.{index}")
-        texts.append(part.text)
+    for number, part in enumerate(content):
+        where = f"messages.{index}.content.{number}"
+        if part.type == "text" and part.text is not None:
+            texts.append(part.text)
+        elif part.type in PART_KINDS and media is not None:
+            texts.append(media.mark(part, where))
+        else:
+            known = "text" if media is None else f"text, {', '.join(PART_KINDS)}"
+            raise APIError(400, f"{where}: unsupported content part {part.type!r}; parts may be {known}", where)
     return "".join(texts)
 
 
@@ -37,11 +44,12 @@ def _tool_calls(message: ChatMessage) -> list[dict]:
     return calls
 
 
-def template_messages(messages: list[ChatMessage]) -> tuple[str | None, list[dict]]:
-    """(system prompt or None, canonical messages with roles user / assistant / tool)."""
+def template_messages(messages: list[ChatMessage], media: MediaParts | None = None) -> tuple[str | None, list[dict]]:
+    """(system prompt or None, canonical messages with roles user / assistant / tool); `media` collects the files
+    of media content parts (without it, only text parts are taken)."""
     systems, out = [], []
     for index, message in enumerate(messages):
-        text = _text(message, index)
+        text = _text(message, index, None if message.role in ("system", "developer") else media)
         if message.role in ("system", "developer"):
             systems.append(text)
         elif message.role == "assistant":
@@ -76,7 +84,12 @@ def chat_inputs(engine: Any, request: ChatCompletionRequest, settings: ServerSet
     """(encoded prompt, sampling params) for a chat request; APIError 400 for anything the engine rejects."""
     if len(request.messages) > settings.max_messages:
         raise APIError(400, f"messages: at most {settings.max_messages} messages per request", "messages")
-    system, messages = template_messages(request.messages)
+    with MediaParts(settings) as media:  # the files live until the engine has made tensors of them
+        return _chat_inputs(engine, request, settings, media)
+
+
+def _chat_inputs(engine: Any, request: ChatCompletionRequest, settings: ServerSettings, media: MediaParts) -> Any:
+    system, messages = template_messages(request.messages, media)
     if request.response_format is not None and request.response_format.type != "text":
         system = f"{system}\n\n{JSON_HINT}" if system else JSON_HINT
     use_tools = request.tools and request.tool_choice != "none"
@@ -86,7 +99,7 @@ def chat_inputs(engine: Any, request: ChatCompletionRequest, settings: ServerSet
         thinking = request.chat_template_kwargs.get("enable_thinking")
     max_tokens = request.max_completion_tokens or request.max_tokens
     try:
-        prompt = engine.encode_chat(messages, system, tools, enable_thinking=thinking)
+        prompt = engine.encode_chat(messages, system, tools, enable_thinking=thinking, media=media.media)
     except TuneforgeError as error:
         raise APIError(400, str(error), "messages") from None
     return prompt, checked_params(engine, len(prompt.ids), max_tokens, request, "messages")

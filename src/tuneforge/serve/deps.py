@@ -53,6 +53,10 @@ class ServerSettings:
     max_messages: int = 512
     request_timeout: float | None = None
     extra_model_names: tuple[str, ...] = field(default=())
+    media_dir: str | None = None  # local media paths are read only inside it (None: refused)
+    media_max_bytes: int = 32 * 1024 * 1024  # largest media file fetched from an http(s) URL
+    media_timeout: float = 15.0  # seconds to fetch one media URL
+    allow_private_urls: bool = False  # fetch media from loopback / private addresses (tests serve media locally)
 
     def __post_init__(self) -> None:
         keys = tuple(k if isinstance(k, ApiKey) else ApiKey(k, f"key{i + 1}") for i, k in enumerate(self.api_keys))

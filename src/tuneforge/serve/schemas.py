@@ -63,10 +63,24 @@ class ToolCall(_Strict):
     function: FunctionCall
 
 
+class MediaURL(_Strict):
+    model_config = ConfigDict(extra="allow", strict=True)
+    url: str = Field(min_length=1)
+
+
+class InputAudio(_Strict):
+    data: str = Field(min_length=1)
+    format: str = Field("wav", max_length=16)
+
+
 class ContentPart(_Strict):
     model_config = ConfigDict(extra="allow", strict=True)
     type: str
     text: str | None = None
+    image_url: MediaURL | None = None
+    video_url: MediaURL | None = None
+    audio_url: MediaURL | None = None
+    input_audio: InputAudio | None = None
 
 
 class ChatMessage(_Strict):

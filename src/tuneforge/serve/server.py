@@ -57,6 +57,7 @@ def server_settings(cfg: TuneforgeConfig, engine: Any, keys: tuple[ApiKey, ...] 
         api_keys=api_keys(cfg) if keys is None else keys,
         max_body_bytes=cfg.server.max_request_bytes,
         request_timeout=cfg.server.request_timeout,
+        media_dir=os.environ.get("SAFE_MEDIA_PATH") or cfg.server.api_media_dir,
     )
 
 

@@ -4,6 +4,8 @@ The prompts of the evaluation data (`eval_dataset`, else `dataset`) go through t
 rows (prompt ids, reference answer as labels), all of them are queued on the inference engine at once so it
 batches them (`per_device_eval_batch_size` rows decode together), and the answers are written to
 `output_dir/generated_predictions.jsonl` (`prompt`, `predict`, `label`) with `predict_results.json` beside it.
+Rows with images, videos or audios generate with them (their media tensors are made as rows are queued, a few
+batches ahead of the engine, so they are never all in memory at once).
 """
 
 from __future__ import annotations
@@ -80,8 +82,14 @@ def prediction_rows(cfg: TuneforgeConfig, tokenizer: Any) -> Any:
     return rows
 
 
-def generate_all(engine: Any, prompts: list[list[int]], progress: Any = None) -> list[str]:
-    """The engine's answer to every prompt, queued at once so the engine batches them; order kept."""
+def generate_all(
+    engine: Any, prompts: list[list[int]], progress: Any = None, media: list[dict[str, list[str]]] | None = None
+) -> list[str]:
+    """The engine's answer to every prompt, queued so the engine batches them; order kept.
+
+    `media`: each prompt's media files per kind (its marks already expanded, as in dataset rows); prompts with
+    media are queued a few batches ahead of the engine rather than all at once, to bound the tensors held.
+    """
     from tuneforge.infer.requests import Failed, Finished
 
     params = engine.sampling()
@@ -100,10 +108,20 @@ def generate_all(engine: Any, prompts: list[list[int]], progress: Any = None) ->
 
         return emit
 
-    for index, ids in enumerate(prompts):
-        engine.submit(ids, params, sink(index))
+    queued = iter(range(len(prompts)))
+
+    def submit_next() -> None:
+        index = next(queued, None)
+        if index is not None:
+            files = media[index] if media else None
+            engine.submit(prompts[index], params, sink(index), engine.media_inputs(files) if files else None)
+
+    ahead = len(prompts) if not media else 4 * getattr(engine.backend, "max_batch_size", 1)
+    for _ in range(ahead):
+        submit_next()
     for finished in range(1, len(prompts) + 1):
         done.acquire()
+        submit_next()
         if progress is not None:
             progress(finished, len(prompts))
     if errors:
@@ -125,7 +143,7 @@ def run_predict(cfg: TuneforgeConfig) -> dict[str, Any]:
     try:
         start = time.perf_counter()
         progress = ProgressLog(Path(str(cfg.training.output_dir)))
-        predictions = generate_all(engine, [list(ids) for ids in rows["input_ids"]], progress)
+        predictions = generate_all(engine, [list(ids) for ids in rows["input_ids"]], progress, row_media(rows))
         runtime = time.perf_counter() - start
     finally:
         engine.close()
@@ -137,6 +155,18 @@ def run_predict(cfg: TuneforgeConfig) -> dict[str, Any]:
     (out / RESULTS_FILE).write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
     logger.info("Predictions written to %s; metrics to %s", out / PREDICTIONS_FILE, out / RESULTS_FILE)
     return metrics
+
+
+def row_media(rows: Any) -> list[dict[str, list[str]]] | None:
+    """Each row's media files per kind (None when no row has media)."""
+    from tuneforge.data.media import MEDIA_KINDS
+
+    kinds = [kind for kind in MEDIA_KINDS if kind in rows.column_names]
+    if not kinds:
+        return None
+    columns = {kind: rows[kind] for kind in kinds}
+    media = [{kind: list(columns[kind][i] or []) for kind in kinds} for i in range(len(rows))]
+    return media if any(any(files.values()) for files in media) else None
 
 
 class ProgressLog:
