@@ -126,6 +126,11 @@ class QwenVLPlugin:
             types = types.masked_fill(input_ids == token_id, TOKEN_TYPES[kind])
         return types > 0, {"mm_token_type_ids": types.int()}
 
+    @property
+    def image_token_id(self) -> int | None:
+        """The image token's id (after `bind`)."""
+        return self.token_ids.get("images")
+
     def bind(self, tokenizer: Any) -> None:
         """Learn the media tokens' ids from the run's tokenizer."""
         self.token_ids = {kind: tokenizer.convert_tokens_to_ids(self.tokens[kind]) for kind in self.kinds}
