@@ -10,7 +10,15 @@ from typing import Any
 
 import pytest
 
-from media_helpers import assert_matches_llamafactory, clip_file, row, square_frames, square_image, write_media_dataset
+from media_helpers import (
+    assert_matches_llamafactory,
+    clip_file,
+    random_vlm_engine,
+    row,
+    square_frames,
+    square_image,
+    write_media_dataset,
+)
 from train_helpers import tiny_config
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -213,3 +221,15 @@ def test_a_row_with_an_image_and_a_video_reaches_the_model(tiny_qwen2_vl: Path, 
     model = AutoModelForImageTextToText.from_pretrained(tiny_qwen2_vl)
     with torch.no_grad():
         assert model(**batch).loss.isfinite()
+
+
+def test_a_video_reaches_the_model_through_the_inference_engine(tiny_qwen2_vl: Path, tmp_path: Path) -> None:
+    """`Engine.chat(media={"videos": ...})` expands through the same plugin (mark placed first, as LF does): two
+    clips and no clip give three different greedy answers from large random weights."""
+    clip_file(tmp_path / "a.mp4", square_frames([RED, RED, BLUE, BLUE]))
+    clip_file(tmp_path / "b.mp4", square_frames([GREEN] * 4))
+    engine = random_vlm_engine(tiny_qwen2_vl, "qwen2_vl")
+    question = [{"role": "user", "content": "What colour?"}]
+    media = [{"videos": [str(tmp_path / "a.mp4")]}, {"videos": [str(tmp_path / "b.mp4")]}, None]
+    answers = {engine.chat(question, media=m, temperature=0, max_new_tokens=5).content for m in media}
+    assert len(answers) == 3
