@@ -12,7 +12,8 @@ cutoff_len 2048, default settings otherwise. Each measurement is a fresh process
 
 "cold" starts from an empty cache (tuneforge's `TUNEFORGE_CACHE`, LLaMA-Factory's `HF_DATASETS_CACHE`); "warm" repeats
 the run on the filled cache. "bare import" is `python -c "import tuneforge.cli"` plus the libraries the data path
-loads (transformers, datasets). The tools alternate within each round; ratios are LF time / tuneforge time.
+loads (transformers, datasets). The tools alternate within each round; ratios are LF time / tuneforge time, for
+the wall time and for the CPU time (user + system) of each process, which the machine's load moves much less.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -55,13 +57,19 @@ def write_data(folder: Path, rows: int) -> None:
     (folder / "dataset_info.json").write_text(json.dumps({"bench": {"file_name": "bench.json"}}), encoding="utf-8")
 
 
-def _timed(command: list[str], env: dict[str, str]) -> float:
+def _timed(command: list[str], env: dict[str, str], times: dict[str, list[float]], name: str) -> None:
+    """Run `command`; record its wall time under `name` and its CPU time (user + system, the process and its
+    children) under `name (cpu)`: on a shared machine the CPU time moves far less with the load than the wall."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     done = subprocess.run(command, env=env, capture_output=True, text=True)
     seconds = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode != 0:
         raise SystemExit(f"failed ({done.returncode}): {' '.join(command)}\n{done.stderr[-3000:]}")
-    return seconds
+    times.setdefault(name, []).append(seconds)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    times.setdefault(f"{name} (cpu)", []).append(cpu)
 
 
 def main() -> int:
@@ -92,16 +100,17 @@ def main() -> int:
         (root / "lf_run.py").write_text(LF_RUNNER, encoding="utf-8")
         bare = [sys.executable, "-c", "import tuneforge.cli, transformers, datasets"]
         for round_ in range(args.rounds):
-            times.setdefault("bare import", []).append(_timed(bare, env))
+            _timed(bare, env, times, "bare import")
             tf_cache, lf_cache = root / f"tf-cache-{round_}", root / f"lf-cache-{round_}"
             tf = [sys.executable, "-m", "tuneforge.cli", "data", "stats", str(config)]
             lf_cmd = [lf, str(root / "lf_run.py"), str(root), tok_dir, str(root / "lf-out")] if lf else None
             for phase in ("cold", "warm"):
-                times.setdefault(f"tuneforge {phase}", []).append(_timed(tf, {**env, "TUNEFORGE_CACHE": str(tf_cache)}))
+                _timed(tf, {**env, "TUNEFORGE_CACHE": str(tf_cache)}, times, f"tuneforge {phase}")
                 if lf_cmd:
-                    lf_env = {**env, "HF_DATASETS_CACHE": str(lf_cache)}
-                    times.setdefault(f"LLaMA-Factory {phase}", []).append(_timed(lf_cmd, lf_env))
-            print(f"round {round_ + 1}: " + ", ".join(f"{k} {v[-1]:.2f} s" for k, v in times.items()), flush=True)
+                    _timed(lf_cmd, {**env, "HF_DATASETS_CACHE": str(lf_cache)}, times, f"LLaMA-Factory {phase}")
+            load = os.getloadavg()[0]
+            shown = ", ".join(f"{k} {v[-1]:.2f} s" for k, v in times.items())
+            print(f"round {round_ + 1} (load average {load:.1f}): {shown}", flush=True)
     _report(times, args.rows)
     return 0
 
@@ -110,8 +119,8 @@ def _report(times: dict[str, list[float]], rows: int) -> None:
     median = {name: statistics.median(values) for name, values in times.items()}
     print(f"\n{rows:,} distinct rows, whole process, median of {len(times['bare import'])} round(s):")
     for name, value in median.items():
-        print(f"  {name:<20} {value:7.2f} s")
-    for phase in ("cold", "warm"):
+        print(f"  {name:<26} {value:7.2f} s")
+    for phase in ("cold", "warm", "cold (cpu)", "warm (cpu)"):
         if f"LLaMA-Factory {phase}" in median:
             ratios = [b / a for a, b in zip(times[f"tuneforge {phase}"], times[f"LLaMA-Factory {phase}"], strict=True)]
             shown = ", ".join(f"{r:.2f}" for r in ratios)

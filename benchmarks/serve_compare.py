@@ -18,7 +18,6 @@ import asyncio
 import json
 import os
 import platform
-import socket
 import statistics
 import subprocess
 import sys
@@ -27,20 +26,19 @@ import threading
 import time
 from pathlib import Path
 
-THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "TUNEFORGE_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+from serving import (
+    decode_split,
+    default_env,
+    free_port,
+    process_cpu,
+    split_between,
+    split_lines,
+    start,
+    tuneforge_api,
+    tuneforge_env,
+)
+
 PROMPT = [{"role": "user", "content": "Tell me a long story about a dragon."}]
-
-
-def default_env() -> dict[str, str]:
-    """This environment without any thread-count setting (each tool runs with its own defaults)."""
-    env = {k: v for k, v in os.environ.items() if k not in THREAD_VARS}
-    return {**env, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def hide_torchvision(work: Path) -> str:
@@ -50,26 +48,6 @@ def hide_torchvision(work: Path) -> str:
     shim.mkdir(exist_ok=True)
     (shim / "sitecustomize.py").write_text("import sys\nsys.modules['torchvision'] = None\n")
     return str(shim)
-
-
-def start(name: str, command: list[str], port: int, log: Path, extra: dict[str, str]) -> subprocess.Popen:
-    """Start one API server (environment: defaults plus `extra`) and wait until /v1/models answers."""
-    import httpx
-
-    env = {**default_env(), "API_PORT": str(port), "API_HOST": "127.0.0.1", **extra}
-    process = subprocess.Popen(command, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
-    deadline = time.time() + 300
-    while time.time() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"{name} exited early; see {log}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=2).status_code == 200:
-                return process
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    process.terminate()
-    raise SystemExit(f"{name} did not start within 300 s; see {log}")
 
 
 async def load(port: int, clients: int, requests: int, max_tokens: int) -> tuple[int, float]:
@@ -94,6 +72,18 @@ async def load(port: int, clients: int, requests: int, max_tokens: int) -> tuple
     return sum(counts), elapsed
 
 
+def measure_server(
+    name: str, server: subprocess.Popen, port: int, clients: int, requests: int, max_tokens: int
+) -> tuple[int, float, float, list[str]]:
+    """(tokens, seconds, server CPU seconds, decode-split lines) of one load run; the split only for tuneforge
+    servers (their /metrics)."""
+    before, cpu = decode_split(port) if name != "llamafactory" else {}, process_cpu(server.pid)
+    tokens, seconds = asyncio.run(load(port, clients, requests, max_tokens))
+    cpu = process_cpu(server.pid) - cpu
+    split = split_between(before, decode_split(port)) if name != "llamafactory" else {}
+    return tokens, seconds, cpu, split_lines(split)
+
+
 def plain_worker(model: str, clients: int, requests: int, max_tokens: int) -> None:
     """Subprocess body: `generate` from `clients` threads; prints {"tokens", "seconds"} as JSON."""
     import torch
@@ -112,20 +102,21 @@ def plain_worker(model: str, clients: int, requests: int, max_tokens: int) -> No
             counts.append(out.shape[1] - ids.shape[1])
 
     net.generate(ids, max_new_tokens=2, do_sample=False)  # warm-up
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     threads = [threading.Thread(target=one_client) for _ in range(clients)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    print(json.dumps({"tokens": sum(counts), "seconds": time.perf_counter() - started}))
+    seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
+    print(json.dumps({"tokens": sum(counts), "seconds": seconds, "cpu": cpu}))
 
 
-def plain(model: Path, clients: int, requests: int, max_tokens: int) -> tuple[int, float]:
+def plain(model: Path, clients: int, requests: int, max_tokens: int) -> tuple[int, float, float]:
     command = [sys.executable, __file__, "--plain-worker", str(model), str(clients), str(requests), str(max_tokens)]
     out = subprocess.run(command, env=default_env(), capture_output=True, text=True, check=True, timeout=900)
     result = json.loads(out.stdout.strip().splitlines()[-1])
-    return result["tokens"], result["seconds"]
+    return result["tokens"], result["seconds"], result["cpu"]
 
 
 def versions(lf_python: str) -> str:
@@ -157,6 +148,17 @@ def report(results: dict[tuple[str, int], list[float]], clients: list[int], tune
         )
 
 
+def report_cpu(cpu_ms: dict[tuple[str, int], list[float]], clients: list[int]) -> None:
+    """CPU ms per generated token (all threads of the server or worker process), and LF's over tuneforge's: the
+    efficiency comparison that a busy machine hardly moves (tokens/s swing with other processes' load)."""
+    print(f"\n{'clients':>7} {'tuneforge':>10} {'LF':>8} {'plain':>8} {'LF/tf':>7}  (median CPU ms per token)")
+    for n in clients:
+        tf, lf, pl = (statistics.median(cpu_ms[(s, n)]) for s in ("tuneforge", "llamafactory", "plain"))
+        per_round = [f / t for t, f in zip(cpu_ms[("tuneforge", n)], cpu_ms[("llamafactory", n)], strict=True)]
+        print(f"{n:>7} {tf:>10.2f} {lf:>8.2f} {pl:>8.2f} {lf / tf:>7.2f}  per round: "
+              + ", ".join(f"{r:.2f}" for r in per_round))  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lf-python", default="/work/lfvenv/bin/python")
@@ -176,8 +178,7 @@ def main() -> None:
     lf_cli = str(Path(args.lf_python).parent / "llamafactory-cli")
     config = work / "serve.yaml"  # the same file for both (LF reads key=value overrides only after a file)
     config.write_text(f"model_name_or_path: {model}\ntemplate: qwen\ninfer_backend: huggingface\n")
-    tf_command = [sys.executable, "-m", "tuneforge.cli", "api", str(config)]
-    tf_env = {"PYTHONPATH": os.environ["PYTHONPATH"]} if os.environ.get("PYTHONPATH") else {}
+    tf_command, tf_env = tuneforge_api(config), tuneforge_env()
     servers = {
         "tuneforge": (tf_command, tf_env),
         "llamafactory": ([lf_cli, "api", str(config)], {"PYTHONPATH": hide_torchvision(work)}),
@@ -187,6 +188,7 @@ def main() -> None:
     ports = {name: free_port() for name in servers}
     procs: dict[str, subprocess.Popen] = {}
     results: dict[tuple[str, int], list[float]] = {}
+    cpu_ms: dict[tuple[str, int], list[float]] = {}  # CPU ms per generated token, per round
     try:  # every server started so far is stopped below, also when a later one fails to start
         for name, (cmd, env) in servers.items():
             procs[name] = start(name, cmd, ports[name], work / f"{name}.log", env)
@@ -198,18 +200,25 @@ def main() -> None:
             for n in args.clients:
                 requests = max(1, args.requests if n < 32 else 1)
                 for name in [*servers, "plain"]:
+                    split: list[str] = []
                     if name == "plain":
-                        tokens, seconds = plain(model, n, requests, args.max_tokens)
+                        tokens, seconds, cpu = plain(model, n, requests, args.max_tokens)
                     else:
-                        tokens, seconds = asyncio.run(load(ports[name], n, requests, args.max_tokens))
+                        tokens, seconds, cpu, split = measure_server(
+                            name, procs[name], ports[name], n, requests, args.max_tokens
+                        )
                     results.setdefault((name, n), []).append(tokens / seconds)
+                    cpu_ms.setdefault((name, n), []).append(1000 * cpu / max(1, tokens))
                     print(f"round {round_index + 1} {name:>12} {n:>3} clients: {tokens:>5} tokens in "
-                          f"{seconds:6.2f} s = {tokens / seconds:7.1f} tokens/s", flush=True)  # fmt: skip
+                          f"{seconds:6.2f} s = {tokens / seconds:7.1f} tokens/s, "
+                          f"{1000 * cpu / max(1, tokens):5.2f} CPU ms/token", flush=True)  # fmt: skip
+                    print("".join(f"{'':>20}{line}\n" for line in split), end="")
     finally:
         for process in procs.values():
             process.terminate()
             process.wait(30)
     report(results, args.clients, [f"tf@{n}" for n in args.tf_threads])
+    report_cpu(cpu_ms, args.clients)
 
 
 if __name__ == "__main__":

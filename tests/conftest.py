@@ -58,6 +58,29 @@ def tiny_qwen2_vl(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_qwen2_audio(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Folder of a tiny random Qwen2-Audio (2 text layers, hidden 64, one audio-encoder layer) with its processor,
+    built through `tuneforge make-tiny` as a user would."""
+    from click.testing import CliRunner
+
+    from tuneforge.cli import main_group
+
+    out = tmp_path_factory.mktemp("tiny_qwen2_audio")
+    result = CliRunner().invoke(main_group, ["make-tiny", "--arch", "qwen2_audio", "--out", str(out), "--overwrite"])
+    assert result.exit_code == 0, result.output
+    assert "wrote qwen2_audio model (2 layers, hidden 64, audio encoder layers 1" in result.output
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen2_5_omni(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Folder of a tiny random Qwen2.5-Omni thinker (2 text layers, hidden 64, one vision block, one audio layer)."""
+    from tuneforge.models.tiny import make_tiny
+
+    return make_tiny("qwen2_5_omni", tmp_path_factory.mktemp("tiny_qwen2_5_omni"), seed=0)
+
+
+@pytest.fixture(scope="session")
 def tiny_vlm_engine(tiny_qwen2_vl: Path):
     """An inference engine over the tiny Qwen2-VL with large random weights (answers depend on every input token,
     image and position); shared, so tests must not change it."""

@@ -70,3 +70,32 @@ def test_warm_stats_skip_the_tokenizer_until_something_changes(tmp_path, monkeyp
     model = cfg.model.model_name_or_path
     stats_command(data_config(tmp_path, dataset=str(path), model_name_or_path=model, cutoff_len=9))
     assert len(loads) == 3
+
+
+def test_media_tokens_show_once_with_a_count_in_the_cli_preview(qwen_tokenizer) -> None:
+    """The CLI (and web UI) preview decodes an image's 64 pad tokens as `<|image_pad|>×64`, not 64 repeats."""
+    pad, start, end = (
+        qwen_tokenizer.convert_tokens_to_ids(t) for t in ("<|image_pad|>", "<|vision_start|>", "<|vision_end|>")
+    )
+    ids = [start, *[pad] * 64, end, *qwen_tokenizer.encode("Who?")]
+    text = marked_text(qwen_tokenizer, ids, [-100] * len(ids)).plain
+    assert text == "<|vision_start|><|image_pad|>×64<|vision_end|>Who?"
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("<image>" * 576 + "Hi", "<image>×576Hi"),  # LLaVA
+        (
+            "<start_of_image>" + "<image_soft_token>" * 256 + "<end_of_image>",
+            "<start_of_image><image_soft_token>×256<end_of_image>",
+        ),
+        ("<IMG_CONTEXT>" * 3 + "<IMG_CONTEXT><b>", "<IMG_CONTEXT>×4<b>"),  # InternVL
+        ("[IMG][IMG][IMG][IMG_BREAK]", "[IMG]×3[IMG_BREAK]"),  # Pixtral
+        ("<x><x> a<<<>>>b", "<x><x> a<<<>>>b"),  # two in a row, or no token: as written
+    ],
+)
+def test_compact_runs_for_every_models_media_token_spelling(text: str, shown: str) -> None:
+    from tuneforge.data.preview import compact_runs
+
+    assert compact_runs(text) == shown

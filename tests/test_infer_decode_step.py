@@ -107,7 +107,13 @@ def test_engine_reports_first_token_decode_split_and_threads(tiny_qwen2, capsys:
     assert len(seen) == 1 and 0 < seen[0] < 60
     assert capsys.readouterr().out.count("First request: first token after") == 1
     stats = engine.backend.decode_stats
-    assert stats.steps[1] >= 3 and 0 <= stats.outside_forward(1) < 1
+    steps, step_s, forward_s, cpu_s = stats.snapshot()[1]
+    assert steps >= 3 and 0 < forward_s < step_s and cpu_s > 0 and 0 < stats.outside_forward(1) < 1
+    from tuneforge.serve.metrics import ApiMetrics, render
+
+    text = render(engine, ApiMetrics())  # the same figures reach /metrics, by batch size
+    assert f'tuneforge_decode_steps_total{{batch="1"}} {steps}' in text
+    assert 'tuneforge_decode_forward_seconds_total{batch="1"}' in text
     fixed = user_threads()  # a thread count set in the environment is used as given; otherwise one is measured
     assert engine.backend.threads == fixed if fixed is not None else engine.backend.threads >= 1
 
@@ -124,3 +130,14 @@ def test_loaded_line_names_parts_and_threads() -> None:
         "weights 0.00 s; 1 CPU thread"
     )
     assert loaded_line(timing, SimpleNamespace(backend=SimpleNamespace(threads=None))).endswith("weights 0.00 s")
+
+
+def test_greedy_rows_read_half_precision_logits_without_widening_them() -> None:
+    logits = torch.randn(4, 151_936, generator=torch.Generator().manual_seed(5)).bfloat16()
+    logits[1, 11] = logits[1, 151_000] = 40.0  # a tie in bf16: the first index wins, as over the fp32 copy
+    greedy = SamplingParams(temperature=0.0)
+    tokens = sample_batch(logits, [greedy] * 4, [None] * 4, [None] * 4)
+    assert tokens == logits.float().argmax(-1).tolist() and tokens[1] == 11
+    hot = SamplingParams(temperature=1.0, top_k=3, top_p=1.0, seed=1)  # a sampled row still works on bf16 input
+    mixed = sample_batch(logits, [greedy, hot, greedy, greedy], [None] * 4, [None, make_generator(1), None, None])
+    assert mixed[0] == tokens[0] and mixed[1] in torch.topk(logits[1].float(), 3).indices.tolist()

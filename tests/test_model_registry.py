@@ -92,10 +92,11 @@ def test_base_models_get_default_in_the_picker_as_in_llamafactory() -> None:
     assert suggest_template("Qwen3-0.6B-Base") == ("default", [])
 
 
-def test_picker_lists_text_models_only() -> None:
+def test_picker_lists_text_models_and_trainable_multimodal_ones() -> None:
     choices = picker_choices()
     assert "Qwen3-0.6B-Thinking" in choices and "Llama-3.2-1B-Instruct" in choices
-    assert "Qwen2-VL-7B-Instruct" not in choices
+    assert ("Qwen2-VL-7B-Instruct (multimodal: images)", "Qwen2-VL-7B-Instruct") in choices
+    assert not any("LLaVA-1.5" in str(choice) for choice in choices)  # its media plugin is not built yet
 
 
 def _models(*args: str) -> subprocess.CompletedProcess:
@@ -112,3 +113,14 @@ def test_models_verb_filters_and_says_when_nothing_matches() -> None:
     out = _models("--family", "nosuch")
     assert out.returncode == 2
     assert "no model in the registry matches family=nosuch" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_models_table_says_which_media_each_multimodal_family_takes() -> None:
+    from tuneforge.models.registry import all_models, models_table
+
+    lines = models_table(all_models()).splitlines()
+    qwen2_vl = next(line for line in lines if line.startswith("Qwen2-VL-7B-Instruct "))
+    assert qwen2_vl.endswith("multimodal: images")
+    audio = next(line for line in lines if line.startswith("Qwen2-Audio-7B-Instruct "))
+    assert audio.endswith("multimodal: audios")
+    assert not any("not trainable" in line for line in lines)

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from media_helpers import assert_matches_llamafactory, row, square_image, write_media_dataset
+from media_helpers import assert_matches_lf, row, square_image, write_media_dataset
 from train_helpers import tiny_config
 
 IGNORE = -100
@@ -237,7 +237,8 @@ def test_mllm_demo_ids_and_labels_match_llamafactory(tiny_qwen2_vl: Path, shared
     processor = AutoImageProcessor.from_pretrained(tiny_qwen2_vl).to_dict()
     assert {k: processor[k] for k in fixture["image_processor"]} == fixture["image_processor"]
     splits, _ = prepare(tiny_qwen2_vl, shared_dir / "lf-data", tmp_path, dataset="mllm_demo", cutoff_len=2048)
-    assert_matches_llamafactory(splits.train, fixture["rows"], AutoTokenizer.from_pretrained(tiny_qwen2_vl))
+    tokenizer = AutoTokenizer.from_pretrained(tiny_qwen2_vl)
+    assert_matches_lf(splits.train, fixture["rows"], tokenizer)
 
 
 def test_qwen2_vl_record_renders_as_the_models_chat_template(tiny_qwen2_vl: Path) -> None:

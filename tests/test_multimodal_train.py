@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from media_helpers import LEARNING_RECIPE, write_media_dataset
+from media_helpers import LEARNING_RECIPE, api_answers, chat_answers, write_media_dataset
 from train_helpers import tiny_config
 
 pytestmark = pytest.mark.slow
@@ -101,46 +101,5 @@ def test_the_square_colour_is_learned_from_the_image(tiny_qwen2_vl: Path, tmp_pa
     predictions = [json.loads(line) for line in (out / "generated_predictions.jsonl").read_text().splitlines()]
     assert [p["label"] for p in predictions] == expected
     assert [p["predict"].strip() for p in predictions] == expected
-    assert _api_answers(out, images, greedy) == expected
-    assert _chat_answers(out, images[:3], greedy) == expected[:3]
-
-
-def _api_answers(model: Path, images: list[Path], greedy: dict[str, Any]) -> list[str]:
-    """The API's answers (image as a data: URL content part, before the question)."""
-    import base64
-
-    from fastapi.testclient import TestClient
-
-    from tuneforge.config import load_config
-    from tuneforge.infer import load_engine
-    from tuneforge.serve.app import create_app
-    from tuneforge.serve.deps import ServerSettings
-
-    engine = load_engine(load_config({"model_name_or_path": str(model), "template": "qwen2_vl", **greedy}))
-    answers = []
-    with TestClient(create_app(engine, ServerSettings(model_name="vl"))) as client:
-        for image in images:
-            url = "data:image/png;base64," + base64.b64encode(image.read_bytes()).decode()
-            parts = [{"type": "image_url", "image_url": {"url": url}}, {"type": "text", "text": QUESTION}]
-            body = client.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": parts}]})
-            assert body.status_code == 200, body.text
-            answers.append(body.json()["choices"][0]["message"]["content"].strip())
-    return answers
-
-
-def _chat_answers(model: Path, images: list[Path], greedy: dict[str, Any]) -> list[str]:
-    """`tuneforge chat` answers: the first image through --image, the others through /image after `clear`."""
-    import subprocess
-    import sys
-
-    overrides = [f"model_name_or_path={model}", "template=qwen2_vl", *(f"{k}={v}" for k, v in greedy.items())]
-    script = "".join(f"clear\n/image {image}\n{QUESTION}\n" for image in images[1:])
-    result = subprocess.run(
-        [sys.executable, "-m", "tuneforge.cli", "chat", *overrides, "--image", str(images[0])],
-        input=f"{QUESTION}\n{script}exit\n",
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    return [line.split("Assistant: ", 1)[1].strip() for line in result.stdout.splitlines() if "Assistant: " in line]
+    assert api_answers(out, "qwen2_vl", "images", images, QUESTION, greedy) == expected
+    assert chat_answers(out, "qwen2_vl", "images", images[:3], QUESTION, greedy) == expected[:3]

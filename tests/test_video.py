@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from media_helpers import (
-    assert_matches_llamafactory,
+    assert_matches_lf,
     clip_file,
     random_vlm_engine,
     row,
@@ -95,7 +95,7 @@ def test_mllm_video_demo_ids_and_labels_match_llamafactory(tiny_qwen2_vl: Path, 
     config = json.loads((tiny_qwen2_vl / "video_preprocessor_config.json").read_text())
     assert {k: config[k] for k in fixture["video_processor"]} == fixture["video_processor"]
     splits, _ = prepare(tiny_qwen2_vl, shared_dir / "lf-data", "mllm_video_demo", tmp_path)
-    assert_matches_llamafactory(splits.train, fixture["rows"], AutoTokenizer.from_pretrained(tiny_qwen2_vl))
+    assert_matches_lf(splits.train, fixture["rows"], AutoTokenizer.from_pretrained(tiny_qwen2_vl))
 
 
 def test_video_rows_become_video_tokens_and_tensors(tiny_qwen2_vl: Path, tmp_path: Path) -> None:

@@ -15,13 +15,21 @@ from typing import Any
 
 import pytest
 
-from media_helpers import LEARNING_RECIPE, clip_file, held_out_answers, square_frames, write_media_dataset
+from media_helpers import (
+    LEARNING_RECIPE,
+    api_answers,
+    chat_answers,
+    clip_file,
+    held_out_answers,
+    square_frames,
+    write_media_dataset,
+)
 from train_helpers import tiny_config
 
 pytestmark = pytest.mark.slow
 
 COLOURS = {"red": (220, 30, 30), "green": (30, 180, 40), "blue": (30, 50, 220)}
-QUESTION = "<video>What colour is the square?"
+QUESTION = "<video>What colour is the square?"  # as chat / the API place a video: before the text
 WHITE = (255, 255, 255)
 SIZE = 112  # frame side: 8x8 patches, 16 video tokens per temporal patch
 
@@ -33,6 +41,7 @@ class LearnedVideoModel:
     model_dir: Path
     data_dir: Path
     options: dict[str, Any]  # template, dataset_dir, cache_dir for configs that read `test`
+    held_out: list[dict[str, Any]]  # the rows of `test`
 
 
 def square_clip_rows(folder: Path, n: int, seed: int) -> list[dict[str, Any]]:
@@ -71,7 +80,7 @@ def learned_video_model(tiny_qwen2_vl: Path, tmp_path_factory: pytest.TempPathFa
     run_sft(cfg)
     test_rows = square_clip_rows(folder, 9, seed=1)
     write_media_dataset(folder, test_rows, name="test", kind="videos")
-    return LearnedVideoModel(out, folder, options)
+    return LearnedVideoModel(out, folder, options, test_rows)
 
 
 def test_the_square_colour_is_learned_from_the_frames(learned_video_model: LearnedVideoModel) -> None:
@@ -81,3 +90,14 @@ def test_the_square_colour_is_learned_from_the_frames(learned_video_model: Learn
     expected, answers = held_out_answers(learned.model_dir, test_cfg)
     assert sorted(set(expected)) == ["blue", "green", "red"]
     assert answers == expected
+
+
+def test_the_trained_model_answers_videos_through_the_api_and_chat(learned_video_model: LearnedVideoModel) -> None:
+    """The same held-out clips as `video_url` data: URL parts to the API, and through `tuneforge chat --video` /
+    `/video` (three of them, a subprocess each start is slow)."""
+    learned, greedy = learned_video_model, {"do_sample": False, "max_new_tokens": 3}
+    clips = [learned.data_dir / r["videos"][0] for r in learned.held_out]
+    expected = [r["messages"][1]["content"] for r in learned.held_out]
+    question = QUESTION.removeprefix("<video>")
+    assert api_answers(learned.model_dir, "qwen2_vl", "videos", clips, question, greedy) == expected
+    assert chat_answers(learned.model_dir, "qwen2_vl", "videos", clips[:3], question, greedy) == expected[:3]

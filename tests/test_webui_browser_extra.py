@@ -125,6 +125,29 @@ def test_data_tab_shows_error_for_broken_json(browser, server: str, root: Path, 
     assert page.locator("#tf-btn-start").is_visible()
 
 
+def test_data_tab_shows_a_media_datasets_thumbnails(browser, server: str, root: Path) -> None:
+    """The images of a multimodal table show as thumbnails the page really loads (served from the temp folder)."""
+    from PIL import Image
+
+    folder = root / "colours"
+    (folder / "img").mkdir(parents=True, exist_ok=True)
+    rows = []
+    for colour in ("red", "blue"):
+        Image.new("RGB", (64, 64), colour).save(folder / "img" / f"{colour}.png")
+        chat = [{"role": "user", "content": "<image>Colour?"}, {"role": "assistant", "content": colour}]
+        rows.append({"messages": chat, "images": [f"img/{colour}.png"]})
+    (folder / "colours.json").write_text(json.dumps(rows), encoding="utf-8")
+    page = _open(browser, server)
+    page.get_by_role("tab", name=EN["tab.data"]).click()
+    fill(page, "tf-data-path", str(folder / "colours.json"))
+    page.click("#tf-btn-read")
+    wait_text(page, "tf-data-media", r"row 1 · images: blue\.png", 30)
+    script = "() => [...document.querySelectorAll('#tf-data-gallery img')].filter(i => i.naturalWidth > 0).length"
+    page.wait_for_function(f"({script})() >= 2", timeout=15000)
+    assert page.locator("#tf-map-images input").first.input_value() == "images"
+    shot(page, "data_media_thumbnails")
+
+
 def _labels_in(page, lang: dict[str, str]) -> None:
     for key in ("tab.train", "tab.data", "tab.export"):
         page.get_by_role("tab", name=lang[key], exact=True).wait_for(timeout=15000)
@@ -151,3 +174,15 @@ def test_language_switch_is_remembered(browser, server: str) -> None:
     choose(page, "tf-lang", "en")
     _labels_in(page, EN)
     assert page.get_by_role("tab", name=ZH["tab.train"], exact=True).count() == 0
+
+
+def test_load_model_right_after_typing_its_path(browser, tiny_qwen2: Path, tmp_path: Path) -> None:
+    """Typing a model path starts a tokenizer load; pressing Load model at once used to race it inside a fresh
+    server's transformers import ("cannot import name 'AutoModelForCausalLM'", 4 times in 5)."""
+    with running_webui([tmp_path, tiny_qwen2.parent], tmp_path, tmp_path / "server.log") as url:
+        page = _open(browser, url)
+        fill(page, "tf-model", str(tiny_qwen2), enter=True)
+        page.get_by_role("tab", name=EN["tab.chat"]).click()
+        page.click("#tf-btn-load-model")
+        wait_text(page, "tf-chat-status", "loaded|rror", 120)
+        assert page.locator("#tf-chat-status").inner_text().startswith("Model "), shot(page, "load_race")

@@ -31,8 +31,9 @@ DATA = ROOT.parent / "shared" / "lf-data"
 CUTOFF = 2048
 
 
-def _examples(rows: list[dict]) -> dict[str, list]:
-    """Rows in LLaMA-Factory's internal form: prompt turns, the last response, media paths under the data folder."""
+def _examples(rows: list[dict], kind: str = "images") -> dict[str, list]:
+    """Rows in LLaMA-Factory's internal form: prompt turns, the last response, the `kind` media paths under the data
+    folder (the other kinds empty)."""
     out: dict[str, list] = {k: [] for k in ("_prompt", "_response", "_system", "_tools", "_images", "_videos")}
     out["_audios"] = []
     for row in rows:
@@ -41,9 +42,8 @@ def _examples(rows: list[dict]) -> dict[str, list]:
         out["_response"].append(messages[-1:])
         out["_system"].append("")
         out["_tools"].append("")
-        out["_images"].append([str(DATA / p) for p in row.get("images", [])])
-        out["_videos"].append([str(DATA / p) for p in row.get("videos", [])])
-        out["_audios"].append([])
+        for name in ("images", "videos", "audios"):
+            out[f"_{name}"].append([str(DATA / p) for p in row[name]] if name == kind else [])
     return out
 
 
@@ -59,16 +59,17 @@ def _share_smart_resize() -> None:
     sys.modules[stand_in.__name__] = stand_in
 
 
-def main() -> int:
+def lf_qwen2_vl(model: str, cutoff: int) -> dict:
+    """LLaMA-Factory's processor arguments (template, tokenizer, processor, data_args) for the qwen2_vl template on
+    the tiny model at `model`, with torchvision hidden and the PIL image processor (also used by
+    encode_mllm_preferences.py)."""
     sys.modules["torchvision"] = None
     _share_smart_resize()
-    from llamafactory.data.processor import SupervisedDatasetProcessor
     from llamafactory.data.template import get_template_and_fix_tokenizer
     from llamafactory.hparams import DataArguments
     from transformers import AutoTokenizer
     from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
-    model = sys.argv[1]
     tokenizer = AutoTokenizer.from_pretrained(model)
     image_processor = Qwen2VLImageProcessorPil.from_pretrained(model)
     video_config = json.loads((Path(model) / "video_preprocessor_config.json").read_text(encoding="utf-8"))
@@ -83,14 +84,21 @@ def main() -> int:
         video_fps=2.0,
         video_maxlen=128,
     )
-    data_args = DataArguments(template="qwen2_vl", cutoff_len=CUTOFF)
+    data_args = DataArguments(template="qwen2_vl", cutoff_len=cutoff)
     template = get_template_and_fix_tokenizer(tokenizer, data_args)
-    encoder = SupervisedDatasetProcessor(
-        template=template, tokenizer=tokenizer, processor=processor, data_args=data_args
-    )
-    for dataset in ("mllm_demo", "mllm_video_demo"):
+    return {"template": template, "tokenizer": tokenizer, "processor": processor, "data_args": data_args}
+
+
+def main() -> int:
+    kwargs = lf_qwen2_vl(sys.argv[1], CUTOFF)
+    from llamafactory.data.processor import SupervisedDatasetProcessor
+
+    image_processor = kwargs["processor"].image_processor
+    video_config = vars(kwargs["processor"].video_processor)
+    encoder = SupervisedDatasetProcessor(**kwargs)
+    for dataset, kind in (("mllm_demo", "images"), ("mllm_video_demo", "videos")):
         rows = json.loads((DATA / f"{dataset}.json").read_text(encoding="utf-8"))
-        encoded = encoder.preprocess_dataset(_examples(rows))
+        encoded = encoder.preprocess_dataset(_examples(rows, kind))
         out = {
             "template": "qwen2_vl",
             "cutoff_len": CUTOFF,
@@ -100,7 +108,7 @@ def main() -> int:
                 for ids, labels in zip(encoded["input_ids"], encoded["labels"], strict=True)
             ],
         }
-        if dataset != "mllm_demo":
+        if kind == "videos":
             out["video_processor"] = {k: video_config[k] for k in ("patch_size", "temporal_patch_size", "size")}
         target = ROOT / "tests" / "fixtures" / f"lf_{dataset}_ids.json"
         target.write_text(json.dumps(out) + "\n", encoding="utf-8")

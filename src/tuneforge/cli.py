@@ -153,11 +153,13 @@ def version_cmd() -> None:
 @main_group.command("make-tiny")
 @click.option(
     "--arch",
-    type=click.Choice(["qwen2", "qwen3", "llama", *TEXT_ARCHES, "qwen2_vl", "qwen2_5_vl", "qwen3_vl"]),
+    type=click.Choice(
+        ["qwen2", "qwen3", "llama", *TEXT_ARCHES, "qwen2_vl", "qwen2_5_vl", "qwen3_vl", "qwen2_audio", "qwen2_5_omni"]
+    ),
     default="qwen2",
     show_default=True,
     help="Architecture (the MoE ones: qwen2_moe, qwen3_moe, deepseek_v3, gpt_oss; vision-language: qwen2_vl, "
-    "qwen2_5_vl, qwen3_vl).",
+    "qwen2_5_vl, qwen3_vl; audio-language: qwen2_audio, qwen2_5_omni (the thinker; also images and video)).",
 )
 @click.option("--out", "out", required=True, type=click.Path(file_okay=False), help="Folder to write.")
 @click.option("--layers", type=int, default=2, show_default=True, help="Decoder layers.")

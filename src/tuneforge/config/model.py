@@ -231,8 +231,8 @@ class ModelSection(Section):
     )
     audio_sampling_rate: int = F(
         16000,
-        "Sample rate in Hz that audio inputs are resampled to.",
-        wiring=MULTIMODAL,
+        "Sample rate in Hz that audio inputs are resampled to (must be the rate the model's feature extractor takes).",
+        wiring=ACTS,
     )
     use_kt: bool = F(
         False,

@@ -3,7 +3,9 @@
 The key hashes everything that changes the output: each data file's content (sha256, remembered per
 path + size + mtime + inode so an unchanged file is not re-read), the tokenizer (class, name, vocabulary
 size, added tokens, chat template and the ids of a probe text), the chat template's record, and every
-data argument that affects tokenization, mixing, splitting or packing. Any change gives a new key.
+data argument that affects tokenization, mixing, splitting or packing. Any change gives a new key. Media files
+(images, videos, audios) are named by path inside the rows: an entry stores their size and mtime, and a hit whose
+media changed is rebuilt.
 
 Location: `$TUNEFORGE_CACHE`, else `<model.cache_dir>/tuneforge-data`, else
 `$TUNEFORGE_CACHE_DIR/data`, else `~/.cache/tuneforge/data`.
@@ -149,7 +151,41 @@ def recall(root: Path, quick: str | None) -> tuple[dict[str, Any], list[str]] | 
     meta = _read_json(Path(note["folder"]) / "meta.json") if note.get("folder") else {}
     if not meta or not all((Path(note["folder"]) / f"{s}.arrow").is_file() for s in meta.get("splits", [])):
         return None
+    if media_changed(meta):
+        return None
     return {**meta, "folder": note["folder"]}, list(note.get("warnings", []))
+
+
+MEDIA_COLUMNS = ("images", "videos", "audios")
+
+
+def media_stamps(tables: dict[str, Any]) -> dict[str, list[int]]:
+    """Size and mtime of every media file the tables' `images` / `videos` / `audios` columns name.
+
+    Rows name their media by path, so the key cannot see a file replaced under the same name; the stamps are
+    stored with the entry and `media_changed` checks them on every hit (a stat per file, no reading).
+    """
+    import pyarrow.compute as pc
+
+    paths: set[str] = set()
+    for table in tables.values():
+        for column in MEDIA_COLUMNS:
+            if column in table.column_names:
+                paths.update(p for p in pc.unique(pc.list_flatten(table[column])).to_pylist() if p)
+    return {path: _stamp(path) for path in sorted(paths)}
+
+
+def media_changed(meta: dict[str, Any]) -> bool:
+    """Whether a media file an entry was built from has changed (or gone) since (entries without media: never)."""
+    return any(_stamp(path) != stamp for path, stamp in (meta.get("media") or {}).items())
+
+
+def _stamp(path: str) -> list[int]:
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return [-1, -1]
+    return [stat.st_size, stat.st_mtime_ns]
 
 
 def entry_dir(root: Path, key: str) -> Path:
@@ -180,11 +216,14 @@ def save_entry(folder: Path, tables: dict[str, Any], meta: dict[str, Any]) -> No
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def load_entry(folder: Path) -> tuple[dict[str, Any], dict[str, Any]] | None:
-    """(split name -> memory-mapped datasets.Dataset, meta) or None when absent or incomplete."""
+def load_entry(folder: Path, open_splits: bool = True) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """(split name -> memory-mapped datasets.Dataset, meta) or None when absent or incomplete; with
+    `open_splits=False` the splits are left unopened (an empty dict: no `datasets` import)."""
     meta = _read_json(folder / "meta.json")
     if not meta or not all((folder / f"{s}.arrow").is_file() for s in meta.get("splits", [])):
         return None
+    if not open_splits:
+        return {}, meta
     from datasets import Dataset
 
     return {s: Dataset.from_file(str(folder / f"{s}.arrow")) for s in meta["splits"]}, meta

@@ -156,18 +156,25 @@ def expand_marks(messages: list[dict[str, Any]], media: dict[str, list[str]], pl
 @dataclass
 class MediaCollator:
     """Wraps a text collator: adds the batch's media tensors and the plugin's per-token inputs (e.g.
-    `mm_token_type_ids`), and keeps media tokens out of the loss."""
+    `mm_token_type_ids`), and keeps media tokens out of the loss.
+
+    Preference batches work too: a pairwise batch (chosen rows, then rejected rows) gets each row's media twice,
+    in that order; a KTO batch's mismatched completions (`kl_` rows, each the same prompt with another response)
+    share the media of their prompts and get their own `kl_` per-token inputs."""
 
     text: Any
     plugin: MediaPlugin
 
     def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
-        media = {kind: [p for f in features for p in (f.get(kind) or [])] for kind in MEDIA_KINDS}
+        copies = 2 if features and "chosen_input_ids" in features[0] else 1
+        media = {kind: [p for f in features for p in (f.get(kind) or [])] * copies for kind in MEDIA_KINDS}
         batch = self.text([{k: v for k, v in f.items() if k not in MEDIA_KINDS} for f in features])
-        is_media, per_token = self.plugin.token_inputs(batch["input_ids"])
-        batch.update(per_token)
-        if "labels" in batch and batch["labels"].shape == is_media.shape:
-            batch["labels"] = batch["labels"].masked_fill(is_media, -100)
+        for prefix in ("", "kl_") if "kl_input_ids" in batch else ("",):
+            is_media, per_token = self.plugin.token_inputs(batch[f"{prefix}input_ids"])
+            batch.update({f"{prefix}{k}": v for k, v in per_token.items()})
+            labels = batch.get(f"{prefix}labels")
+            if labels is not None and labels.shape == is_media.shape:
+                batch[f"{prefix}labels"] = labels.masked_fill(is_media, -100)
         batch.update(self.plugin.model_inputs(media))
         return batch
 
@@ -179,7 +186,13 @@ def media_collator(model: ModelSection, tokenizer: Any, template: Any, text_coll
     return MediaCollator(text_collator, plugin)
 
 
-PROCESSOR_FILES = ("preprocessor_config.json", "video_preprocessor_config.json", "processor_config.json")
+# an older processor keeps its chat template in chat_template.json (a newer one shares chat_template.jinja)
+PROCESSOR_FILES = (
+    "preprocessor_config.json",
+    "video_preprocessor_config.json",
+    "processor_config.json",
+    "chat_template.json",
+)
 
 
 def copy_processor_files(model_path: str | None, out: Path) -> None:
@@ -196,8 +209,8 @@ def copy_processor_files(model_path: str | None, out: Path) -> None:
 
 
 def with_media_columns(table: Any) -> Any:
-    """`table` with `images`, `videos` and `audios` columns of string lists (empty where a row has none), so
-    media and text datasets mix."""
+    """`table` with `images`, `videos` and `audios` columns of string lists (empty where a row has none), last
+    and in that order, so media and text datasets of any kinds mix."""
     import pyarrow as pa
 
     kind = pa.list_(pa.string())
@@ -206,4 +219,4 @@ def with_media_columns(table: Any) -> Any:
             table = table.set_column(table.column_names.index(name), name, table.column(name).cast(kind))
         else:
             table = table.append_column(name, pa.array([[]] * table.num_rows, type=kind))
-    return table
+    return table.select([c for c in table.column_names if c not in MEDIA_KINDS] + list(MEDIA_KINDS))

@@ -13,8 +13,6 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from tuneforge.data.tokens import MemoTokenizer
-
 
 class PieceSplitter:
     """Splits text at the tokenizer's added tokens (longest match first, as the tokenizer does)."""
@@ -44,20 +42,13 @@ class PieceSplitter:
         alternatives = "|".join(re.escape(t) for t in sorted(ids, key=len, reverse=True))
         return cls(re.compile(f"({alternatives})"), ids)
 
-    def record(self, tok: MemoTokenizer, text: str) -> None:
-        """Queue the text pieces of `text` for the next batch encode."""
+    def split(self, text: str) -> list[int | str]:
+        """`text` as a list of added-token ids and the (non-empty) texts between them, in order; the texts are
+        what the tokenizer would encode on their own."""
+        out: list[int | str] = []
         for index, piece in enumerate(self.pattern.split(text)):
-            if piece and index % 2 == 0:
-                tok.ids(piece)
-
-    def ids(self, tok: MemoTokenizer, text: str) -> list[int]:
-        """Token ids of `text`: added tokens looked up, the text between them encoded (memoised) piece by piece."""
-        ids: list[int] = []
-        for index, piece in enumerate(self.pattern.split(text)):
-            if not piece:
-                continue
             if index % 2:  # an added token: one id
-                ids.append(self.ids_of[piece])
-            else:
-                ids += tok.ids(piece)
-        return ids
+                out.append(self.ids_of[piece])
+            elif piece:
+                out.append(piece)
+        return out

@@ -36,6 +36,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("tuneforge.data")
 
+MEDIA_STAGES = ("sft", "dpo", "kto")  # stages whose losses pass the media inputs to the model
+
 __all__ = ["DataStats", "DatasetSplits", "DatasetStat", "Plan", "make_plan", "prepare_dataset"]
 
 
@@ -78,10 +80,11 @@ def _media_plugin(cfg: TuneforgeConfig, attrs: list[DatasetAttr], template: Any,
     names = [a.name for a in attrs if media_columns(a)]
     if not names:
         return None
-    if kind not in ("sft", "unsupervised"):
+    if cfg.method.stage not in MEDIA_STAGES:
         raise DataError(
-            f"Dataset {names[0]!r} has media columns: multimodal data serves stage sft (and prediction) in "
-            f"tuneforge so far, not {kind} data; remove the media columns or use `stage: sft`."
+            f"Dataset {names[0]!r} has media columns: multimodal data serves stages sft, dpo and kto (and "
+            f"prediction) in tuneforge so far, not stage {cfg.method.stage}; remove the media columns or use "
+            "`stage: sft`, `dpo` or `kto`."
         )
     if pack:
         raise DataError(
@@ -106,9 +109,11 @@ def check_stage_fit(attrs: list[DatasetAttr], kind: str) -> None:
             )
 
 
-def prepare_dataset(cfg: TuneforgeConfig, tokenizer: Any, kind: DataKind | None = None) -> DatasetSplits:
+def prepare_dataset(
+    cfg: TuneforgeConfig, tokenizer: Any, kind: DataKind | None = None, *, open_splits: bool = True
+) -> DatasetSplits:
     """Load, convert, tokenize (as rows of `kind`, default the configured stage's), mix, split and pack the config's
-    datasets (cached on disk)."""
+    datasets (cached on disk). `open_splits=False` (statistics only) leaves the cached splits unopened (None)."""
     start = time.perf_counter()
     plan = make_plan(cfg, tokenizer, kind)
     if plan.data.streaming:
@@ -120,7 +125,7 @@ def prepare_dataset(cfg: TuneforgeConfig, tokenizer: Any, kind: DataKind | None 
         return _load_tokenized(Path(tokenized), plan)
     root = cache.cache_root(cfg.model.cache_dir)
     folder = cache.entry_dir(root, cache.make_key(_key_parts(plan, tokenizer, root)))
-    splits, stats = _cached_or_built(plan, tokenizer, folder)
+    splits, stats = _cached_or_built(plan, tokenizer, folder, open_splits or bool(tokenized))
     result = _splits(splits, stats, plan)
     result.stats.seconds = time.perf_counter() - start
     if tokenized:
@@ -128,17 +133,20 @@ def prepare_dataset(cfg: TuneforgeConfig, tokenizer: Any, kind: DataKind | None 
     return result
 
 
-def _cached_or_built(plan: Plan, tokenizer: Any, folder: Path) -> tuple[dict[str, Any], DataStats]:
+def _cached_or_built(plan: Plan, tokenizer: Any, folder: Path, open_splits: bool) -> tuple[dict[str, Any], DataStats]:
     """Split datasets from the cache entry `folder`, building and storing it first when needed."""
     rebuild = plan.data.overwrite_cache and is_main_process()  # other ranks read what rank 0 rebuilt
-    hit = None if rebuild else cache.load_entry(folder)
+    hit = None if rebuild else cache.load_entry(folder, open_splits)
+    if hit is not None and cache.media_changed(hit[1]):
+        logger.info("A media file of the cached data at %s changed; encoding again.", folder)
+        hit = None
     cached = hit is not None
     if hit is None:
         tables, stats = build_tables(plan, tokenizer)
         stats.cache_path = str(folder)
         try:
-            cache.save_entry(folder, tables, {"stats": stats.to_dict()})
-            hit = cache.load_entry(folder)
+            cache.save_entry(folder, tables, {"stats": stats.to_dict(), "media": cache.media_stamps(tables)})
+            hit = cache.load_entry(folder, open_splits)
         except OSError as err:
             logger.warning(
                 "Could not write the preprocessing cache at %s (%s); keeping the data in memory.", folder, err
@@ -258,7 +266,8 @@ def _finish_train(train: Any, plan: Plan, stats: DataStats) -> Any:
     import pyarrow.compute as pc
 
     column = "input_ids" if "input_ids" in train.column_names else "chosen_input_ids"
-    lengths = pc.list_value_length(train[column]).to_numpy(zero_copy_only=False)
+    chunks = pc.list_value_length(train[column]).chunks  # DLPack: `to_numpy` would import pandas (~0.5 s)
+    lengths = np.concatenate([np.from_dlpack(c) if not c.null_count else c.to_numpy(False) for c in chunks] or [[]])
     stats.train_rows = int(train.num_rows)
     if len(lengths):
         stats.length_percentiles = {f"p{q}": int(np.percentile(lengths, q)) for q in (50, 90, 99)} | {

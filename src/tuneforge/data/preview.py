@@ -7,8 +7,11 @@ why), length percentiles and packing fill.
 
 from __future__ import annotations
 
+import atexit
+import gc
 import json
 import re
+from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,7 +34,16 @@ def _console() -> Any:
 def _tokenizer(cfg: TuneforgeConfig) -> Any:
     from tuneforge.models.loader import load_tokenizer
 
+    _skip_exit_collection()
     return load_tokenizer(cfg)
+
+
+@cache
+def _skip_exit_collection() -> None:
+    """Leave out the garbage collection Python runs when the process exits (about 1 s after a data run: it walks
+    every object the tokenizer and transformers left alive, and the system frees the memory anyway). Objects are
+    only frozen at exit, so a longer-lived process (tests, the web UI) still collects as usual until then."""
+    atexit.register(gc.freeze)
 
 
 def preview_command(
@@ -120,11 +132,14 @@ def _piece(tokenizer: Any, run: list[int], masked: bool) -> Any:
     return literal(compact_runs(tokenizer.decode(run, skip_special_tokens=False)), "dim" if masked else "bold green")
 
 
-_REPEATED_SPECIAL = re.compile(r"(<\|[A-Za-z_]+\|>)\1{2,}")
+# One special token as models spell their media tokens: `<|image_pad|>`, `<image>`, `<IMG_CONTEXT>`,
+# `<image_soft_token>`, `[IMG]`; three or more in a row are shown once with a count.
+_REPEATED_SPECIAL = re.compile(r"(<\|?[\w.:\-]{1,40}\|?>|\[[A-Z_]{1,20}\])\1{2,}")
 
 
 def compact_runs(text: str) -> str:
-    """Runs of one special token (a media placeholder's image tokens) shown once with a count: `<|image_pad|>×16`."""
+    """Runs of one special token (a media placeholder's image tokens) shown once with a count: `<|image_pad|>×16`
+    (any model's spelling: `<image>×576`, `<IMG_CONTEXT>×256`, `[IMG]×64`). The CLI and web UI previews use it."""
     return _REPEATED_SPECIAL.sub(lambda m: f"{m.group(1)}×{len(m.group(0)) // len(m.group(1))}", text)
 
 
@@ -176,14 +191,14 @@ def stats_command(cfg: TuneforgeConfig, tokenizer: Any = None) -> Any:
 def _prepared_stats(cfg: TuneforgeConfig, tokenizer: Any, timing: Any) -> Any:
     """Prepare (or load from the cache) the data with the tokenizer, and remember its stats for next time."""
     with timing.part("imports"):
-        from transformers import AutoTokenizer  # noqa: F401  (transformers and torch, timed apart from loading)
+        import transformers  # noqa: F401  (timed apart from loading the tokenizer)
 
         from tuneforge.data import cache
         from tuneforge.data.pipeline import prepare_dataset
     with timing.part("tokenizer"):
         tokenizer = tokenizer or _tokenizer(cfg)
     with timing.part("data"):
-        stats = prepare_dataset(cfg, tokenizer).stats
+        stats = prepare_dataset(cfg, tokenizer, open_splits=False).stats
     root = cache.cache_root(getattr(cfg.model, "cache_dir", None))
     cache.remember(root, cache.quick_key(cfg, root), stats.cache_path, stats.warnings)
     return stats

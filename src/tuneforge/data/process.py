@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import pickle
 import sys
-from array import array
 from dataclasses import dataclass
+from itertools import chain
 from typing import Any
 
 from tuneforge.data.convert import RowError
@@ -23,6 +23,7 @@ from tuneforge.data.loading import RawRows
 from tuneforge.data.report import RowReport
 from tuneforge.data.tokens import MemoTokenizer
 from tuneforge.data.turns import Turns
+from tuneforge.gc_pause import collector_paused
 
 IGNORE = -100
 _MAX_DONE = 500_000  # distinct examples remembered for reuse
@@ -81,7 +82,7 @@ def encode_sft(ex: dict[str, Any], turns: Turns, opts: ProcessOptions) -> dict[s
     if turns.tok.recording:
         return {}
     ids, labels = _join_turns(pairs, opts, turns.eos)
-    if all(label == IGNORE for label in labels):
+    if labels.count(IGNORE) == len(labels):
         raise RowError(f"no response token left after truncation to cutoff_len={opts.cutoff_len}")
     return {"input_ids": ids, "labels": labels}
 
@@ -171,6 +172,7 @@ def finish_kto(rows: list[dict[str, Any]], opts: ProcessOptions) -> list[dict[st
     out = []
     for i, row in enumerate(rows):
         item: dict[str, Any] = {"kto_tags": row["kto_tags"]}
+        item.update({kind: row[kind] for kind in ("images", "videos", "audios") if kind in row})  # the prompt's media
         kl_response = rows[(i + 1) % len(rows)]["_response"]
         for prefix, response in (("", row["_response"]), ("kl_", kl_response)):
             prompt, response = _cut(row["_prompt"], response, opts.cutoff_len)
@@ -247,19 +249,19 @@ def _column(values: list[Any]) -> Any:
         return pa.array(values)
     if any(isinstance(v, str) for value in values for v in value[:1]):  # media paths
         return pa.array(values, type=pa.list_(pa.string()))
-    flat, offsets = array("i"), [0]
-    for value in values:
-        flat.extend(value)
-        offsets.append(len(flat))
-    list_type = pa.LargeListArray if offsets[-1] >= 2**31 else pa.ListArray
-    data = pa.array(np.frombuffer(flat, dtype=np.int32) if len(flat) else np.zeros(0, np.int32))
-    return list_type.from_arrays(pa.array(offsets, type=_offset_type(list_type)), data)
+    offsets = np.zeros(len(values) + 1, np.int64)
+    np.cumsum(np.fromiter(map(len, values), np.int64, len(values)), out=offsets[1:])
+    flat = np.fromiter(chain.from_iterable(values), np.int32, int(offsets[-1]))
+    large = offsets[-1] >= 2**31
+    list_type = pa.LargeListArray if large else pa.ListArray
+    return list_type.from_arrays(_arrow(offsets if large else offsets.astype(np.int32)), _arrow(flat))
 
 
-def _offset_type(list_type: Any) -> Any:
+def _arrow(values: Any) -> Any:
+    """A numpy int array as an Arrow array, zero-copy (`pa.array` on numpy would import pandas to check types)."""
     import pyarrow as pa
 
-    return pa.int64() if list_type is pa.LargeListArray else pa.int32()
+    return pa.Array.from_buffers(pa.from_numpy_dtype(values.dtype), len(values), [None, pa.py_buffer(values)])
 
 
 class _Rejected(str):
@@ -272,8 +274,16 @@ def process_rows(examples: RawRows, template: Any, tokenizer: Any, opts: Process
     Identical examples are encoded once and share their output row.
     """
     tok = tokenizer if isinstance(tokenizer, MemoTokenizer) else MemoTokenizer(tokenizer)
-    if opts.kind == "pt":
-        return _process_pretraining(examples, tok, opts)
+    with collector_paused():
+        if opts.kind == "pt":
+            return _process_pretraining(examples, tok, opts)
+        return _process_chats(examples, template, tok, opts, report)
+
+
+def _process_chats(
+    examples: RawRows, template: Any, tok: MemoTokenizer, opts: ProcessOptions, report: RowReport
+) -> Any:
+    """Chunk by chunk: a record pass (texts to encode), one batched encode, a serve pass (rows of ids)."""
     encoder, turns = ENCODERS[opts.kind], Turns(template, tok)
     columns, kto_rows, done, key_of = Columns(), [], {}, {}
     for start in _progress(range(0, len(examples), CHUNK_ROWS), examples.name):

@@ -65,10 +65,12 @@ def torch_dtype(cfg: TuneforgeConfig) -> torch.dtype | str:
 
 
 def load_merged(cfg: TuneforgeConfig) -> Any:
-    """The base model with every adapter merged in (`merge_and_unload`), in eval mode."""
-    from transformers import AutoConfig, AutoModelForCausalLM
+    """The base model (a vision-language one as `AutoModelForImageTextToText`) with every adapter merged in
+    (`merge_and_unload`), in eval mode."""
+    from transformers import AutoConfig
 
     from tuneforge.models import quantization
+    from tuneforge.models.multimodal import auto_model_class
 
     m = cfg.model
     kwargs: dict[str, Any] = {"dtype": torch_dtype(cfg), "trust_remote_code": m.trust_remote_code}
@@ -80,7 +82,7 @@ def load_merged(cfg: TuneforgeConfig) -> Any:
     if quant and cfg.model.adapters:
         quant["device_map"] = {"": "cpu"}  # dequantized on CPU: the merged weights are written from there
     kwargs.update(quant)
-    model = AutoModelForCausalLM.from_pretrained(m.model_name_or_path, **hub, **kwargs)
+    model = auto_model_class(model_config).from_pretrained(m.model_name_or_path, **hub, **kwargs)
     if getattr(model, "is_quantized", False) and cfg.model.adapters:
         model = dequantized(model, kwargs["dtype"])
     for path in cfg.model.adapters:

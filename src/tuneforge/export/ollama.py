@@ -26,10 +26,12 @@ __all__ = [
 ]
 
 
-def modelfile_text(template: Template, source: str = ".") -> str:
-    """The Modelfile for a model at `source` (a folder of safetensors or a .gguf file) chatting with `template`."""
+def modelfile_text(template: Template, source: str = ".", note: str | None = None) -> str:
+    """The Modelfile for a model at `source` (a folder of safetensors or a .gguf file) chatting with `template`;
+    `note` (e.g. what Ollama can do with a vision-language model) becomes a comment at the top."""
     spec = template.spec
-    lines = [f"FROM {source}", ""]
+    lines = [f"# tuneforge: {note}", ""] if note else []
+    lines += [f"FROM {source}", ""]
     missing = unsupported_fields(template)
     if missing:
         logger.warning("Modelfile TEMPLATE for %s approximates record fields %s", spec.name, ", ".join(missing))
@@ -42,8 +44,8 @@ def modelfile_text(template: Template, source: str = ".") -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_modelfile(template: Template, out_dir: Path, source: str = ".") -> Path:
+def write_modelfile(template: Template, out_dir: Path, source: str = ".", note: str | None = None) -> Path:
     """Write `Modelfile` into `out_dir` (see `modelfile_text`)."""
     path = out_dir / "Modelfile"
-    path.write_text(modelfile_text(template, source), encoding="utf-8")
+    path.write_text(modelfile_text(template, source, note), encoding="utf-8")
     return path

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from tuneforge.config.require import require
 from tuneforge.errors import TuneforgeError
-from tuneforge.export import hf, merge, ollama, quantize
+from tuneforge.export import hf, merge, ollama, quantize, vision
 from tuneforge.models.quantization import check_quantization
 
 if TYPE_CHECKING:
@@ -30,6 +30,9 @@ def export_command(cfg: TuneforgeConfig) -> Path:
     out = hf.check_export_dir(cfg.export.export_dir, cfg.training.overwrite_output_dir)
     require(cfg.model.model_name_or_path, "model_name_or_path", "the base model to export")
     merge.check_mergeable(cfg)
+    arch = vision.base_vision_architecture(cfg)
+    if arch:
+        vision.check_vision_export(cfg, arch)
     check_quantization(cfg)
     quantize.check_export_quantization(cfg)
     check_hub(cfg)
@@ -41,7 +44,7 @@ def export_command(cfg: TuneforgeConfig) -> Path:
         else:
             write_hf_export(model, tokenizer, template, stage, cfg)
             source = "."
-        write_modelfile(template, stage, source)
+        write_modelfile(template, stage, source, vision.ollama_note(arch) if arch else None)
     logger.info("Exported to %s", out)
     if cfg.export.export_hub_model_id:
         push_to_hub(out, cfg.export.export_hub_model_id, cfg.model.hf_hub_token)
@@ -84,7 +87,7 @@ def write_hf_export(model: Any, tokenizer: Any, template: Any, stage: Path, cfg:
         hf.write_weights(hf.unique_state_dict(model), target, e.export_size, legacy=e.export_legacy_format)
         hf.write_model_config(model, target, model.dtype)
         hf.write_generation_config(model, target, stop_token_ids(template, tokenizer), tokenizer.pad_token_id)
-        hf.write_tokenizer(tokenizer, target, chat_template_jinja(template))
+        write_tokenizer_and_processor(model, tokenizer, template, target, cfg)
         if e.export_quantization_bit is not None:
             quantize.quantize_gptq(target, stage, cfg, tokenizer)
     finally:
@@ -93,6 +96,20 @@ def write_hf_export(model: Any, tokenizer: Any, template: Any, stage: Path, cfg:
     sources = [cfg.model.model_name_or_path or "", *cfg.model.adapters]
     if hf.copy_value_head(sources, stage):
         logger.info("Copied the reward model's value head")
+
+
+def write_tokenizer_and_processor(model: Any, tokenizer: Any, template: Any, out: Path, cfg: TuneforgeConfig) -> None:
+    """The tokenizer with the training template; for a vision-language model the processor files beside it and
+    the processor's own chat template (it renders image parts, the training template's Jinja does not)."""
+    arch = vision.vision_architecture(model.config)
+    if arch is None:
+        hf.write_tokenizer(tokenizer, out, chat_template_jinja(template))
+        return
+    from tuneforge.data.media import copy_processor_files
+
+    hf.write_tokenizer(tokenizer, out, None)
+    copy_processor_files(cfg.model.model_name_or_path, out)
+    logger.info("Vision-language model %s: wrote its processor files and kept the processor's chat template", arch)
 
 
 def write_gguf_export(model: Any, tokenizer: Any, template: Any, stage: Path, cfg: TuneforgeConfig) -> str:
@@ -105,12 +122,16 @@ def write_gguf_export(model: Any, tokenizer: Any, template: Any, stage: Path, cf
     return f"./{name}"
 
 
-def write_modelfile(template: Any, stage: Path, source: str) -> None:
-    """The Ollama Modelfile; without a named template only FROM is written (Ollama reads the tokenizer's)."""
+def write_modelfile(template: Any, stage: Path, source: str, note: str | None = None) -> None:
+    """The Ollama Modelfile; without a named template only FROM is written (Ollama reads the tokenizer's).
+    `note` (what Ollama can do with the model) goes to the console and into the Modelfile as a comment."""
+    if note:
+        logger.warning("Ollama: %s", note)
     if template is None:
-        (stage / "Modelfile").write_text(f"FROM {source}\n", encoding="utf-8")
+        comment = f"# tuneforge: {note}\n\n" if note else ""
+        (stage / "Modelfile").write_text(f"{comment}FROM {source}\n", encoding="utf-8")
         return
-    ollama.write_modelfile(template, stage, source)
+    ollama.write_modelfile(template, stage, source, note)
 
 
 def check_hub(cfg: TuneforgeConfig) -> None:

@@ -17,6 +17,7 @@ from typing import Any
 from tuneforge.errors import TuneforgeError
 from tuneforge.infer import media as mm
 from tuneforge.infer.chat_stream import ChatAssembler, ChatDelta, ChatResult
+from tuneforge.infer.delivery import loop_post
 from tuneforge.infer.params import SamplingParams
 from tuneforge.infer.requests import Event, Failed, Finished, GenerationRequest, RequestQueue
 from tuneforge.infer.stats import EngineStats
@@ -186,11 +187,11 @@ class Engine:
     ) -> list[AsyncEventStream]:
         """Queue every (prompt ids, params) pair at once, or none of them (QueueFullError / ShuttingDownError);
         `media`: the model tensors of the prompt's media, shared by every pair (one prompt, n choices)."""
-        loop = asyncio.get_running_loop()
+        post = loop_post(asyncio.get_running_loop())  # one loop wake-up per burst of events
         streams, requests = [], []
         for ids, params in prompts:
             sink: asyncio.Queue[Event] = asyncio.Queue()
-            emit = self.stats.track(functools.partial(loop.call_soon_threadsafe, sink.put_nowait))
+            emit = self.stats.track(functools.partial(post.post, sink.put_nowait))
             request = GenerationRequest(list(ids), params, emit, media=media)
             requests.append(request)
             streams.append(AsyncEventStream(request, sink, self.backend.queue))

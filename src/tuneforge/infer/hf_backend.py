@@ -16,9 +16,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from tuneforge.errors import TuneforgeError
@@ -27,31 +25,14 @@ from tuneforge.infer.media import BatchMedia
 from tuneforge.infer.requests import Failed, GenerationRequest, RequestQueue
 from tuneforge.infer.rows import Emitter, Row
 from tuneforge.infer.sampling import sample_batch
+from tuneforge.infer.stats import DecodeStats
 
 if TYPE_CHECKING:
     import torch
 
+    from tuneforge.infer.lm_head import SplitHead
+
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class DecodeStats:
-    """Where decode steps spend their time, per batch size: whole step vs model forward (benchmarks read it)."""
-
-    steps: dict[int, int] = field(default_factory=lambda: defaultdict(int))
-    step_s: dict[int, float] = field(default_factory=lambda: defaultdict(float))
-    forward_s: dict[int, float] = field(default_factory=lambda: defaultdict(float))
-
-    def add(self, rows: int, step: float, forward: float) -> None:
-        """Record one decode step of `rows` rows."""
-        self.steps[rows] += 1
-        self.step_s[rows] += step
-        self.forward_s[rows] += forward
-
-    def outside_forward(self, rows: int) -> float | None:
-        """Share of the step time spent outside the forward at this batch size (None: no such step yet)."""
-        total = self.step_s.get(rows, 0.0)
-        return (total - self.forward_s[rows]) / total if total else None
 
 
 class _Batch:
@@ -107,7 +88,9 @@ class HFBackend:
         self._cache_kw = _cache_keyword(model)
         self.peak_batch = 0  # most rows decoded together so far (observability, tests)
         self.threads: int | None = None  # intra-op threads chosen on CPU (None: not measured)
+        self.head: SplitHead | None = None  # the LM head over two threads, when it qualifies (CPU)
         self.decode_stats = DecodeStats()
+        self._model_s = 0.0  # seconds of the last model call
         self.on_first_token: Callable[[float], None] | None = None  # gets each request's time to first token (s)
         self._submitted: dict[int, float] = {}
         self._stopped = threading.Event()
@@ -144,6 +127,8 @@ class HFBackend:
         self._stopped.set()
         self._thread.join(timeout)
         self._emitter.close(timeout)
+        if self.head is not None:
+            self.head.close()
 
     # ---- worker -----------------------------------------------------------------------------------------
 
@@ -154,6 +139,7 @@ class HFBackend:
         with torch.inference_mode():
             try:
                 self._tune_threads()
+                self._split_head()
             finally:
                 self._ready.set()
             while True:
@@ -179,6 +165,18 @@ class HFBackend:
             self.threads = tune_threads(self._probe_step())
         except Exception:  # tuning is an optimisation: never let it stop the engine
             logger.exception("Measuring the CPU thread count failed; keeping torch's default")
+
+    def _split_head(self) -> None:
+        """On CPU with one intra-op thread, let the LM head use a second core when that measures faster."""
+        if self.model.device.type != "cpu":
+            return
+        from tuneforge.infer.lm_head import split_head
+        from tuneforge.threads import available_cores
+
+        try:
+            self.head = split_head(self.model, self.threads, available_cores())
+        except Exception:  # an optimisation: never let it stop the engine
+            logger.exception("Setting up the two-thread LM head failed; keeping the plain one")
 
     def _probe_step(self) -> Any:
         """A function running one batch-1 decode step on a short prompt (the serving hot path)."""
@@ -225,10 +223,10 @@ class HFBackend:
             return _prune(batch)
         if batch is None:
             return None
-        started, rows = time.perf_counter(), len(batch.rows)
+        started, cpu, rows = time.perf_counter(), time.thread_time(), len(batch.rows)
         forward = self._decode(batch)
         batch = _prune(batch)
-        self.decode_stats.add(rows, time.perf_counter() - started, forward)
+        self.decode_stats.add(rows, time.perf_counter() - started, forward, time.thread_time() - cpu)
         return batch
 
     def _new_rows(self, requests: list[GenerationRequest]) -> list[Row]:
@@ -256,11 +254,9 @@ class HFBackend:
     def _decode(self, batch: _Batch) -> float:
         """One token for every row; returns the seconds spent in the model forward."""
         inputs = batch.ids[:, -1:] if self.use_cache else batch.ids
-        started = time.perf_counter()
         logits = self._forward(inputs, batch.mask, batch.cache, deltas=batch.deltas)
-        forward = time.perf_counter() - started
         self._sample(batch, logits)
-        return forward
+        return self._model_s
 
     def _forward(
         self,
@@ -278,7 +274,9 @@ class HFBackend:
             positions = positions if deltas is None else positions + deltas
         kwargs = {self._cache_kw: cache, "use_cache": cache is not None, **(media or {})}
         with self.model_lock:
+            started = time.perf_counter()
             out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, logits_to_keep=1, **kwargs)
+            self._model_s = time.perf_counter() - started  # the model call alone (decode-step split)
         return out.logits[:, -1, :]
 
     def _sample(self, batch: _Batch, logits: torch.Tensor) -> None:

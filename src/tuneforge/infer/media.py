@@ -30,17 +30,17 @@ MARKS = {"images": "<image>", "videos": "<video>", "audios": "<audio>"}
 
 
 def engine_plugin(cfg: TuneforgeConfig, template: Any, tokenizer: Any) -> MediaPlugin | None:
-    """The media plugin of a vision-language model's template (None for a text model); refuses, before any
-    weight is read, a multimodal model whose template names no plugin tuneforge has built."""
+    """The media plugin of a multimodal (vision- or audio-language) model's template (None for a text model);
+    refuses, before any weight is read, a multimodal model whose template names no plugin tuneforge has built."""
     from transformers import AutoConfig
 
     from tuneforge.data.media import plugin_for_run
     from tuneforge.data.mm import PLUGINS
-    from tuneforge.models.multimodal import is_image_text_config
+    from tuneforge.models.multimodal import media_auto_class
 
     m = cfg.model
     model_config = AutoConfig.from_pretrained(m.model_name_or_path, trust_remote_code=m.trust_remote_code)
-    if not is_image_text_config(model_config):
+    if media_auto_class(model_config) is None:
         return None
     name = template.spec.mm_plugin
     if name not in PLUGINS:

@@ -15,6 +15,7 @@ import queue
 import threading
 from typing import Any
 
+from tuneforge.infer.delivery import deferred_wakeups
 from tuneforge.infer.detok import IncrementalDetokenizer, StopMatcher
 from tuneforge.infer.requests import Failed, Finished, GenerationRequest, TextDelta
 from tuneforge.infer.sampling import make_generator
@@ -45,11 +46,12 @@ class Emitter:
             messages = self._queue.get()
             if messages is None:
                 return
-            for function, *args in messages:
-                try:
-                    function(*args)
-                except Exception:  # a failing consumer callback must not stop the other requests' streams
-                    logger.exception("Emitting a generation event failed")
+            with deferred_wakeups():  # one wake-up per event loop for this whole batch of events
+                for function, *args in messages:
+                    try:
+                        function(*args)
+                    except Exception:  # a failing consumer callback must not stop the other requests' streams
+                        logger.exception("Emitting a generation event failed")
 
 
 class Row:

@@ -76,3 +76,34 @@ class EngineStats:
     def _trim(self, now: float) -> None:
         while self._recent and self._recent[0][0] < now - RATE_WINDOW:
             self._recent.popleft()
+
+
+class DecodeStats:
+    """Where decode steps spend their time, per batch size: whole step vs model forward (/metrics, benchmarks).
+
+    The engine thread adds one record per step; readers on other threads take a consistent `snapshot`.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._rows: dict[int, list[float]] = {}  # batch size -> [steps, step s, forward s, engine CPU s]
+
+    def add(self, rows: int, step: float, forward: float, cpu: float = 0.0) -> None:
+        """Record one decode step of `rows` rows: `step` seconds in all, `forward` of them in the model call, and
+        `cpu` seconds of CPU time the engine thread used (unlike wall time, not inflated by a busy machine)."""
+        with self._lock:
+            figures = self._rows.setdefault(rows, [0, 0.0, 0.0, 0.0])
+            figures[0] += 1
+            figures[1] += step
+            figures[2] += forward
+            figures[3] += cpu
+
+    def snapshot(self) -> dict[int, tuple[int, float, float, float]]:
+        """{batch size: (steps, step seconds, forward seconds, engine CPU seconds)} so far."""
+        with self._lock:
+            return {rows: (int(f[0]), f[1], f[2], f[3]) for rows, f in sorted(self._rows.items())}
+
+    def outside_forward(self, rows: int) -> float | None:
+        """Share of the step time spent outside the forward at this batch size (None: no such step yet)."""
+        _, step, forward, _ = self.snapshot().get(rows, (0, 0.0, 0.0, 0.0))
+        return (step - forward) / step if step else None

@@ -9,11 +9,14 @@ from __future__ import annotations
 import importlib.util
 import logging
 import math
+import os
+import sys
 from typing import TYPE_CHECKING, Any
 
 from tuneforge.config.lists import split_list
 from tuneforge.config.require import require
 from tuneforge.errors import TuneforgeError
+from tuneforge.gc_pause import collector_paused
 from tuneforge.models.moe import configure_router_loss
 
 if TYPE_CHECKING:
@@ -36,19 +39,17 @@ _FLASH_PACKAGES = {"fa2": "flash_attn", "fa3": "flash_attn_interface"}
 
 def load_tokenizer(cfg: TuneforgeConfig) -> PreTrainedTokenizerBase:
     """The tokenizer of `model_name_or_path`, with a pad token and any `add_tokens` / `add_special_tokens`."""
-    from transformers import AutoTokenizer
-
     m = cfg.model
     _require_model_path(cfg)
-    tokenizer = AutoTokenizer.from_pretrained(
-        m.model_name_or_path,
-        use_fast=m.use_fast_tokenizer,
-        trust_remote_code=m.trust_remote_code,
-        revision=m.model_revision,
-        cache_dir=m.cache_dir,
-        split_special_tokens=m.split_special_tokens,
-        token=m.hf_hub_token,
-    )
+    options = {
+        "revision": m.model_revision,
+        "cache_dir": m.cache_dir,
+        "split_special_tokens": m.split_special_tokens,
+        "token": m.hf_hub_token,
+        "use_fast": m.use_fast_tokenizer,
+        "trust_remote_code": m.trust_remote_code,
+    }
+    tokenizer = open_tokenizer(m.model_name_or_path, _direct_tokenizer_class(m.model_name_or_path), **options)
     if m.add_tokens:
         tokenizer.add_tokens(split_list(m.add_tokens))
     if m.add_special_tokens:
@@ -56,6 +57,28 @@ def load_tokenizer(cfg: TuneforgeConfig) -> PreTrainedTokenizerBase:
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
+
+
+def open_tokenizer(path: str, direct: type | None, **options: Any) -> PreTrainedTokenizerBase:
+    """`AutoTokenizer.from_pretrained(path, **options)`; with `direct` (the class AutoTokenizer picks for `path`,
+    see `models/tokenizer_class.py`) that class is loaded as AutoTokenizer loads it, without importing torch."""
+    with collector_paused():
+        if direct is None:
+            from transformers import AutoTokenizer
+
+            return AutoTokenizer.from_pretrained(path, **options)
+        options = {k: v for k, v in options.items() if k not in ("use_fast", "trust_remote_code")}  # its own
+        return direct.from_pretrained(path, _from_auto=True, **options)
+
+
+def _direct_tokenizer_class(path: str) -> type | None:
+    """AutoTokenizer's class for a local folder when torch is not imported yet (AutoTokenizer would import it
+    just to read the model type); None otherwise: then AutoTokenizer itself is used."""
+    if "torch" in sys.modules or not os.path.isdir(path):
+        return None
+    from tuneforge.models.tokenizer_class import tokenizer_class_for
+
+    return tokenizer_class_for(path)
 
 
 def attn_implementation(flash_attn: str) -> str | None:
@@ -172,7 +195,8 @@ def _from_pretrained(cfg: TuneforgeConfig, kwargs: dict[str, Any]) -> PreTrained
 
 
 def _auto_class(model_config: Any) -> Any:
-    """`AutoModelForImageTextToText` for vision-language models (as LLaMA-Factory loads them), else the causal LM."""
+    """The multimodal Auto class for vision- and audio-language models (as LLaMA-Factory loads them), else the
+    causal LM."""
     from tuneforge.models.multimodal import auto_model_class
 
     return auto_model_class(model_config)

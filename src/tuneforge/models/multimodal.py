@@ -1,7 +1,8 @@
-"""Vision-language models: which class loads them and which of their parts train.
+"""Vision- and audio-language models: which class loads them and which of their parts train.
 
-A composite model has a vision tower, a projector into the language model, and the language model. The method
-settings `freeze_vision_tower` (default on), `freeze_multi_modal_projector` (default on) and
+A composite model has a vision (or audio) tower, a projector into the language model, and the language model. As in
+LLaMA-Factory, an audio model's audio encoder counts as its "vision tower". The method settings
+`freeze_vision_tower` (default on), `freeze_multi_modal_projector` (default on) and
 `freeze_language_model` name parts that stay frozen, as LLaMA-Factory does: full and freeze tuning leave their
 parameters frozen (freeze tuning also trains the projector when it is not frozen), and LoRA never adapts a
 linear layer inside them (so by default LoRA adapts only the language model).
@@ -44,6 +45,13 @@ COMPOSITES: dict[str, Composite] = {
     "llava": Composite(("multi_modal_projector",), ("vision_tower",), ("language_model", "lm_head")),
     "llava_next": Composite(("multi_modal_projector",), ("vision_tower",), ("language_model", "lm_head")),
     "gemma3": Composite(("multi_modal_projector",), ("vision_tower",), ("language_model", "lm_head")),
+    "qwen2_audio": Composite(("multi_modal_projector",), ("audio_tower",), ("language_model", "lm_head")),
+    "qwen2_5_omni_thinker": Composite(  # the audio encoder (with its output projection) counts as vision tower
+        projector=("visual.merger", "audio_tower.proj"),
+        vision=("visual.patch_embed", "visual.blocks", "audio_tower"),
+        language=("language_model", "lm_head"),
+        lora_conflicts=("patch_embed",),
+    ),
 }
 
 
@@ -60,11 +68,34 @@ def is_image_text_config(model_config: Any) -> bool:
     return kind in AutoModelForImageTextToText._model_mapping and kind not in AutoModelForCausalLM._model_mapping
 
 
-def auto_model_class(model_config: Any) -> Any:
-    """`AutoModelForImageTextToText` for vision-language models (as LLaMA-Factory loads them), else the causal LM."""
-    from transformers import AutoModelForCausalLM, AutoModelForImageTextToText
+def is_audio_text_config(model_config: Any) -> bool:
+    """Whether this is an audio-language model, which transformers (and LLaMA-Factory) load with
+    `AutoModelForSeq2SeqLM` (e.g. Qwen2-Audio; it is no encoder-decoder text model, but that is its mapping)."""
+    from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM
 
-    return AutoModelForImageTextToText if is_image_text_config(model_config) else AutoModelForCausalLM
+    kind = type(model_config)
+    return (
+        kind in AutoModelForSeq2SeqLM._model_mapping
+        and kind not in AutoModelForCausalLM._model_mapping
+        and hasattr(model_config, "audio_config")
+    )
+
+
+def media_auto_class(model_config: Any) -> Any:
+    """The transformers Auto class of a multimodal model (`AutoModelForImageTextToText` for vision-language,
+    `AutoModelForSeq2SeqLM` for audio-language models, in LLaMA-Factory's order), or None for a text model."""
+    from transformers import AutoModelForImageTextToText, AutoModelForSeq2SeqLM
+
+    if is_image_text_config(model_config):
+        return AutoModelForImageTextToText
+    return AutoModelForSeq2SeqLM if is_audio_text_config(model_config) else None
+
+
+def auto_model_class(model_config: Any) -> Any:
+    """The Auto class that loads this model: the multimodal one (`media_auto_class`), else the causal LM."""
+    from transformers import AutoModelForCausalLM
+
+    return media_auto_class(model_config) or AutoModelForCausalLM
 
 
 def frozen_parts(model: Any, method: MethodSection) -> tuple[str, ...]:

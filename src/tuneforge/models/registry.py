@@ -113,11 +113,19 @@ def _size_range(text: str) -> tuple[float, float]:
         raise ConfigError(f"--size: {err}; a range is written 1B-8B") from None
 
 
+def _media_note(template: str) -> str:
+    """What a multimodal family takes in tuneforge: its plugin's media kinds, or that the plugin is not built."""
+    from tuneforge.data.mm import template_kinds
+
+    kinds = template_kinds(template)
+    return f"multimodal: {', '.join(kinds)}" if kinds else "multimodal: media plugin not built yet"
+
+
 def models_table(entries: list[ModelEntry]) -> str:
     """The lines `tuneforge models` prints: name, hub id, template, architecture, size, notes."""
     rows = [("name", "hub id", "template", "architecture", "size", "")]
     for e in entries:
-        notes = ", ".join(n for n, on in (("base", e.base), ("multimodal: not trainable yet", e.multimodal)) if on)
+        notes = ", ".join(n for n, on in (("base", e.base), (_media_note(e.template), e.multimodal)) if on)
         rows.append((e.name, e.hub, e.template, e.architecture, e.size or "?", notes))
     widths = [max(len(r[i]) for r in rows) for i in range(5)]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, [*widths, 0], strict=True)).rstrip() for r in rows)

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
 ARCHES = (*FAMILIES, *TEXT_ARCHES)
 VLM_ARCHES = ("qwen2_vl", "qwen2_5_vl", "qwen3_vl")  # vision-language models, built by tiny_vlm.py
+AUDIO_ARCHES = ("qwen2_audio", "qwen2_5_omni")  # audio-language models (Omni: the thinker), built by tiny_audio.py
 QWEN_VOCAB_SIZE = 151936  # the real Qwen2/Qwen3 embedding size (tokenizer length padded up)
 
 # Exact shapes of real checkpoints; keys are the config fields that differ from the tiny defaults
@@ -192,6 +193,10 @@ def make_tiny(
         from tuneforge.models.tiny_vlm import make_tiny_vlm
 
         return make_tiny_vlm(arch, prepare_out_dir(out_dir, overwrite), layers=layers, hidden=hidden, seed=seed)
+    if arch in AUDIO_ARCHES:
+        from tuneforge.models.tiny_audio import make_tiny_audio
+
+        return make_tiny_audio(arch, prepare_out_dir(out_dir, overwrite), layers=layers, hidden=hidden, seed=seed)
     out = prepare_out_dir(out_dir, overwrite)
     config = build_config(
         arch, layers=layers, hidden=hidden, heads=heads, kv_heads=kv_heads, intermediate=intermediate, shape=shape
@@ -219,6 +224,11 @@ def make_tiny_command(
 
         print(describe_vlm(path))
         return path
+    if arch in AUDIO_ARCHES:
+        from tuneforge.models.tiny_audio import describe_audio
+
+        print(describe_audio(path))
+        return path
     config = _load_config(path)
     what = f"shape {shape}" if shape else f"{config.num_hidden_layers} layers, hidden {config.hidden_size}"
     print(f"wrote {config.model_type} model ({what}, {count_parameters(config):,} parameters) to {path}")
@@ -234,7 +244,7 @@ def _check_arch(arch: str, shape: str | None) -> str:
             raise TuneforgeError(f"shape {shape!r} is a {shape_arch} model, but arch {arch!r} was asked for")
         return shape_arch
     if arch not in ARCHES:
-        raise TuneforgeError(f"unknown arch {arch!r}: choose one of {', '.join(ARCHES + VLM_ARCHES)}")
+        raise TuneforgeError(f"unknown arch {arch!r}: choose one of {', '.join(ARCHES + VLM_ARCHES + AUDIO_ARCHES)}")
     return arch
 
 

@@ -64,4 +64,23 @@ def render(engine: Any, metrics: ApiMetrics) -> str:
             [("", stats.failed_total)],
         ),
     ]
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + _decode_lines(engine)) + "\n"
+
+
+def _decode_lines(engine: Any) -> list[str]:
+    """Decode steps by batch size, their seconds and the model forward's share (backends that measure them)."""
+    stats = getattr(engine.backend, "decode_stats", None)
+    if stats is None:
+        return []
+    snapshot = stats.snapshot()
+    parts = (
+        ("steps_total", "Decode steps by batch size.", 0),
+        ("step_seconds_total", "Seconds spent in decode steps by batch size.", 1),
+        ("forward_seconds_total", "Seconds of those steps spent in the model forward.", 2),
+        ("cpu_seconds_total", "CPU seconds the engine thread used in those steps.", 3),
+    )
+    lines = []
+    for name, help_text, index in parts:
+        samples = [(f'{{batch="{rows}"}}', figures[index]) for rows, figures in snapshot.items()]
+        lines += _metric(f"tuneforge_decode_{name}", "counter", help_text, samples)
+    return lines

@@ -21,7 +21,7 @@ from tuneforge.train.losses import (
     token_logps,
 )
 from tuneforge.train.recipe import MetricStore, StagePlan, StageSpec, run_stage
-from tuneforge.train.reference import load_reference, reference_logits
+from tuneforge.train.reference import forward_inputs, load_reference, reference_logits
 from tuneforge.train.rm import pairwise_collator
 
 if TYPE_CHECKING:
@@ -62,7 +62,7 @@ class PreferenceLoss:
 
     def __call__(self, model: Any, batch: dict[str, Any]) -> torch.Tensor:
         r = self.r
-        inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+        inputs = forward_inputs(batch)  # the tokens, and the images of a multimodal batch
         policy = pair_logps(model(**inputs).logits, batch["labels"], r.ld_alpha)
         key = "mean" if r.pref_loss in AVERAGED_LOSSES else "sum"
         chosen, rejected = policy[key].chunk(2)

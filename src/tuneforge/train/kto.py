@@ -13,7 +13,7 @@ import torch
 from tuneforge.data.collate import KTOCollator
 from tuneforge.train.losses import kto_losses, sequence_logps, token_logps
 from tuneforge.train.recipe import MetricStore, StagePlan, StageSpec, pad_multiple, run_stage
-from tuneforge.train.reference import load_reference, reference_logits
+from tuneforge.train.reference import forward_inputs, load_reference, reference_logits
 
 if TYPE_CHECKING:
     from tuneforge.config import TuneforgeConfig
@@ -33,8 +33,7 @@ class KTOLoss:
         self.metrics = metrics
 
     def __call__(self, model: Any, batch: dict[str, Any]) -> torch.Tensor:
-        main = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
-        kl = {"input_ids": batch["kl_input_ids"], "attention_mask": batch["kl_attention_mask"]}
+        main, kl = forward_inputs(batch), forward_inputs(batch, "kl_")  # with the images of a multimodal batch
         logps, mean_logps = _logps(model(**main).logits, batch["labels"])
         with torch.no_grad():
             kl_logps, _ = _logps(model(**kl).logits, batch["kl_labels"])

@@ -154,8 +154,9 @@ def run_stage(
     set_seed(args.seed)
     tokenizer = tokenizer if tokenizer is not None else load_tokenizer(cfg)
     data = data or stage_data(cfg, tokenizer, spec.collator)  # stops here when the template does not fit
-    attach_chat_template(tokenizer, data.template)
     media = _has_media(data.train)
+    if not media:  # a multimodal model keeps its processor's template: it renders image parts, the Jinja does not
+        attach_chat_template(tokenizer, data.template)
     if media:  # the Trainer would drop the `images` column, which the model's forward does not name
         args.remove_unused_columns = False
     speed = plan_speed(cfg, args, data, cuda) if spec.speed and not media else SpeedPlan(cuda=cuda)

@@ -60,3 +60,17 @@ def reference_logits(model: Any, ref: Any, **inputs: Any) -> torch.Tensor:
         policy = getattr(model, "module", model)
         with policy.disable_adapter():
             return policy(**inputs).logits
+
+
+NOT_MODEL_INPUTS = ("labels", "kto_tags")
+
+
+def forward_inputs(batch: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """The model's inputs in a preference batch: `input_ids`, `attention_mask` and any media inputs (pixel values,
+    image grids, per-token media types) for the rows of `prefix` ("", or "kl_" for KTO's mismatched completions,
+    whose own `kl_` entries replace the shared ones)."""
+    shared = {k: v for k, v in batch.items() if not k.startswith("kl_") and k not in NOT_MODEL_INPUTS}
+    if not prefix:
+        return shared
+    own = {k[len(prefix) :]: v for k, v in batch.items() if k.startswith(prefix)}
+    return shared | {k: v for k, v in own.items() if k not in NOT_MODEL_INPUTS}

@@ -94,6 +94,7 @@ def _detect(ctx: Context, lang: str, model: str) -> tuple[Any, Any, str]:
     that fits its tokenizer."""
     import gradio as gr
 
+    from tuneforge.data.mm import template_kinds
     from tuneforge.models.registry import find_model
     from tuneforge.webui.modelbar import load_local_tokenizer, suggest_template
 
@@ -104,6 +105,8 @@ def _detect(ctx: Context, lang: str, model: str) -> tuple[Any, Any, str]:
         template, notes = suggest_template(model, tokenizer)
         if entry:
             notes = [f"{entry.name}: {entry.hub} ({entry.family}, {entry.architecture}, {entry.size or '?'})"]
+            if entry.multimodal:
+                notes.append(f"multimodal: takes {', '.join(template_kinds(entry.template))}")
         text = message(lang, "msg.template_auto", template=template or "(tokenizer)")
         hub = gr.update(value=entry.hub) if entry and entry.hub != model else gr.update()
         return hub, gr.update(value=template), "\n\n".join([text, *map(markdown_literal, notes)])
@@ -216,6 +219,16 @@ def _restore(component: Any, value: Any) -> Any:
     return gr.update(value=value, choices=[*known, *extra])
 
 
+def warm_imports() -> None:
+    """Resolve transformers' lazy classes once before serving: handlers run in parallel threads, and a model load
+    racing a tokenizer load (typing a model path, then pressing Load model at once) saw a half-imported
+    transformers ("cannot import name 'AutoModelForCausalLM'")."""
+    import transformers
+
+    for name in ("AutoConfig", "AutoTokenizer", "AutoModelForCausalLM", "AutoModelForImageTextToText"):
+        getattr(transformers, name)
+
+
 def parse_auth(auth: str | None) -> tuple[str, str] | None:
     """`user:pass` -> (user, pass); a clear error otherwise."""
     if not auth:
@@ -237,6 +250,7 @@ def webui_command(
         print(f"warning: serving on {host} without --auth user:pass; anyone reaching it can start jobs.")
     ctx = Context.create(*(roots or (os.getcwd(),)))
     app = build_ui(ctx)
+    warm_imports()
     app.queue(default_concurrency_limit=4).launch(
         server_name=host, server_port=port, auth=credentials, show_error=True, footer_links=[]
     )

@@ -16,9 +16,10 @@ from tuneforge.files import write_json_atomic
 
 TABLE_SUFFIXES = (".csv", ".json", ".jsonl", ".xlsx", ".xls")
 # Mappable fields per formatting (the registry's canonical column keys).
+MEDIA_KEYS = ("images", "videos", "audios")
 MAPPABLE = {
-    "alpaca": ("prompt", "query", "response", "system", "history"),
-    "sharegpt": ("messages", "system", "tools"),
+    "alpaca": ("prompt", "query", "response", "system", "history", *MEDIA_KEYS),
+    "sharegpt": ("messages", "system", "tools", *MEDIA_KEYS),
 }
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
 
@@ -75,6 +76,17 @@ def build_entry(file_name: str, formatting: str, mapping: dict[str, str | None])
     return entry
 
 
+def role_tags(frame: Any, column: str | None) -> dict[str, str]:
+    """The entry's `tags` when the table's conversations are `{"role", "content"}` turns (LF's `mllm_demo` style);
+    {} for sharegpt's default `{"from", "value"}` turns."""
+    from tuneforge.data.registry import OPENAI_TAGS
+
+    turns = frame[column].iloc[0] if column and column in frame.columns and len(frame) else None
+    if isinstance(turns, list) and turns and isinstance(turns[0], dict) and "role" in turns[0]:
+        return {k: OPENAI_TAGS[k] for k in ("role_tag", "content_tag", "user_tag", "assistant_tag")}
+    return {}
+
+
 def check_columns(frame: Any, mapping: dict[str, str | None]) -> None:
     """Refuse a mapping naming a column the table does not have."""
     missing = [col for col in mapping.values() if col and col not in frame.columns]
@@ -123,11 +135,28 @@ def dataset_names(dataset_dir: str | Path) -> list[str]:
 def raw_rows(dataset_dir: str | Path, name: str, n: int = 3) -> list[dict[str, Any]]:
     """The first `n` rows of a registered dataset as the loader reads them."""
     from tuneforge.data.loading import read_dataset
-    from tuneforge.data.registry import resolve_datasets
     from tuneforge.data.report import RowReport
 
+    return read_dataset(_attr(dataset_dir, name), RowReport()).rows[:n]
+
+
+def _attr(dataset_dir: str | Path, name: str) -> Any:
+    from tuneforge.data.registry import resolve_datasets
+
     (attr,) = resolve_datasets(name, dataset_dir)
-    return read_dataset(attr, RowReport()).rows[:n]
+    return attr
+
+
+def rows_media(
+    dataset_dir: str | Path, name: str, rows: list[dict[str, Any]], media_dir: str | Path | None = None
+) -> tuple[list, str]:
+    """Thumbnails of the rows' images and a Markdown list of every row's media files, for a registered dataset
+    (paths resolved against `media_dir`, default `dataset_dir`, as training does)."""
+    from tuneforge.webui.media import preview_media
+
+    attr = _attr(dataset_dir, name)
+    columns = {kind: attr.column(kind) for kind in MEDIA_KEYS}
+    return preview_media(rows, columns, Path(media_dir or dataset_dir))
 
 
 def token_preview_html(samples: list[dict[str, Any]], tokenizer: Any) -> str:

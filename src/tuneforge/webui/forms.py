@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import math
 import typing
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +27,7 @@ class FormField:
     """One input: its config key (or a `ui_` key the UI maps itself), widget kind and page group."""
 
     key: str
-    kind: str  # text | int | float | choice | check
+    kind: str  # text | int | float | choice | check | pixels (an int, typed as `768*768` or `589824`)
     group: str
     choices: tuple[str, ...] = ()
 
@@ -78,11 +79,21 @@ def _fields() -> list[FormField]:
         F("quantization_method", "choice", "quant", _literal("quantization_method")),
         F("quantization_type", "choice", "quant", _literal("quantization_type")),
         F("ui_deepspeed_stage", "choice", "deepspeed", DEEPSPEED_STAGES),
+        *_multimodal_fields(),
     ]
 
 
+def _multimodal_fields() -> list[FormField]:
+    """Vision-language settings (LLaMA-Factory's web UI has the same): what trains, and how media are sized."""
+    checks = ("freeze_vision_tower", "freeze_multi_modal_projector", "freeze_language_model")
+    pixels = ("image_max_pixels", "image_min_pixels", "video_max_pixels", "video_min_pixels")
+    fields = [FormField(key, "check", "multimodal") for key in checks]
+    fields += [FormField(key, "pixels", "multimodal") for key in pixels]
+    return [*fields, FormField("video_fps", "float", "multimodal"), FormField("video_maxlen", "int", "multimodal")]
+
+
 FIELDS: list[FormField] = _fields()
-GROUPS = ("model", "main", "other", "lora", "freeze", "rlhf", "quant", "deepspeed")
+GROUPS = ("model", "main", "other", "lora", "freeze", "rlhf", "quant", "deepspeed", "multimodal")
 
 # UI defaults that differ from the config defaults (quick, visible runs from the browser).
 UI_DEFAULTS: dict[str, Any] = {
@@ -110,7 +121,28 @@ def default_value(field: FormField) -> Any:
     value = field_info(field.key).default
     if field.kind == "check":
         return bool(value)
+    if field.kind == "pixels":
+        return pixels_text(value)
     return "" if value is None else value
+
+
+def pixels_text(value: Any) -> str:
+    """A pixel count as the form shows it: `768*768` for a square number, else the number."""
+    if value is None or value == "":
+        return ""
+    root = math.isqrt(int(value))
+    return f"{root}*{root}" if root * root == int(value) else str(int(value))
+
+
+def parse_pixels(key: str, value: Any) -> int:
+    """`768*768`, `1024 * 576` or `589824` -> the pixel count; a ConfigError naming the field otherwise."""
+    from tuneforge.errors import ConfigError
+
+    try:
+        factors = [int(part) for part in str(value).replace("x", "*").split("*")]
+    except ValueError:
+        raise ConfigError(f"{key}: {value!r} is not a pixel count; write e.g. 768*768 or 589824.") from None
+    return math.prod(factors)
 
 
 def description(key: str) -> str:
@@ -140,6 +172,8 @@ def _typed(field: FormField, value: Any) -> Any:
         return float(value)
     if field.kind == "check":
         return bool(value)
+    if field.kind == "pixels":
+        return parse_pixels(field.key, value)
     return value.strip() if isinstance(value, str) else value
 
 
@@ -220,7 +254,7 @@ def config_to_form(config: dict[str, Any]) -> dict[str, Any]:
             values[key] = [part.strip() for part in str(config[key]).split(",") if part.strip()]
     for field in FIELDS:
         if field.key in config:
-            values[field.key] = config[field.key]
+            values[field.key] = pixels_text(config[field.key]) if field.kind == "pixels" else config[field.key]
     values["ui_quantization_bit"] = str(config.get("quantization_bit") or NONE)
     values["ui_compute_type"] = "bf16" if config.get("bf16") else "fp16" if config.get("fp16") else "fp32"
     values["ui_booster"] = "liger_kernel" if config.get("enable_liger_kernel") else NONE

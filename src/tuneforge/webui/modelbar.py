@@ -9,6 +9,7 @@ from tuneforge.models.registry import all_models, find_model
 
 ADAPTER_FILE = "adapter_config.json"
 SKIP_DIRS = {".git", "__pycache__", "node_modules", ".venv"}
+MULTIMODAL_MARK = "multimodal"
 
 
 def find_adapters(folder: str | Path, depth: int = 4) -> list[str]:
@@ -31,9 +32,18 @@ def _walk(folder: Path, depth: int, found: list[str]) -> None:
         _walk(child, depth - 1, found)
 
 
-def picker_choices() -> list[str]:
-    """The model picker's list: the registry's text models (tuneforge does not train multimodal ones yet)."""
-    return [entry.name for entry in all_models() if not entry.multimodal]
+def picker_choices() -> list[str | tuple[str, str]]:
+    """The model picker's list, in registry order: text models by name, and the multimodal models whose template's
+    media plugin tuneforge builds as (`name (multimodal: images)`, name); other multimodal models are left out."""
+    from tuneforge.data.mm import template_kinds
+
+    choices: list[str | tuple[str, str]] = []
+    for entry in all_models():
+        if not entry.multimodal:
+            choices.append(entry.name)
+        elif kinds := template_kinds(entry.template):
+            choices.append((f"{entry.name} ({MULTIMODAL_MARK}: {', '.join(kinds)})", entry.name))
+    return choices
 
 
 def suggest_template(model: str, tokenizer: Any = None) -> tuple[str, list[str]]:

@@ -9,8 +9,9 @@ import gradio as gr
 
 from tuneforge.webui.context import Context, error_message, message
 from tuneforge.webui.eval_panel import build_eval_panel
+from tuneforge.webui.media import KINDS, engine_kinds, upload_types
 from tuneforge.webui.predict_panel import build_predict_panel
-from tuneforge.webui.webchat import respond
+from tuneforge.webui.webchat import chat_updates, message_box
 
 
 def build_eval_tab(ctx: Context, train: dict[str, Any]) -> None:
@@ -55,6 +56,10 @@ def build_chat_tab(ctx: Context) -> None:
     status = gr.Markdown(elem_id="tf-chat-status")
     chatbot = gr.Chatbot(height=360, elem_id="tf-chatbot")
     box = lab.add(gr.Textbox(label="chat.input", elem_id="tf-chat-input"), "chat.input")
+    media_box = lab.add(  # shown instead of `box` while a model whose template has a media plugin is loaded
+        message_box(KINDS, label="chat.input_media", elem_id="tf-chat-media-input", visible=False),
+        "chat.input_media",
+    )
     with lab.add(gr.Accordion("group.sampling", open=False), "group.sampling"):
         system = lab.add(gr.Textbox(label="field.default_system"), "field.default_system")
         temperature = lab.add(
@@ -63,13 +68,14 @@ def build_chat_tab(ctx: Context) -> None:
         top_p = lab.add(gr.Slider(0.01, 1.0, value=0.7, step=0.01, label="field.top_p"), "field.top_p")
         max_new = lab.add(gr.Slider(1, 2048, value=64, step=1, label="field.max_new_tokens"), "field.max_new_tokens")
     inputs = {*ctx.form.values(), ctx.lang}
-    load.click(lambda data: _load_engine(ctx, data), inputs, status)
-    unload.click(lambda lang: _unload(ctx, lang), ctx.lang, status)
+    load.click(lambda data: _load_engine(ctx, data), inputs, [status, box, media_box])
+    unload.click(lambda lang: _unload(ctx, lang), ctx.lang, [status, box, media_box])
 
-    def chat(*args: Any) -> Iterator[tuple[str, list[dict]]]:  # a generator function, so Gradio streams it
+    def chat(*args: Any) -> Iterator[tuple[Any, list[dict]]]:  # a generator function, so Gradio streams it
         yield from _chat(ctx, *args)
 
-    box.submit(chat, [box, chatbot, system, temperature, top_p, max_new], [box, chatbot])
+    for source in (box, media_box):
+        source.submit(chat, [source, chatbot, system, temperature, top_p, max_new], [source, chatbot])
 
 
 MODEL_KEYS = (
@@ -95,7 +101,7 @@ def _model_config(ctx: Context, data: dict[Any, Any]) -> Any:
     return load_config(_model_flat(ctx, data))
 
 
-def _load_engine(ctx: Context, data: dict[Any, Any]) -> str:
+def _load_engine(ctx: Context, data: dict[Any, Any]) -> tuple[str, Any, Any]:
     lang = data[ctx.lang]
     try:
         from tuneforge.infer import load_engine
@@ -104,9 +110,21 @@ def _load_engine(ctx: Context, data: dict[Any, Any]) -> str:
         with ctx.engine_lock:
             _close(ctx)
             ctx.engine = load_engine(cfg)
-        return message(lang, "msg.model_loaded", name=ctx.engine.model_name)
+        kinds = engine_kinds(ctx.engine)
+        text = message(lang, "msg.model_loaded", name=ctx.engine.model_name)
+        if kinds:
+            text += " " + message(lang, "msg.model_media", kinds=", ".join(kinds))
+        return (text, *input_boxes(kinds))
     except Exception as err:
-        return error_message(lang, err)
+        return (error_message(lang, err), gr.update(), gr.update())
+
+
+def input_boxes(kinds: tuple[str, ...]) -> tuple[Any, Any]:
+    """Updates of (text box, multimodal box): the multimodal one, taking uploads of `kinds`, only when the
+    loaded model's template has a media plugin."""
+    if not kinds:
+        return gr.update(visible=True), gr.update(visible=False)
+    return gr.update(visible=False), gr.update(visible=True, file_types=upload_types(kinds))
 
 
 def _close(ctx: Context) -> None:
@@ -115,17 +133,16 @@ def _close(ctx: Context) -> None:
         ctx.engine = None
 
 
-def _unload(ctx: Context, lang: str) -> str:
+def _unload(ctx: Context, lang: str) -> tuple[str, Any, Any]:
     with ctx.engine_lock:
         _close(ctx)
-    return message(lang, "msg.model_unloaded")
+    return (message(lang, "msg.model_unloaded"), *input_boxes(()))
 
 
-def _chat(ctx: Context, text: str, history: list[dict], *settings: Any) -> Iterator[tuple[str, list[dict]]]:
+def _chat(ctx: Context, sent: str | dict, history: list[dict], *settings: Any) -> Iterator[tuple[Any, list[dict]]]:
     if ctx.engine is None:
         raise gr.Error("Load a model first (Chat tab: Load model).")
-    for updated in respond(ctx.engine, text, history or [], *settings):
-        yield "", updated
+    yield from chat_updates(ctx.engine, sent, history, *settings)
 
 
 def build_export_tab(ctx: Context) -> None:

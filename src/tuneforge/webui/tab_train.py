@@ -12,7 +12,7 @@ import yaml
 
 from tuneforge.webui import forms, monitor
 from tuneforge.webui.context import Context, error_message, message
-from tuneforge.webui.datasets import dataset_names, raw_rows, token_preview_html
+from tuneforge.webui.datasets import dataset_names, raw_rows, rows_media, token_preview_html
 from tuneforge.webui.locale import t
 from tuneforge.webui.vscode import debug_config_command
 
@@ -69,9 +69,10 @@ def build_train_tab(ctx: Context) -> dict[str, Any]:
     with lab.add(gr.Accordion("group.preview_data", open=False), "group.preview_data"):
         preview_data_btn = lab.add(gr.Button("btn.preview_data"), "btn.preview_data", "value")
         raw_view = gr.JSON(label="raw", elem_id="tf-raw-rows")
+        gallery, media_list = media_view(ctx, "tf-preview")
         token_view = gr.HTML(elem_id="tf-token-preview")
     group_fields(ctx, "main")
-    for group in ("other", "lora", "freeze", "rlhf", "quant", "deepspeed"):
+    for group in ("other", "lora", "freeze", "rlhf", "quant", "deepspeed", "multimodal"):
         with lab.add(gr.Accordion(f"group.{group}", open=False), f"group.{group}"):
             group_fields(ctx, group)
     with gr.Row():
@@ -103,6 +104,22 @@ def build_train_tab(ctx: Context) -> dict[str, Any]:
     }
 
 
+def media_view(ctx: Context, prefix: str) -> tuple[Any, Any]:
+    """A gallery of the previewed rows' images and a list of every row's media files (hidden until filled)."""
+    gallery = ctx.labels.add(
+        gr.Gallery(
+            label="data.media", columns=6, height=200, object_fit="contain", visible=False, elem_id=f"{prefix}-gallery"
+        ),
+        "data.media",
+    )
+    return gallery, gr.Markdown(elem_id=f"{prefix}-media")
+
+
+def media_updates(gallery: list, names: str) -> tuple[Any, Any]:
+    """Updates of `media_view`'s components: the gallery shown only when there are images."""
+    return gr.update(value=gallery or None, visible=bool(gallery)), names
+
+
 def _live_view(ctx: Context) -> dict[str, Any]:
     progress = gr.HTML(elem_id="tf-progress")
     with gr.Row():
@@ -115,7 +132,9 @@ def _wire(ctx: Context, c: dict[str, Any], buttons: dict[str, Any], live: dict[s
     inputs = {*ctx.form.values(), ctx.lang}
     c["dataset_dir"].change(lambda d: dataset_choices(ctx, d), c["dataset_dir"], c["dataset"])
     c["preview_data_btn"].click(
-        lambda data: _preview_data(ctx, data), inputs, [c["raw_view"], c["token_view"], c["status"]]
+        lambda data: _preview_data(ctx, data),
+        inputs,
+        [c["raw_view"], c["gallery"], c["media_list"], c["token_view"], c["status"]],
     )
     buttons["preview"].click(lambda data: _preview(ctx, data), inputs, [c["command"], c["status"]])
     buttons["save"].click(lambda data: _save(ctx, data, data[c["args_path"]]), {*inputs, c["args_path"]}, [c["status"]])
@@ -138,17 +157,20 @@ def dataset_choices(ctx: Context, folder: str) -> Any:
         return gr.update(choices=[])
 
 
-def _preview_data(ctx: Context, data: dict[Any, Any]) -> tuple[Any, str, str]:
+def _preview_data(ctx: Context, data: dict[Any, Any]) -> tuple[Any, ...]:
+    """Raw rows, their media (thumbnails, file names), the encoded samples and a status line."""
     lang = data[ctx.lang]
+    rows, media = None, media_updates([], "")  # what was read stays shown when a later step fails
     try:
         config = ctx.config(ctx.values(data))
         names = [n.strip() for n in config.get("dataset", "").split(",") if n.strip()]
         if not names:
-            return None, "", message(lang, "msg.pick_dataset", "warn")
+            return None, *media, "", message(lang, "msg.pick_dataset", "warn")
         rows = raw_rows(config["dataset_dir"], names[0], 3)
-        return rows, _token_preview(config), message(lang, "msg.previewed", name=names[0])
+        media = media_updates(*rows_media(config["dataset_dir"], names[0], rows, config.get("media_dir")))
+        return rows, *media, _token_preview(config), message(lang, "msg.previewed", name=names[0])
     except Exception as err:
-        return None, "", error_message(lang, err)
+        return rows, *media, "", error_message(lang, err)
 
 
 def _token_preview(config: dict[str, Any]) -> str:

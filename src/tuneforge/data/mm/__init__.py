@@ -12,6 +12,8 @@ from collections.abc import Callable
 from typing import Any
 
 from tuneforge.data.mm.base import MediaPlugin, MediaSettings
+from tuneforge.data.mm.qwen2_audio import Qwen2AudioPlugin
+from tuneforge.data.mm.qwen_omni import QwenOmniPlugin
 from tuneforge.data.mm.qwen_vl import QwenVLPlugin
 from tuneforge.errors import DataError
 
@@ -21,6 +23,8 @@ PluginFactory = Callable[[Any, str, MediaSettings], MediaPlugin]
 PLUGINS: dict[str, PluginFactory] = {
     "qwen2_vl": QwenVLPlugin.build,
     "qwen3_vl": QwenVLPlugin.build,
+    "qwen2_audio": Qwen2AudioPlugin.build,
+    "qwen2_omni": QwenOmniPlugin.build,
 }
 
 
@@ -28,9 +32,10 @@ def build_plugin(template: Any, model_path: str | None, settings: MediaSettings)
     """The media plugin `template` names, with the processor saved with the model at `model_path`."""
     from tuneforge.extras import require
 
-    require("PIL", "a dataset with images")
     spec = template.spec
     factory = PLUGINS.get(spec.mm_plugin or "")
+    if "images" in (plugin_kinds(spec.mm_plugin) or ("images",)):
+        require("PIL", "a dataset with images")  # audio plugins check their own packages
     if factory is None:
         what = (
             f"names media plugin {spec.mm_plugin!r}, which tuneforge does not implement yet"
@@ -47,4 +52,24 @@ def build_plugin(template: Any, model_path: str | None, settings: MediaSettings)
     return factory(spec, model_path, settings)
 
 
-__all__ = ["PLUGINS", "MediaPlugin", "MediaSettings", "build_plugin"]
+def plugin_kinds(plugin: str) -> tuple[str, ...]:
+    """The media kinds plugin `plugin` (an `mm_plugin` name) takes, from its class's `kinds` (images when its
+    factory does not say: a loaded engine knows better, see `engine_kinds`); () when tuneforge has no such plugin."""
+    factory = PLUGINS.get(plugin or "")
+    if factory is None:
+        return ()
+    owner = getattr(factory, "__self__", factory)  # a plugin class's `build` classmethod
+    return tuple(getattr(owner, "kinds", ("images",)))
+
+
+def template_kinds(template: Any) -> tuple[str, ...]:
+    """The media kinds of a template (a Template, a TemplateSpec or a template name)."""
+    spec = getattr(template, "spec", template)
+    if isinstance(spec, str):
+        from tuneforge.data.templates import get_spec
+
+        spec = get_spec(spec)
+    return plugin_kinds(getattr(spec, "mm_plugin", ""))
+
+
+__all__ = ["PLUGINS", "MediaPlugin", "MediaSettings", "build_plugin", "plugin_kinds", "template_kinds"]
