@@ -190,9 +190,11 @@ def test_qwen2_5_vl_reads_seconds_per_temporal_patch(tmp_path: Path) -> None:
 
 
 def test_qwen3_vl_videos_are_refused_per_row(tmp_path: Path) -> None:
+    from tuneforge.data.mm import plugin_kinds
     from tuneforge.errors import DataError
     from tuneforge.models.tiny import make_tiny
 
+    assert (plugin_kinds("qwen2_vl"), plugin_kinds("qwen3_vl")) == (("images", "videos"), ("images",))
     model_dir = make_tiny("qwen3_vl", tmp_path / "model", seed=0)
     clip_file(tmp_path / "a.mp4", square_frames([RED, RED]))
     write_media_dataset(tmp_path, [row("<video>Colour?", "red", ["a.mp4"], "videos")], kind="videos")

@@ -14,7 +14,7 @@ from typing import Any
 from tuneforge.data.mm.base import MediaPlugin, MediaSettings
 from tuneforge.data.mm.qwen2_audio import Qwen2AudioPlugin
 from tuneforge.data.mm.qwen_omni import QwenOmniPlugin
-from tuneforge.data.mm.qwen_vl import QwenVLPlugin
+from tuneforge.data.mm.qwen_vl import Qwen3VLPlugin, QwenVLPlugin
 from tuneforge.errors import DataError
 
 PluginFactory = Callable[[Any, str, MediaSettings], MediaPlugin]
@@ -22,7 +22,7 @@ PluginFactory = Callable[[Any, str, MediaSettings], MediaPlugin]
 # Qwen3-VL (and Qwen3.5) place images as Qwen2-VL does
 PLUGINS: dict[str, PluginFactory] = {
     "qwen2_vl": QwenVLPlugin.build,
-    "qwen3_vl": QwenVLPlugin.build,
+    "qwen3_vl": Qwen3VLPlugin.build,
     "qwen2_audio": Qwen2AudioPlugin.build,
     "qwen2_omni": QwenOmniPlugin.build,
 }

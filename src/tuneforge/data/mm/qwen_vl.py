@@ -26,7 +26,10 @@ TOKEN_TYPES = {"images": 1, "videos": 2}  # `mm_token_type_ids` values Qwen-VL's
 
 
 class QwenVLPlugin:
-    """Images (and for Qwen2-VL / Qwen2.5-VL videos) for the Qwen-VL family (`mm_plugin: qwen2_vl` / `qwen3_vl`)."""
+    """Images and videos for Qwen2-VL / Qwen2.5-VL (`mm_plugin: qwen2_vl`); images for Qwen3-VL through
+    `Qwen3VLPlugin`."""
+
+    kinds: tuple[str, ...] = ("images", "videos")
 
     def __init__(
         self, spec: Any, image_processor: Any, settings: MediaSettings, video: QwenVideo | None = None
@@ -38,15 +41,14 @@ class QwenVLPlugin:
         self.image_processor = image_processor
         self.settings = settings
         self.video = video
-        self.kinds: tuple[str, ...] = ("images", "videos") if self.video else ("images",)
+        self.kinds = type(self).kinds if video else ("images",)
         self.token_ids: dict[str, int] = {}
 
     @classmethod
     def build(cls, spec: Any, model_path: str, settings: MediaSettings) -> QwenVLPlugin:
         """The plugin with the image processor (and video settings) saved beside the model."""
         image_processor = load_processor_part(model_path, "AutoImageProcessor", "image processor")
-        # Qwen3-VL places a timestamp and its own markers around each frame pair: not built yet, videos refused
-        video = QwenVideo.load(model_path, image_processor) if spec.mm_plugin == "qwen2_vl" else None
+        video = QwenVideo.load(model_path, image_processor) if "videos" in cls.kinds else None
         return cls(spec, image_processor, settings, video)
 
     def fingerprint(self) -> dict[str, Any]:
@@ -134,6 +136,13 @@ class QwenVLPlugin:
     def bind(self, tokenizer: Any) -> None:
         """Learn the media tokens' ids from the run's tokenizer."""
         self.token_ids = {kind: tokenizer.convert_tokens_to_ids(self.tokens[kind]) for kind in self.kinds}
+
+
+class Qwen3VLPlugin(QwenVLPlugin):
+    """Qwen3-VL (`mm_plugin: qwen3_vl`): images as Qwen2-VL places them; its videos (a timestamp and vision markers
+    around each frame pair) are not built yet, so rows with videos are refused."""
+
+    kinds = ("images",)
 
 
 class QwenVideo:
