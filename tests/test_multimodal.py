@@ -128,6 +128,19 @@ def test_bad_media_rows_are_reported_with_their_row_numbers(tiny_qwen2_vl: Path,
     assert "row 4" in problems and "0 <image> marks" in problems
 
 
+def test_a_cutoff_through_the_image_tokens_rejects_the_row(tiny_qwen2_vl: Path, tmp_path: Path) -> None:
+    """A 112-px image is 16 image tokens: cutoff_len 14 would keep a part of them (the model then stops at the
+    first step), so the row is reported; a cutoff that keeps them all keeps the row."""
+    from tuneforge.errors import DataError
+
+    square_image(tmp_path / "big.png", (255, 0, 0), size=112)
+    write_media_dataset(tmp_path, [row("<image>Colour?", "red", ["big.png"]), row("Hi <image>", "red", ["big.png"])])
+    with pytest.raises(DataError, match=r"row 1: cutoff_len=14 cuts through the row.s media tokens \(4 of 16 kept\)"):
+        prepare(tiny_qwen2_vl, tmp_path, cutoff_len=14, cache_dir=str(tmp_path / "c1"))
+    splits, _ = prepare(tiny_qwen2_vl, tmp_path, cutoff_len=40, cache_dir=str(tmp_path / "c2"))
+    assert splits.train.num_rows == 2 and all(ids.count(151655) == 16 for ids in splits.train["input_ids"])
+
+
 def test_media_and_text_datasets_mix(tiny_qwen2_vl: Path, tmp_path: Path) -> None:
     square_image(tmp_path / "a.png", (0, 0, 255))
     write_media_dataset(tmp_path, [row("<image>Colour?", "blue", ["a.png"])])

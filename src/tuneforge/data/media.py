@@ -41,6 +41,16 @@ def plugin_for_run(template: Any, model: ModelSection) -> MediaPlugin:
     return build_plugin(template, model.model_name_or_path, MediaSettings.from_model(model))
 
 
+def media_tokens(plugin: MediaPlugin, tokenizer: Any) -> tuple[tuple[str, int], ...]:
+    """(text, id) of every token the plugin counts as a media placeholder in the tokenizer's vocabulary."""
+    import torch
+
+    plugin.bind(tokenizer)
+    ids = torch.arange(len(tokenizer))
+    chosen = ids[plugin.token_inputs(ids)[0]].tolist()
+    return tuple(zip(tokenizer.convert_ids_to_tokens(chosen), chosen, strict=True))
+
+
 def attach_media(
     raw: RawRows, examples: RawRows, attr: DatasetAttr, root: Path, plugin: MediaPlugin, report: RowReport
 ) -> RawRows:

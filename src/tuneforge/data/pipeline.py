@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,7 +18,7 @@ from tuneforge.config.stages import DataKind, stage
 from tuneforge.data import cache
 from tuneforge.data.convert import convert_rows
 from tuneforge.data.loading import data_files, read_dataset, sample_rows
-from tuneforge.data.media import attach_media, media_columns, plugin_for_run, with_media_columns
+from tuneforge.data.media import attach_media, media_columns, media_tokens, plugin_for_run, with_media_columns
 from tuneforge.data.mixing import mix_tables, parse_probs, split_validation
 from tuneforge.data.packing import pack_table
 from tuneforge.data.parallel import parallel_workers, process_parallel
@@ -72,6 +72,8 @@ def make_plan(cfg: TuneforgeConfig, tokenizer: Any, kind: DataKind | None = None
     template, warnings = (None, []) if kind == "pt" else build_template(cfg, tokenizer)
     seed = int(cfg.training.data_seed or cfg.training.seed)
     media = _media_plugin(cfg, train_attrs + eval_attrs, template, kind, pack)
+    if media is not None:
+        opts = replace(opts, media_tokens=media_tokens(media, tokenizer))
     return Plan(kind, template, warnings, opts, train_attrs, eval_attrs, d, seed, pack, bool(d.neat_packing), media)
 
 

@@ -40,6 +40,7 @@ class ProcessOptions:
     train_on_prompt: bool = False
     mask_history: bool = False
     pt_chunking: bool = True  # pt with packing: concatenate documents and cut into cutoff_len blocks
+    media_tokens: tuple[tuple[str, int], ...] = ()  # (text, id) of the media plugin's placeholder tokens
 
 
 def infer_seqlen(source_len: int, target_len: int, cutoff_len: int) -> tuple[int, int]:
@@ -333,11 +334,28 @@ def _encode_one(encoder: Any, example: dict[str, Any], turns: Turns, opts: Proce
         for kind in ("images", "videos", "audios"):  # multimodal rows keep their resolved media paths
             if kind in example:
                 item[kind] = example[kind]
+        if opts.media_tokens:
+            check_media_kept(example, item, opts)
         return item
     except RowError as err:
         return _Rejected(err)
     except (ValueError, KeyError, TypeError) as err:
         return _Rejected(f"the chat template cannot encode this row ({type(err).__name__}: {err})")
+
+
+def check_media_kept(example: dict[str, Any], item: dict[str, Any], opts: ProcessOptions) -> None:
+    """A row error when truncation to `cutoff_len` cut through the row's media tokens (the model would find fewer
+    placeholders than its media give features and stop mid-training)."""
+    texts = [m["content"] for m in example.get("messages", []) if isinstance(m.get("content"), str)]
+    expected = sum(text.count(token) for text in texts for token, _ in opts.media_tokens)
+    ids = {token_id for _, token_id in opts.media_tokens}
+    for key, values in item.items():
+        kept = sum(1 for v in values if v in ids) if key.endswith("input_ids") else expected
+        if kept != expected:
+            raise RowError(
+                f"cutoff_len={opts.cutoff_len} cuts through the row's media tokens ({kept} of {expected} kept); "
+                "raise cutoff_len or lower image_max_pixels / video_max_pixels so the media fit"
+            )
 
 
 def _record(chunk: Any, encoder: Any, turns: Turns, opts: ProcessOptions) -> None:
