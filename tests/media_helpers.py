@@ -1,4 +1,4 @@
-"""Helpers for the multimodal tests: LLaMA-Factory-style image and audio datasets written to a folder."""
+"""Helpers for the multimodal tests: LLaMA-Factory-style image, audio and video datasets written to a folder."""
 
 from __future__ import annotations
 
@@ -6,6 +6,14 @@ import json
 from pathlib import Path
 from typing import Any
 
+# How the learning tests train a tiny VLM: full fine-tuning (vision tower and projector frozen, as by default)
+LEARNING_RECIPE = {
+    "finetuning_type": "full",
+    "learning_rate": 1e-2,
+    "lr_scheduler_type": "constant",
+    "per_device_train_batch_size": 6,
+    "max_steps": 30,
+}
 _TAGS = {"role_tag": "role", "content_tag": "content", "user_tag": "user", "assistant_tag": "assistant"}
 
 
@@ -183,3 +191,58 @@ def chat_answers(
     )
     assert result.returncode == 0, result.stderr[-3000:]
     return [line.split("Assistant: ", 1)[1].strip() for line in result.stdout.splitlines() if "Assistant: " in line]
+
+
+def clip_file(path: Path, frames: list[Any], fps: int = 2) -> Path:
+    """An MPEG-4 video of `frames` (RGB uint8 arrays of one even size) at `fps` frames per second, made with PyAV."""
+    import av
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("mpeg4", rate=fps)
+        stream.height, stream.width = frames[0].shape[:2]
+        stream.pix_fmt = "yuv420p"
+        for frame in frames:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        container.mux(stream.encode())
+    return path
+
+
+def square_frames(
+    colours: list[tuple[int, int, int]], size: int = 56, box: tuple[int, int, int] | None = None
+) -> list[Any]:
+    """One frame per colour: a white `size` x `size` frame with a square of that colour, in the middle (half the
+    side) or at `box` = (x, y, side)."""
+    import numpy as np
+
+    x, y, side = box or (size // 4, size // 4, size // 2)
+    frames = []
+    for colour in colours:
+        frame = np.full((size, size, 3), 255, dtype=np.uint8)
+        frame[y : y + side, x : x + side] = colour
+        frames.append(frame)
+    return frames
+
+
+def held_out_answers(model_dir: Path, cfg: Any) -> tuple[list[str], list[str]]:
+    """(expected, generated) answers of the rows of `cfg`'s dataset, through tuneforge's data path and media collator
+    (left padding) and plain `generate` of the trained folder `model_dir` (3 new tokens, greedy)."""
+    import torch
+    from transformers import AutoModelForImageTextToText
+
+    from tuneforge.data.collate import PaddingCollator
+    from tuneforge.data.media import media_collator
+    from tuneforge.data.pipeline import prepare_dataset
+    from tuneforge.models.loader import load_tokenizer
+
+    tokenizer = load_tokenizer(cfg)
+    splits = prepare_dataset(cfg, tokenizer, kind="unsupervised")
+    left = PaddingCollator(tokenizer.pad_token_id, padding_side="left")
+    batch = media_collator(cfg.model, tokenizer, splits.template, left)([r for r in splits.train])
+    expected = [tokenizer.decode(r["labels"], skip_special_tokens=True).strip() for r in splits.train]
+    batch.pop("labels")
+    model = AutoModelForImageTextToText.from_pretrained(model_dir).eval()
+    with torch.no_grad():
+        generated = model.generate(**batch, max_new_tokens=3, do_sample=False)
+    answers = tokenizer.batch_decode(generated[:, batch["input_ids"].shape[1] :], skip_special_tokens=True)
+    return expected, [a.strip() for a in answers]

@@ -122,7 +122,7 @@ def test_marks_are_expanded_into_the_image_tokens(vlm, images):
     ("messages", "media", "message"),
     [
         (QUESTION, {"images": ["/nonexistent/a.png"]}, "image file '/nonexistent/a.png' not found"),
-        (QUESTION, {"audios": ["x.wav"]}, "This model takes images, not audios"),
+        (QUESTION, {"audios": ["x.wav"]}, "This model takes images, videos, not audios"),
         (QUESTION, {"pictures": ["x.png"]}, "unknown kind 'pictures'"),
         ([{"role": "user", "content": "<image><image>Q"}], "red", "2 <image> marks in the messages but 1 images"),
         ([{"role": "user", "content": "<image>Q"}], None, "1 <image> marks in the messages but 0 images"),

@@ -95,7 +95,7 @@ def test_base_models_get_default_in_the_picker_as_in_llamafactory() -> None:
 def test_picker_lists_text_models_and_trainable_multimodal_ones() -> None:
     choices = picker_choices()
     assert "Qwen3-0.6B-Thinking" in choices and "Llama-3.2-1B-Instruct" in choices
-    assert ("Qwen2-VL-7B-Instruct (multimodal: images)", "Qwen2-VL-7B-Instruct") in choices
+    assert ("Qwen2-VL-7B-Instruct (multimodal: images, videos)", "Qwen2-VL-7B-Instruct") in choices
     assert not any("LLaVA-1.5" in str(choice) for choice in choices)  # its media plugin is not built yet
 
 
@@ -120,7 +120,7 @@ def test_models_table_says_which_media_each_multimodal_family_takes() -> None:
 
     lines = models_table(all_models()).splitlines()
     qwen2_vl = next(line for line in lines if line.startswith("Qwen2-VL-7B-Instruct "))
-    assert qwen2_vl.endswith("multimodal: images")
+    assert qwen2_vl.endswith("multimodal: images, videos")
     audio = next(line for line in lines if line.startswith("Qwen2-Audio-7B-Instruct "))
     assert audio.endswith("multimodal: audios")
     assert not any("not trainable" in line for line in lines)

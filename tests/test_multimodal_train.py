@@ -1,4 +1,5 @@
-"""Training tiny vision-language models end to end: LLaMA-Factory's mllm_demo, and a test that the images matter."""
+"""Training tiny vision-language models end to end: LLaMA-Factory's mllm_demo and mllm_video_demo, and a test that the
+images matter."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from media_helpers import api_answers, chat_answers, write_media_dataset
+from media_helpers import LEARNING_RECIPE, api_answers, chat_answers, write_media_dataset
 from train_helpers import read_log, tiny_config
 
 pytestmark = pytest.mark.slow
@@ -43,7 +44,10 @@ def square_rows(folder: Path, n: int, seed: int) -> list[dict[str, Any]]:
     return rows
 
 
-def test_mllm_demo_trains_with_lora_on_the_language_model(tiny_qwen2_vl: Path, shared_dir: Path, tmp_path: Path):
+@pytest.mark.parametrize("dataset", ["mllm_demo", "mllm_video_demo"])
+def test_mllm_demo_trains_with_lora_on_the_language_model(
+    tiny_qwen2_vl: Path, shared_dir: Path, tmp_path: Path, dataset: str
+) -> None:
     from tuneforge.train.sft import run_sft
 
     out = tmp_path / "out"
@@ -51,7 +55,7 @@ def test_mllm_demo_trains_with_lora_on_the_language_model(tiny_qwen2_vl: Path, s
         tiny_qwen2_vl,
         out,
         template="qwen2_vl",
-        dataset="mllm_demo",
+        dataset=dataset,
         dataset_dir=str(shared_dir / "lf-data"),
         cache_dir=str(tmp_path / "cache"),
         max_steps=2,
@@ -85,11 +89,7 @@ def test_the_square_colour_is_learned_from_the_image(tiny_qwen2_vl: Path, tmp_pa
         do_predict=True,
         predict_with_generate=True,
         per_device_eval_batch_size=4,
-        finetuning_type="full",
-        learning_rate=1e-2,
-        lr_scheduler_type="constant",
-        per_device_train_batch_size=6,
-        max_steps=30,
+        **LEARNING_RECIPE,
         **options,
         **greedy,
     )

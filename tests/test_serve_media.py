@@ -144,9 +144,9 @@ def test_local_paths_only_inside_the_media_dir(tiny_vlm_engine, red, tmp_path):
         (image_part("data:image/png;base64,aGVsbG8="), "cannot be read"),
         ({"type": "image_url"}, "needs `image_url"),
         ({"type": "image", "image": "x"}, "unsupported content part 'image'"),
-        ({"type": "input_audio", "input_audio": {"data": "UklGRg==", "format": "wav"}}, "takes images, not audios"),
+        ({"type": "input_audio", "input_audio": {"data": "UklGRg==", "format": "wav"}}, "videos, not audios"),
         ({"type": "input_audio", "input_audio": {"data": "UklGRg==", "format": "../x"}}, "such as wav or mp3"),
-        ({"type": "video_url", "video_url": {"url": "data:video/mp4;base64,AAAA"}}, "takes images, not videos"),
+        ({"type": "video_url", "video_url": {"url": "data:video/mp4;base64,AAAA"}}, "cannot be decoded"),
     ],
 )
 def test_bad_parts_are_400_with_a_clear_message(tiny_vlm_engine, temp_root, part, message):

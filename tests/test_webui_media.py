@@ -98,7 +98,7 @@ def test_earlier_attachments_count_when_the_model_changes_and_plain_user_turns_s
     [
         ("qwen", "x.png", "template 'qwen' is a text-only template"),
         ("llava", "x.png", "names media plugin 'llava', which tuneforge does not implement yet"),
-        ("qwen2_vl", "x.mp4", "takes images, not videos"),
+        ("qwen3_vl", "x.mp4", "takes images, not videos"),
         ("qwen2_vl", "notes.txt", "notes.txt: not an image, video or audio file"),
     ],
 )
@@ -138,7 +138,7 @@ def test_webchat_offers_uploads_only_for_a_model_with_a_media_plugin() -> None:
 
     vision = build_app(_MediaEngine("qwen2_vl"))
     uploads = [b for b in vision.blocks.values() if isinstance(b, gr.MultimodalTextbox)]
-    assert len(uploads) == 1 and uploads[0].file_types == ["image"]
+    assert len(uploads) == 1 and uploads[0].file_types == ["image", "video"]
     assert "MultimodalTextbox" not in boxes(build_app(_MediaEngine("qwen")))
 
 
@@ -216,7 +216,7 @@ def test_picker_lists_multimodal_models_whose_plugin_is_built_marked() -> None:
 
     choices = picker_choices()
     marked = {value: label for label, value in (c for c in choices if isinstance(c, tuple))}
-    assert marked["Qwen2-VL-7B-Instruct"] == "Qwen2-VL-7B-Instruct (multimodal: images)"
+    assert marked["Qwen2-VL-7B-Instruct"] == "Qwen2-VL-7B-Instruct (multimodal: images, videos)"
     assert "Qwen2.5-VL-3B-Instruct" in marked and "Qwen3-VL-2B-Instruct" in marked
     assert "Qwen3-0.6B-Thinking" in choices  # text models stay plain names
     values = {c[1] if isinstance(c, tuple) else c for c in choices}

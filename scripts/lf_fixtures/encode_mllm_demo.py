@@ -11,7 +11,10 @@ tuneforge (its tokenizer and image processor are what the fixture depends on), n
 (The tiny Gemma 3 vision-language model is `--arch gemma3_vl`; its template is gemma3.) Templates llava, llava_next
 and gemma3 load the real transformers processor (it needs no torchvision); intern_vl,
 like qwen2_vl, gets a plain object holding the image processor, tokenizer and `image_seq_length`. The fixture is
-`tests/fixtures/lf_mllm_demo_ids.json` for qwen2_vl and `lf_mllm_demo_ids_<template>.json` for the others.
+`tests/fixtures/lf_mllm_demo_ids.json` for qwen2_vl and `lf_mllm_demo_ids_<template>.json` for the others; for
+qwen2_vl it also encodes mllm_video_demo (each `<video>` sized from the video's stream metadata and the video
+processor's saved settings, default `video_fps` / `video_maxlen` / `video_max_pixels` / `video_min_pixels`) into
+`tests/fixtures/lf_mllm_video_demo_ids.json`.
 
 LLaMA-Factory's supervised processor and Qwen2-VL plugin expand each `<image>` with the image processor (default
 `image_max_pixels` / `image_min_pixels`) and write input_ids and labels for every row into
@@ -60,6 +63,18 @@ def _image_processor_class(template: str) -> type:
     return Qwen2VLImageProcessorPil
 
 
+def _share_smart_resize() -> None:
+    """LLaMA-Factory sizes videos with `smart_resize` from transformers' torchvision-backed Qwen2-VL image processor
+    module; with torchvision hidden, that module is stood in for by the PIL one, which holds the same function."""
+    from types import ModuleType
+
+    from transformers.models.qwen2_vl import image_processing_pil_qwen2_vl as pil
+
+    stand_in = ModuleType("transformers.models.qwen2_vl.image_processing_qwen2_vl")
+    stand_in.smart_resize = pil.smart_resize
+    sys.modules[stand_in.__name__] = stand_in
+
+
 def _processor(model: str, template: str, tokenizer: object) -> object:
     """What LLaMA-Factory's loader hands the plugin: the processor with the run's tokenizer and image limits."""
     from transformers import AutoProcessor
@@ -74,6 +89,12 @@ def _processor(model: str, template: str, tokenizer: object) -> object:
         setattr(processor, key, value)
     for key in ("image_do_pan_and_scan", "crop_to_patches"):  # LF's defaults
         setattr(processor, key, False)
+    if template == "qwen2_vl":  # the video processor's saved settings and LF's default video limits
+        video_config = json.loads((Path(model) / "video_preprocessor_config.json").read_text(encoding="utf-8"))
+        processor.video_processor = SimpleNamespace(**video_config)
+        limits = {"video_max_pixels": 256 * 256, "video_min_pixels": 16 * 16, "video_fps": 2.0, "video_maxlen": 128}
+        for key, value in limits.items():
+            setattr(processor, key, value)
     return processor
 
 
@@ -81,6 +102,7 @@ def lf_processor_args(model: str, cutoff: int, name: str = "qwen2_vl") -> dict:
     """LLaMA-Factory's processor arguments (template, tokenizer, processor, data_args) for template `name` on the
     tiny model at `model`, with torchvision hidden and PIL image processors."""
     sys.modules["torchvision"] = None
+    _share_smart_resize()
     from llamafactory.data.template import get_template_and_fix_tokenizer
     from llamafactory.hparams import DataArguments
     from transformers import AutoTokenizer
@@ -102,11 +124,20 @@ def main() -> int:
     kwargs = lf_processor_args(sys.argv[1], CUTOFF, name)
     from llamafactory.data.processor import SupervisedDatasetProcessor
 
-    image_processor = kwargs["processor"].image_processor
     encoder = SupervisedDatasetProcessor(**kwargs)
-    rows = json.loads((DATA / "mllm_demo.json").read_text(encoding="utf-8"))
-    encoded = encoder.preprocess_dataset(_examples(rows))
-    settings = image_processor.to_dict()
+    sets = [("mllm_demo", "images")] + ([("mllm_video_demo", "videos")] if name == "qwen2_vl" else [])
+    for dataset, kind in sets:
+        rows = json.loads((DATA / f"{dataset}.json").read_text(encoding="utf-8"))
+        out = _fixture(kwargs["processor"], name, encoder.preprocess_dataset(_examples(rows, kind)), kind)
+        suffix = "" if name == "qwen2_vl" else f"_{name}"
+        target = ROOT / "tests" / "fixtures" / f"lf_{dataset}_ids{suffix}.json"
+        target.write_text(json.dumps(out) + "\n", encoding="utf-8")
+        print(f"wrote {target} ({len(out['rows'])} rows)")
+    return 0
+
+
+def _fixture(processor: object, name: str, encoded: dict, kind: str) -> dict:
+    settings = processor.image_processor.to_dict()
     out = {
         "template": name,
         "cutoff_len": CUTOFF,
@@ -116,11 +147,10 @@ def main() -> int:
             for ids, labels in zip(encoded["input_ids"], encoded["labels"], strict=True)
         ],
     }
-    suffix = "" if name == "qwen2_vl" else f"_{name}"
-    target = ROOT / "tests" / "fixtures" / f"lf_mllm_demo_ids{suffix}.json"
-    target.write_text(json.dumps(out) + "\n", encoding="utf-8")
-    print(f"wrote {target} ({len(out['rows'])} rows)")
-    return 0
+    if kind == "videos":
+        video = vars(processor.video_processor)
+        out["video_processor"] = {k: video[k] for k in ("patch_size", "temporal_patch_size", "size")}
+    return out
 
 
 if __name__ == "__main__":

@@ -68,6 +68,7 @@ EXTRA_OF: dict[str, str] = {
     module: extra
     for module, extra in [*REPORT_TO.values(), *QUANTIZERS.values(), *BACKENDS.values(), *OPTIMIZERS.values()]
 } | {"deepspeed": "deepspeed", "liger_kernel": "liger", "gptqmodel": "quantize", "ray": "ray", "PIL": "vision"}
+EXTRA_OF["av"] = "video"  # PyAV decodes the videos of a dataset (data/mm/video.py)
 EXTRA_OF |= {"soundfile": "audio", "soxr": "audio"}  # audio files in datasets (data/mm/audio.py)
 # Pre-quantized checkpoints: the extras are named by models/quantization.PREQUANTIZED (gptq, awq, aqlm,
 # compressed-tensors, quanto, torchao), checked when the checkpoint's config.json is read.

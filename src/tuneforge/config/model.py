@@ -209,22 +209,22 @@ class ModelSection(Section):
     video_max_pixels: int = F(
         65536,
         "Video frames with more pixels (width x height) than this are downscaled.",
-        wiring=MULTIMODAL,
+        wiring=ACTS,
     )
     video_min_pixels: int = F(
         256,
         "Video frames with fewer pixels (width x height) than this are upscaled.",
-        wiring=MULTIMODAL,
+        wiring=ACTS,
     )
     video_fps: float = F(
         2.0,
-        "Frames sampled per second of video.",
-        wiring=MULTIMODAL,
+        "Frames sampled per second of a video's duration (videos given as frame lists are taken whole).",
+        wiring=ACTS,
     )
     video_maxlen: int = F(
         128,
         "Maximum number of frames sampled from one video.",
-        wiring=MULTIMODAL,
+        wiring=ACTS,
     )
     use_audio_in_video: bool = F(
         False,

@@ -19,8 +19,10 @@ from typing import TYPE_CHECKING, Any
 from tuneforge.data.convert import RowError
 from tuneforge.data.loading import RawRows
 from tuneforge.data.mm import MediaPlugin, MediaSettings, build_plugin
+from tuneforge.data.mm.video import frames_value
 from tuneforge.data.registry import DatasetAttr
 from tuneforge.data.report import RowReport
+from tuneforge.extras import require
 
 if TYPE_CHECKING:
     from tuneforge.config.model import ModelSection
@@ -54,6 +56,8 @@ def attach_media(
 ) -> RawRows:
     """Examples with their media paths resolved and `<image>` marks expanded; bad rows go to `report`."""
     kinds = media_columns(attr)
+    if "videos" in kinds:
+        require("av", "a dataset with videos")
     by_number = dict(zip(raw.numbers, raw.rows, strict=True))
     rows, numbers = [], []
     for number, example in zip(examples.numbers, examples.rows, strict=True):
@@ -72,7 +76,17 @@ def _paths(row: dict[str, Any], column: str | None, kind: str, root: Path) -> li
     if value is None:
         return []
     values = value if isinstance(value, list) else [value]
-    return [_path_of(v, column, kind, root) for v in values]
+    return [
+        _frames(v, column, root) if isinstance(v, list) and kind == "videos" else _path_of(v, column, kind, root)
+        for v in values
+    ]
+
+
+def _frames(frames: list[Any], column: str | None, root: Path) -> str:
+    """A video given as a list of frame image files, as one media value (see `data/mm/video.py`)."""
+    if not frames:
+        raise RowError(f"column {column!r} (videos): each video is a file or a non-empty list of frame image files")
+    return frames_value([_path_of(f, column, "frames", root) for f in frames])
 
 
 def _path_of(value: Any, column: str | None, kind: str, root: Path) -> str:

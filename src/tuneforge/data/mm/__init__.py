@@ -18,7 +18,7 @@ from tuneforge.data.mm.intern_vl import build_intern_vl
 from tuneforge.data.mm.llava import build_llava, build_llava_next
 from tuneforge.data.mm.qwen2_audio import Qwen2AudioPlugin
 from tuneforge.data.mm.qwen_omni import QwenOmniPlugin
-from tuneforge.data.mm.qwen_vl import QwenVLPlugin
+from tuneforge.data.mm.qwen_vl import Qwen3VLPlugin, QwenVLPlugin
 from tuneforge.errors import DataError
 
 logger = logging.getLogger("tuneforge.data")
@@ -27,7 +27,7 @@ PluginFactory = Callable[[Any, str, MediaSettings], MediaPlugin]
 # Qwen3-VL (and Qwen3.5) place images as Qwen2-VL does
 PLUGINS: dict[str, PluginFactory] = {
     "qwen2_vl": QwenVLPlugin.build,
-    "qwen3_vl": QwenVLPlugin.build,
+    "qwen3_vl": Qwen3VLPlugin.build,
     "llava": build_llava,
     "llava_next": build_llava_next,
     "gemma3": build_gemma3,
