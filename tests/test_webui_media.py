@@ -97,7 +97,7 @@ def test_earlier_attachments_count_when_the_model_changes_and_plain_user_turns_s
     ("template", "upload", "match"),
     [
         ("qwen", "x.png", "template 'qwen' is a text-only template"),
-        ("llava", "x.png", "names media plugin 'llava', which tuneforge does not implement yet"),
+        ("gemma3n", "x.png", "names media plugin 'gemma3n', which tuneforge does not implement yet"),
         ("qwen3_vl", "x.mp4", "takes images, not videos"),
         ("qwen2_vl", "notes.txt", "notes.txt: not an image, video or audio file"),
     ],
@@ -220,7 +220,8 @@ def test_picker_lists_multimodal_models_whose_plugin_is_built_marked() -> None:
     assert "Qwen2.5-VL-3B-Instruct" in marked and "Qwen3-VL-2B-Instruct" in marked
     assert "Qwen3-0.6B-Thinking" in choices  # text models stay plain names
     values = {c[1] if isinstance(c, tuple) else c for c in choices}
-    assert "LLaVA-1.5-7B-Chat" not in values and "Gemma-3-4B-Instruct" not in values  # plugins not built yet
+    assert "Gemma-3n-E2B-Instruct" not in values and "ERNIE-4.5-VL-28B-A3B-Instruct" not in values  # not built yet
+    assert marked["LLaVA-1.5-7B-Chat"] == "LLaVA-1.5-7B-Chat (multimodal: images)"
 
 
 # --- dataset previews with media -------------------------------------------------------------------------------
