@@ -1,4 +1,5 @@
-"""Training the tiny Qwen2-Audio end to end: LLaMA-Factory's mllm_audio_demo, and a test that the audio matters."""
+"""Training the tiny Qwen2-Audio (and the Qwen2.5-Omni thinker) end to end: LLaMA-Factory's audio, image and
+video+audio demo sets, and a test that the audio matters."""
 
 from __future__ import annotations
 
@@ -40,6 +41,13 @@ def test_omni_thinker_trains_on_image_and_audio_demo_sets(
 ) -> None:
     """mllm_demo and mllm_audio_demo mixed, on the tiny Qwen2.5-Omni thinker."""
     train_demo(tiny_qwen2_5_omni, shared_dir, tmp_path, "qwen2_omni", "mllm_demo,mllm_audio_demo")
+
+
+def test_omni_thinker_trains_on_the_video_audio_demo_set(
+    tiny_qwen2_5_omni: Path, shared_dir: Path, tmp_path: Path
+) -> None:
+    """mllm_video_audio_demo (a `<video>` and an `<audio>` per row) on the tiny Qwen2.5-Omni thinker."""
+    train_demo(tiny_qwen2_5_omni, shared_dir, tmp_path, "qwen2_omni", "mllm_video_audio_demo")
 
 
 def test_the_tone_pitch_is_learned_from_the_audio(tiny_qwen2_audio: Path, tmp_path: Path) -> None:

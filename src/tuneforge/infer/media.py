@@ -14,6 +14,7 @@ the prefill positions and each row's position delta, so decode steps continue ev
 from __future__ import annotations
 
 import os
+from inspect import signature
 from typing import TYPE_CHECKING, Any
 
 from tuneforge.errors import TuneforgeError
@@ -165,5 +166,23 @@ def _rope_index(model: Any) -> Any:
     for owner in (getattr(base, "model", None), base):
         function = getattr(owner, "get_rope_index", None)
         if function is not None:
-            return function
+            return _omni_rope_index(function) if "second_per_grids" in signature(function).parameters else function
     return None
+
+
+def _omni_rope_index(function: Any) -> Any:
+    """The Qwen2.5-Omni thinker's `get_rope_index` called with the batch's inputs (it takes no `**kwargs`, and reads
+    audio lengths and seconds per video patch under its own names)."""
+
+    def rope_index(ids: torch.Tensor, attention_mask: torch.Tensor, **inputs: Any) -> Any:
+        audio_mask = inputs.get("feature_attention_mask")
+        return function(
+            ids,
+            inputs.get("image_grid_thw"),
+            inputs.get("video_grid_thw"),
+            attention_mask,
+            audio_seqlens=None if audio_mask is None else audio_mask.sum(-1),
+            second_per_grids=inputs.get("video_second_per_grid"),
+        )
+
+    return rope_index

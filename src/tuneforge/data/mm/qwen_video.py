@@ -56,10 +56,14 @@ class VideoSettings:
 
 
 def video_settings(model_path: str, image_processor: Any) -> VideoSettings:
-    """The video processor's settings saved with the model (the image processor's where there is no video config)."""
+    """The video processor's settings saved with the model (its own file, or nested in `processor_config.json`;
+    the image processor's where there is no video config)."""
     path = Path(model_path) / VIDEO_CONFIG
     if path.is_file():
         return VideoSettings.from_dict(json.loads(path.read_text(encoding="utf-8")))
+    nested = Path(model_path) / "processor_config.json"  # Qwen2.5-Omni nests its processors' settings here
+    if nested.is_file() and (config := json.loads(nested.read_text(encoding="utf-8")).get("video_processor")):
+        return VideoSettings.from_dict(config)
     return VideoSettings.from_dict(image_processor.to_dict())
 
 

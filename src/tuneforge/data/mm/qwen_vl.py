@@ -5,7 +5,8 @@ patch block (the count from the model's image processor for the image's size aft
 Each video (Qwen2-VL / Qwen2.5-VL) becomes `<|vision_start|>`, one video token per merged 2x2 block of each
 temporal patch, `<|vision_end|>`: its frames are sampled by `video_fps` / `video_maxlen` (an odd count gets its
 last frame twice), rescaled by `video_max_pixels` / `video_min_pixels` as images are, and given to the model's video
-processor (`qwen_video.py`). Qwen2.5-VL also reads `second_per_grid_ts`, the seconds one temporal patch spans.
+processor (`qwen_video.py`). Qwen2.5-VL also reads `second_per_grid_ts`, the seconds one temporal patch spans
+(the Qwen2.5-Omni thinker the same as `video_second_per_grid`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from tuneforge.data.mm.video import read_clip
 
 QWEN_MIN_SIDE = 28  # each side must hold one merged 2x2 block of 14-pixel patches
 TOKEN_TYPES = {"images": 1, "videos": 2}  # `mm_token_type_ids` values Qwen-VL's rope index reads
+# the input naming the seconds one temporal video patch spans, by model type (Qwen2-VL reads none)
+SECONDS_INPUTS = {"qwen2_5_vl": "second_per_grid_ts", "qwen2_5_omni_thinker": "video_second_per_grid"}
 
 
 class QwenVLPlugin:
@@ -146,11 +149,11 @@ class Qwen3VLPlugin(QwenVLPlugin):
 
 
 class QwenVideo:
-    """A Qwen-VL model's video side: its video processor settings, the processor, and whether the model reads
-    `second_per_grid_ts` (Qwen2.5-VL)."""
+    """A Qwen-VL model's video side: its video processor settings, the processor, and the name of the input
+    giving each video's seconds per temporal patch (`SECONDS_INPUTS`; None where the model reads none)."""
 
-    def __init__(self, settings: VideoSettings, processor: Any, timed: bool) -> None:
-        self.settings, self.processor, self.timed = settings, processor, timed
+    def __init__(self, settings: VideoSettings, processor: Any, seconds_input: str | None) -> None:
+        self.settings, self.processor, self.seconds_input = settings, processor, seconds_input
 
     @classmethod
     def load(cls, model_path: str, image_processor: Any) -> QwenVideo:
@@ -158,7 +161,7 @@ class QwenVideo:
         settings = video_settings(model_path, image_processor)
         config = Path(model_path) / "config.json"
         model_type = json.loads(config.read_text(encoding="utf-8")).get("model_type") if config.is_file() else None
-        return cls(settings, load_video_processor(model_path, settings), model_type == "qwen2_5_vl")
+        return cls(settings, load_video_processor(model_path, settings), SECONDS_INPUTS.get(model_type))
 
     def tokens(self, frames: int, width: int, height: int) -> int:
         """How many video tokens a clip of `frames` frames of this (rescaled) size becomes."""
@@ -170,9 +173,9 @@ class QwenVideo:
         import torch
 
         out = self.processor([frames for frames, _ in clips])
-        if self.timed:
+        if self.seconds_input:
             seconds = [self.settings.temporal_patch_size / clip.sampled_fps for _, clip in clips]
-            out["second_per_grid_ts"] = torch.tensor(seconds)
+            out[self.seconds_input] = torch.tensor(seconds)
         return out
 
 
