@@ -44,10 +44,6 @@ def no_op(why: str) -> Wiring:
     return Wiring("no-op", why)
 
 
-MULTIMODAL = no_op(
-    "not supported yet: tuneforge trains on images with Qwen2-VL-style models so far (videos, audio, tiling planned)"
-)
-
 
 def only_with(owner: str, flag: str) -> Wiring:
     """A no-op sub-setting of a refused feature (`galore_rank` of GaLore, `use_galore`)."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from tuneforge.config.fields import ACTS, MULTIMODAL, F, Section, no_op, only_with, refused
+from tuneforge.config.fields import ACTS, F, Section, no_op, only_with, refused
 from tuneforge.config.lists import CommaList, split_list
 
 
@@ -229,7 +229,10 @@ class ModelSection(Section):
     use_audio_in_video: bool = F(
         False,
         "Also feed each video's audio track to the model (omni models such as Qwen2.5-Omni).",
-        wiring=MULTIMODAL,
+        wiring=no_op(
+            "interleaving a video's audio track with its frames is not built yet (the qwen2_omni plugin stops on "
+            "it); give the audio as its own <audio> beside the <video>"
+        ),
     )
     audio_sampling_rate: int = F(
         16000,
