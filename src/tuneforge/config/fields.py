@@ -44,7 +44,6 @@ def no_op(why: str) -> Wiring:
     return Wiring("no-op", why)
 
 
-
 def only_with(owner: str, flag: str) -> Wiring:
     """A no-op sub-setting of a refused feature (`galore_rank` of GaLore, `use_galore`)."""
     return no_op(f"only read by {owner} (`{flag}`), which tuneforge does not implement")
