@@ -36,7 +36,8 @@ def _run(command: str, cwd: Path, stdin: str | None = None, extra: tuple[str, ..
 
 def _quickstart() -> str:
     readme = (REPO / "README.md").read_text(encoding="utf-8")
-    return readme[readme.index("### The quickstart") :].split("\n## ", 1)[0]
+    start = readme.index("### The quickstart")
+    return readme[start : start + 20] + re.split(r"\n##+ ", readme[start + 20 :], maxsplit=1)[0]
 
 
 def test_readme_quickstart_runs_as_written(tmp_path: Path) -> None:
