@@ -38,7 +38,7 @@ def test_picking_a_registry_model_fills_hub_id_and_template(tmp_path: Path, tiny
         wait_value(page, "tf-model", "Qwen/Qwen3-0.6B-Base")
         wait_value(page, "tf-template", "default")
 
-        _pick(page, "Qwen2-VL-2B-Instruct (multimodal: images)")  # a multimodal model tuneforge trains, marked
+        _pick(page, "Qwen2-VL-2B-Instruct (multimodal: images, videos)")  # a multimodal model tuneforge trains, marked
         wait_value(page, "tf-model", "Qwen/Qwen2-VL-2B-Instruct")
         wait_value(page, "tf-template", "qwen2_vl")
         wait_text(page, "tf-template-note", "multimodal: takes images")
