@@ -246,3 +246,27 @@ def held_out_answers(model_dir: Path, cfg: Any) -> tuple[list[str], list[str]]:
         generated = model.generate(**batch, max_new_tokens=3, do_sample=False)
     answers = tokenizer.batch_decode(generated[:, batch["input_ids"].shape[1] :], skip_special_tokens=True)
     return expected, [a.strip() for a in answers]
+
+
+def prepare_media(model: Path, folder: Path, work: Path, template: str, dataset: str = "mm", **overrides: Any) -> Any:
+    """The tokenized splits of `dataset` in `folder` with `template` (outputs and cache under `work`), and the
+    config; cutoff 2048 unless overridden."""
+    from train_helpers import tiny_config
+    from tuneforge.data.pipeline import prepare_dataset
+    from tuneforge.models.loader import load_tokenizer
+
+    options = {"template": template, "dataset": dataset, "dataset_dir": str(folder), "cutoff_len": 2048}
+    options["cache_dir"] = str(work / "cache")
+    cfg = tiny_config(model, work / "out", **{**options, **overrides})
+    return prepare_dataset(cfg, load_tokenizer(cfg)), cfg
+
+
+def collate_rows(cfg: Any, splits: Any) -> dict[str, Any]:
+    """All rows of the train split as one batch through the run's media collator."""
+    from tuneforge.data.collate import PaddingCollator
+    from tuneforge.data.media import media_collator
+    from tuneforge.models.loader import load_tokenizer
+
+    tokenizer = load_tokenizer(cfg)
+    collate = media_collator(cfg.model, tokenizer, splits.template, PaddingCollator(tokenizer.pad_token_id))
+    return collate(list(splits.train))

@@ -12,6 +12,8 @@ import pytest
 from media_helpers import (
     assert_matches_lf,
     clip_file,
+    collate_rows,
+    prepare_media,
     random_vlm_engine,
     row,
     square_frames,
@@ -25,26 +27,14 @@ IGNORE = -100
 IMAGE, AUDIO, VIDEO = 151665, 151666, 151667  # `<|IMAGE|>`, `<|AUDIO|>`, `<|VIDEO|>` in the tiny thinker's tokenizer
 
 
-def prepare(model: Path, folder: Path, work: Path, dataset: str = "mm", **overrides: Any) -> Any:
+def prepare(
+    model: Path, folder: Path, work: Path, dataset: str = "mm", template: str = "qwen2_omni", **overrides: Any
+) -> Any:
     """The tokenized splits of `dataset` in `folder` with the qwen2_omni template (and the config)."""
-    from tuneforge.data.pipeline import prepare_dataset
-    from tuneforge.models.loader import load_tokenizer
-
-    options = {"template": "qwen2_omni", "dataset": dataset, "dataset_dir": str(folder), "cutoff_len": 2048}
-    options["cache_dir"] = str(work / "cache")
-    cfg = tiny_config(model, work / "out", **{**options, **overrides})
-    return prepare_dataset(cfg, load_tokenizer(cfg)), cfg
+    return prepare_media(model, folder, work, template, dataset, **overrides)
 
 
-def collate_all(cfg: Any, splits: Any) -> dict[str, Any]:
-    """All train rows as one batch through the media collator."""
-    from tuneforge.data.collate import PaddingCollator
-    from tuneforge.data.media import media_collator
-    from tuneforge.models.loader import load_tokenizer
-
-    tokenizer = load_tokenizer(cfg)
-    collate = media_collator(cfg.model, tokenizer, splits.template, PaddingCollator(tokenizer.pad_token_id))
-    return collate(list(splits.train))
+collate_all = collate_rows
 
 
 def write_rows_with(folder: Path, rows: list[dict[str, Any]], *kinds: str) -> None:

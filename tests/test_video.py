@@ -13,40 +13,33 @@ import pytest
 from media_helpers import (
     assert_matches_lf,
     clip_file,
+    collate_rows,
+    prepare_media,
     random_vlm_engine,
     row,
     square_frames,
     square_image,
     write_media_dataset,
 )
-from train_helpers import tiny_config
 
 FIXTURES = Path(__file__).parent / "fixtures"
 SCRIPT = Path(__file__).parents[1] / "scripts" / "lf_fixtures" / "video_processor.py"
 RED, GREEN, BLUE = (220, 30, 30), (30, 180, 40), (30, 50, 220)
 
 
-def prepare(model: Path, folder: Path, dataset: str = "mm", work: Path | None = None, **overrides: Any) -> Any:
+def prepare(
+    model: Path,
+    folder: Path,
+    dataset: str = "mm",
+    work: Path | None = None,
+    template: str = "qwen2_vl",
+    **overrides: Any,
+) -> Any:
     """The tokenized splits of `dataset` in `folder` (outputs and cache under `work`), and the config."""
-    from tuneforge.data.pipeline import prepare_dataset
-    from tuneforge.models.loader import load_tokenizer
-
-    work = work or folder
-    options = {"template": "qwen2_vl", "dataset": dataset, "dataset_dir": str(folder), "cutoff_len": 2048}
-    options["cache_dir"] = str(work / "cache")
-    cfg = tiny_config(model, work / "out", **{**options, **overrides})
-    return prepare_dataset(cfg, load_tokenizer(cfg)), cfg
+    return prepare_media(model, folder, work or folder, template, dataset, **overrides)
 
 
-def collate(cfg: Any, splits: Any) -> dict[str, Any]:
-    """All rows of the train split as one batch through the media collator."""
-    from tuneforge.data.collate import PaddingCollator
-    from tuneforge.data.media import media_collator
-    from tuneforge.models.loader import load_tokenizer
-
-    tokenizer = load_tokenizer(cfg)
-    text = PaddingCollator(tokenizer.pad_token_id)
-    return media_collator(cfg.model, tokenizer, splits.template, text)([r for r in splits.train])
+collate = collate_rows
 
 
 def _reference_script() -> Any:
