@@ -10,6 +10,7 @@ listed in `tiny_archs.TEXT_ARCHES`; they ship the same offline Qwen tokenizer an
 
 from __future__ import annotations
 
+import copy
 import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -108,6 +109,30 @@ def vocab_size_for(arch: str) -> int:
         return QWEN_VOCAB_SIZE
     length = max(special_token_ids("llama").values()) + 1
     return -(-length // 64) * 64
+
+
+def media_text_config(
+    layers: int, hidden: int, *, heads: int = 4, kv_heads: int = 2, family: str = "qwen2", **overrides: Any
+) -> dict[str, Any]:
+    """The text model of the tiny media models (tiny_vlm.py, tiny_vlm_families.py, tiny_audio.py, tiny_omni.py),
+    as the `text_config` dict: the Qwen2 stack of `build_config` (Qwen2.5's position, norm and rotary settings,
+    the bos/eos ids of tokenizer `family`) at these sizes. `overrides` replace or add keys; an override of None
+    leaves the key out, so the config class's own default applies."""
+    ids = token_ids(family)
+    text = {
+        "model_type": "qwen2",
+        "vocab_size": QWEN_VOCAB_SIZE,
+        "hidden_size": hidden,
+        "intermediate_size": 3 * hidden,
+        "num_hidden_layers": layers,
+        "num_attention_heads": heads,
+        "num_key_value_heads": kv_heads,
+        **copy.deepcopy(_ARCH_DEFAULTS["qwen2"]),
+        "bos_token_id": ids["bos"],
+        "eos_token_id": ids["eos"][0],
+        **overrides,
+    }
+    return {key: value for key, value in text.items() if value is not None}
 
 
 def build_config(

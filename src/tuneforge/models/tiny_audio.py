@@ -15,7 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from tuneforge.models.tiny import AUDIO_ARCHES, QWEN_VOCAB_SIZE, _generation_config, token_ids
+from tuneforge.models.tiny import AUDIO_ARCHES, _generation_config, media_text_config
 from tuneforge.models.tokenizer import tokenizer_dir
 
 __all__ = ["AUDIO_ARCHES", "AUDIO_TOKENS", "build_audio_config", "describe_audio", "make_tiny_audio"]
@@ -34,31 +34,11 @@ def audio_tokenizer() -> Any:
     return tokenizer
 
 
-def text_config(layers: int, hidden: int) -> dict[str, Any]:
-    """The Qwen2 text stack of tiny.py (4 heads, 2 key-value heads), untied as Qwen2-Audio and the Omni thinker."""
-    ids = token_ids("qwen2")
-    return {
-        "model_type": "qwen2",
-        "vocab_size": QWEN_VOCAB_SIZE,
-        "hidden_size": hidden,
-        "intermediate_size": 3 * hidden,
-        "num_hidden_layers": layers,
-        "num_attention_heads": 4,
-        "num_key_value_heads": 2,
-        "max_position_embeddings": 32768,
-        "rms_norm_eps": 1e-6,
-        "rope_parameters": {"rope_type": "default", "rope_theta": 1000000.0},
-        "bos_token_id": ids["bos"],
-        "eos_token_id": ids["eos"][0],
-        "tie_word_embeddings": False,  # both keep a separate output head
-    }
-
-
 def build_audio_config(audio_token_id: int, *, layers: int = 2, hidden: int = 64) -> Any:
     """Config of a tiny Qwen2-Audio: the Qwen2 text stack of tiny.py and a one-layer audio encoder of width 32."""
     from transformers import AutoConfig
 
-    text = text_config(layers, hidden)
+    text = media_text_config(layers, hidden, tie_word_embeddings=False)  # a separate output head
     audio = {
         "model_type": "qwen2_audio_encoder",
         "num_mel_bins": MEL_BINS,

@@ -17,8 +17,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from tuneforge.models.tiny import _generation_config
-from tuneforge.models.tiny_audio import MAX_SOURCE_POSITIONS, MEL_BINS, feature_extractor, text_config
+from tuneforge.models.tiny import _generation_config, media_text_config
+from tuneforge.models.tiny_audio import MAX_SOURCE_POSITIONS, MEL_BINS, feature_extractor
 from tuneforge.models.tiny_vlm import _VIDEO_CONFIG, MERGE_SIZE, PATCH_SIZE, chat_template, image_processor
 from tuneforge.models.tokenizer import tokenizer_dir
 
@@ -50,8 +50,8 @@ def build_omni_config(tokenizer: Any, *, layers: int = 2, hidden: int = 64) -> A
 
     ids = {name: tokenizer.convert_tokens_to_ids(token) for name, token in OMNI_TOKENS.items()}
     half = hidden // 4 // 2  # rotary frequencies per head, split over (time, height, width)
-    text = text_config(layers, hidden)
-    del text["model_type"]  # the thinker's own text config class
+    # no model_type: the thinker's own text config class; untied, a separate output head
+    text = media_text_config(layers, hidden, model_type=None, tie_word_embeddings=False)
     text["rope_parameters"]["mrope_section"] = [half - 2 * (half // 3), half // 3, half // 3]
     vision = {"depth": 1, "hidden_size": 32, "intermediate_size": 64, "num_heads": 2, "out_hidden_size": hidden}
     vision |= {

@@ -16,7 +16,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from tuneforge.models.tiny import QWEN_VOCAB_SIZE, VLM_ARCHES, _generation_config, token_ids
+from tuneforge.models.tiny import VLM_ARCHES, _generation_config, media_text_config
 from tuneforge.models.tokenizer import special_token_ids, tokenizer_dir
 
 __all__ = ["VLM_ARCHES", "build_vlm_config", "describe_vlm", "make_tiny_vlm", "save_processor"]
@@ -55,25 +55,10 @@ def build_vlm_config(arch: str, *, layers: int = 2, hidden: int = 64, heads: int
     from transformers import AutoConfig
 
     spec = SPECS[arch]
-    ids, special = token_ids(spec.family), special_token_ids(spec.family)
+    special = special_token_ids(spec.family)
     half = hidden // heads // 2  # rotary frequencies per head, split over (time, height, width)
-    text = {
-        "vocab_size": QWEN_VOCAB_SIZE,
-        "hidden_size": hidden,
-        "intermediate_size": 3 * hidden,
-        "num_hidden_layers": layers,
-        "num_attention_heads": heads,
-        "num_key_value_heads": kv_heads,
-        "max_position_embeddings": 32768,
-        "rms_norm_eps": 1e-6,
-        "rope_parameters": {
-            "rope_type": "default",
-            "rope_theta": 1000000.0,
-            "mrope_section": [half - 2 * (half // 3), half // 3, half // 3],
-        },
-        "bos_token_id": ids["bos"],
-        "eos_token_id": ids["eos"][0],
-    }
+    text = media_text_config(layers, hidden, heads=heads, kv_heads=kv_heads, family=spec.family, model_type=None)
+    text["rope_parameters"]["mrope_section"] = [half - 2 * (half // 3), half // 3, half // 3]
     if arch == "qwen3_vl":  # an explicit head size and interleaved multimodal rotary frequencies
         text["head_dim"] = hidden // heads
         text["rope_parameters"] |= {"mrope_interleaved": True, "mrope_section": [half // 2, half // 4, half // 4]}

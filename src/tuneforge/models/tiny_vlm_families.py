@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tuneforge.models.tiny import QWEN_VOCAB_SIZE, token_ids
+from tuneforge.models.tiny import media_text_config, token_ids
 from tuneforge.models.tiny_vlm import _add_keys, chat_template
 from tuneforge.models.tokenizer import tokenizer_dir
 
@@ -95,23 +95,12 @@ def tokenizer(arch: str) -> Any:
 
 
 def _text_config(arch: str, hidden: int, layers: int) -> dict[str, Any]:
-    ids = token_ids("qwen2")
-    text = {
-        "vocab_size": QWEN_VOCAB_SIZE,
-        "hidden_size": hidden,
-        "intermediate_size": 3 * hidden,
-        "num_hidden_layers": layers,
-        "num_attention_heads": 4,
-        "num_key_value_heads": 2,
-        "max_position_embeddings": 32768,
-        "eos_token_id": ids["eos"][0],
-        "pad_token_id": ids["pad"],
-    }
+    # these families keep the text config class's default rotary settings and bos id, and set the pad id
+    pad = token_ids("qwen2")["pad"]
+    text = media_text_config(layers, hidden, rope_parameters=None, bos_token_id=None, pad_token_id=pad)
     if arch == "gemma3_vl":  # an explicit head size and alternating sliding-window layers, as Gemma 3
         text |= {"model_type": "gemma3_text", "head_dim": hidden // 4, "query_pre_attn_scalar": hidden // 4}
         text |= {"sliding_window": 64, "layer_types": ["sliding_attention", "full_attention"][:layers]}
-    else:
-        text["model_type"] = "qwen2"
     return text
 
 
