@@ -15,6 +15,7 @@ from tuneforge.config.generation import GenerationSection
 from tuneforge.config.inference import InferenceSection
 from tuneforge.config.method import MethodSection
 from tuneforge.config.model import ModelSection
+from tuneforge.config.profiler import ProfilerSection
 from tuneforge.config.quantization import QuantizationSection
 from tuneforge.config.ray import RaySection
 from tuneforge.config.rlhf import RlhfSection
@@ -29,6 +30,7 @@ SECTIONS: dict[str, type[Section]] = {
     "method": MethodSection,
     "rlhf": RlhfSection,
     "training": TrainingSection,
+    "profiler": ProfilerSection,
     "ray": RaySection,
     "swanlab": SwanlabSection,
     "generation": GenerationSection,
@@ -54,6 +56,7 @@ class TuneforgeConfig(BaseModel):
     method: MethodSection = Field(default_factory=MethodSection)
     rlhf: RlhfSection = Field(default_factory=RlhfSection)
     training: TrainingSection = Field(default_factory=TrainingSection)
+    profiler: ProfilerSection = Field(default_factory=ProfilerSection)
     ray: RaySection = Field(default_factory=RaySection)
     swanlab: SwanlabSection = Field(default_factory=SwanlabSection)
     generation: GenerationSection = Field(default_factory=GenerationSection)

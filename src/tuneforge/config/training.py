@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from tuneforge.config.fields import ACTS, F, Section, no_op, only_with, refused
+from tuneforge.config.fields import ACTS, F, Section, no_op
 
 
 class TrainingSection(Section):
@@ -475,59 +475,6 @@ class TrainingSection(Section):
         False,
         "FP8 with FSDP2: all-gather weights in float8 (tensorwise scaling) to save communication; implies fp8.",
         wiring=ACTS,
-    )
-    enable_torch_profiler: bool = F(
-        False,
-        "Record a PyTorch profiler trace during training.",
-        wiring=refused(
-            "the torch profiler is not wired in tuneforge; profile with `python -m torch.utils.bottleneck` or "
-            "the benchmarks/ scripts"
-        ),
-    )
-    profiler_output_dir: str | None = F(
-        None,
-        "Directory for profiler traces; unset uses a folder inside output_dir.",
-        wiring=only_with("the torch profiler", "enable_torch_profiler"),
-    )
-    profiler_wait_steps: int = F(
-        1,
-        "Profiler: steps to skip before each recording cycle.",
-        wiring=only_with("the torch profiler", "enable_torch_profiler"),
-    )
-    profiler_warmup_steps: int = F(
-        1,
-        "Profiler: steps traced but discarded before recording in each cycle.",
-        wiring=only_with("the torch profiler", "enable_torch_profiler"),
-    )
-    profiler_active_steps: int = F(
-        1,
-        "Profiler: steps recorded in each cycle.",
-        wiring=only_with("the torch profiler", "enable_torch_profiler"),
-    )
-    profiler_repeat: int = F(
-        1,
-        "Profiler: number of wait/warmup/active cycles; 0 repeats until training ends.",
-        wiring=only_with("the torch profiler", "enable_torch_profiler"),
-    )
-    profiler_record_shapes: bool = F(
-        True,
-        "Profiler: record the input shapes of each operator.",
-        wiring=only_with("the torch profiler", "enable_torch_profiler"),
-    )
-    profiler_profile_memory: bool = F(
-        True,
-        "Profiler: track memory allocations.",
-        wiring=only_with("the torch profiler", "enable_torch_profiler"),
-    )
-    profiler_with_stack: bool = F(
-        True,
-        "Profiler: record Python stack traces of operators (larger traces).",
-        wiring=only_with("the torch profiler", "enable_torch_profiler"),
-    )
-    profile_modules: str | None = F(
-        None,
-        "Profiler: comma-separated module names to label separately in traces; unset profiles the whole model.",
-        wiring=only_with("the torch profiler", "enable_torch_profiler"),
     )
     overwrite_output_dir: bool = F(
         False, "Allow writing into a non-empty output_dir instead of stopping with an error.", wiring=ACTS
