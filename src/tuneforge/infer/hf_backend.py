@@ -30,6 +30,7 @@ from tuneforge.infer.stats import DecodeStats
 if TYPE_CHECKING:
     import torch
 
+    from tuneforge.infer.lean_step import LeanStep
     from tuneforge.infer.lm_head import SplitHead
 
 logger = logging.getLogger(__name__)
@@ -89,6 +90,7 @@ class HFBackend:
         self.peak_batch = 0  # most rows decoded together so far (observability, tests)
         self.threads: int | None = None  # intra-op threads chosen on CPU (None: not measured)
         self.head: SplitHead | None = None  # the LM head over two threads, when it qualifies (CPU)
+        self.lean: LeanStep | None = None  # text decode steps over the decoder's own layers, once verified
         self.decode_stats = DecodeStats()
         self._model_s = 0.0  # seconds of the last model call
         self.on_first_token: Callable[[float], None] | None = None  # gets each request's time to first token (s)
@@ -138,6 +140,7 @@ class HFBackend:
         batch: _Batch | None = None
         with torch.inference_mode():
             try:
+                self._lean_step()
                 self._tune_threads()
                 self._split_head()
             finally:
@@ -154,6 +157,17 @@ class HFBackend:
                 batch = self._guarded_step(batch, new)
                 self._emitter.post(self._outbox[:])
                 self._outbox.clear()
+
+    def _lean_step(self) -> None:
+        """Use `LeanStep` for text decode steps when it gives the model's own logits (see `infer/lean_step.py`)."""
+        if not self.use_cache:
+            return
+        from tuneforge.infer.lean_step import lean_step
+
+        try:
+            self.lean = lean_step(self.model, self._cache_kw, lambda: _new_cache(self.model), self.pad_id)
+        except Exception:  # an optimisation: never let it stop the engine
+            logger.exception("Checking the lean decode step failed; keeping the model's forward")
 
     def _tune_threads(self) -> None:
         """On CPU, time a decode step at each thread count and keep the fastest (see `tuneforge.threads`)."""
@@ -272,12 +286,17 @@ class HFBackend:
         if positions is None:
             positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, -ids.shape[1] :]
             positions = positions if deltas is None else positions + deltas
+        lean = self.lean if cache is not None and ids.shape[1] == 1 and not media else None
         kwargs = {self._cache_kw: cache, "use_cache": cache is not None, **(media or {})}
         with self.model_lock:
             started = time.perf_counter()
-            out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, logits_to_keep=1, **kwargs)
+            if lean is not None:
+                logits = lean(ids, mask, cache, positions)
+            else:
+                out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, logits_to_keep=1, **kwargs)
+                logits = out.logits[:, -1, :]
             self._model_s = time.perf_counter() - started  # the model call alone (decode-step split)
-        return out.logits[:, -1, :]
+        return logits
 
     def _sample(self, batch: _Batch, logits: torch.Tensor) -> None:
         """Pick one token per row, stream it, and append it to the batch tensors."""
