@@ -7,7 +7,7 @@ import threading
 import pytest
 import torch
 
-from tuneforge.infer.lm_head import EXPLORE, Chooser, SplitHead, split_head
+from tuneforge.infer.lm_head import EXPLORE, WARMUP, Chooser, SplitHead, split_head
 
 
 @pytest.fixture(scope="module")
@@ -17,30 +17,49 @@ def model(tiny_qwen2):
     return AutoModelForCausalLM.from_pretrained(tiny_qwen2).eval()
 
 
-def test_split_logits_are_bit_identical_and_the_head_is_restored(model) -> None:
+def test_both_ways_give_the_same_logits_and_the_head_is_restored(model) -> None:
     head = model.get_output_embeddings()
     hidden = torch.randn(8, 1, head.in_features, generator=torch.Generator().manual_seed(0))
     ids = torch.randint(0, 5000, (8, 7), generator=torch.Generator().manual_seed(1))
     with torch.inference_mode():
-        plain, whole = head(hidden), model(input_ids=ids, logits_to_keep=1).logits
+        layer, whole = head(hidden), model(input_ids=ids, logits_to_keep=1).logits
         split = SplitHead(head)
-        split.chooser.pick = lambda rows: True  # always split
         try:
-            assert torch.equal(split.split(hidden), plain)
-            assert torch.equal(model(input_ids=ids, logits_to_keep=1).logits, whole)
-            few = hidden[:2]  # too few rows: the plain product
-            assert torch.equal(head(few), torch.nn.functional.linear(few, head.weight))
+            for rows in (8, 3, 1):  # a lone row splits too: its product is bound by reading the weight
+                part = hidden[:rows]
+                assert torch.equal(split.split(part), split.plain(part))  # the way picked never changes a logit
+                torch.testing.assert_close(split.split(part), layer[:rows], atol=1e-6, rtol=0)
+            torch.testing.assert_close(model(input_ids=ids, logits_to_keep=1).logits, whole, atol=1e-6, rtol=0)
         finally:
             split.close()
     assert "forward" not in head.__dict__
 
 
+def test_a_head_above_the_copy_limit_splits_its_own_weight(model, monkeypatch: pytest.MonkeyPatch) -> None:
+    import tuneforge.infer.lm_head as lm_head
+
+    monkeypatch.setattr(lm_head, "COPY_LIMIT", 0)
+    head = model.get_output_embeddings()
+    hidden = torch.randn(4, head.in_features, generator=torch.Generator().manual_seed(2))
+    with torch.inference_mode():
+        layer = head(hidden)
+        split = SplitHead(head)
+        try:
+            assert split._halves is None
+            assert torch.equal(split.split(hidden), layer) and torch.equal(split.plain(hidden), layer)
+        finally:
+            split.close()
+
+
 def test_chooser_measures_both_ways_then_keeps_the_faster_and_explores() -> None:
     chooser = Chooser()
-    assert chooser.pick(8) is False
-    chooser.record(8, False, 0.010)
-    assert chooser.pick(8) is True
-    chooser.record(8, True, 0.006)
+    warmup = []
+    for _ in range(WARMUP):  # the ways take turns; a slow first timing (a cold thread) does not stick
+        for seconds in (0.010, 0.030):
+            way = chooser.pick(8)
+            warmup.append(way)
+            chooser.record(8, way, seconds if not way else (0.030 if len(warmup) == 2 else 0.006))
+    assert warmup == [False, True] * WARMUP
     picks = [chooser.pick(8) for _ in range(2 * EXPLORE)]
     assert picks.count(False) == 2 and picks.count(True) == 2 * EXPLORE - 2
     for _ in range(20):  # the split becomes slower (a busy second core): the chooser follows
@@ -66,7 +85,7 @@ def test_batched_greedy_output_is_unchanged_by_the_split(tiny_qwen2, monkeypatch
 
     monkeypatch.setenv("TUNEFORGE_NUM_THREADS", "1")
     monkeypatch.setattr(tuneforge.threads, "available_cores", lambda: 2)
-    monkeypatch.setattr(Chooser, "pick", lambda self, rows: True)  # every batch of 4+ rows splits
+    monkeypatch.setattr(Chooser, "pick", lambda self, rows: True)  # every batch splits
     splits, original = [], SplitHead.split
     monkeypatch.setattr(SplitHead, "split", lambda self, hidden: splits.append(1) or original(self, hidden))
     engine = load_engine(load_config({"model_name_or_path": str(tiny_qwen2), "template": "qwen"}))
