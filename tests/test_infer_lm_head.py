@@ -109,3 +109,29 @@ def test_batched_greedy_output_is_unchanged_by_the_split(tiny_qwen2, monkeypatch
         assert splits and together == alone
     finally:
         engine.close(5)
+
+
+def test_greedy_search_in_the_halves_equals_the_argmax_of_the_logits(model) -> None:
+    head = model.get_output_embeddings()
+    hidden = torch.randn(6, head.in_features, generator=torch.Generator().manual_seed(3))
+    with torch.inference_mode():
+        split = SplitHead(head)
+        try:
+            expected = split.plain(hidden).argmax(-1).tolist()
+            for way in (True, False):
+                split.chooser.pick = lambda key, way=way: way
+                assert split.greedy(hidden) == expected
+            # a tie across the halves: the first index wins, as in torch's argmax
+            weight = head.weight
+            twin = torch.zeros(1, head.in_features)
+            twin[0, 0] = 1.0
+            column = weight[:, 0].clone()
+            try:
+                weight[:, 0] = 0.0
+                weight[5, 0] = weight[split.cut + 7, 0] = 9.0
+                split._halves = None  # read the edited weight directly
+                assert split.greedy(twin) == [5] == split.plain(twin).argmax(-1).tolist()
+            finally:
+                weight[:, 0] = column
+        finally:
+            split.close()

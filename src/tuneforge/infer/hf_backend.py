@@ -268,9 +268,26 @@ class HFBackend:
     def _decode(self, batch: _Batch) -> float:
         """One token for every row; returns the seconds spent in the model forward."""
         inputs = batch.ids[:, -1:] if self.use_cache else batch.ids
-        logits = self._forward(inputs, batch.mask, batch.cache, deltas=batch.deltas)
-        self._sample(batch, logits)
+        if self._all_greedy(batch):
+            self._accept(batch, self._greedy_step(inputs, batch.mask, batch.cache))
+        else:
+            self._sample(batch, self._forward(inputs, batch.mask, batch.cache, deltas=batch.deltas))
         return self._model_s
+
+    def _all_greedy(self, batch: _Batch) -> bool:
+        """Whether this step can take the fused greedy path: lean step, split head, every row plain arg-max."""
+        if self.lean is None or self.head is None or batch.cache is None or batch.deltas is not None:
+            return False
+        return all(row.request.params.greedy and row.sampling_state[1] is None for row in batch.rows)
+
+    def _greedy_step(self, ids: torch.Tensor, mask: torch.Tensor, cache: Any) -> list[int]:
+        """Arg-max tokens of a text decode step; the head's threads search their own halves of the logits."""
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, -1:]
+        with self.model_lock:
+            started = time.perf_counter()
+            tokens = self.head.greedy(self.lean.hidden(ids, mask, cache, positions))
+            self._model_s = time.perf_counter() - started  # the model call, arg-max included (decode-step split)
+        return tokens
 
     def _forward(
         self,
@@ -300,9 +317,12 @@ class HFBackend:
 
     def _sample(self, batch: _Batch, logits: torch.Tensor) -> None:
         """Pick one token per row, stream it, and append it to the batch tensors."""
+        self._accept(batch, pick_tokens(batch.rows, logits, sample_batch))  # a failing row fails alone (None)
+
+    def _accept(self, batch: _Batch, tokens: list[int | None]) -> None:
+        """Stream each row's token (None: the row failed) and append the tokens to the batch tensors."""
         import torch
 
-        tokens = pick_tokens(batch.rows, logits, sample_batch)  # a failing row fails alone (token None)
         for row, token in zip(batch.rows, tokens, strict=True):
             if token is not None:
                 accept_token(row, token)

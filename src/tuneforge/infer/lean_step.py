@@ -39,13 +39,17 @@ class LeanStep:
 
     def __call__(self, ids: torch.Tensor, mask: torch.Tensor, cache: Any, positions: torch.Tensor) -> torch.Tensor:
         """Logits `[batch, vocab]` for `ids` (one new token per row) given the padding `mask` [batch, length]."""
+        return self.head(self.hidden(ids, mask, cache, positions))
+
+    def hidden(self, ids: torch.Tensor, mask: torch.Tensor, cache: Any, positions: torch.Tensor) -> torch.Tensor:
+        """The final normed hidden state `[batch, hidden]` that the head turns into logits (as `__call__`)."""
         hidden = self.decoder.embed_tokens(ids)
         rotary = self.decoder.rotary_emb(hidden, positions)
         attention = attention_mask(mask, hidden.dtype, self.eager)
         kwargs = {self.cache_kw: cache, "use_cache": True, "position_embeddings": rotary, "position_ids": positions}
         for layer in self.layers:
             hidden = layer(hidden, attention_mask=attention, **kwargs)
-        return self.head(self.decoder.norm(hidden[:, -1]))
+        return self.decoder.norm(hidden[:, -1])
 
 
 def attention_mask(mask: torch.Tensor, dtype: torch.dtype, eager: bool) -> torch.Tensor | None:

@@ -16,6 +16,7 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Hashable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -34,12 +35,13 @@ class Chooser:
     """Per batch size: running average seconds of the plain (False) and split (True) product; picks the faster."""
 
     def __init__(self) -> None:
-        self._average: dict[tuple[int, bool], float] = {}
-        self._count: dict[tuple[int, bool], int] = {}
-        self._steps: dict[int, int] = {}
+        self._average: dict[tuple[Hashable, bool], float] = {}
+        self._count: dict[tuple[Hashable, bool], int] = {}
+        self._steps: dict[Hashable, int] = {}
 
-    def pick(self, rows: int) -> bool:
-        """Whether this step of `rows` rows should split (each way is timed `WARMUP` times before comparing)."""
+    def pick(self, rows: Hashable) -> bool:
+        """Whether this step of `rows` rows (or any other kind of call) should split (each way is timed `WARMUP`
+        times before comparing)."""
         step = self._steps[rows] = self._steps.get(rows, 0) + 1
         plain, split = self._count.get((rows, False), 0), self._count.get((rows, True), 0)
         if min(plain, split) < WARMUP:
@@ -47,7 +49,7 @@ class Chooser:
         faster = self._average[(rows, True)] < self._average[(rows, False)]
         return not faster if step % EXPLORE == 0 else faster
 
-    def record(self, rows: int, split: bool, seconds: float) -> None:
+    def record(self, rows: Hashable, split: bool, seconds: float) -> None:
         """Fold one measured product into its running average (the fastest one while warming up)."""
         key = (rows, split)
         old, count = self._average.get(key), self._count.get(key, 0)
@@ -73,8 +75,9 @@ class SplitHead:
         self.head = head
         self.chooser = Chooser()
         self.owner = threading.get_ident()
-        self._halves = _halves(head.weight)
-        self._jobs: queue.SimpleQueue[tuple[torch.Tensor, torch.Tensor] | None] = queue.SimpleQueue()
+        self.cut = _cut(head.weight.shape[0])
+        self._halves = _halves(head.weight, self.cut)
+        self._jobs: queue.SimpleQueue[tuple[torch.Tensor, torch.Tensor, list[Any] | None] | None] = queue.SimpleQueue()
         self._done = threading.Event()
         self._error: BaseException | None = None
         self._helper = threading.Thread(target=self._work, name="tuneforge-lm-head", daemon=True)
@@ -102,16 +105,22 @@ class SplitHead:
     def split(self, hidden: torch.Tensor) -> torch.Tensor:
         """`head(hidden)`, the first half of the vocabulary here and the second on the helper thread."""
         flat, out = self._buffers(hidden)
+        self._run_split(flat, out, None)
+        return out.view(*hidden.shape[:-1], out.shape[-1])
+
+    def _run_split(self, flat: torch.Tensor, out: torch.Tensor, found: list[Any] | None) -> None:
+        """Half 0 here, half 1 on the helper; with `found`, each also searches its half (results into it)."""
         self._done.clear()
-        self._jobs.put((flat, out))
+        self._jobs.put((flat, out, found))
         try:
-            self._half(flat, out, 0)
+            first = self._half(flat, out, 0, search=found is not None)
         finally:
             self._done.wait()
         if self._error is not None:
             error, self._error = self._error, None
             raise error
-        return out.view(*hidden.shape[:-1], out.shape[-1])
+        if found is not None:
+            found[0] = first
 
     def close(self) -> None:
         """Stop the helper thread (joined: a thread still leaving torch at interpreter exit aborts the process)
@@ -120,6 +129,26 @@ class SplitHead:
         self._helper.join(timeout=5)
         self.head.__dict__.pop("forward", None)
 
+    def greedy(self, hidden: torch.Tensor) -> list[int]:
+        """The arg-max token of `head(hidden)` per row (first index on ties, as `argmax`). Each half's thread
+        searches its own half while it is still in that core's cache, so only two (max, index) pairs per row
+        are compared here."""
+        rows = hidden.numel() // hidden.shape[-1]
+        key = (rows, "greedy")
+        split = threading.get_ident() == self.owner and self.chooser.pick(key)
+        started = time.perf_counter()
+        flat, out = self._buffers(hidden)
+        found: list[Any] = [None, None]
+        if split:
+            self._run_split(flat, out, found)
+        else:
+            for index in (0, 1):
+                found[index] = self._half(flat, out, index, search=True)
+        self.chooser.record(key, split, time.perf_counter() - started)
+        (first_value, first), (second_value, second) = found
+        second = second + self.cut
+        return first.where(first_value >= second_value, second).tolist()
+
     def _buffers(self, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         import torch
 
@@ -127,16 +156,19 @@ class SplitHead:
         flat = hidden.reshape(-1, hidden.shape[-1])
         return flat, torch.empty(flat.shape[0], weight.shape[0], dtype=weight.dtype, device=weight.device)
 
-    def _half(self, flat: torch.Tensor, out: torch.Tensor, index: int) -> None:
-        """Write half `index` (0: first half of the vocabulary, 1: the rest) of `flat @ weight.T` into `out`."""
+    def _half(self, flat: torch.Tensor, out: torch.Tensor, index: int, search: bool = False) -> Any:
+        """Write half `index` (0: vocabulary before `cut`, 1: the rest) of `flat @ weight.T` into `out`; with
+        `search`, return that half's row-wise (max, arg-max within the half)."""
         import torch
 
-        cut = self.head.weight.shape[0] // 2
-        columns = slice(0, cut) if index == 0 else slice(cut, None)
+        from tuneforge.infer.sampling import best
+
+        columns = slice(0, self.cut) if index == 0 else slice(self.cut, None)
         if self._halves is not None:
             torch.mm(flat, self._halves[index], out=out[:, columns])
         else:
             torch.mm(flat, self.head.weight[columns].t(), out=out[:, columns])
+        return best(out[:, columns]) if search else None
 
     def _work(self) -> None:
         import torch
@@ -144,20 +176,26 @@ class SplitHead:
         torch.set_num_threads(1)
         with torch.inference_mode():
             while (job := self._jobs.get()) is not None:
-                flat, out = job
+                flat, out, found = job
                 try:
-                    self._half(flat, out, 1)
+                    result = self._half(flat, out, 1, search=found is not None)
+                    if found is not None:
+                        found[1] = result
                 except BaseException as error:  # reported on the engine thread, which owns the step
                     self._error = error
                 finally:
                     self._done.set()
 
 
-def _halves(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+def _cut(vocab: int) -> int:
+    """Where the halves meet: the middle rounded down to a multiple of 128 (each half keeps the block search)."""
+    return vocab // 2 // 128 * 128 if vocab >= 256 else vocab // 2
+
+
+def _halves(weight: torch.Tensor, cut: int) -> tuple[torch.Tensor, torch.Tensor] | None:
     """The weight's two vocabulary halves, each transposed and contiguous, or None above `COPY_LIMIT` bytes."""
     if weight.numel() * weight.element_size() > COPY_LIMIT:
         return None
-    cut = weight.shape[0] // 2
     return weight[:cut].t().contiguous(), weight[cut:].t().contiguous()
 
 
