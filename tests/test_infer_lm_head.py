@@ -7,7 +7,7 @@ import threading
 import pytest
 import torch
 
-from tuneforge.infer.lm_head import EXPLORE, WARMUP, Chooser, SplitHead, split_head
+from tuneforge.infer.lm_head import EXPLORE, WARMUP, Chooser, SplitHead, half_products, split_head
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +45,7 @@ def test_a_head_above_the_copy_limit_splits_its_own_weight(model, monkeypatch: p
         layer = head(hidden)
         split = SplitHead(head)
         try:
-            assert split._halves is None
+            assert all(p.__name__ == "<lambda>" for p in split.products)  # the layer's own weight, no copy
             assert torch.equal(split.split(hidden), layer) and torch.equal(split.plain(hidden), layer)
         finally:
             split.close()
@@ -129,9 +129,20 @@ def test_greedy_search_in_the_halves_equals_the_argmax_of_the_logits(model) -> N
             try:
                 weight[:, 0] = 0.0
                 weight[5, 0] = weight[split.cut + 7, 0] = 9.0
-                split._halves = None  # read the edited weight directly
+                split.products = half_products(weight, split.cut)  # products of the edited weight
                 assert split.greedy(twin) == [5] == split.plain(twin).argmax(-1).tolist()
             finally:
                 weight[:, 0] = column
         finally:
             split.close()
+
+
+def test_the_halves_use_onednn_packed_weights_where_torch_has_onednn(model) -> None:
+    head = model.get_output_embeddings()
+    products = half_products(head.weight, 75_904)
+    hidden = torch.randn(8, head.in_features, generator=torch.Generator().manual_seed(4))
+    with torch.inference_mode():
+        joined = torch.cat([product(hidden) for product in products], dim=1)
+    if torch.backends.mkldnn.is_available():
+        assert all(product.__name__ == "product" for product in products)
+    torch.testing.assert_close(joined, torch.nn.functional.linear(hidden, head.weight), atol=1e-6, rtol=0)
