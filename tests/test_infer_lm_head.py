@@ -1,8 +1,9 @@
-"""The two-thread LM head: bit-identical logits, the faster way chosen per batch size, greedy output unchanged."""
+"""The two-thread LM head: the same logits either way, the faster way chosen per batch size, greedy output unchanged."""
 
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 import torch
@@ -99,10 +100,12 @@ def test_batched_greedy_output_is_unchanged_by_the_split(tiny_qwen2, monkeypatch
             together[index] = engine.chat(prompts[index], temperature=0, max_new_tokens=12).content
 
         threads = [threading.Thread(target=run, args=(i,)) for i in range(len(prompts))]
-        with engine.backend.model_lock:  # the engine waits in its first forward until every request is queued
+        submitted = engine.stats.requests_total + len(prompts)
+        with engine.backend.model_lock:  # the engine waits in its first forward until every request is submitted
             for thread in threads:
                 thread.start()
-            while engine.backend.pending() < len(prompts) - 1:
+            deadline = time.monotonic() + 60  # (counting queued requests hung when the engine took two at once)
+            while engine.stats.requests_total < submitted and time.monotonic() < deadline:
                 threading.Event().wait(0.01)
         for thread in threads:
             thread.join()
@@ -146,3 +149,15 @@ def test_the_halves_use_onednn_packed_weights_where_torch_has_onednn(model) -> N
     if torch.backends.mkldnn.is_available():
         assert all(product.__name__ == "product" for product in products)
     torch.testing.assert_close(joined, torch.nn.functional.linear(hidden, head.weight), atol=1e-6, rtol=0)
+
+
+def test_a_rows_logits_do_not_depend_on_the_batch_around_it(model) -> None:
+    if not torch.backends.mkldnn.is_available():
+        pytest.skip("batch invariance comes from oneDNN's packed product; this torch build has no oneDNN")
+    head = model.get_output_embeddings()
+    products = half_products(head.weight, 75_904)
+    hidden = torch.randn(9, head.in_features, generator=torch.Generator().manual_seed(5))
+    with torch.inference_mode():
+        whole = [product(hidden) for product in products]
+        for rows in (1, 2, 5):
+            assert all(torch.equal(p(hidden[:rows]), w[:rows]) for p, w in zip(products, whole, strict=True))

@@ -282,7 +282,7 @@ class HFBackend:
 
     def _greedy_step(self, ids: torch.Tensor, mask: torch.Tensor, cache: Any) -> list[int]:
         """Arg-max tokens of a text decode step; the head's threads search their own halves of the logits."""
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, -1:]
+        positions = mask.sum(-1, keepdim=True) - 1  # the new token's: the row's unpadded tokens before it
         with self.model_lock:
             started = time.perf_counter()
             tokens = self.head.greedy(self.lean.hidden(ids, mask, cache, positions))

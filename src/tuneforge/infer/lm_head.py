@@ -173,8 +173,9 @@ def half_products(weight: torch.Tensor, cut: int) -> tuple[Product, Product]:
     """The two half products `flat @ weight[half].T`, each through the fastest form available on this CPU:
 
     1. oneDNN with the half pre-packed for its kernels (torch's own `mkldnn` linear, as inductor uses): 2-4x
-       faster than MKL for 2-16 rows with a 64-wide head (batch 8, half of 151,936 words: 0.93 against 2.1 ms);
-       one row, bound by reading the weight, stays on MKL with the layer's own weight (0.44 against 0.65 ms);
+       faster than MKL for 2-16 rows with a 64-wide head (batch 8, half of 151,936 words: 0.93 against 2.1 ms),
+       and a row's logits are bit-identical whatever the batch around it (MKL's differ between 1-2 rows and
+       more), so batching never changes a greedy answer; one row pays for it (0.65 against 0.44 ms per half);
     2. MKL on the half transposed into a contiguous `[hidden, vocab / 2]` block: 1.2-1.4x the layer's own;
     3. MKL on the layer's weight as it is (when a copy would exceed `COPY_LIMIT`).
     Forms 1 and 2 hold the weight a second time and agree with the layer's product to float rounding (at most
@@ -209,8 +210,6 @@ def _packed(half: torch.Tensor) -> Product | None:
         weight = torch.ops.mkldnn._reorder_linear_weight(half, PACK_ROWS)
 
         def product(flat: torch.Tensor) -> torch.Tensor:
-            if flat.shape[0] == 1:  # one row: bound by reading the weight, where MKL on the layer's own is faster
-                return torch.mm(flat, half.t())
             return torch.ops.mkldnn._linear_pointwise(flat, weight, None, "none", [], "")
 
         probe = torch.randn(3, half.shape[1], generator=torch.Generator().manual_seed(0), dtype=half.dtype)
