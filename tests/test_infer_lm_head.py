@@ -138,26 +138,3 @@ def test_greedy_search_in_the_halves_equals_the_argmax_of_the_logits(model) -> N
                 weight[:, 0] = column
         finally:
             split.close()
-
-
-def test_the_halves_use_onednn_packed_weights_where_torch_has_onednn(model) -> None:
-    head = model.get_output_embeddings()
-    products = half_products(head.weight, 75_904)
-    hidden = torch.randn(8, head.in_features, generator=torch.Generator().manual_seed(4))
-    with torch.inference_mode():
-        joined = torch.cat([product(hidden) for product in products], dim=1)
-    if torch.backends.mkldnn.is_available():
-        assert all(product.__name__ == "product" for product in products)
-    torch.testing.assert_close(joined, torch.nn.functional.linear(hidden, head.weight), atol=1e-6, rtol=0)
-
-
-def test_a_rows_logits_do_not_depend_on_the_batch_around_it(model) -> None:
-    if not torch.backends.mkldnn.is_available():
-        pytest.skip("batch invariance comes from oneDNN's packed product; this torch build has no oneDNN")
-    head = model.get_output_embeddings()
-    products = half_products(head.weight, 75_904)
-    hidden = torch.randn(9, head.in_features, generator=torch.Generator().manual_seed(5))
-    with torch.inference_mode():
-        whole = [product(hidden) for product in products]
-        for rows in (1, 2, 5):
-            assert all(torch.equal(p(hidden[:rows]), w[:rows]) for p, w in zip(products, whole, strict=True))

@@ -27,8 +27,7 @@ logger = logging.getLogger(__name__)
 
 EXPLORE = 16  # every 16th step of a batch size runs the way not in use, to follow the machine's load
 SMOOTHING = 0.2  # weight of the newest timing in the running averages
-COPY_LIMIT = 256 << 20  # largest head weight held a second time, packed or transposed (as much memory again)
-PACK_ROWS = 8  # the row count oneDNN packs the weight for (the default `max_batch_size`; one row is as fast)
+COPY_LIMIT = 256 << 20  # largest head weight held a second time, transposed (the copy costs as much memory)
 WARMUP = 3  # timings of each way taken in turn before comparing; their fastest starts the average (the first
 # calls of a way are slow: a helper thread's first product, cold caches; measured 1.6 ms against 0.8 ms after)
 
@@ -170,26 +169,20 @@ Product = Callable[["torch.Tensor"], "torch.Tensor"]
 
 
 def half_products(weight: torch.Tensor, cut: int) -> tuple[Product, Product]:
-    """The two half products `flat @ weight[half].T`, each through the fastest form available on this CPU:
+    """The two half products `flat @ weight[half].T` through MKL: on the half transposed into a contiguous
+    `[hidden, vocab / 2]` copy, which MKL multiplies by 2-16 rows 1.2-1.4x faster than the layer's own
+    `[vocab, hidden]` weight, or on the layer's weight itself when a copy would exceed `COPY_LIMIT`.
 
-    1. oneDNN with the half pre-packed for its kernels (torch's own `mkldnn` linear, as inductor uses): 2-4x
-       faster than MKL for 2-16 rows with a 64-wide head (batch 8, half of 151,936 words: 0.93 against 2.1 ms),
-       and a row's logits are bit-identical whatever the batch around it (MKL's differ between 1-2 rows and
-       more), so batching never changes a greedy answer; one row pays for it (0.65 against 0.44 ms per half);
-    2. MKL on the half transposed into a contiguous `[hidden, vocab / 2]` block: 1.2-1.4x the layer's own;
-    3. MKL on the layer's weight as it is (when a copy would exceed `COPY_LIMIT`).
-    Forms 1 and 2 hold the weight a second time and agree with the layer's product to float rounding (at most
-    4e-7 apart measured, the size of the difference the layer itself shows between batch sizes); a packed form
-    that does not agree with MKL on a probe is not used.
+    The copy's products equal the layer's to float rounding (at most 4e-7 apart measured, the size of the
+    difference the layer itself shows between batch sizes). oneDNN's packed product was measured too: 2.3x
+    faster for a batch of 8, but 1.6x slower for one row read from memory, and mixing the two made a row's
+    greedy answer depend on the batch around it; see benchmarks/RESULTS.md.
     """
     import torch
 
     halves = (weight[:cut], weight[cut:])
     if weight.numel() * weight.element_size() > COPY_LIMIT:
         return tuple(_viewed(half) for half in halves)  # type: ignore[return-value]
-    packed = [_packed(half) for half in halves]
-    if all(p is not None for p in packed):
-        return tuple(packed)  # type: ignore[return-value]
     columns = [half.t().contiguous() for half in halves]
     return tuple(functools.partial(torch.mm, mat2=c) for c in columns)  # type: ignore[return-value]
 
@@ -198,25 +191,6 @@ def _viewed(half: torch.Tensor) -> Product:
     import torch
 
     return lambda flat: torch.mm(flat, half.t())
-
-
-def _packed(half: torch.Tensor) -> Product | None:
-    """`flat @ half.T` by oneDNN on a pre-packed copy, or None where that op is missing or disagrees."""
-    import torch
-
-    try:
-        if not torch.backends.mkldnn.is_available():
-            return None
-        weight = torch.ops.mkldnn._reorder_linear_weight(half, PACK_ROWS)
-
-        def product(flat: torch.Tensor) -> torch.Tensor:
-            return torch.ops.mkldnn._linear_pointwise(flat, weight, None, "none", [], "")
-
-        probe = torch.randn(3, half.shape[1], generator=torch.Generator().manual_seed(0), dtype=half.dtype)
-        agrees = torch.allclose(product(probe), probe @ half.t(), atol=1e-5, rtol=1e-4)
-    except (RuntimeError, AttributeError):  # no oneDNN in this torch build, or the op changed
-        return None
-    return product if agrees else None
 
 
 def _flat(hidden: torch.Tensor) -> torch.Tensor:
