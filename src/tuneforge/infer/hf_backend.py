@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from tuneforge.errors import TuneforgeError
 from tuneforge.infer.isolation import accept_token, pick_tokens
+from tuneforge.infer.lean_step import decode_positions
 from tuneforge.infer.media import BatchMedia
 from tuneforge.infer.requests import Failed, GenerationRequest, RequestQueue
 from tuneforge.infer.rows import Emitter, Row
@@ -282,7 +283,7 @@ class HFBackend:
 
     def _greedy_step(self, ids: torch.Tensor, mask: torch.Tensor, cache: Any) -> list[int]:
         """Arg-max tokens of a text decode step; the head's threads search their own halves of the logits."""
-        positions = mask.sum(-1, keepdim=True) - 1  # the new token's: the row's unpadded tokens before it
+        positions = decode_positions(mask, 1)
         with self.model_lock:
             started = time.perf_counter()
             tokens = self.head.greedy(self.lean.hidden(ids, mask, cache, positions))
@@ -301,7 +302,7 @@ class HFBackend:
     ) -> torch.Tensor:
         """Last-position logits; positions count the unpadded tokens (plus each row's delta) unless given."""
         if positions is None:
-            positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, -ids.shape[1] :]
+            positions = decode_positions(mask, ids.shape[1])
             positions = positions if deltas is None else positions + deltas
         lean = self.lean if cache is not None and ids.shape[1] == 1 and not media else None
         kwargs = {self._cache_kw: cache, "use_cache": cache is not None, **(media or {})}

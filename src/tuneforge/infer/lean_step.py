@@ -96,12 +96,12 @@ def _matches(model: Any, step: LeanStep, new_cache: Any, pad_id: int) -> bool:
     ids = torch.tensor([[pad_id, pad_id, 11, 12, 13], [21, 22, 23, 24, 25]], device=device)
     mask = (torch.arange(5, device=device) >= torch.tensor([[2], [0]], device=device)).long()
     ours = new_cache()
-    model(input_ids=ids, attention_mask=mask, position_ids=_positions(mask, 5), **{step.cache_kw: ours})
+    model(input_ids=ids, attention_mask=mask, position_ids=decode_positions(mask, 5), **{step.cache_kw: ours})
     theirs = copy.deepcopy(ours)
     token = torch.tensor([[31], [32]], device=device)
     for _ in range(2):
         mask = torch.cat([mask, torch.ones_like(token)], dim=1)
-        positions = _positions(mask, 1)
+        positions = decode_positions(mask, 1)
         expected = model(
             input_ids=token, attention_mask=mask, position_ids=positions, logits_to_keep=1, **{step.cache_kw: theirs}
         ).logits[:, -1]
@@ -112,7 +112,11 @@ def _matches(model: Any, step: LeanStep, new_cache: Any, pad_id: int) -> bool:
     return True
 
 
-def _positions(mask: torch.Tensor, width: int) -> torch.Tensor:
+def decode_positions(mask: torch.Tensor, width: int) -> torch.Tensor:
+    """Positions of the last `width` tokens of left-padded rows: each counts the row's real tokens before it
+    (padding gets 0). A one-token step needs only the row's count: its new token is never padding."""
+    if width == 1:
+        return mask.sum(-1, keepdim=True) - 1
     return (mask.cumsum(-1) - 1).clamp(min=0)[:, -width:]
 
 
