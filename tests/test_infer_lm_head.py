@@ -8,7 +8,7 @@ import time
 import pytest
 import torch
 
-from tuneforge.infer.lm_head import EXPLORE, WARMUP, Chooser, SplitHead, half_products, split_head
+from tuneforge.infer.lm_head import EXPLORE, WARMUP, Chooser, HalfProduct, SplitHead, half_products, split_head
 
 
 @pytest.fixture(scope="module")
@@ -138,3 +138,23 @@ def test_greedy_search_in_the_halves_equals_the_argmax_of_the_logits(model) -> N
                 weight[:, 0] = column
         finally:
             split.close()
+
+
+def test_onednn_takes_over_only_row_counts_where_it_gives_the_same_bits(monkeypatch: pytest.MonkeyPatch) -> None:
+    half = torch.randn(4096, 64, generator=torch.Generator().manual_seed(4)) * 0.02
+    product = HalfProduct(half)
+    if product.packed is None:
+        pytest.skip("this torch build has no oneDNN packed product")
+    hidden = torch.randn(8, 64, generator=torch.Generator().manual_seed(5))
+    with torch.inference_mode():
+        expected = {rows: torch.mm(hidden[:rows], product.columns) for rows in range(1, 9)}
+        for rows in range(1, 9):  # first call per row count: MKL's bits, oneDNN compared beside them
+            assert torch.equal(product(hidden[:rows]), expected[rows])
+        assert 1 not in product.verified and set(product.verified) == set(range(2, 9))
+        assert any(product.verified.values())  # batches of 4+ at least: one GEMM kernel family
+        calls: list[int] = []
+        onednn = product._onednn
+        monkeypatch.setattr(product, "_onednn", lambda flat: calls.append(flat.shape[0]) or onednn(flat))
+        for rows in range(1, 9):  # later calls: oneDNN exactly where verified, the same bits either way
+            assert torch.equal(product(hidden[:rows]), expected[rows])
+        assert calls == [rows for rows in range(2, 9) if product.verified[rows]]

@@ -27,7 +27,7 @@ logger = logging.getLogger(__name__)
 
 EXPLORE = 16  # every 16th step of a batch size runs the way not in use, to follow the machine's load
 SMOOTHING = 0.2  # weight of the newest timing in the running averages
-COPY_LIMIT = 256 << 20  # largest head weight held a second time, transposed (the copy costs as much memory)
+COPY_LIMIT = 256 << 20  # largest head weight copied (held twice more: transposed for MKL, packed for oneDNN)
 WARMUP = 3  # timings of each way taken in turn before comparing; their fastest starts the average (the first
 # calls of a way are slow: a helper thread's first product, cold caches; measured 1.6 ms against 0.8 ms after)
 
@@ -166,25 +166,67 @@ class SplitHead:
 
 
 Product = Callable[["torch.Tensor"], "torch.Tensor"]
+PACKED_FROM = 2  # fewest rows for which oneDNN's packed product is considered (one row: MKL reads the weight faster)
+
+
+class HalfProduct:
+    """`flat @ half.T` for one half of the vocabulary: MKL on a transposed contiguous copy of the half, and for
+    row counts where oneDNN's packed product has been seen to give the very same bits, that product instead.
+
+    MKL multiplies 2-16 rows by the `[hidden, vocab / 2]` copy 1.2-1.4x faster than by the layer's own
+    `[vocab, hidden]` weight; its products equal the layer's to float rounding (at most 4e-7 apart measured, the
+    size of the difference the layer itself shows between batch sizes). oneDNN's packed product is 1.8x faster
+    than MKL's for 4-8 rows and keeps every row's bits whatever the batch around it, but is 1.8x slower for one
+    row; MKL gives a few rows (1-3 on an AVX-512 EPYC) other bits than larger batches. So the first call with a
+    given row count computes both and compares them: oneDNN takes over that row count only where they are equal,
+    and the logits are those of the MKL product in every case (measured and reasoned in benchmarks/RESULTS.md,
+    "Serving, round 5").
+    """
+
+    def __init__(self, half: torch.Tensor) -> None:
+        import torch
+
+        self.columns = half.t().contiguous()
+        self.packed = _packed(half)
+        self.verified: dict[int, bool] = {}  # row count -> oneDNN's product equals MKL's
+        self._mkl = functools.partial(torch.mm, mat2=self.columns)
+
+    def __call__(self, flat: torch.Tensor) -> torch.Tensor:
+        rows = flat.shape[0]
+        verified = self.verified.get(rows)
+        if verified:
+            return self._onednn(flat)
+        ours = self._mkl(flat)
+        if verified is None and self.packed is not None and rows >= PACKED_FROM:
+            self.verified[rows] = bool(ours.equal(self._onednn(flat)))
+        return ours
+
+    def _onednn(self, flat: torch.Tensor) -> torch.Tensor:
+        import torch
+
+        return torch.ops.mkldnn._linear_pointwise(flat, self.packed, None, "none", [], "")
+
+
+def _packed(half: torch.Tensor) -> torch.Tensor | None:
+    """The half reordered for oneDNN's packed product, or None where this torch build has no oneDNN."""
+    import torch
+
+    if not torch.backends.mkldnn.is_available():
+        return None
+    try:
+        return torch.ops.mkldnn._reorder_linear_weight(half, None)
+    except (RuntimeError, AttributeError) as error:  # a build or CPU without the packed kernels
+        logger.debug("LM head: no oneDNN packed product (%s)", error)
+        return None
 
 
 def half_products(weight: torch.Tensor, cut: int) -> tuple[Product, Product]:
-    """The two half products `flat @ weight[half].T` through MKL: on the half transposed into a contiguous
-    `[hidden, vocab / 2]` copy, which MKL multiplies by 2-16 rows 1.2-1.4x faster than the layer's own
-    `[vocab, hidden]` weight, or on the layer's weight itself when a copy would exceed `COPY_LIMIT`.
-
-    The copy's products equal the layer's to float rounding (at most 4e-7 apart measured, the size of the
-    difference the layer itself shows between batch sizes). oneDNN's packed product was measured too: 2.3x
-    faster for a batch of 8, but 1.6x slower for one row read from memory, and mixing the two made a row's
-    greedy answer depend on the batch around it; see benchmarks/RESULTS.md.
-    """
-    import torch
-
+    """The two half products `flat @ weight[half].T`: each a `HalfProduct` (copies of the half), or on the layer's
+    weight itself when the copies would exceed `COPY_LIMIT`."""
     halves = (weight[:cut], weight[cut:])
     if weight.numel() * weight.element_size() > COPY_LIMIT:
         return tuple(_viewed(half) for half in halves)  # type: ignore[return-value]
-    columns = [half.t().contiguous() for half in halves]
-    return tuple(functools.partial(torch.mm, mat2=c) for c in columns)  # type: ignore[return-value]
+    return tuple(HalfProduct(half) for half in halves)  # type: ignore[return-value]
 
 
 def _viewed(half: torch.Tensor) -> Product:
