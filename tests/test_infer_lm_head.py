@@ -158,3 +158,47 @@ def test_onednn_takes_over_only_row_counts_where_it_gives_the_same_bits(monkeypa
         for rows in range(1, 9):  # later calls: oneDNN exactly where verified, the same bits either way
             assert torch.equal(product(hidden[:rows]), expected[rows])
         assert calls == [rows for rows in range(2, 9) if product.verified[rows]]
+
+
+def test_on_product_runs_on_the_installing_thread_as_each_product_starts(model) -> None:
+    head = model.get_output_embeddings()
+    hidden = torch.randn(2, head.in_features, generator=torch.Generator().manual_seed(6))
+    split = SplitHead(head)
+    calls: list[str] = []
+    split.on_product = lambda: calls.append(threading.current_thread().name)
+    try:
+        with torch.inference_mode():
+            split.plain(hidden), split.split(hidden)
+            for way in (True, False):
+                split.chooser.pick = lambda key, way=way: way
+                split.greedy(hidden)
+            assert calls == [threading.current_thread().name] * 4
+            other = threading.Thread(target=lambda: head(hidden), name="other")
+            other.start()
+            other.join()
+            assert "other" not in calls and len(calls) == 4  # another thread's call leaves the hook alone
+    finally:
+        split.close()
+
+
+def test_decode_steps_post_their_text_while_the_next_head_product_runs(tiny_qwen2, monkeypatch) -> None:
+    import tuneforge.threads
+    from tuneforge.config import load_config
+    from tuneforge.infer import load_engine
+
+    monkeypatch.setenv("TUNEFORGE_NUM_THREADS", "1")
+    monkeypatch.setattr(tuneforge.threads, "available_cores", lambda: 2)
+    engine = load_engine(load_config({"model_name_or_path": str(tiny_qwen2), "template": "qwen"}))
+    try:
+        backend = engine.backend
+        assert backend.head is not None and backend.head.on_product == backend._post_outbox
+        posted: list[int] = []
+        post = backend._post_outbox
+        backend.head.on_product = lambda: posted.append(len(backend._outbox)) or post()
+        messages = [{"role": "user", "content": "Count to ten."}]
+        stream = list(engine.stream_chat(messages, temperature=0, max_new_tokens=12))
+        whole = engine.chat(messages, temperature=0, max_new_tokens=12)
+        assert whole.content and "".join(d.content or "" for d in stream) == whole.content  # none lost or reordered
+        assert sum(1 for n in posted if n) >= 8  # decode steps' text went out from inside the head's product
+    finally:
+        engine.close(5)

@@ -81,6 +81,7 @@ class SplitHead:
         self._error: BaseException | None = None
         self._helper = threading.Thread(target=self._work, name="tuneforge-lm-head", daemon=True)
         self._helper.start()
+        self.on_product: Callable[[], None] | None = None  # run on the installing thread as each product starts
         head.forward = self.forward
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
@@ -122,8 +123,14 @@ class SplitHead:
         self._helper.join(timeout=5)
         self.head.__dict__.pop("forward", None)
 
+    def _starting(self) -> None:
+        """Run `on_product` (on the installing thread only) as a product starts."""
+        if self.on_product is not None and threading.get_ident() == self.owner:
+            self.on_product()
+
     def _each(self, flat: torch.Tensor, search: bool) -> list[Any]:
         """Both halves' results, one after the other on this thread."""
+        self._starting()
         return [self._half(flat, index, search) for index in (0, 1)]
 
     def _both(self, flat: torch.Tensor, search: bool) -> list[Any]:
@@ -131,6 +138,7 @@ class SplitHead:
         self._done.clear()
         self._jobs.put((flat, search))
         try:
+            self._starting()  # after the helper's job: its thread takes the lock first, then holds none
             first = self._half(flat, 0, search)
         finally:
             self._done.wait()
