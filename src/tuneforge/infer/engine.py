@@ -49,6 +49,10 @@ class AsyncEventStream:
             self.request.cancel()
             self._queue.discard_cancelled()
 
+    def push(self, item: Any) -> None:
+        """Queue `item` behind the events already received (a caller's own marker, e.g. a deadline passing)."""
+        self._sink.put_nowait(item)
+
     async def __aiter__(self) -> AsyncIterator[Event]:
         try:
             while True:

@@ -15,6 +15,11 @@ from tuneforge.infer.requests import Event, RequestTimeoutError
 from tuneforge.serve.errors import APIError, error_type, failure_status
 
 T = TypeVar("T")
+TIMED_OUT = (
+    "The request ran past the server's request_timeout and was cancelled; ask for fewer tokens (max_tokens) or "
+    "retry when the server is less busy."
+)
+_EXPIRED: Any = object()  # put in a stream's event queue when its deadline passes
 
 
 def choice_prompts(prompt_ids: list[int], params: Any, n: int) -> list[tuple[list[int], Any]]:
@@ -36,6 +41,10 @@ async def merged(streams: list[Any], deadline: float | None = None) -> AsyncIter
 
     Raises RequestTimeoutError once the loop time passes `deadline`.
     """
+    if len(streams) == 1:  # the usual request (n = 1): no task, queue hop or timer per event
+        async for item in _single(streams[0], deadline):
+            yield item
+        return
     queue: asyncio.Queue[tuple[int, Event] | None] = asyncio.Queue()
 
     async def pump(index: int, stream: Any) -> None:
@@ -52,10 +61,7 @@ async def merged(streams: list[Any], deadline: float | None = None) -> AsyncIter
             try:
                 item = await asyncio.wait_for(queue.get(), left)
             except asyncio.TimeoutError:  # not the builtin TimeoutError before Python 3.11
-                raise RequestTimeoutError(
-                    "The request ran past the server's request_timeout and was cancelled; ask for fewer tokens "
-                    "(max_tokens) or retry when the server is less busy."
-                ) from None
+                raise RequestTimeoutError(TIMED_OUT) from None
             if item is None:
                 remaining -= 1
                 continue
@@ -65,6 +71,21 @@ async def merged(streams: list[Any], deadline: float | None = None) -> AsyncIter
             stream.cancel()
         for task in tasks:
             task.cancel()
+
+
+async def _single(stream: Any, deadline: float | None) -> AsyncIterator[tuple[int, Event]]:
+    """`merged` for one stream: one timer for the whole request puts `_EXPIRED` in its event queue at `deadline`
+    (a timed wait per event cost the event loop a task and a timer per token)."""
+    timer = None if deadline is None else asyncio.get_running_loop().call_at(deadline, stream.push, _EXPIRED)
+    try:
+        async for event in stream:
+            if event is _EXPIRED:
+                raise RequestTimeoutError(TIMED_OUT)
+            yield 0, event
+    finally:
+        if timer is not None:
+            timer.cancel()
+        stream.cancel()
 
 
 async def unless_disconnected(http: Request, work: Awaitable[T]) -> T:
