@@ -171,3 +171,17 @@ def test_greedy_rows_read_half_precision_logits_without_widening_them() -> None:
     hot = SamplingParams(temperature=1.0, top_k=3, top_p=1.0, seed=1)  # a sampled row still works on bf16 input
     mixed = sample_batch(logits, [greedy, hot, greedy, greedy], [None] * 4, [None, make_generator(1), None, None])
     assert mixed[0] == tokens[0] and mixed[1] in torch.topk(logits[1].float(), 3).indices.tolist()
+
+
+def test_packed_candidates_draw_what_the_whole_logits_draw() -> None:
+    from tuneforge.infer.sampling import pack_candidates, sample_candidates
+
+    logits = torch.randn(3, 151_936, generator=torch.Generator().manual_seed(9))
+    params = [SamplingParams(temperature=t, top_k=k, top_p=p, seed=s) for t, k, p, s in
+              ((0.7, 50, 0.9, 1), (1.0, 20, 1.0, 2), (0.7, 50, 0.9, 3))]  # fmt: skip
+    packed = pack_candidates(*torch.topk(logits, 50))
+    for _ in range(5):
+        whole = sample_batch(logits, params, [None] * 3, [make_generator(p.seed) for p in params])
+        assert sample_candidates(packed, params, [None] * 3, [make_generator(p.seed) for p in params]) == whole
+    with pytest.raises(ValueError, match="top-k sampling without penalties"):
+        sample_candidates(packed, [SamplingParams(temperature=0.0)], [None], [None])

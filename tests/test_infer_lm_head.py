@@ -11,6 +11,15 @@ import torch
 from tuneforge.infer.lm_head import EXPLORE, WARMUP, Chooser, HalfProduct, SplitHead, half_products, split_head
 
 
+@pytest.fixture
+def one_thread():
+    """One intra-op thread, as the engine runs the head (MKL's bits for a few rows change with its threads)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def model(tiny_qwen2):
     from transformers import AutoModelForCausalLM
@@ -200,5 +209,46 @@ def test_decode_steps_post_their_text_while_the_next_head_product_runs(tiny_qwen
         whole = engine.chat(messages, temperature=0, max_new_tokens=12)
         assert whole.content and "".join(d.content or "" for d in stream) == whole.content  # none lost or reordered
         assert sum(1 for n in posted if n) >= 8  # decode steps' text went out from inside the head's product
+    finally:
+        engine.close(5)
+
+
+def test_top_k_in_the_halves_equals_topk_of_the_logits(model, one_thread) -> None:
+    head = model.get_output_embeddings()
+    hidden = torch.randn(5, head.in_features, generator=torch.Generator().manual_seed(7))
+    with torch.inference_mode():
+        split = SplitHead(head)
+        try:
+            logits = split.plain(hidden)
+            expected = torch.topk(logits, 50).values
+            for way in (True, False):
+                split.chooser.pick = lambda key, way=way: way
+                values, ids = split.top(hidden, 50)
+                assert torch.equal(values, expected) and torch.equal(logits.gather(1, ids), values)
+                assert bool((ids >= split.cut).any())  # both halves contribute
+        finally:
+            split.close()
+
+
+def test_top_k_sampling_steps_end_in_the_head_threads_and_draw_the_same_tokens(tiny_qwen2, monkeypatch) -> None:
+    import tuneforge.threads
+    from tuneforge.config import load_config
+    from tuneforge.infer import load_engine
+    from tuneforge.infer.hf_backend import HFBackend
+
+    monkeypatch.setenv("TUNEFORGE_NUM_THREADS", "1")
+    monkeypatch.setattr(tuneforge.threads, "available_cores", lambda: 2)
+    engine = load_engine(load_config({"model_name_or_path": str(tiny_qwen2), "template": "qwen"}))
+    messages = [{"role": "user", "content": "Tell me a story."}]
+    settings = {"temperature": 0.9, "top_k": 40, "top_p": 0.9, "max_new_tokens": 16}
+    try:
+        tops: list[int] = []
+        top = engine.backend.head.top
+        monkeypatch.setattr(engine.backend.head, "top", lambda hidden, k: tops.append(k) or top(hidden, k))
+        fused = [engine.chat(messages, seed=seed, **settings).content for seed in (1, 2, 3)]
+        assert tops and set(tops) == {40}
+        monkeypatch.setattr(HFBackend, "_fusable", lambda self, batch: False)  # the whole logits, as before
+        whole = [engine.chat(messages, seed=seed, **settings).content for seed in (1, 2, 3)]
+        assert fused == whole and len(set(fused)) > 1
     finally:
         engine.close(5)

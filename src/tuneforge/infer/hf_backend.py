@@ -17,7 +17,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from tuneforge.errors import TuneforgeError
 from tuneforge.infer.isolation import accept_token, pick_tokens
@@ -25,7 +25,7 @@ from tuneforge.infer.lean_step import decode_positions
 from tuneforge.infer.media import BatchMedia
 from tuneforge.infer.requests import Failed, GenerationRequest, RequestQueue
 from tuneforge.infer.rows import Emitter, Row
-from tuneforge.infer.sampling import sample_batch
+from tuneforge.infer.sampling import pack_candidates, sample_batch, sample_candidates
 from tuneforge.infer.stats import DecodeStats
 
 if TYPE_CHECKING:
@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from tuneforge.infer.lm_head import SplitHead
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class _Batch:
@@ -284,26 +285,31 @@ class HFBackend:
     def _decode(self, batch: _Batch) -> float:
         """One token for every row; returns the seconds spent in the model forward."""
         inputs = batch.ids[:, -1:] if self.use_cache else batch.ids
-        if self._all_greedy(batch):
-            self._accept(batch, self._greedy_step(inputs, batch.mask, batch.cache))
+        fused = self._fusable(batch)
+        if fused and all(row.request.params.greedy for row in batch.rows):
+            self._accept(batch, self._fused_step(inputs, batch.mask, batch.cache, self.head.greedy))
+        elif fused and (width := _top_width(batch.rows, self.head.head.weight.shape[0])):
+            top = self._fused_step(inputs, batch.mask, batch.cache, lambda hidden: self.head.top(hidden, width))
+            self._accept(batch, pick_tokens(batch.rows, pack_candidates(*top), sample_candidates))
         else:
             self._sample(batch, self._forward(inputs, batch.mask, batch.cache, deltas=batch.deltas))
         return self._model_s
 
-    def _all_greedy(self, batch: _Batch) -> bool:
-        """Whether this step can take the fused greedy path: lean step, split head, every row plain arg-max."""
+    def _fusable(self, batch: _Batch) -> bool:
+        """Whether this step can end in the split head's own reduction (arg-max or top-k on each half's thread):
+        lean step, split head, a text batch with a cache, no row counting tokens for penalties."""
         if self.lean is None or self.head is None or batch.cache is None or batch.deltas is not None:
             return False
-        return all(row.request.params.greedy and row.sampling_state[1] is None for row in batch.rows)
+        return all(row.sampling_state[1] is None for row in batch.rows)
 
-    def _greedy_step(self, ids: torch.Tensor, mask: torch.Tensor, cache: Any) -> list[int]:
-        """Arg-max tokens of a text decode step; the head's threads search their own halves of the logits."""
+    def _fused_step(self, ids: torch.Tensor, mask: torch.Tensor, cache: Any, finish: Callable[[Any], T]) -> T:
+        """A text decode step whose final hidden state goes to `finish` (a reduction of the split head)."""
         positions = decode_positions(mask, 1)
         with self.model_lock:
             started = time.perf_counter()
-            tokens = self.head.greedy(self.lean.hidden(ids, mask, cache, positions))
-            self._model_s = time.perf_counter() - started  # the model call, arg-max included (decode-step split)
-        return tokens
+            found = finish(self.lean.hidden(ids, mask, cache, positions))
+            self._model_s = time.perf_counter() - started  # the model call, the head's reduction included
+        return found
 
     def _forward(
         self,
@@ -348,6 +354,14 @@ class HFBackend:
         column = torch.tensor(padded, dtype=torch.long, device=batch.ids.device)[:, None]
         batch.ids = torch.cat([batch.ids, column], dim=1)
         batch.mask = torch.cat([batch.mask, torch.ones_like(column)], dim=1)
+
+
+def _top_width(rows: list[Row], vocab: int) -> int | None:
+    """The widest top-k of `rows` when every one samples with a top-k (partial candidates serve them all)."""
+    ks = [row.request.params.top_k for row in rows]
+    if any(row.request.params.greedy for row in rows) or not all(0 < k < vocab for k in ks):
+        return None
+    return max(ks)
 
 
 def _prune(batch: _Batch | None) -> _Batch | None:

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     import torch
 
 logger = logging.getLogger(__name__)
+Reduce = Callable[["torch.Tensor"], Any]  # what a half's thread makes of its half of the logits
 
 EXPLORE = 16  # every 16th step of a batch size runs the way not in use, to follow the machine's load
 SMOOTHING = 0.2  # weight of the newest timing in the running averages
@@ -75,7 +76,7 @@ class SplitHead:
         self.owner = threading.get_ident()
         self.cut = _cut(head.weight.shape[0])
         self.products = half_products(head.weight, self.cut)
-        self._jobs: queue.SimpleQueue[tuple[torch.Tensor, bool] | None] = queue.SimpleQueue()
+        self._jobs: queue.SimpleQueue[tuple[torch.Tensor, Reduce | None] | None] = queue.SimpleQueue()
         self._done = threading.Event()
         self._result: Any = None
         self._error: BaseException | None = None
@@ -97,24 +98,42 @@ class SplitHead:
 
     def plain(self, hidden: torch.Tensor) -> torch.Tensor:
         """`head(hidden)`, both halves on this thread."""
-        return self._joined(hidden, self._each(_flat(hidden), search=False))
+        return self._joined(hidden, self._each(_flat(hidden), None))
 
     def split(self, hidden: torch.Tensor) -> torch.Tensor:
         """`head(hidden)`, the first half of the vocabulary here and the second on the helper thread."""
-        return self._joined(hidden, self._both(_flat(hidden), search=False))
+        return self._joined(hidden, self._both(_flat(hidden), None))
 
     def greedy(self, hidden: torch.Tensor) -> list[int]:
         """The arg-max token of `head(hidden)` per row (first index on ties, as `argmax`). Each half's thread
         searches its own half while it is still in that core's cache, so only two (max, index) pairs per row
         are compared here and the whole logits are never joined."""
+        from tuneforge.infer.sampling import best
+
+        (first_value, first), (second_value, second) = self._reduced(hidden, best, "greedy")
+        return first.where(first_value >= second_value, second + self.cut).tolist()
+
+    def top(self, hidden: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The `k` largest logits of `head(hidden)` per row, largest first, and their words: the values of
+        `torch.topk(head(hidden), k)` (tied values may list other words). Each half's thread takes its own
+        half's top `k` in cache; only `2k` candidates per row are merged here."""
+        import torch
+
+        from tuneforge.infer.sampling import topk
+
+        (first_values, first), (second_values, second) = self._reduced(hidden, functools.partial(topk, k=k), "top")
+        values, where = torch.cat([first_values, second_values], dim=1).topk(k, dim=1)
+        return values, torch.cat([first, second + self.cut], dim=1).gather(1, where)
+
+    def _reduced(self, hidden: torch.Tensor, reduce: Reduce, kind: str) -> list[Any]:
+        """`reduce` of each half's logits, computed on that half's thread; split when it measures faster."""
         flat = _flat(hidden)
-        key = (flat.shape[0], "greedy")
+        key = (flat.shape[0], kind)
         split = threading.get_ident() == self.owner and self.chooser.pick(key)
         started = time.perf_counter()
-        found = self._both(flat, search=True) if split else self._each(flat, search=True)
+        found = self._both(flat, reduce) if split else self._each(flat, reduce)
         self.chooser.record(key, split, time.perf_counter() - started)
-        (first_value, first), (second_value, second) = found
-        return first.where(first_value >= second_value, second + self.cut).tolist()
+        return found
 
     def close(self) -> None:
         """Stop the helper thread (joined: a thread still leaving torch at interpreter exit aborts the process)
@@ -128,18 +147,18 @@ class SplitHead:
         if self.on_product is not None and threading.get_ident() == self.owner:
             self.on_product()
 
-    def _each(self, flat: torch.Tensor, search: bool) -> list[Any]:
+    def _each(self, flat: torch.Tensor, reduce: Reduce | None) -> list[Any]:
         """Both halves' results, one after the other on this thread."""
         self._starting()
-        return [self._half(flat, index, search) for index in (0, 1)]
+        return [self._half(flat, index, reduce) for index in (0, 1)]
 
-    def _both(self, flat: torch.Tensor, search: bool) -> list[Any]:
+    def _both(self, flat: torch.Tensor, reduce: Reduce | None) -> list[Any]:
         """Both halves' results: half 0 on this thread, half 1 on the helper."""
         self._done.clear()
-        self._jobs.put((flat, search))
+        self._jobs.put((flat, reduce))
         try:
             self._starting()  # after the helper's job: its thread takes the lock first, then holds none
-            first = self._half(flat, 0, search)
+            first = self._half(flat, 0, reduce)
         finally:
             self._done.wait()
         if self._error is not None:
@@ -147,12 +166,10 @@ class SplitHead:
             raise error
         return [first, self._result]
 
-    def _half(self, flat: torch.Tensor, index: int, search: bool = False) -> Any:
-        """Half `index` of the logits (0: vocabulary before `cut`); with `search`, its row-wise (max, arg-max)."""
-        from tuneforge.infer.sampling import best
-
+    def _half(self, flat: torch.Tensor, index: int, reduce: Reduce | None = None) -> Any:
+        """Half `index` of the logits (0: vocabulary before `cut`), or `reduce` of it."""
         logits = self.products[index](flat)
-        return best(logits) if search else logits
+        return logits if reduce is None else reduce(logits)
 
     def _joined(self, hidden: torch.Tensor, halves: list[torch.Tensor]) -> torch.Tensor:
         import torch

@@ -150,17 +150,57 @@ def _sample_rows(
     width = min(width, vocab)
     values, ids = topk(logits, width) if width < vocab else (logits, None)
     out = [0] * len(params)
-    groups: dict[tuple[int, float, float], list[int]] = {}
+    grouped = []
     for row, (p, k, g) in enumerate(zip(params, ks, generators, strict=True)):
         if ids is not None and k is not None:
-            groups.setdefault((k, p.temperature, p.top_p), []).append(row)
+            grouped.append(row)
         else:
             out[row] = _sample_row(logits[row], None if ids is None else (values[row], ids[row]), k, p, g)
-    for (k, temperature, top_p), rows in groups.items():
-        drawn = _draw_group(values, ids, rows, k, temperature, top_p, [generators[row] for row in rows])
-        for row, token in zip(rows, drawn, strict=True):
-            out[row] = token
+    if grouped:
+        _draw_groups(values, ids, grouped, params, generators, out)
     return out
+
+
+def pack_candidates(values: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    """`[batch, 2, width]`: each row's largest logits (largest first) over their word ids, which the logits'
+    float type holds exactly (vocabularies below 2^24 words), for `sample_candidates`."""
+    import torch
+
+    return torch.stack([values, ids.to(values.dtype)], dim=1)
+
+
+def sample_candidates(
+    candidates: torch.Tensor,
+    params: list[SamplingParams],
+    counts: list[torch.Tensor | None],
+    generators: list[torch.Generator | None],
+) -> list[int]:
+    """`sample_batch` for rows that all sample with a top-k no wider than the candidates (`pack_candidates`) and
+    no penalties: the same draws as `sample_batch` over the whole logits (tied logits may list other words)."""
+    if any(c is not None for c in counts) or any(p.greedy or p.top_k <= 0 for p in params):
+        raise ValueError("sample_candidates serves top-k sampling without penalties only")
+    out = [0] * len(params)
+    _draw_groups(candidates[:, 0], candidates[:, 1].long(), list(range(len(params))), params, generators, out)
+    return out
+
+
+def _draw_groups(
+    values: torch.Tensor,
+    ids: torch.Tensor,
+    rows: list[int],
+    params: list[SamplingParams],
+    generators: list[torch.Generator | None],
+    out: list[int],
+) -> None:
+    """Draw `rows` (each with a top-k within `values`) in groups of equal settings, into `out`."""
+    groups: dict[tuple[int, float, float], list[int]] = {}
+    for row in rows:
+        p = params[row]
+        groups.setdefault((p.top_k, p.temperature, p.top_p), []).append(row)
+    for (k, temperature, top_p), members in groups.items():
+        drawn = _draw_group(values, ids, members, k, temperature, top_p, [generators[row] for row in members])
+        for row, token in zip(members, drawn, strict=True):
+            out[row] = token
 
 
 def _sample_row(
