@@ -48,6 +48,7 @@ def test_a_model_whose_forward_differs_keeps_its_forward(tiny_qwen2) -> None:
         return out
 
     model.forward = softcapped
+    assert _cache_keyword(model) == "cache"  # from the class: the wrapper's signature names no cache argument
     assert _lean(model) is None
 
 

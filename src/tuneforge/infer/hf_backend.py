@@ -379,11 +379,12 @@ def _prune(batch: _Batch | None) -> _Batch | None:
 
 
 def _cache_keyword(model: Any) -> str:
-    """`cache` in transformers >= 5.x forward signatures, `past_key_values` before."""
+    """`cache` in transformers >= 5.x forward signatures, `past_key_values` before. Read from the model's class:
+    an instance's forward may be wrapped in a `*args, **kwargs` function that names neither."""
     import inspect
 
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
+    return "cache" if "cache" in inspect.signature(type(base).forward).parameters else "past_key_values"
 
 
 def _new_cache(model: Any) -> Any:
