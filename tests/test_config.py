@@ -191,6 +191,25 @@ def test_json_schema_is_valid_and_accepts_user_config(shared_dir: Path) -> None:
         jsonschema.validate({"lora_rank": "eight"}, schema)
 
 
+def test_readme_names_every_config_section_in_order() -> None:
+    import re
+
+    from pydantic import BaseModel
+
+    from tuneforge.config.root import TuneforgeConfig
+
+    text = " ".join((REPO / "README.md").read_text().split())
+    listed = re.search(r"Keys are grouped in sections \(([^)]*)\)", text)
+    assert listed, "README: the Configuration paragraph should list the config sections"
+    fields = TuneforgeConfig.model_fields.items()
+    sections = [
+        name
+        for name, field in fields
+        if isinstance(field.default_factory, type) and issubclass(field.default_factory, BaseModel)
+    ]
+    assert [name.strip() for name in listed.group(1).split(",")] == sections
+
+
 def test_docs_config_reference_is_up_to_date() -> None:
     assert (REPO / "docs" / "config.md").read_text() == markdown_reference() + "\n", (
         "regenerate with `tuneforge config docs > docs/config.md`"
