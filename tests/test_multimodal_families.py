@@ -234,3 +234,13 @@ def test_chat_with_an_image_runs_on_each_family(arch: str, tiny_vlm: Any, tmp_pa
     finally:
         engine.close()
     assert result.completion_tokens == 2 and result.prompt_tokens > 16  # the image's tokens are in the prompt
+
+
+@pytest.mark.parametrize("layers", [1, 2, 3])
+def test_gemma3_text_layers_alternate_sliding_and_full_for_any_depth(layers: int) -> None:
+    from tuneforge.models.tiny_vlm_families import build_config, tokenizer
+
+    config = build_config("gemma3_vl", tokenizer("gemma3_vl"), layers=layers)
+    kinds = config.text_config.layer_types
+    assert len(kinds) == config.text_config.num_hidden_layers == layers  # 3 layers used to fail validation
+    assert kinds == ["sliding_attention", "full_attention", "sliding_attention"][:layers]

@@ -100,7 +100,8 @@ def _text_config(arch: str, hidden: int, layers: int) -> dict[str, Any]:
     text = media_text_config(layers, hidden, rope_parameters=None, bos_token_id=None, pad_token_id=pad)
     if arch == "gemma3_vl":  # an explicit head size and alternating sliding-window layers, as Gemma 3
         text |= {"model_type": "gemma3_text", "head_dim": hidden // 4, "query_pre_attn_scalar": hidden // 4}
-        text |= {"sliding_window": 64, "layer_types": ["sliding_attention", "full_attention"][:layers]}
+        kinds = ["sliding_attention", "full_attention"]
+        text |= {"sliding_window": 64, "layer_types": [kinds[index % 2] for index in range(layers)]}
     return text
 
 
