@@ -111,6 +111,12 @@ def vocab_size_for(arch: str) -> int:
     return -(-length // 64) * 64
 
 
+def mrope_section(hidden: int, heads: int = 4) -> list[int]:
+    """Multimodal rotary sections (time, height, width) of a head's rotary frequencies, as Qwen2-VL splits them."""
+    half = hidden // heads // 2  # rotary frequencies per head
+    return [half - 2 * (half // 3), half // 3, half // 3]
+
+
 def media_text_config(
     layers: int, hidden: int, *, heads: int = 4, kv_heads: int = 2, family: str = "qwen2", **overrides: Any
 ) -> dict[str, Any]:

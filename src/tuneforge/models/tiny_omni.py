@@ -17,7 +17,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from tuneforge.models.tiny import _generation_config, media_text_config
+from tuneforge.models.tiny import _generation_config, media_text_config, mrope_section
 from tuneforge.models.tiny_audio import MAX_SOURCE_POSITIONS, MEL_BINS, feature_extractor
 from tuneforge.models.tiny_vlm import _VIDEO_CONFIG, MERGE_SIZE, PATCH_SIZE, chat_template, image_processor
 from tuneforge.models.tokenizer import tokenizer_dir
@@ -49,10 +49,9 @@ def build_omni_config(tokenizer: Any, *, layers: int = 2, hidden: int = 64) -> A
     from transformers import AutoConfig
 
     ids = {name: tokenizer.convert_tokens_to_ids(token) for name, token in OMNI_TOKENS.items()}
-    half = hidden // 4 // 2  # rotary frequencies per head, split over (time, height, width)
     # no model_type: the thinker's own text config class; untied, a separate output head
     text = media_text_config(layers, hidden, model_type=None, tie_word_embeddings=False)
-    text["rope_parameters"]["mrope_section"] = [half - 2 * (half // 3), half // 3, half // 3]
+    text["rope_parameters"]["mrope_section"] = mrope_section(hidden)
     vision = {"depth": 1, "hidden_size": 32, "intermediate_size": 64, "num_heads": 2, "out_hidden_size": hidden}
     vision |= {
         "patch_size": PATCH_SIZE,

@@ -16,7 +16,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from tuneforge.models.tiny import VLM_ARCHES, _generation_config, media_text_config
+from tuneforge.models.tiny import VLM_ARCHES, _generation_config, media_text_config, mrope_section
 from tuneforge.models.tokenizer import special_token_ids, tokenizer_dir
 
 __all__ = ["VLM_ARCHES", "build_vlm_config", "describe_vlm", "make_tiny_vlm", "save_processor"]
@@ -56,11 +56,11 @@ def build_vlm_config(arch: str, *, layers: int = 2, hidden: int = 64, heads: int
 
     spec = SPECS[arch]
     special = special_token_ids(spec.family)
-    half = hidden // heads // 2  # rotary frequencies per head, split over (time, height, width)
     text = media_text_config(layers, hidden, heads=heads, kv_heads=kv_heads, family=spec.family, model_type=None)
-    text["rope_parameters"]["mrope_section"] = [half - 2 * (half // 3), half // 3, half // 3]
+    text["rope_parameters"]["mrope_section"] = mrope_section(hidden, heads)
     if arch == "qwen3_vl":  # an explicit head size and interleaved multimodal rotary frequencies
         text["head_dim"] = hidden // heads
+        half = hidden // heads // 2  # rotary frequencies per head
         text["rope_parameters"] |= {"mrope_interleaved": True, "mrope_section": [half // 2, half // 4, half // 4]}
     vision = {"depth": 1, "num_heads": 2, "patch_size": spec.patch_size, "spatial_merge_size": MERGE_SIZE}
     vision |= _vision_sizes(arch, hidden)
