@@ -107,14 +107,15 @@ def test_unsupervised_prompt_and_reference(shared_dir, qwen_tokenizer, tmp_path)
     assert qwen_tokenizer.decode(row["labels"]) == "Answer 0.<|im_end|>"
 
 
-def test_kto_kl_completion_is_another_rows_response(shared_dir, qwen_tokenizer, tmp_path):
+def test_kto_kl_completion_is_the_previous_rows_response(shared_dir, qwen_tokenizer, tmp_path):
     cfg = data_config(tmp_path, stage="kto", dataset="kto_en_demo", max_samples=5, cutoff_len=8192)
     train = prepare_dataset(cfg, qwen_tokenizer).train
-    first, second = train[0], train[1]
-    assert first["kl_input_ids"] != first["input_ids"]
-    kl_tail = [t for t, lab in zip(first["kl_input_ids"], first["kl_labels"], strict=True) if lab != IGNORE]
-    own_tail = [t for t, lab in zip(second["input_ids"], second["labels"], strict=True) if lab != IGNORE]
-    assert kl_tail == own_tail
+
+    def answer(row: dict, prefix: str = "") -> list[int]:
+        return [t for t, lab in zip(row[f"{prefix}input_ids"], row[f"{prefix}labels"], strict=True) if lab != IGNORE]
+
+    assert train[1]["kl_input_ids"] != train[1]["input_ids"]
+    assert [answer(train[i], "kl_") for i in range(5)] == [answer(train[i - 1]) for i in range(5)]  # LF: row i-1
 
 
 def test_cache_hit_then_rebuild_on_data_or_template_change(shared_dir, qwen_tokenizer, tmp_path):

@@ -38,6 +38,24 @@ def test_newline_after_end_of_turn_is_not_trained(qwen_tokenizer, tmp_path: Path
     assert ends[1] == len(ids) - 1  # and the last turn ends at its end-of-turn token
 
 
+def test_kto_kl_pairs_do_not_restart_at_batch_boundaries(shared_dir: Path, qwen_tokenizer, tmp_path: Path) -> None:
+    """LLaMA-Factory pairs row i with row i-1 inside each block of `preprocessing_batch_size` rows (a block's first
+    row with that block's last); tuneforge pairs across blocks too."""
+    from tuneforge.data.pipeline import prepare_dataset
+
+    cfg = data_config(
+        tmp_path, stage="kto", dataset="kto_en_demo", max_samples=4, preprocessing_batch_size=2, cutoff_len=8192
+    )
+    train = prepare_dataset(cfg, qwen_tokenizer).train
+
+    def answer(row: dict, prefix: str = "") -> list[int]:
+        return [t for t, lab in zip(row[f"{prefix}input_ids"], row[f"{prefix}labels"], strict=True) if lab != IGNORE]
+
+    assert answer(train[2], "kl_") == answer(train[1])  # LLaMA-Factory: row 3's (the last of block [2, 3])
+    assert answer(train[2], "kl_") != answer(train[3])
+    assert answer(train[0], "kl_") == answer(train[3])  # the first row takes the last one's, in both
+
+
 def test_evaluation_rows_are_not_packed(shared_dir: Path, qwen_tokenizer, tmp_path: Path) -> None:
     """LLaMA-Factory packs evaluation rows too; tuneforge packs only the training split."""
     from tuneforge.data.pipeline import prepare_dataset

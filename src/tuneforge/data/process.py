@@ -169,12 +169,14 @@ def encode_kto_half(ex: dict[str, Any], turns: Turns, opts: ProcessOptions) -> d
 
 
 def finish_kto(rows: list[dict[str, Any]], opts: ProcessOptions) -> list[dict[str, Any]]:
-    """input_ids/labels plus kl_input_ids/kl_labels (each prompt with the next row's response)."""
+    """input_ids/labels plus kl_input_ids/kl_labels: each prompt with the previous row's response (the first
+    row with the last one's), LLaMA-Factory's pairing, without its restart every `preprocessing_batch_size` rows
+    (README, "Differences from LLaMA-Factory")."""
     out = []
     for i, row in enumerate(rows):
         item: dict[str, Any] = {"kto_tags": row["kto_tags"]}
         item.update({kind: row[kind] for kind in ("images", "videos", "audios") if kind in row})  # the prompt's media
-        kl_response = rows[(i + 1) % len(rows)]["_response"]
+        kl_response = rows[i - 1]["_response"]
         for prefix, response in (("", row["_response"]), ("kl_", kl_response)):
             prompt, response = _cut(row["_prompt"], response, opts.cutoff_len)
             item[f"{prefix}input_ids"] = prompt + response
