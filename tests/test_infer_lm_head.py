@@ -27,6 +27,17 @@ def model(tiny_qwen2):
     return AutoModelForCausalLM.from_pretrained(tiny_qwen2).eval()
 
 
+def split_engine(tiny_qwen2, monkeypatch: pytest.MonkeyPatch):
+    """An engine on the tiny Qwen2 as the split head wants it: one intra-op thread, two cores."""
+    import tuneforge.threads
+    from tuneforge.config import load_config
+    from tuneforge.infer import load_engine
+
+    monkeypatch.setenv("TUNEFORGE_NUM_THREADS", "1")
+    monkeypatch.setattr(tuneforge.threads, "available_cores", lambda: 2)
+    return load_engine(load_config({"model_name_or_path": str(tiny_qwen2), "template": "qwen"}))
+
+
 def test_both_ways_give_the_same_logits_and_the_head_is_restored(model) -> None:
     head = model.get_output_embeddings()
     hidden = torch.randn(8, 1, head.in_features, generator=torch.Generator().manual_seed(0))
@@ -89,16 +100,10 @@ def test_only_a_plain_fp32_head_on_one_thread_with_two_cores_is_split(model) -> 
 
 
 def test_batched_greedy_output_is_unchanged_by_the_split(tiny_qwen2, monkeypatch: pytest.MonkeyPatch) -> None:
-    import tuneforge.threads
-    from tuneforge.config import load_config
-    from tuneforge.infer import load_engine
-
-    monkeypatch.setenv("TUNEFORGE_NUM_THREADS", "1")
-    monkeypatch.setattr(tuneforge.threads, "available_cores", lambda: 2)
     monkeypatch.setattr(Chooser, "pick", lambda self, rows: True)  # every batch splits
     splits, original = [], SplitHead.split
     monkeypatch.setattr(SplitHead, "split", lambda self, hidden: splits.append(1) or original(self, hidden))
-    engine = load_engine(load_config({"model_name_or_path": str(tiny_qwen2), "template": "qwen"}))
+    engine = split_engine(tiny_qwen2, monkeypatch)
     try:
         assert engine.backend.head is not None
         prompts = [[{"role": "user", "content": f"Count to {n}."}] for n in range(6)]
@@ -191,13 +196,7 @@ def test_on_product_runs_on_the_installing_thread_as_each_product_starts(model) 
 
 
 def test_decode_steps_post_their_text_while_the_next_head_product_runs(tiny_qwen2, monkeypatch) -> None:
-    import tuneforge.threads
-    from tuneforge.config import load_config
-    from tuneforge.infer import load_engine
-
-    monkeypatch.setenv("TUNEFORGE_NUM_THREADS", "1")
-    monkeypatch.setattr(tuneforge.threads, "available_cores", lambda: 2)
-    engine = load_engine(load_config({"model_name_or_path": str(tiny_qwen2), "template": "qwen"}))
+    engine = split_engine(tiny_qwen2, monkeypatch)
     try:
         backend = engine.backend
         assert backend.head is not None and backend.head.on_product == backend._post_outbox
@@ -231,14 +230,9 @@ def test_top_k_in_the_halves_equals_topk_of_the_logits(model, one_thread) -> Non
 
 
 def test_top_k_sampling_steps_end_in_the_head_threads_and_draw_the_same_tokens(tiny_qwen2, monkeypatch) -> None:
-    import tuneforge.threads
-    from tuneforge.config import load_config
-    from tuneforge.infer import load_engine
     from tuneforge.infer.hf_backend import HFBackend
 
-    monkeypatch.setenv("TUNEFORGE_NUM_THREADS", "1")
-    monkeypatch.setattr(tuneforge.threads, "available_cores", lambda: 2)
-    engine = load_engine(load_config({"model_name_or_path": str(tiny_qwen2), "template": "qwen"}))
+    engine = split_engine(tiny_qwen2, monkeypatch)
     messages = [{"role": "user", "content": "Tell me a story."}]
     settings = {"temperature": 0.9, "top_k": 40, "top_p": 0.9, "max_new_tokens": 16}
     try:
