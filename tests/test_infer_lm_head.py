@@ -8,7 +8,16 @@ import time
 import pytest
 import torch
 
-from tuneforge.infer.lm_head import EXPLORE, WARMUP, Chooser, HalfProduct, SplitHead, half_products, split_head
+from tuneforge.infer.lm_head import (
+    EXPLORE,
+    WARMUP,
+    Chooser,
+    HalfProduct,
+    SplitHead,
+    _screens,
+    half_products,
+    split_head,
+)
 
 
 @pytest.fixture
@@ -147,6 +156,7 @@ def test_greedy_search_in_the_halves_equals_the_argmax_of_the_logits(model) -> N
                 weight[:, 0] = 0.0
                 weight[5, 0] = weight[split.cut + 7, 0] = 9.0
                 split.products = half_products(weight, split.cut)  # products of the edited weight
+                split.screens = _screens(weight, split.cut, split.products)
                 assert split.greedy(twin) == [5] == split.plain(twin).argmax(-1).tolist()
             finally:
                 weight[:, 0] = column

@@ -20,11 +20,14 @@ import time
 from collections.abc import Callable, Hashable
 from typing import TYPE_CHECKING, Any
 
+from tuneforge.infer.head_screen import MOST_ROWS, Found, Rows, Screen, build, quantise
+
 if TYPE_CHECKING:
     import torch
 
 logger = logging.getLogger(__name__)
 Reduce = Callable[["torch.Tensor"], Any]  # what a half's thread makes of its half of the logits
+Job = Callable[[int, "torch.Tensor"], Any]  # what a half's thread computes: (half index, rows) -> result
 
 EXPLORE = 16  # every 16th step of a batch size runs the way not in use, to follow the machine's load
 SMOOTHING = 0.2  # weight of the newest timing in the running averages
@@ -76,7 +79,8 @@ class SplitHead:
         self.owner = threading.get_ident()
         self.cut = _cut(head.weight.shape[0])
         self.products = half_products(head.weight, self.cut)
-        self._jobs: queue.SimpleQueue[tuple[torch.Tensor, Reduce | None] | None] = queue.SimpleQueue()
+        self.screens = _screens(head.weight, self.cut, self.products)
+        self._jobs: queue.SimpleQueue[tuple[torch.Tensor, Job] | None] = queue.SimpleQueue()
         self._done = threading.Event()
         self._result: Any = None
         self._error: BaseException | None = None
@@ -98,19 +102,23 @@ class SplitHead:
 
     def plain(self, hidden: torch.Tensor) -> torch.Tensor:
         """`head(hidden)`, both halves on this thread."""
-        return self._joined(hidden, self._each(_flat(hidden), None))
+        return self._joined(hidden, self._each(_flat(hidden), self._product))
 
     def split(self, hidden: torch.Tensor) -> torch.Tensor:
         """`head(hidden)`, the first half of the vocabulary here and the second on the helper thread."""
-        return self._joined(hidden, self._both(_flat(hidden), None))
+        return self._joined(hidden, self._both(_flat(hidden), self._product))
 
     def greedy(self, hidden: torch.Tensor) -> list[int]:
         """The arg-max token of `head(hidden)` per row (first index on ties, as `argmax`). Each half's thread
         searches its own half while it is still in that core's cache, so only two (max, index) pairs per row
-        are compared here and the whole logits are never joined."""
+        are compared here and the whole logits are never joined. Where the halves have int8 screens (see
+        `infer/head_screen.py`), a few rows are screened first and only the candidate blocks multiplied exactly."""
         from tuneforge.infer.sampling import best
 
-        (first_value, first), (second_value, second) = self._reduced(hidden, best, "greedy")
+        flat = _flat(hidden)
+        rows = quantise(flat) if any(self.screens) and flat.shape[0] <= MOST_ROWS else None
+        job = functools.partial(self._screened, rows) if rows is not None else self._reducing(best)
+        (first_value, first), (second_value, second) = self._reduced(flat, job, "greedy")
         return first.where(first_value >= second_value, second + self.cut).tolist()
 
     def top(self, hidden: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -121,17 +129,17 @@ class SplitHead:
 
         from tuneforge.infer.sampling import topk
 
-        (first_values, first), (second_values, second) = self._reduced(hidden, functools.partial(topk, k=k), "top")
+        reduce = functools.partial(topk, k=k)
+        (first_values, first), (second_values, second) = self._reduced(_flat(hidden), self._reducing(reduce), "top")
         values, where = torch.cat([first_values, second_values], dim=1).topk(k, dim=1)
         return values, torch.cat([first, second + self.cut], dim=1).gather(1, where)
 
-    def _reduced(self, hidden: torch.Tensor, reduce: Reduce, kind: str) -> list[Any]:
-        """`reduce` of each half's logits, computed on that half's thread; split when it measures faster."""
-        flat = _flat(hidden)
+    def _reduced(self, flat: torch.Tensor, job: Job, kind: str) -> list[Any]:
+        """`job` of each half, computed on that half's thread; split when it measures faster."""
         key = (flat.shape[0], kind)
         split = threading.get_ident() == self.owner and self.chooser.pick(key)
         started = time.perf_counter()
-        found = self._both(flat, reduce) if split else self._each(flat, reduce)
+        found = self._both(flat, job) if split else self._each(flat, job)
         self.chooser.record(key, split, time.perf_counter() - started)
         return found
 
@@ -147,18 +155,18 @@ class SplitHead:
         if self.on_product is not None and threading.get_ident() == self.owner:
             self.on_product()
 
-    def _each(self, flat: torch.Tensor, reduce: Reduce | None) -> list[Any]:
+    def _each(self, flat: torch.Tensor, job: Job) -> list[Any]:
         """Both halves' results, one after the other on this thread."""
         self._starting()
-        return [self._half(flat, index, reduce) for index in (0, 1)]
+        return [job(index, flat) for index in (0, 1)]
 
-    def _both(self, flat: torch.Tensor, reduce: Reduce | None) -> list[Any]:
+    def _both(self, flat: torch.Tensor, job: Job) -> list[Any]:
         """Both halves' results: half 0 on this thread, half 1 on the helper."""
         self._done.clear()
-        self._jobs.put((flat, reduce))
+        self._jobs.put((flat, job))
         try:
             self._starting()  # after the helper's job: its thread takes the lock first, then holds none
-            first = self._half(flat, 0, reduce)
+            first = job(0, flat)
         finally:
             self._done.wait()
         if self._error is not None:
@@ -166,10 +174,21 @@ class SplitHead:
             raise error
         return [first, self._result]
 
-    def _half(self, flat: torch.Tensor, index: int, reduce: Reduce | None = None) -> Any:
-        """Half `index` of the logits (0: vocabulary before `cut`), or `reduce` of it."""
-        logits = self.products[index](flat)
-        return logits if reduce is None else reduce(logits)
+    def _product(self, index: int, flat: torch.Tensor) -> torch.Tensor:
+        """Half `index` of the logits (0: vocabulary before `cut`)."""
+        return self.products[index](flat)
+
+    def _reducing(self, reduce: Reduce) -> Job:
+        """The job computing `reduce` of a half's logits."""
+        return lambda index, flat: reduce(self.products[index](flat))
+
+    def _screened(self, rows: Rows, index: int, flat: torch.Tensor) -> Found:
+        """(max, arg-max) per row of half `index`'s logits: screened where it can be, else the whole product's."""
+        from tuneforge.infer.sampling import best
+
+        screen = self.screens[index]
+        found = screen.best(rows) if screen is not None else None
+        return found if found is not None else best(self.products[index](flat))
 
     def _joined(self, hidden: torch.Tensor, halves: list[torch.Tensor]) -> torch.Tensor:
         import torch
@@ -183,7 +202,7 @@ class SplitHead:
         with torch.inference_mode():
             while (job := self._jobs.get()) is not None:
                 try:
-                    self._result = self._half(job[0], 1, job[1])
+                    self._result = job[1](1, job[0])
                 except BaseException as error:  # reported on the engine thread, which owns the step
                     self._error = error
                 finally:
@@ -252,6 +271,17 @@ def half_products(weight: torch.Tensor, cut: int) -> tuple[Product, Product]:
     if weight.numel() * weight.element_size() > COPY_LIMIT:
         return tuple(_viewed(half) for half in halves)  # type: ignore[return-value]
     return tuple(HalfProduct(half) for half in halves)  # type: ignore[return-value]
+
+
+def _screens(weight: torch.Tensor, cut: int, products: tuple[Product, Product]) -> tuple[Screen | None, ...]:
+    """An int8 `Screen` per half where one checks out and pays (see `infer/head_screen.py`)."""
+    halves = (weight[:cut], weight[cut:])
+    return tuple(build(half, _columns(half, product), product) for half, product in zip(halves, products, strict=True))
+
+
+def _columns(half: torch.Tensor, product: Product) -> torch.Tensor:
+    """The `[hidden, words]` operand `product` multiplies by: a `HalfProduct`'s copy, else the half's view."""
+    return product.columns if isinstance(product, HalfProduct) else half.t()
 
 
 def _viewed(half: torch.Tensor) -> Product:

@@ -1,0 +1,221 @@
+"""Greedy decoding's arg-max over part of an fp32 LM head, found by reading a quarter of its bytes, exactly.
+
+A decode step of a few rows on CPU is bound by reading the head's weight (37 MiB for Qwen's 151,936 x 64 in fp32).
+`Screen` keeps an int8 copy of the weight (one scale per word) and multiplies it first with oneDNN's int8 product
+(VNNI where the CPU has it): every int8 score lies within a proven distance of its fp32 logit, so only the words
+whose score is within twice that distance of the best score can hold the arg-max (usually a handful). Their
+128-word blocks are then multiplied exactly, by the same fp32 product as the whole head on the same columns, and
+the arg-max is taken over those exact logits: the arg-max of the whole product (first index on ties), never an
+approximation.
+
+The distance, for a row `h` and a word's weight `w` (K values): the int8 product computes `w' . h'` with
+`w' = scale_w q_w` and `h' = scale_h q_h` (int32 sums, exact), then a few fp32 multiplications; the exact logit is
+an fp32 sum of K products. So, with u = 2^-24 and g = K u / (1 - K u),
+    |logit - score| <= ||h|| ||w - w'|| + ||h - h'|| ||w'|| + 8u ||w'|| ||h'|| + g ||w|| ||h||,
+taken with the largest ||w - w'|| and norms over the part, and widened by `MARGIN` for the rounding of the norms.
+That each exact block product carries the whole product's very bits is checked on random rows when a `Screen` is
+built (`agrees`), and screening is used only where it holds and measures faster than the whole product.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
+
+logger = logging.getLogger(__name__)
+
+BLOCK = 128  # words per exact block product (blocks start at multiples of it, as the checked ones)
+MOST_BLOCKS = 16  # more candidate blocks than this in a row: the whole exact product is cheaper
+MOST_ROWS = 3  # screening serves batches up to this size (larger ones are bound by arithmetic, not memory)
+MARGIN = 1.01  # widens the proven distance to cover the rounding of the norms and the threshold
+UNIT = 2.0**-24  # fp32 unit roundoff
+LEVELS = 127  # int8 magnitudes used (symmetric: -127..127)
+ZERO = 128  # the uint8 zero point of the quantised rows
+
+Found = tuple["torch.Tensor", "torch.Tensor"]  # (max logit, first index of it) per row, as `sampling.best`
+
+
+@dataclass(frozen=True)
+class Rows:
+    """The rows `flat` [rows, hidden] as the int8 product takes them, with the norms the distance needs."""
+
+    flat: torch.Tensor
+    quantised: torch.Tensor  # uint8 [rows, hidden]: round(flat / scale) + ZERO
+    scale: float
+    norm: torch.Tensor  # ||h|| per row
+    error: torch.Tensor  # ||h - h'|| per row
+    quantised_norm: torch.Tensor  # ||h'|| per row
+
+
+def quantise(flat: torch.Tensor) -> Rows | None:
+    """`flat` in the int8 product's terms (one scale for all rows); None when a row is not finite or all zero."""
+    import torch
+
+    top = float(flat.abs().max())
+    if not 0.0 < top < float("inf"):
+        return None
+    scale = top / LEVELS
+    levels = torch.round(flat / scale).clamp_(-LEVELS, LEVELS)
+    approx = levels * scale
+    norms = torch.linalg.vector_norm(torch.stack([flat, flat - approx, approx]), dim=2)
+    return Rows(flat, (levels + ZERO).to(torch.uint8), scale, norms[0], norms[1], norms[2])
+
+
+class Screen:
+    """Row-wise (max, arg-max) of `flat @ columns` over one part of the head, through an int8 screening product."""
+
+    def __init__(self, part: torch.Tensor, columns: torch.Tensor) -> None:
+        import torch
+
+        self.columns = columns.detach()  # [hidden, words] fp32: the whole product's own operand
+        levels, self.scales, self.weight_error, self.weight_norm = _quantised_weight(part)
+        self.packed = torch.ops.onednn.qlinear_prepack(levels, [1, part.shape[1]])
+        self.zeros = torch.zeros(part.shape[0], dtype=torch.long)
+        hidden = part.shape[1]
+        self.gamma = hidden * UNIT / (1 - hidden * UNIT)
+
+    def scores(self, rows: Rows) -> torch.Tensor:
+        """The int8 product's scores `[rows, words]` (each within `slack` of its exact logit)."""
+        import torch
+
+        return torch.ops.onednn.qlinear_pointwise(
+            rows.quantised, rows.scale, ZERO, self.packed, self.scales, self.zeros, None, 1.0, 0, torch.float32,
+            "none", [], "",
+        )  # fmt: skip
+
+    def slack(self, rows: Rows) -> torch.Tensor:
+        """Per row, the proven bound on |exact logit - score| over every word of the part (module docstring)."""
+        size = self.weight_norm
+        weight_part = rows.norm * (self.weight_error + self.gamma * size)
+        return (weight_part + size * (rows.error + 8 * UNIT * rows.quantised_norm)) * MARGIN
+
+    def best(self, rows: Rows) -> Found | None:
+        """(max exact logit, first index of it) per row, as `sampling.best` of the whole product; None when too
+        many words are close to the top and the whole product should be used."""
+        import torch
+
+        tops = _block_tops(self.scores(rows))  # [rows, blocks]: each block's best score
+        floor = tops.amax(dim=1) - 2 * self.slack(rows)
+        blocks: list[list[int]] = [[] for _ in range(tops.shape[0])]
+        for row, block in (tops >= floor[:, None]).nonzero().tolist():  # ascending within each row
+            blocks[row].append(block)
+        if not all(0 < len(found) <= MOST_BLOCKS for found in blocks):
+            return None
+        found = [self._exact(rows.flat[row : row + 1], blocks[row]) for row in range(len(blocks))]
+        values, indices = zip(*found, strict=True)
+        return torch.tensor(values, dtype=rows.flat.dtype), torch.tensor(indices)
+
+    def _exact(self, row: torch.Tensor, blocks: list[int]) -> tuple[float, int]:
+        """The best exact logit over `blocks` (ascending) and its first index."""
+        import torch
+
+        value, index = float("-inf"), -1
+        for block in blocks:
+            start = block * BLOCK
+            logits = torch.mm(row, self.columns[:, start : start + BLOCK])[0]
+            top = float(logits.max())
+            if top > value:  # strictly: an equal logit in a later block has a later index
+                value, index = top, start + int(logits.argmax())
+        return value, index
+
+
+def _quantised_weight(part: torch.Tensor, chunk: int = 16384) -> tuple[torch.Tensor, torch.Tensor, float, float]:
+    """int8 levels `[words, hidden]` with one scale per word (largest magnitude -> 127), the largest
+    ||w - w'|| and the largest of ||w|| and ||w'|| over the words; `chunk` words at a time to bound memory."""
+    import torch
+
+    levels = torch.empty(part.shape, dtype=torch.int8)
+    scales = torch.empty(part.shape[0], dtype=torch.float32)
+    error = size = 0.0
+    for start in range(0, part.shape[0], chunk):
+        weight = part[start : start + chunk].detach().float()
+        scale = weight.abs().amax(dim=1) / LEVELS
+        scale = scale.where(scale > 0, torch.ones_like(scale))  # an all-zero word: any scale, levels 0
+        level = torch.round(weight / scale[:, None]).clamp_(-LEVELS, LEVELS)
+        approx = level * scale[:, None]
+        levels[start : start + chunk], scales[start : start + chunk] = level, scale
+        error = max(error, float(torch.linalg.vector_norm(weight - approx, dim=1).max()))
+        size = max(size, float(torch.linalg.vector_norm(torch.stack([weight, approx]), dim=2).max()))
+    return levels, scales, error, size
+
+
+def build(part: torch.Tensor, columns: torch.Tensor, product: Callable[[torch.Tensor], torch.Tensor]) -> Screen | None:
+    """A `Screen` for one part of the head when this torch has the int8 product, its block products carry the
+    whole `product`'s bits, and screening one row measures faster than `product` plus its arg-max; else None."""
+    import torch
+
+    if not hasattr(torch.ops.onednn, "qlinear_prepack") or not torch.backends.mkldnn.is_available():
+        return None
+    try:
+        screen = Screen(part, columns)
+        if not agrees(screen, product):
+            logger.info("LM head screening: block products differ from the whole product here; not used")
+            return None
+    except (RuntimeError, AttributeError) as error:  # a build or CPU without oneDNN's int8 kernels
+        logger.debug("LM head screening not available: %s", error)
+        return None
+    return screen if _faster(screen, product) else None
+
+
+def agrees(screen: Screen, product: Callable[[torch.Tensor], torch.Tensor], trials: int = 1) -> bool:
+    """Whether every block product of single rows equals `product` of `1..MOST_ROWS` rows, bit for bit, on random
+    rows (so the screened arg-max is the whole product's), and screening finds the same tokens."""
+    import torch
+
+    from tuneforge.infer.sampling import best
+
+    generator = torch.Generator().manual_seed(0)
+    hidden, words = screen.columns.shape
+    for count in range(1, MOST_ROWS + 1):
+        for _ in range(trials):
+            flat = torch.randn(count, hidden, generator=generator)
+            whole = product(flat)
+            for row in range(count):
+                for start in range(0, words, BLOCK):
+                    part = torch.mm(flat[row : row + 1], screen.columns[:, start : start + BLOCK])
+                    if not torch.equal(part, whole[row : row + 1, start : start + BLOCK]):
+                        return False
+            rows = quantise(flat)
+            found = screen.best(rows) if rows is not None else None
+            if found is not None and not all(torch.equal(a, b) for a, b in zip(found, best(whole), strict=True)):
+                return False
+    return True
+
+
+def _faster(screen: Screen, product: Callable[[torch.Tensor], torch.Tensor], calls: int = 15) -> bool:
+    """Whether screening one row beats the whole product and its arg-max (best of `calls` timings each)."""
+    import torch
+
+    from tuneforge.infer.sampling import best
+
+    flat = torch.randn(1, screen.columns.shape[0], generator=torch.Generator().manual_seed(1))
+    rows = quantise(flat)
+    ways = {"screen": lambda: screen.best(rows), "whole": lambda: best(product(flat))}
+    times = {name: _fastest(way, calls) for name, way in ways.items()}
+    logger.debug("LM head screening: %.3f ms, whole product %.3f ms", times["screen"] * 1e3, times["whole"] * 1e3)
+    return times["screen"] < times["whole"]
+
+
+def _fastest(call: Callable[[], object], calls: int) -> float:
+    best = float("inf")
+    for _ in range(calls):
+        started = time.perf_counter()
+        call()
+        best = min(best, time.perf_counter() - started)
+    return best
+
+
+def _block_tops(scores: torch.Tensor) -> torch.Tensor:
+    """Row-wise maximum of each `BLOCK`-word block of `scores` [rows, words] (the last block may be shorter)."""
+    import torch
+
+    rows, words = scores.shape
+    whole = words // BLOCK * BLOCK
+    tops = scores[:, :whole].reshape(rows, -1, BLOCK).amax(dim=2)
+    return tops if whole == words else torch.cat([tops, scores[:, whole:].amax(dim=1, keepdim=True)], dim=1)
