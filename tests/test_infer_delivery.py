@@ -51,3 +51,20 @@ def test_deferred_posts_wake_each_loop_once_at_the_end_of_the_block() -> None:
     finally:
         for loop in loops:
             loop.close()
+
+
+def test_quiet_posts_wait_for_the_next_waking_post_and_keep_their_order() -> None:
+    loop = asyncio.new_event_loop()
+    try:
+        wakes, original = [], loop.call_soon_threadsafe
+        loop.call_soon_threadsafe = lambda *args: wakes.append(1) or original(*args)
+        post, seen = LoopPost(loop), []
+        for index in range(4):  # a non-streamed request's text events
+            post.post(seen.append, index, wake=False)
+        loop.run_until_complete(asyncio.sleep(0))
+        assert wakes == [] and seen == []
+        post.post(seen.append, "finished")  # its last event wakes the loop once for all of them
+        loop.run_until_complete(asyncio.sleep(0))
+        assert wakes == [1] and seen == [0, 1, 2, 3, "finished"]
+    finally:
+        loop.close()

@@ -143,10 +143,11 @@ def test_greedy_search_in_the_halves_equals_the_argmax_of_the_logits(model) -> N
     with torch.inference_mode():
         split = SplitHead(head)
         try:
-            expected = split.plain(hidden).argmax(-1).tolist()
-            for way in (True, False):
-                split.chooser.pick = lambda key, way=way: way
-                assert split.greedy(hidden) == expected
+            for rows in (6, 3, 1):  # 1-3 rows are screened by the int8 copies where this torch has them
+                expected = split.plain(hidden[:rows]).argmax(-1).tolist()
+                for way in (True, False):
+                    split.chooser.pick = lambda key, way=way: way
+                    assert split.greedy(hidden[:rows]) == expected
             # a tie across the halves: the first index wins, as in torch's argmax
             weight = head.weight
             twin = torch.zeros(1, head.in_features)

@@ -154,7 +154,7 @@ class _BusyEngine:
     def __getattr__(self, name):
         return getattr(self._engine, name)
 
-    def open_streams(self, prompts, media=None):
+    def open_streams(self, prompts, media=None, streamed=True):
         raise self._error
 
 
@@ -164,3 +164,28 @@ def test_full_queue_is_429_and_shutdown_503(engine, error, status):
     response = TestClient(app).post("/v1/chat/completions", json=CHAT)
     assert response.status_code == status
     assert "Retry-After" in response.headers
+
+
+def test_a_non_streamed_answer_wakes_the_loop_once_per_request(engine):
+    import asyncio
+
+    from tuneforge.infer.delivery import loop_post
+
+    async def wakes_for(streamed: bool) -> tuple[int, str]:
+        loop, calls = asyncio.get_running_loop(), []
+        original = loop.call_soon_threadsafe
+        loop.call_soon_threadsafe = lambda *args: calls.append(1) or original(*args)
+        try:
+            ids = engine.tokenizer.encode("Hello there", add_special_tokens=False)
+            params = engine.sampling(max_new_tokens=8, temperature=0)
+            [stream] = engine.open_streams([(ids, params)], streamed=streamed)
+            text = "".join([getattr(event, "text", "") async for event in stream])
+            return len(calls), text
+        finally:
+            loop.call_soon_threadsafe = original
+            loop_post(loop)  # the loop's shared post outlives the request
+
+    streamed_wakes, streamed_text = asyncio.run(wakes_for(True))
+    quiet_wakes, quiet_text = asyncio.run(wakes_for(False))
+    assert quiet_text == streamed_text != ""
+    assert quiet_wakes == 1 < streamed_wakes

@@ -50,10 +50,13 @@ class LoopPost:
         self._pending: deque[tuple[Callable[[Any], object], Any]] = deque()
         self._scheduled = False
 
-    def post(self, fn: Callable[[Any], object], arg: Any) -> None:
-        """Queue `fn(arg)` for the loop; wakes the loop unless a run is scheduled or the wake-up is deferred."""
+    def post(self, fn: Callable[[Any], object], arg: Any, wake: bool = True) -> None:
+        """Queue `fn(arg)` for the loop; wakes the loop unless a run is scheduled or the wake-up is deferred.
+        `wake=False` only queues it: it runs, in order, with the next post that wakes the loop."""
         with self._lock:
             self._pending.append((fn, arg))
+        if not wake:
+            return
         deferred = getattr(_deferred, "posts", None)
         if deferred is None:
             self.wake()

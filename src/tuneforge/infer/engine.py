@@ -17,7 +17,7 @@ from typing import Any
 from tuneforge.errors import TuneforgeError
 from tuneforge.infer import media as mm
 from tuneforge.infer.chat_stream import ChatAssembler, ChatDelta, ChatResult
-from tuneforge.infer.delivery import loop_post
+from tuneforge.infer.delivery import LoopPost, loop_post
 from tuneforge.infer.params import SamplingParams
 from tuneforge.infer.requests import Event, Failed, Finished, GenerationRequest, RequestQueue
 from tuneforge.infer.stats import EngineStats
@@ -187,15 +187,23 @@ class Engine:
         return self.open_streams([(prompt_ids, params)], media)[0]
 
     def open_streams(
-        self, prompts: list[tuple[list[int], SamplingParams]], media: dict[str, Any] | None = None
+        self,
+        prompts: list[tuple[list[int], SamplingParams]],
+        media: dict[str, Any] | None = None,
+        *,
+        streamed: bool = True,
     ) -> list[AsyncEventStream]:
         """Queue every (prompt ids, params) pair at once, or none of them (QueueFullError / ShuttingDownError);
-        `media`: the model tensors of the prompt's media, shared by every pair (one prompt, n choices)."""
+        `media`: the model tensors of the prompt's media, shared by every pair (one prompt, n choices).
+
+        `streamed=False` (a caller that needs only the whole answer) wakes the event loop for each request's last
+        event only: the text events wait in order behind it instead of waking the loop once per token, whose
+        Python then competes with the decode step for the interpreter lock."""
         post = loop_post(asyncio.get_running_loop())  # one loop wake-up per burst of events
         streams, requests = [], []
         for ids, params in prompts:
             sink: asyncio.Queue[Event] = asyncio.Queue()
-            emit = self.stats.track(functools.partial(post.post, sink.put_nowait))
+            emit = self.stats.track(functools.partial(_deliver, post, sink.put_nowait, streamed))
             request = GenerationRequest(list(ids), params, emit, media=media)
             requests.append(request)
             streams.append(AsyncEventStream(request, sink, self.backend.queue))
@@ -279,6 +287,11 @@ class Engine:
     def close(self, timeout: float | None = 30.0) -> None:
         """Stop accepting requests and finish the running ones."""
         self.backend.close(timeout)
+
+
+def _deliver(post: LoopPost, put: Any, streamed: bool, event: Event) -> None:
+    """Hand `event` to the loop; unless `streamed`, wake it only for the request's last event."""
+    post.post(put, event, wake=streamed or isinstance(event, (Finished, Failed)))
 
 
 def _eos_ids(engine: Engine) -> list[int]:

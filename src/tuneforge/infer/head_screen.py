@@ -38,7 +38,7 @@ UNIT = 2.0**-24  # fp32 unit roundoff
 LEVELS = 127  # int8 magnitudes used (symmetric: -127..127)
 ZERO = 128  # the uint8 zero point of the quantised rows
 
-Found = tuple["torch.Tensor", "torch.Tensor"]  # (max logit, first index of it) per row, as `sampling.best`
+Found = tuple[list[float], list[int]]  # (max logit, first index of it) per row, as `sampling.best` gives them
 
 
 @dataclass(frozen=True)
@@ -48,9 +48,9 @@ class Rows:
     flat: torch.Tensor
     quantised: torch.Tensor  # uint8 [rows, hidden]: round(flat / scale) + ZERO
     scale: float
-    norm: torch.Tensor  # ||h|| per row
-    error: torch.Tensor  # ||h - h'|| per row
-    quantised_norm: torch.Tensor  # ||h'|| per row
+    norm: list[float]  # ||h|| per row
+    error: list[float]  # ||h - h'|| per row
+    quantised_norm: list[float]  # ||h'|| per row
 
 
 def quantise(flat: torch.Tensor) -> Rows | None:
@@ -63,8 +63,8 @@ def quantise(flat: torch.Tensor) -> Rows | None:
     scale = top / LEVELS
     levels = torch.round(flat / scale).clamp_(-LEVELS, LEVELS)
     approx = levels * scale
-    norms = torch.linalg.vector_norm(torch.stack([flat, flat - approx, approx]), dim=2)
-    return Rows(flat, (levels + ZERO).to(torch.uint8), scale, norms[0], norms[1], norms[2])
+    norm, error, quantised_norm = torch.linalg.vector_norm(torch.stack([flat, flat - approx, approx]), dim=2).tolist()
+    return Rows(flat, (levels + ZERO).to(torch.uint8), scale, norm, error, quantised_norm)
 
 
 class Screen:
@@ -89,40 +89,67 @@ class Screen:
             "none", [], "",
         )  # fmt: skip
 
-    def slack(self, rows: Rows) -> torch.Tensor:
+    def slack(self, rows: Rows) -> list[float]:
         """Per row, the proven bound on |exact logit - score| over every word of the part (module docstring)."""
-        size = self.weight_norm
-        weight_part = rows.norm * (self.weight_error + self.gamma * size)
-        return (weight_part + size * (rows.error + 8 * UNIT * rows.quantised_norm)) * MARGIN
+        size, weight = self.weight_norm, self.weight_error + self.gamma * self.weight_norm
+        terms = zip(rows.norm, rows.error, rows.quantised_norm, strict=True)
+        return [(norm * weight + size * (error + 8 * UNIT * approx)) * MARGIN for norm, error, approx in terms]
+
+    def tops(self, rows: Rows) -> torch.Tensor:
+        """Each `BLOCK`-word block's best score per row, `[rows, blocks]`."""
+        return _block_tops(self.scores(rows))
 
     def best(self, rows: Rows) -> Found | None:
-        """(max exact logit, first index of it) per row, as `sampling.best` of the whole product; None when too
-        many words are close to the top and the whole product should be used."""
+        """`best` over this part alone."""
+        return best([Part(self, self.tops(rows), 0)], rows)
+
+    def exact(self, row: torch.Tensor, block: int) -> tuple[float, int]:
+        """The best exact logit of one row over one block and its first index (within the part)."""
         import torch
 
-        tops = _block_tops(self.scores(rows))  # [rows, blocks]: each block's best score
-        floor = tops.amax(dim=1) - 2 * self.slack(rows)
-        blocks: list[list[int]] = [[] for _ in range(tops.shape[0])]
-        for row, block in (tops >= floor[:, None]).nonzero().tolist():  # ascending within each row
-            blocks[row].append(block)
-        if not all(0 < len(found) <= MOST_BLOCKS for found in blocks):
-            return None
-        found = [self._exact(rows.flat[row : row + 1], blocks[row]) for row in range(len(blocks))]
-        values, indices = zip(*found, strict=True)
-        return torch.tensor(values, dtype=rows.flat.dtype), torch.tensor(indices)
+        start = block * BLOCK
+        top, where = torch.mm(row, self.columns[:, start : start + BLOCK])[0].max(dim=0)  # first index on ties
+        return top.item(), start + int(where.item())
 
-    def _exact(self, row: torch.Tensor, blocks: list[int]) -> tuple[float, int]:
-        """The best exact logit over `blocks` (ascending) and its first index."""
-        import torch
 
-        value, index = float("-inf"), -1
-        for block in blocks:
-            start = block * BLOCK
-            logits = torch.mm(row, self.columns[:, start : start + BLOCK])[0]
-            top = float(logits.max())
-            if top > value:  # strictly: an equal logit in a later block has a later index
-                value, index = top, start + int(logits.argmax())
-        return value, index
+@dataclass(frozen=True)
+class Part:
+    """One screened part of the head: its screen, its block tops for the rows, its first word in the head."""
+
+    screen: Screen
+    tops: torch.Tensor
+    offset: int
+
+
+def best(parts: list[Part], rows: Rows) -> Found | None:
+    """(max exact logit, first index of it) per row over all `parts` (in word order), as `sampling.best` of the
+    whole product; None when too many blocks lie close to the top and the whole product should be used.
+
+    A block can hold the arg-max only if its best score is within twice the largest part's distance of the best
+    score over all parts: only those are multiplied exactly."""
+    import torch
+
+    maxima = torch.stack([part.tops.amax(dim=1) for part in parts]).amax(dim=0).tolist()
+    slack = [max(each) for each in zip(*(part.screen.slack(rows) for part in parts), strict=True)]
+    floor = torch.tensor([top - 2 * distance for top, distance in zip(maxima, slack, strict=True)])
+    blocks: list[list[tuple[Part, int]]] = [[] for _ in maxima]
+    for part in parts:
+        for row, block in (part.tops >= floor[:, None]).nonzero().tolist():  # ascending within each row
+            blocks[row].append((part, block))
+    if not all(0 < len(found) <= MOST_BLOCKS for found in blocks):
+        return None
+    found = [_exact(rows.flat[row : row + 1], blocks[row]) for row in range(len(blocks))]
+    return [value for value, _ in found], [index for _, index in found]
+
+
+def _exact(row: torch.Tensor, blocks: list[tuple[Part, int]]) -> tuple[float, int]:
+    """The best exact logit over `blocks` (in word order) and its first index in the head."""
+    value, index = float("-inf"), -1
+    for part, block in blocks:
+        top, where = part.screen.exact(row, block)
+        if top > value:  # strictly: an equal logit in a later block has a later index
+            value, index = top, part.offset + where
+    return value, index
 
 
 def _quantised_weight(part: torch.Tensor, chunk: int = 16384) -> tuple[torch.Tensor, torch.Tensor, float, float]:
@@ -183,7 +210,7 @@ def agrees(screen: Screen, product: Callable[[torch.Tensor], torch.Tensor], tria
                         return False
             rows = quantise(flat)
             found = screen.best(rows) if rows is not None else None
-            if found is not None and not all(torch.equal(a, b) for a, b in zip(found, best(whole), strict=True)):
+            if found is not None and found != tuple(part.tolist() for part in best(whole)):
                 return False
     return True
 

@@ -20,7 +20,8 @@ import time
 from collections.abc import Callable, Hashable
 from typing import TYPE_CHECKING, Any
 
-from tuneforge.infer.head_screen import MOST_ROWS, Found, Rows, Screen, build, quantise
+from tuneforge.infer.head_screen import MOST_ROWS, Found, Part, Rows, Screen, build, quantise
+from tuneforge.infer.head_screen import best as screened_best
 
 if TYPE_CHECKING:
     import torch
@@ -112,14 +113,19 @@ class SplitHead:
         """The arg-max token of `head(hidden)` per row (first index on ties, as `argmax`). Each half's thread
         searches its own half while it is still in that core's cache, so only two (max, index) pairs per row
         are compared here and the whole logits are never joined. Where the halves have int8 screens (see
-        `infer/head_screen.py`), a few rows are screened first and only the candidate blocks multiplied exactly."""
-        from tuneforge.infer.sampling import best
-
+        `infer/head_screen.py`), a few rows are screened first (each half's block tops on its thread) and only
+        the candidate blocks multiplied exactly."""
         flat = _flat(hidden)
-        rows = quantise(flat) if any(self.screens) and flat.shape[0] <= MOST_ROWS else None
-        job = functools.partial(self._screened, rows) if rows is not None else self._reducing(best)
-        (first_value, first), (second_value, second) = self._reduced(flat, job, "greedy")
-        return first.where(first_value >= second_value, second + self.cut).tolist()
+        if all(self.screens) and flat.shape[0] <= MOST_ROWS and (rows := quantise(flat)) is not None:
+            tops = self._reduced(flat, functools.partial(self._tops, rows), "screen")
+            found = screened_best(
+                [Part(s, t, o) for s, t, o in zip(self.screens, tops, (0, self.cut), strict=True)], rows
+            )
+            if found is not None:
+                return found[1]
+        (first_values, first), (second_values, second) = self._reduced(flat, self._reducing(_best_lists), "greedy")
+        pairs = zip(first_values, first, second_values, second, strict=True)
+        return [one if value >= other else two + self.cut for value, one, other, two in pairs]
 
     def top(self, hidden: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
         """The `k` largest logits of `head(hidden)` per row, largest first, and their words: the values of
@@ -182,13 +188,9 @@ class SplitHead:
         """The job computing `reduce` of a half's logits."""
         return lambda index, flat: reduce(self.products[index](flat))
 
-    def _screened(self, rows: Rows, index: int, flat: torch.Tensor) -> Found:
-        """(max, arg-max) per row of half `index`'s logits: screened where it can be, else the whole product's."""
-        from tuneforge.infer.sampling import best
-
-        screen = self.screens[index]
-        found = screen.best(rows) if screen is not None else None
-        return found if found is not None else best(self.products[index](flat))
+    def _tops(self, rows: Rows, index: int, flat: torch.Tensor) -> torch.Tensor:
+        """Half `index`'s screened block tops for `rows` (`flat` is the rows themselves)."""
+        return self.screens[index].tops(rows)
 
     def _joined(self, hidden: torch.Tensor, halves: list[torch.Tensor]) -> torch.Tensor:
         import torch
@@ -274,9 +276,12 @@ def half_products(weight: torch.Tensor, cut: int) -> tuple[Product, Product]:
 
 
 def _screens(weight: torch.Tensor, cut: int, products: tuple[Product, Product]) -> tuple[Screen | None, ...]:
-    """An int8 `Screen` per half where one checks out and pays (see `infer/head_screen.py`)."""
+    """An int8 `Screen` per half where both check out and pay (see `infer/head_screen.py`), else Nones."""
     halves = (weight[:cut], weight[cut:])
-    return tuple(build(half, _columns(half, product), product) for half, product in zip(halves, products, strict=True))
+    screens = tuple(
+        build(half, _columns(half, product), product) for half, product in zip(halves, products, strict=True)
+    )
+    return screens if all(screens) else (None, None)
 
 
 def _columns(half: torch.Tensor, product: Product) -> torch.Tensor:
@@ -288,6 +293,14 @@ def _viewed(half: torch.Tensor) -> Product:
     import torch
 
     return lambda flat: torch.mm(flat, half.t())
+
+
+def _best_lists(logits: torch.Tensor) -> Found:
+    """`sampling.best` of `logits` as Python lists (row maxima, first indices of them)."""
+    from tuneforge.infer.sampling import best
+
+    values, indices = best(logits)
+    return values.tolist(), indices.tolist()
 
 
 def _flat(hidden: torch.Tensor) -> torch.Tensor:

@@ -45,7 +45,7 @@ async def create_chat_completion(
     deadline = deadline_of(settings)
     work = asyncio.to_thread(chat_inputs, engine, request, settings)  # templating + tokenising: off the loop
     prompt, params = await unless_disconnected(http, work)
-    streams = engine.open_streams(choice_prompts(prompt.ids, params, request.n), prompt.media)
+    streams = engine.open_streams(choice_prompts(prompt.ids, params, request.n), prompt.media, streamed=request.stream)
     assemblers = [engine.assembler(prompt) for _ in streams]
     name = request.model or settings.model_name
     if request.stream:

@@ -49,7 +49,8 @@ async def create_completion(
         named = [(text, f"prompt.{index}") for index, text in enumerate(request.prompt)]
     work = asyncio.to_thread(lambda: [completion_inputs(engine, text, request, field) for text, field in named])
     encoded = await unless_disconnected(http, work)
-    streams = engine.open_streams([pair for ids, params in encoded for pair in choice_prompts(ids, params, request.n)])
+    pairs = [pair for ids, params in encoded for pair in choice_prompts(ids, params, request.n)]
+    streams = engine.open_streams(pairs, streamed=request.stream)
     name = request.model or settings.model_name
     if request.stream:
         chunks = _chunks(streams, name, deadline, http.app.state.metrics)
