@@ -164,7 +164,9 @@ def main() -> None:
     parser.add_argument("--lf-python", default="/work/lfvenv/bin/python")
     parser.add_argument("--model", type=Path, help="model folder (default: a tiny random Qwen2)")
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 8, 32])
-    parser.add_argument("--requests", type=int, default=2, help="requests per client")
+    parser.add_argument(
+        "--requests", type=int, default=20, help="requests per client (fewer: rounds of ~1 s, which vary 1.7x here)"
+    )
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--tf-threads", type=int, nargs="*", default=[], help="also tuneforge with these threads")
