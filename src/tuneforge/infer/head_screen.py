@@ -82,7 +82,6 @@ class Screen:
     def scores(self, rows: Rows) -> torch.Tensor:
         """The screening scores `[rows, words]` (each within `slack` of its exact logit): exact int32 sums of the
         int8 levels (one product per row: a one-column product is torch's fast case), scaled."""
-
         return self._word_scaled(rows) * rows.scales
 
     def tops(self, rows: Rows) -> torch.Tensor:
