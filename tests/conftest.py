@@ -10,6 +10,17 @@ import pytest
 SHARED_DIR = Path(__file__).resolve().parents[2] / "shared"
 
 
+@pytest.fixture
+def one_thread():
+    """One intra-op thread, as the engine runs the LM head (MKL's bits for a few rows change with its threads)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def shared_dir() -> Path:
     """The read-only `shared` folder beside the repository checkout (LF data, fixtures, compat configs)."""

@@ -13,15 +13,6 @@ from tuneforge.infer.sampling import best
 pytestmark = pytest.mark.skipif(not hasattr(torch, "_int_mm"), reason="this torch build has no int8 matrix product")
 
 
-@pytest.fixture
-def one_thread():
-    """One intra-op thread, as the engine runs the head (MKL's bits for a few rows change with its threads)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def weight(words: int = 4096, hidden: int = 64, seed: int = 0) -> torch.Tensor:
     """A head part whose words have norms spread over two orders of magnitude (as trained heads do)."""
     generator = torch.Generator().manual_seed(seed)

@@ -20,15 +20,6 @@ from tuneforge.infer.lm_head import (
 )
 
 
-@pytest.fixture
-def one_thread():
-    """One intra-op thread, as the engine runs the head (MKL's bits for a few rows change with its threads)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def model(tiny_qwen2):
     from transformers import AutoModelForCausalLM

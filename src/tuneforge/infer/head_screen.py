@@ -156,6 +156,14 @@ def _exact(row: torch.Tensor, blocks: list[tuple[Part, int]]) -> tuple[float, in
     return value, index
 
 
+def whole_best(logits: torch.Tensor) -> Found:
+    """`sampling.best` of whole logits `[rows, words]` as Python lists: what a screen's `best` must equal."""
+    from tuneforge.infer.sampling import best as block_best
+
+    values, indices = block_best(logits)
+    return values.tolist(), indices.tolist()
+
+
 def _quantised_weight(part: torch.Tensor, chunk: int = 16384) -> tuple[torch.Tensor, torch.Tensor, float, float]:
     """int8 levels `[words, hidden]` with one scale per word (largest magnitude -> 127), the largest
     ||w - w'|| and the largest of ||w|| and ||w'|| over the words; `chunk` words at a time to bound memory."""
@@ -199,8 +207,6 @@ def agrees(screen: Screen, product: Callable[[torch.Tensor], torch.Tensor], tria
     rows (so the screened arg-max is the whole product's), and screening finds the same tokens."""
     import torch
 
-    from tuneforge.infer.sampling import best
-
     generator = torch.Generator().manual_seed(0)
     hidden, words = screen.columns.shape
     for count in range(1, MOST_ROWS + 1):
@@ -214,7 +220,7 @@ def agrees(screen: Screen, product: Callable[[torch.Tensor], torch.Tensor], tria
                         return False
             rows = quantise(flat)
             found = screen.best(rows) if rows is not None else None
-            if found is not None and found != tuple(part.tolist() for part in best(whole)):
+            if found is not None and found != whole_best(whole):
                 return False
     return True
 
@@ -223,11 +229,9 @@ def _faster(screen: Screen, product: Callable[[torch.Tensor], torch.Tensor], cal
     """Whether screening one row beats the whole product and its arg-max (best of `calls` timings each)."""
     import torch
 
-    from tuneforge.infer.sampling import best
-
     flat = torch.randn(1, screen.columns.shape[0], generator=torch.Generator().manual_seed(1))
     rows = quantise(flat)
-    ways = {"screen": lambda: screen.best(rows), "whole": lambda: best(product(flat))}
+    ways = {"screen": lambda: screen.best(rows), "whole": lambda: whole_best(product(flat))}
     times = {name: _fastest(way, calls) for name, way in ways.items()}
     logger.debug("LM head screening: %.3f ms, whole product %.3f ms", times["screen"] * 1e3, times["whole"] * 1e3)
     return times["screen"] < times["whole"]

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Hashable
 from typing import TYPE_CHECKING, Any
 
-from tuneforge.infer.head_screen import MOST_ROWS, Found, Part, Rows, Screen, build, quantise
+from tuneforge.infer.head_screen import MOST_ROWS, Part, Rows, Screen, build, quantise, whole_best
 from tuneforge.infer.head_screen import best as screened_best
 
 if TYPE_CHECKING:
@@ -123,7 +123,7 @@ class SplitHead:
             )
             if found is not None:
                 return found[1]
-        (first_values, first), (second_values, second) = self._reduced(flat, self._reducing(_best_lists), "greedy")
+        (first_values, first), (second_values, second) = self._reduced(flat, self._reducing(whole_best), "greedy")
         pairs = zip(first_values, first, second_values, second, strict=True)
         return [one if value >= other else two + self.cut for value, one, other, two in pairs]
 
@@ -276,12 +276,15 @@ def half_products(weight: torch.Tensor, cut: int) -> tuple[Product, Product]:
 
 
 def _screens(weight: torch.Tensor, cut: int, products: tuple[Product, Product]) -> tuple[Screen | None, ...]:
-    """An int8 `Screen` per half where both check out and pay (see `infer/head_screen.py`), else Nones."""
-    halves = (weight[:cut], weight[cut:])
-    screens = tuple(
-        build(half, _columns(half, product), product) for half, product in zip(halves, products, strict=True)
-    )
-    return screens if all(screens) else (None, None)
+    """An int8 `Screen` per half where both check out and pay (see `infer/head_screen.py`), else Nones (the
+    second half is not built once the first fails)."""
+    screens = []
+    for half, product in zip((weight[:cut], weight[cut:]), products, strict=True):
+        screen = build(half, _columns(half, product), product)
+        if screen is None:
+            return (None, None)
+        screens.append(screen)
+    return tuple(screens)
 
 
 def _columns(half: torch.Tensor, product: Product) -> torch.Tensor:
@@ -293,14 +296,6 @@ def _viewed(half: torch.Tensor) -> Product:
     import torch
 
     return lambda flat: torch.mm(flat, half.t())
-
-
-def _best_lists(logits: torch.Tensor) -> Found:
-    """`sampling.best` of `logits` as Python lists (row maxima, first indices of them)."""
-    from tuneforge.infer.sampling import best
-
-    values, indices = best(logits)
-    return values.tolist(), indices.tolist()
 
 
 def _flat(hidden: torch.Tensor) -> torch.Tensor:
