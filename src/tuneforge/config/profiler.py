@@ -1,69 +1,73 @@
 """LLaMA-Factory's PyTorch profiler keys (`enable_torch_profiler`, `profiler_*`, `profile_modules`).
 
-tuneforge does not wire the profiler: turning it on is refused with what to use instead, and the other keys warn
-that they have no effect without it. Kept in their own section so training.py stays about the Trainer.
+They drive train/profiling.py: a `torch.profiler` trace on a step schedule, and per-module forward/backward
+times. Kept in their own section so training.py stays about the Trainer.
 """
 
 from __future__ import annotations
 
-from tuneforge.config.fields import F, Section, only_with, refused
+from tuneforge.config.fields import ACTS, F, Section
 
-_PROFILER_ONLY = only_with("the torch profiler", "enable_torch_profiler")  # the wiring of every key but the switch
+_NEEDS_SWITCH = " Read only with enable_torch_profiler (a warning says so otherwise)."
 
 
 class ProfilerSection(Section):
-    """PyTorch profiler (LLaMA-Factory's keys; not wired in tuneforge, so enabling it is refused)."""
+    """PyTorch profiler trace and per-module timing during training (LLaMA-Factory's keys)."""
 
     enable_torch_profiler: bool = F(
         False,
-        "Record a PyTorch profiler trace during training.",
-        wiring=refused(
-            "the torch profiler is not wired in tuneforge; profile with `python -m torch.utils.bottleneck` or "
-            "the benchmarks/ scripts"
-        ),
+        "Record PyTorch profiler traces during training, per rank, as Chrome-trace JSON in profiler_output_dir "
+        "(open with Perfetto, chrome://tracing or TensorBoard); the profiler_* keys set its schedule.",
+        wiring=ACTS,
     )
     profiler_output_dir: str | None = F(
         None,
-        "Directory for profiler traces; unset uses a folder inside output_dir.",
-        wiring=_PROFILER_ONLY,
+        "Directory for profiler traces (a rank_<N> folder per rank); unset uses output_dir/profiler." + _NEEDS_SWITCH,
+        wiring=ACTS,
     )
     profiler_wait_steps: int = F(
         1,
-        "Profiler: steps to skip before each recording cycle.",
-        wiring=_PROFILER_ONLY,
+        "Profiler: optimizer steps skipped at the start of each cycle." + _NEEDS_SWITCH,
+        wiring=ACTS,
+        ge=0,
     )
     profiler_warmup_steps: int = F(
         1,
-        "Profiler: steps traced but discarded before recording in each cycle.",
-        wiring=_PROFILER_ONLY,
+        "Profiler: steps traced but discarded before recording in each cycle." + _NEEDS_SWITCH,
+        wiring=ACTS,
+        ge=0,
     )
     profiler_active_steps: int = F(
         1,
-        "Profiler: steps recorded in each cycle.",
-        wiring=_PROFILER_ONLY,
+        "Profiler: steps recorded in each cycle (one trace file per cycle)." + _NEEDS_SWITCH,
+        wiring=ACTS,
+        ge=1,
     )
     profiler_repeat: int = F(
         1,
-        "Profiler: number of wait/warmup/active cycles; 0 repeats until training ends.",
-        wiring=_PROFILER_ONLY,
+        "Profiler: number of wait/warmup/active cycles; 0 repeats until training ends." + _NEEDS_SWITCH,
+        wiring=ACTS,
+        ge=0,
     )
     profiler_record_shapes: bool = F(
         True,
-        "Profiler: record the input shapes of each operator.",
-        wiring=_PROFILER_ONLY,
+        "Profiler: record the input shapes of each operator." + _NEEDS_SWITCH,
+        wiring=ACTS,
     )
     profiler_profile_memory: bool = F(
         True,
-        "Profiler: track memory allocations.",
-        wiring=_PROFILER_ONLY,
+        "Profiler: track memory allocations." + _NEEDS_SWITCH,
+        wiring=ACTS,
     )
     profiler_with_stack: bool = F(
         True,
-        "Profiler: record Python stack traces of operators (larger traces).",
-        wiring=_PROFILER_ONLY,
+        "Profiler: record Python stack traces of operators (larger traces)." + _NEEDS_SWITCH,
+        wiring=ACTS,
     )
     profile_modules: str | None = F(
         None,
-        "Profiler: comma-separated module names to label separately in traces; unset profiles the whole model.",
-        wiring=_PROFILER_ONLY,
+        "Comma-separated module-name patterns with fnmatch wildcards (e.g. '*.layers.0.self_attn,*.mlp'): log their "
+        "forward and backward time per optimizer step at each logging step and append it to "
+        "output_dir/module_times.jsonl. Independent of enable_torch_profiler.",
+        wiring=ACTS,
     )

@@ -42,10 +42,11 @@ def run_modes(cfg: TuneforgeConfig) -> RunModes:
 
 def trainer_callbacks(cfg: TuneforgeConfig) -> list[Any]:
     """Callbacks a config asks for beyond tuneforge's own: early stopping after `early_stopping_steps` evals,
-    SwanLab logging (`use_swanlab`)."""
+    SwanLab logging (`use_swanlab`), the profilers (`enable_torch_profiler`, `profile_modules`)."""
+    from tuneforge.train.profiling import profiler_callbacks
     from tuneforge.train.swanlab_log import swanlab_callbacks
 
-    tracking = swanlab_callbacks(cfg)
+    tracking = [*swanlab_callbacks(cfg), *profiler_callbacks(cfg)]
     if cfg.training.early_stopping_steps is None:
         return tracking
     from transformers import EarlyStoppingCallback

@@ -25,6 +25,7 @@ from tuneforge.train import checkpoint as ckpt
 from tuneforge.train.callbacks import GracefulStop, LogCallback
 from tuneforge.train.losses import clipped_policy_loss, clipped_value_loss, gae, masked_mean, token_logps, whiten
 from tuneforge.train.ppo_state import LoopState, restore_checkpoint, save_checkpoint, save_policy
+from tuneforge.train.profiling import profiler_callbacks
 from tuneforge.train.recipe import (
     RunStart,
     attach_chat_template,
@@ -189,9 +190,9 @@ def _train_loop(
     for _ in range(loop.step * r.ppo_buffer_size):  # the batches the resumed run already trained on
         next(batches)
     state, log, stop = TrainerState(max_steps=total), LogCallback(str(args.output_dir)), GracefulStop()
-    trackers = swanlab_callbacks(cfg)
+    trackers, profilers = swanlab_callbacks(cfg), profiler_callbacks(cfg)
     state.global_step, state.num_input_tokens_seen = loop.step, loop.tokens
-    for callback in (log, stop, *trackers):
+    for callback in (log, stop, *trackers, *profilers):
         callback.on_train_begin(args, state, TrainerControl(), model=ppo.model)
     epoch_steps = max(len(loader) / r.ppo_buffer_size, 1)
     try:
@@ -205,14 +206,17 @@ def _train_loop(
             loop.losses.append(stats["loss"])
             state.global_step, state.num_input_tokens_seen = loop.step, loop.tokens
             state.epoch = loop.step / epoch_steps
+            for callback in profilers:
+                callback.on_step_end(args, state, TrainerControl())
             if loop.step % max(int(args.logging_steps), 1) == 0 or loop.step == total:
                 logs = {**stats, "learning_rate": scheduler.get_last_lr()[0], "epoch": state.epoch}
-                for callback in (log, *trackers):
+                for callback in (log, *trackers, *profilers):
                     callback.on_log(args, state, TrainerControl(), logs=logs | {"objective/kl_coef": ppo.kl.value})
             if _should_save(args, loop.step, total) or stop.requested:
                 save_checkpoint(ppo, loop, parts, args, fingerprint)
     finally:
-        stop.on_train_end(args, state, TrainerControl())
+        for callback in (stop, *profilers):
+            callback.on_train_end(args, state, TrainerControl())
     mean_loss = sum(loop.losses) / len(loop.losses) if loop.losses else 0.0
     return {"train_loss": mean_loss, "epoch": loop.step / epoch_steps, "train_steps": loop.step}
 
