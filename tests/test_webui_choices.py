@@ -11,6 +11,8 @@ from tuneforge.webui import forms
 CHOICES = [(field.key, choice) for field in forms.FIELDS if field.kind == "choice" for choice in field.choices]
 # What the form must also hold for some choices to make sense (as a user fills it in).
 NEEDS = {("stage", "ppo"): {"reward_model": "rm"}, ("stage", "grpo"): {"reward_model": "rm"}}
+NEEDS |= {(key, c): {"use_badam": True, "finetuning_type": "full"} for key, c in CHOICES if key.startswith("badam_")}
+NEEDS[("badam_switch_mode", "fixed")] |= {"badam_start_block": 0}
 
 
 @pytest.mark.parametrize(("key", "choice"), CHOICES, ids=[f"{k}={c}" for k, c in CHOICES])

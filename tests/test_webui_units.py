@@ -49,6 +49,20 @@ def test_form_becomes_a_valid_train_config(tmp_path: Path) -> None:
     assert cfg.training.max_steps == 7 and cfg.method.finetuning_type == "lora"
 
 
+@pytest.mark.parametrize("name", ["galore", "apollo", "badam"])
+def test_memory_saving_optimizers_from_the_form(name: str, tmp_path: Path) -> None:
+    """GaLore, APOLLO and BAdam have their groups, as in LLaMA-Factory's UI; their settings count only when on."""
+    base = _form(model_name_or_path="Qwen3-0.6B", dataset=["x"], output_dir="o", finetuning_type="full")
+    assert not any(key.startswith((name, f"use_{name}")) for key in forms.form_to_config(base, tmp_path))
+    setting = "badam_switch_interval" if name == "badam" else f"{name}_rank"
+    config = forms.form_to_config({**base, f"use_{name}": True, setting: 8}, tmp_path)
+    assert config[f"use_{name}"] is True and config[setting] == 8
+    cfg = forms.validate(config)
+    assert cfg.get(setting) == 8 and cfg.get(f"use_{name}") is True
+    back = forms.config_to_form(yaml.safe_load(forms.to_yaml(config)))
+    assert back[f"use_{name}"] is True and back[setting] == 8
+
+
 def test_bad_value_is_a_config_error_naming_the_key() -> None:
     config = forms.form_to_config(_form(model_name_or_path="m", output_dir="o", stage="nope"))
     with pytest.raises(ConfigError, match="stage"):

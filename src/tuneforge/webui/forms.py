@@ -79,8 +79,23 @@ def _fields() -> list[FormField]:
         F("quantization_method", "choice", "quant", _literal("quantization_method")),
         F("quantization_type", "choice", "quant", _literal("quantization_type")),
         F("ui_deepspeed_stage", "choice", "deepspeed", DEEPSPEED_STAGES),
+        *_optimizer_fields(),
         *_multimodal_fields(),
     ]
+
+
+def _optimizer_fields() -> list[FormField]:
+    """The memory-saving full-weight optimizers, one group each, with the settings LLaMA-Factory's web UI shows."""
+    fields = []
+    for name in ("galore", "apollo"):
+        fields += [FormField(f"use_{name}", "check", name), FormField(f"{name}_rank", "int", name)]
+        fields += [FormField(f"{name}_update_interval", "int", name), FormField(f"{name}_scale", "float", name)]
+        fields.append(FormField(f"{name}_target", "text", name))
+    badam = [("use_badam", "check"), ("badam_mode", "choice"), ("badam_switch_mode", "choice")]
+    fields += [FormField(key, kind, "badam", _literal(key) if kind == "choice" else ()) for key, kind in badam]
+    fields += [FormField(key, "int", "badam") for key in ("badam_switch_interval", "badam_start_block")]
+    fields.append(FormField("badam_update_ratio", "float", "badam"))
+    return fields
 
 
 def _multimodal_fields() -> list[FormField]:
@@ -93,7 +108,21 @@ def _multimodal_fields() -> list[FormField]:
 
 
 FIELDS: list[FormField] = _fields()
-GROUPS = ("model", "main", "other", "lora", "freeze", "rlhf", "quant", "deepspeed", "multimodal")
+SWITCHED = ("galore", "apollo", "badam")  # groups whose keys count only with their `use_<group>` box ticked
+GROUPS = (
+    "model",
+    "main",
+    "other",
+    "lora",
+    "freeze",
+    "rlhf",
+    "quant",
+    "deepspeed",
+    "galore",
+    "apollo",
+    "badam",
+    "multimodal",
+)
 
 # UI defaults that differ from the config defaults (quick, visible runs from the browser).
 UI_DEFAULTS: dict[str, Any] = {
@@ -202,8 +231,8 @@ def form_to_config(values: dict[str, Any], state_dir: Path | None = None) -> dic
             config[key] = values[key].strip()
     for field in FIELDS:
         value = _typed(field, values.get(field.key))
-        if value is None:
-            continue
+        if value is None or (field.group in SWITCHED and not values.get(f"use_{field.group}")):
+            continue  # an optimizer's settings are written only when it is switched on
         if field.key.startswith("ui_"):
             _apply_ui_key(config, field.key, value, state_dir)
         elif field.kind != "check" or value or default_value(field):

@@ -72,7 +72,7 @@ def build_train_tab(ctx: Context) -> dict[str, Any]:
         gallery, media_list = media_view(ctx, "tf-preview")
         token_view = gr.HTML(elem_id="tf-token-preview")
     group_fields(ctx, "main")
-    for group in ("other", "lora", "freeze", "rlhf", "quant", "deepspeed", "multimodal"):
+    for group in forms.GROUPS[2:]:  # model and main are laid out above
         with lab.add(gr.Accordion(f"group.{group}", open=False), f"group.{group}"):
             group_fields(ctx, group)
     with gr.Row():
