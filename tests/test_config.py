@@ -185,10 +185,23 @@ def test_json_schema_is_valid_and_accepts_user_config(shared_dir: Path) -> None:
 
     schema = json_schema()
     jsonschema.Draft202012Validator.check_schema(schema)
-    user = yaml.safe_load((shared_dir / "compat/user-configs/qwen3_lora_sft.yaml").read_text())
-    jsonschema.validate(user, schema)
+    for path in sorted((shared_dir / "compat/user-configs").glob("*.yaml")):  # as users wrote them
+        jsonschema.validate(yaml.safe_load(path.read_text()), schema)
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate({"lora_rank": "eight"}, schema)
+
+
+def test_json_schema_accepts_what_the_loader_accepts_under_training(tmp_path: Path) -> None:
+    """Profiler keys (their own section now) and TrainingArguments keys may still sit under `training:`."""
+    jsonschema = pytest.importorskip("jsonschema")
+    grouped = {"model_name_or_path": "m", "training": {"enable_torch_profiler": True, "dataloader_in_order": True}}
+    jsonschema.validate(grouped, json_schema())
+    cfg = load_config({**grouped, "output_dir": str(tmp_path)})
+    assert cfg.profiler.enable_torch_profiler and cfg.training_args_extra["dataloader_in_order"] is True
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"training": {"profiler_wait_steps": -1}}, json_schema())
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"method": {"adam_beta1": 0.8}}, json_schema())
 
 
 def test_readme_names_every_config_section_in_order() -> None:

@@ -3,20 +3,27 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import TypeAdapter
 
 from tuneforge.config.fields import wiring_of
+from tuneforge.config.loader import VALUE_ALIASES
 from tuneforge.config.root import SECTIONS, TuneforgeConfig, field_index, field_info, type_label
 
 SCHEMA_ID = "https://tuneforge.dev/schema/config.json"
+# Sections split out of `training` whose keys a YAML file may still write under `training:`.
+TRAINING_EXTRAS = ("profiler",)
 
 
 def _property(key: str) -> dict[str, Any]:
     info = field_info(key)
-    prop = TypeAdapter(info.annotation).json_schema()
+    annotation = Annotated[(info.annotation, *info.metadata)] if info.metadata else info.annotation  # bounds too
+    prop = TypeAdapter(annotation).json_schema()
     prop.pop("title", None)
+    aliases = list(VALUE_ALIASES.get(key, {}))
+    if aliases:  # LLaMA-Factory spellings the loader maps onto ours (quantization_method: bitsandbytes)
+        prop = {"anyOf": [prop, {"enum": aliases}]}
     prop["description"] = info.description or ""
     if isinstance(info.default, (str, int, float, bool, list, dict, type(None))):
         prop["default"] = info.default
@@ -31,11 +38,12 @@ def json_schema() -> dict[str, Any]:
     """
     props = {key: _property(key) for key in field_index()}
     for name, cls in SECTIONS.items():
+        keys = [*cls.model_fields, *(key for extra in TRAINING_EXTRAS for key in SECTIONS[extra].model_fields)]
         props[name] = {
             "type": "object",
             "description": (cls.__doc__ or "").strip(),
-            "properties": {key: props[key] for key in cls.model_fields},
-            "additionalProperties": False,
+            "properties": {key: props[key] for key in (keys if name == "training" else cls.model_fields)},
+            "additionalProperties": name == "training",  # TrainingArguments keys pass through there too
         }
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
