@@ -96,7 +96,8 @@ def test_issue_keys_are_classified_as_the_contract_says() -> None:
     assert all(wiring(k).kind == "acts" for k in ("use_galore", "galore_rank", "use_badam", "use_muon"))
     assert wiring("master_port").kind == "acts"  # the torchrun launcher reads it
     assert wiring("ray_num_workers").kind == "acts"  # Ray Train reads it under USE_RAY=1
-    assert wiring("data_shared_file_system").kind == "no-op"
+    assert wiring("data_shared_file_system").kind == "acts"  # who builds the data cache on several nodes
+    assert wiring("enable_torch_profiler").kind == wiring("profile_modules").kind == "acts"
 
 
 def test_docs_and_help_show_the_class() -> None:

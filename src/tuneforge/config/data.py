@@ -140,10 +140,9 @@ class DataSection(Section):
     )
     data_shared_file_system: bool = F(
         False,
-        "Preprocess once for all nodes because they share a file system, rather than once per node.",
-        wiring=no_op(
-            "only matters for multi-node training, which tuneforge does not launch yet; data is prepared once"
-        ),
+        "Multi-node runs: the nodes share a file system, so global rank 0 alone builds the data cache and every "
+        "other rank reads it; off, the local rank 0 of each node builds that node's cache.",
+        wiring=ACTS,
     )
     strict_data: bool = F(
         False,

@@ -28,7 +28,7 @@ from tuneforge.data.report import RowReport
 from tuneforge.data.splits import DatasetSplits, DatasetStat, DataStats, Plan
 from tuneforge.data.tokens import MemoTokenizer
 from tuneforge.errors import DataError
-from tuneforge.train.dist import is_main_process
+from tuneforge.train.dist import preprocesses_first
 
 if TYPE_CHECKING:
     from tuneforge.config import TuneforgeConfig
@@ -137,7 +137,7 @@ def prepare_dataset(
 
 def _cached_or_built(plan: Plan, tokenizer: Any, folder: Path, open_splits: bool) -> tuple[dict[str, Any], DataStats]:
     """Split datasets from the cache entry `folder`, building and storing it first when needed."""
-    rebuild = plan.data.overwrite_cache and is_main_process()  # other ranks read what rank 0 rebuilt
+    rebuild = plan.data.overwrite_cache and preprocesses_first(plan.data.data_shared_file_system)  # others read it
     hit = None if rebuild else cache.load_entry(folder, open_splits)
     if hit is not None and cache.media_changed(hit[1]):
         logger.info("A media file of the cached data at %s changed; encoding again.", folder)

@@ -40,15 +40,23 @@ def barrier() -> None:
         torch_dist.barrier()
 
 
+def preprocesses_first(shared_file_system: bool) -> bool:
+    """True on the rank that builds the data cache for others: global rank 0 when the nodes share a file system
+    (`data_shared_file_system`), else the local rank 0 of each node, as LLaMA-Factory does."""
+    return is_main_process() if shared_file_system else int(os.environ.get("LOCAL_RANK", "0")) == 0
+
+
 @contextmanager
-def main_process_first() -> Iterator[None]:
-    """Rank 0 runs the block first (e.g. builds the data cache); the other ranks run it after (reading that cache)."""
-    if not is_main_process():
+def main_process_first(shared_file_system: bool = True) -> Iterator[None]:
+    """The rank(s) `preprocesses_first` picks run the block first (e.g. build the data cache); the other ranks run
+    it after them (reading that cache)."""
+    first = preprocesses_first(shared_file_system)
+    if not first:
         barrier()
     try:
         yield
     finally:
-        if is_main_process():
+        if first:
             barrier()
 
 

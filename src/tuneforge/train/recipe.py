@@ -210,7 +210,7 @@ def stage_data(cfg: TuneforgeConfig, tokenizer: Any, collator: Callable[[Any, An
     from tuneforge.data.streaming import columns_of
 
     row = stage(cfg.method.stage)
-    with main_process_first():  # rank 0 builds the data cache, the other ranks read it
+    with main_process_first(cfg.data.data_shared_file_system):  # rank 0 (per node) builds the cache, others read it
         splits = prepare_dataset(cfg, tokenizer, kind=row.data_kind)
     columns = columns_of(splits.train)  # a streamed dataset shows its columns in its first row
     if not columns:
