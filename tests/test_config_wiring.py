@@ -139,3 +139,15 @@ def test_yaml_on_off_reach_string_switches(tmp_path) -> None:
     assert load_config({"fuse_micro_batches": True}, paths=False).training.fuse_micro_batches == "on"
     with pytest.raises(ConfigError):
         load_config({"speed_kernels": True}, paths=False)  # no `on` value: still an error, not a guess
+
+
+def test_preserve_thinking_needs_a_named_template(tmp_path) -> None:
+    from tuneforge.config import load_config
+    from tuneforge.data.templates import template_for_config
+    from tuneforge.errors import ConfigError
+
+    base = {"model_name_or_path": "m", "output_dir": str(tmp_path), "preserve_thinking": True}
+    with pytest.raises(ConfigError, match=r"preserve_thinking.*needs a named `template:`"):
+        load_config(base)
+    cfg = load_config({**base, "template": "qwen3"})
+    assert template_for_config(cfg.data, None).spec.thinking.keep == "all"

@@ -161,6 +161,15 @@ def test_thinking_history_and_switch_match_go(go_render, think: bool | None) -> 
     assert rendered == [_expected(template, m, None) for m in THINKING]
 
 
+@pytest.mark.parametrize("name", ["qwen3", "deepseekr1", "glm4_moe"])
+def test_preserved_thinking_matches_go(go_render, name: str) -> None:
+    """With `preserve_thinking` every earlier turn keeps its reasoning in the Modelfile as in training."""
+    template = get_template(name, preserve_thinking=True)
+    rendered = go_render([_case(template, m, None) for m in THINKING])
+    assert rendered == [_expected(template, m, None) for m in THINKING]
+    assert "Add them." in rendered[-1]
+
+
 def test_final_assistant_message_is_left_open_for_continuation(go_render) -> None:
     template = get_template("qwen")
     messages = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello, I"}]

@@ -127,6 +127,28 @@ def test_qwen3_history_reasoning_dropped_before_last_query() -> None:
     assert "old" not in text and "<think>\nnew\n</think>\n\nd" in text
 
 
+def test_preserve_thinking_keeps_and_trains_every_turns_reasoning(qwen_tokenizer, caplog) -> None:
+    """LLaMA-Factory's `preserve_thinking`: earlier turns keep their reasoning, on the trained side."""
+    messages = [
+        {"role": "user", "content": "a"},
+        {"role": "assistant", "content": "b", "reasoning_content": "old"},
+        {"role": "user", "content": "c"},
+        {"role": "assistant", "content": "d", "reasoning_content": "new"},
+    ]
+    for name in ("qwen3", "deepseekr1"):
+        template = get_template(name, preserve_thinking=True)
+        trained = [s.text for s in template.segments(messages) if s.response]
+        assert any("old" in text for text in trained) and any("new" in text for text in trained), name
+    assert "old" not in get_template("deepseekr1").render(messages)
+    assert "old" not in get_template("qwen3", enable_thinking=False, preserve_thinking=True).render(messages)
+    with caplog.at_level("WARNING"):
+        plain = get_template("qwen", preserve_thinking=True)
+    assert "`preserve_thinking` has no effect: template 'qwen' writes no reasoning" in caplog.text
+    assert plain.render(messages) == get_template("qwen").render(messages)
+    with pytest.raises(ConfigError, match="preserve_thinking` needs a named `template:`"):
+        get_template(None, qwen_tokenizer, preserve_thinking=True)
+
+
 @pytest.mark.parametrize("name", ["qwen", "qwen3", "llama3", "deepseekr1", "granite4", "phi4_mini", "mistral"])
 def test_tool_call_round_trip(name: str) -> None:
     template = get_template(name)

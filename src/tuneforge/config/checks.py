@@ -167,7 +167,7 @@ def _evaluation(cfg: TuneforgeConfig) -> Iterator[Conflict]:
 
 def _template(cfg: TuneforgeConfig) -> Iterator[Conflict]:
     """An unknown chat template or tool format is reported now (with the closest names), not when training starts."""
-    from tuneforge.data.templates.registry import get_spec, list_tool_formats
+    from tuneforge.data.templates.registry import PRESERVE_NEEDS_NAME, get_spec, list_tool_formats
     from tuneforge.errors import ConfigError
 
     if cfg.data.template not in (None, "auto"):  # auto: resolve_auto_template reports its own problem
@@ -175,6 +175,8 @@ def _template(cfg: TuneforgeConfig) -> Iterator[Conflict]:
             get_spec(cfg.data.template)
         except ConfigError as error:
             yield ("template",), str(error).removeprefix("template: ")
+    if cfg.data.template is None and cfg.data.preserve_thinking:
+        yield ("preserve_thinking", "template"), PRESERVE_NEEDS_NAME
     fmt, known = cfg.data.tool_format, list_tool_formats()
     if fmt is not None and fmt not in known:
         yield ("tool_format",), f"unknown tool format {fmt!r}; known: {', '.join(known)}."

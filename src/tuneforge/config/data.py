@@ -129,11 +129,10 @@ class DataSection(Section):
     )
     preserve_thinking: bool = F(
         False,
-        "Keep the thinking content of earlier assistant turns in the prompt instead of stripping it.",
-        wiring=refused(
-            "keeping the thinking of earlier assistant turns is not implemented; earlier turns' thinking is "
-            "stripped, as with LLaMA-Factory's default"
-        ),
+        "Reasoning templates: keep the thinking of every earlier assistant turn (in training data, chat, the API "
+        "and Ollama export) instead of only the turns the template keeps (qwen3: those after the last user turn). "
+        "Needs a named template.",
+        wiring=ACTS,
     )
     tokenized_path: str | None = F(
         None, "Folder to save the tokenized dataset to, or to load it from when it already exists.", wiring=ACTS

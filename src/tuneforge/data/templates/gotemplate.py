@@ -217,7 +217,7 @@ def _thinking(thinking: ThinkingSpec | None) -> tuple[str, str, str]:
     """(setup, text before the slot, text inside the slot before the content) for a thinking record."""
     if thinking is None:
         return "", "", ""
-    kept = {"after_last_user": "(gt $i $lastUser)", "last": "$last"}.get(thinking.keep, "false")
+    kept = {"after_last_user": "(gt $i $lastUser)", "last": "$last", "all": "true"}.get(thinking.keep, "false")
     setup = "{{- $r := .Thinking }}{{ if " + THINK_OFF + ' }}{{ $r = "" }}{{ end }}\n'
     block = _slot_plain(thinking.block, reasoning="{{ $r }}")
     wants = {"all": "true", "kept_last": "(and " + kept + " $last)"}.get(thinking.empty_on, "")

@@ -23,7 +23,8 @@ class ThinkingSpec:
       own text (None = ``empty``; LLaMA-Factory's GLM-4.7 puts its answers' leading newline into ``empty`` while
       its calls bring their own, and Seed-OSS's call slot opens with bos after the empty block).
     - ``keep``: which assistant turns keep their reasoning: ``after_last_user`` (Qwen3: turns answering the
-      last user query), ``last`` (only the final message), ``none`` (all stripped).
+      last user query), ``last`` (only the final message), ``none`` (all stripped), ``all`` (every turn: what
+      LLaMA-Factory's ``preserve_thinking`` asks of any record).
     - ``empty_on``: which turns get ``empty`` when they carry none: ``kept_last`` (the final message when it is
       a kept turn; Qwen3), ``all`` (every assistant turn; DeepSeek-V3.1),
       ``off`` (every assistant turn, only when thinking is off; SmolLM3), ``none``.

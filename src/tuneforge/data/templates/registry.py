@@ -19,6 +19,10 @@ if TYPE_CHECKING:
 _DATA = Path(__file__).with_name("data")
 
 logger = logging.getLogger(__name__)
+PRESERVE_NEEDS_NAME = (
+    "`preserve_thinking` needs a named `template:` (e.g. qwen3): the tokenizer's own chat template (template "
+    "unset) decides by itself which turns keep their reasoning."
+)
 
 
 @cache
@@ -88,13 +92,17 @@ def get_template(
     enable_thinking: bool | None = True,
     default_system: str | None = None,
     tool_format: str | None = None,
+    preserve_thinking: bool = False,
 ) -> Template:
     """Return the chat template ``name`` bound to its options.
 
     ``name=None`` wraps the tokenizer's own Jinja chat template (``tokenizer.chat_template``). When a
     tokenizer is given, its bos/eos strings fill templates whose record leaves them empty (alpaca, vicuna...).
     ``default_system`` replaces the record's default system prompt; ``tool_format`` picks another tool format.
+    ``preserve_thinking`` keeps the reasoning of every assistant turn, not only those the record keeps.
     """
+    if name is None and preserve_thinking:
+        raise ConfigError(PRESERVE_NEEDS_NAME)
     if name is None:
         from tuneforge.data.templates.hf import tokenizer_template
 
@@ -109,6 +117,10 @@ def get_template(
     if tokenizer is not None:
         changes["bos"] = spec.bos or (getattr(tokenizer, "bos_token", None) or "")
         changes["eos"] = spec.eos or (getattr(tokenizer, "eos_token", None) or "")
+    if preserve_thinking and spec.thinking is not None:
+        changes["thinking"] = replace(spec.thinking, keep="all")
+    elif preserve_thinking:
+        logger.warning("`preserve_thinking` has no effect: template %r writes no reasoning.", name)
     spec = replace(spec, **changes)
     return Template(spec, formats[tool_format or spec.tool_format], enable_thinking)
 
@@ -122,4 +134,5 @@ def template_for_config(data: DataSection, tokenizer: Any) -> Template:
         enable_thinking=data.enable_thinking,
         default_system=data.default_system,
         tool_format=data.tool_format,
+        preserve_thinking=data.preserve_thinking,
     )

@@ -213,7 +213,7 @@ def _emit_turns(ctx: _Context, messages: list[dict], system_text: str, tools_tex
 
 def _kept(spec: TemplateSpec, index: int, last_user: int, is_last: bool) -> bool:
     keep = spec.thinking.keep if spec.thinking else "none"
-    return (keep == "after_last_user" and index > last_user) or (keep == "last" and is_last)
+    return keep == "all" or (keep == "after_last_user" and index > last_user) or (keep == "last" and is_last)
 
 
 def _emit_assistant(ctx: _Context, message: dict, after_tool: bool, is_last: bool, kept: bool) -> None:
