@@ -182,8 +182,21 @@ def _template(cfg: TuneforgeConfig) -> Iterator[Conflict]:
         yield ("tool_format",), f"unknown tool format {fmt!r}; known: {', '.join(known)}."
 
 
+def _new_tokens(cfg: TuneforgeConfig) -> Iterator[Conflict]:
+    """A `new_special_tokens_config` file that cannot be read is reported before anything loads."""
+    from tuneforge.errors import ConfigError
+    from tuneforge.models.new_tokens import token_descriptions
+
+    if cfg.model.new_special_tokens_config is not None:
+        try:
+            token_descriptions(cfg.model.new_special_tokens_config)
+        except ConfigError as error:
+            yield ("new_special_tokens_config",), str(error).removeprefix("new_special_tokens_config: ")
+
+
 CHECKS: list[Callable[[TuneforgeConfig], Iterator[Conflict]]] = [
     _template,
+    _new_tokens,
     _precision,
     _quantization,
     _data,

@@ -48,21 +48,16 @@ class ModelSection(Section):
     )
     new_special_tokens_config: str | None = F(
         None,
-        "YAML file listing new special tokens with a text description each, used by the desc_init methods; "
-        "takes precedence over add_special_tokens.",
-        wiring=refused(
-            "description-based initialisation of new tokens is not implemented; list the tokens in "
-            "`add_special_tokens` (their embeddings start from the mean embedding plus noise)"
-        ),
+        "YAML file mapping each new special token to a text description (`<|tool_start|>: Marks the start of a "
+        "tool call`), read by the desc_init methods; its tokens replace add_special_tokens.",
+        wiring=ACTS,
     )
     init_special_tokens: Literal["noise_init", "desc_init", "desc_init_w_noise"] = F(
         "noise_init",
-        "How the embeddings of added special tokens start. noise_init: mean embedding plus noise; "
-        "desc_init: mean of the description's token embeddings; desc_init_w_noise: both.",
-        wiring=refused(
-            "only `noise_init` (mean embedding plus noise) is implemented; desc_init needs "
-            "`new_special_tokens_config`, which tuneforge does not read"
-        ),
+        "How the embedding rows of new tokens start (input embeddings and an untied output layer). noise_init: "
+        "the mean row plus noise; desc_init: the mean row of the description's words (new_special_tokens_config); "
+        "desc_init_w_noise: that plus noise.",
+        wiring=ACTS,
     )
     model_revision: str = F(
         "main", "Model version to fetch from the Hub: a branch name, tag or commit id.", wiring=ACTS

@@ -22,6 +22,7 @@ from tuneforge.errors import TuneforgeError
 from tuneforge.models.expand import expanded_layer_ids
 from tuneforge.models.expert_targets import expert_hint, explain_fused_targets, split_expert_targets, warn_unadapted
 from tuneforge.models.multimodal import freeze_parts, lora_module_names, open_projector
+from tuneforge.models.new_tokens import embedding_modules
 
 if TYPE_CHECKING:
     import torch
@@ -194,7 +195,7 @@ def peft_config(model: Any, cfg: TuneforgeConfig, kind: str) -> Any:
     from peft import LoraConfig, OFTConfig, TaskType
 
     m = cfg.method
-    extra = m.additional_targets or None
+    extra = m.additional_targets or embedding_modules(model, cfg.model.resize_vocab)
     if kind == "oft":
         modules, parameters = _method_targets(model, cfg, m.oft_target)
         if parameters:

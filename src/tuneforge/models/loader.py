@@ -13,11 +13,11 @@ import os
 import sys
 from typing import TYPE_CHECKING, Any
 
-from tuneforge.config.lists import split_list
 from tuneforge.config.require import require
 from tuneforge.errors import TuneforgeError
 from tuneforge.gc_pause import collector_paused
 from tuneforge.models.moe import configure_router_loss
+from tuneforge.models.new_tokens import add_configured_tokens, init_new_rows
 
 if TYPE_CHECKING:
     import torch
@@ -38,7 +38,7 @@ _FLASH_PACKAGES = {"fa2": "flash_attn", "fa3": "flash_attn_interface"}
 
 
 def load_tokenizer(cfg: TuneforgeConfig) -> PreTrainedTokenizerBase:
-    """The tokenizer of `model_name_or_path`, with a pad token and any `add_tokens` / `add_special_tokens`."""
+    """The tokenizer of `model_name_or_path`, with a pad token and the config's new tokens (`models/new_tokens.py`)."""
     m = cfg.model
     _require_model_path(cfg)
     options = {
@@ -50,10 +50,7 @@ def load_tokenizer(cfg: TuneforgeConfig) -> PreTrainedTokenizerBase:
         "trust_remote_code": m.trust_remote_code,
     }
     tokenizer = open_tokenizer(m.model_name_or_path, _direct_tokenizer_class(m.model_name_or_path), **options)
-    if m.add_tokens:
-        tokenizer.add_tokens(split_list(m.add_tokens))
-    if m.add_special_tokens:
-        tokenizer.add_special_tokens({"additional_special_tokens": split_list(m.add_special_tokens)})
+    add_configured_tokens(tokenizer, m)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
@@ -169,6 +166,7 @@ def load_model(cfg: TuneforgeConfig, tokenizer: PreTrainedTokenizerBase, *, trai
 
         model = convert_to_mod(model)
     _fit_vocab(model, tokenizer, m.resize_vocab)
+    init_new_rows(model, tokenizer, m.init_special_tokens)
     if s2_base is not None:
         shift_attn.enable_shift_attn(model, s2_base)
     if trainable:
