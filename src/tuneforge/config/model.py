@@ -99,11 +99,10 @@ class ModelSection(Section):
     )
     use_unsloth_gc: bool = F(
         False,
-        "Use Unsloth's offloaded gradient checkpointing to save GPU memory (needs the optional unsloth package).",
-        wiring=refused(
-            "Unsloth gradient checkpointing is not supported; tuneforge checkpoints activations itself (turn "
-            "it off with `disable_gradient_checkpointing`)"
-        ),
+        "Offloaded gradient checkpointing (LLaMA-Factory's name, after Unsloth's): the activations checkpointing "
+        "keeps go to pinned host memory, freeing layers x sequence x hidden of GPU memory for a slower step "
+        "(transformers' offload). Warns that it has no effect on CPU or with disable_gradient_checkpointing.",
+        wiring=ACTS,
     )
     enable_liger_kernel: bool = F(
         False,

@@ -208,13 +208,46 @@ def prepare_for_training(model: PreTrainedModel, cfg: TuneforgeConfig) -> None:
     if cfg.model.upcast_lmhead_output:
         model.get_output_embeddings().register_forward_hook(_logits_to_float32)
     if cfg.model.disable_gradient_checkpointing or not getattr(model, "supports_gradient_checkpointing", False):
+        if cfg.model.use_unsloth_gc:
+            logger.warning("`use_unsloth_gc` has no effect: gradient checkpointing is off for this model.")
         return
     kwargs = {"use_reentrant": cfg.model.use_reentrant_gc}
+    offload = _offloads_activations(model, cfg.model.use_unsloth_gc)
     if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.2x name
-        model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+        extra = {"offload": True} if offload else {}
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs, **extra)
     else:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
     model.enable_input_require_grads()  # reentrant checkpointing needs inputs that require grad (frozen embeddings)
+
+
+def _offloads_activations(model: Any, wanted: bool) -> bool:
+    """Whether checkpointing should keep its activations in pinned host memory (`use_unsloth_gc`): only where an
+    accelerator trains (the model is still on the CPU here; without one the activations are in host memory
+    already, and pinning needs an accelerator)."""
+    if not wanted:
+        return False
+    if not _accelerator_present():
+        logger.warning("`use_unsloth_gc` has no effect on CPU: the activations already live in host memory.")
+        return False
+    return offload_supported()
+
+
+def _accelerator_present() -> bool:
+    import torch
+
+    return torch.accelerator.is_available()
+
+
+def offload_supported() -> bool:
+    """Whether this transformers offers offloaded activation checkpointing (`activation_checkpointing_enable`'s
+    `offload`), which `use_unsloth_gc` uses."""
+    import inspect
+
+    from transformers import PreTrainedModel
+
+    enable = getattr(PreTrainedModel, "activation_checkpointing_enable", None)
+    return enable is not None and "offload" in inspect.signature(enable).parameters
 
 
 def _logits_to_float32(module: Any, inputs: Any, output: Any) -> Any:

@@ -89,6 +89,14 @@ def check_modes(cfg: TuneforgeConfig) -> None:
         preflight_shift_attn(cfg)
     if modes.train:
         check_optimizers(cfg, world)
+    if modes.train and cfg.model.use_unsloth_gc:
+        from tuneforge.models.loader import offload_supported
+
+        if not offload_supported():
+            raise ConfigError(
+                "`use_unsloth_gc` needs a transformers with offloaded activation checkpointing "
+                "(`activation_checkpointing_enable(offload=...)`); upgrade transformers or remove the key."
+            )
     if modes.evaluate and not (cfg.data.eval_dataset or cfg.data.val_size):
         raise ConfigError(
             "`do_eval: true` without training needs evaluation data: set `eval_dataset` (or `dataset` with `val_size`)."
