@@ -8,9 +8,11 @@ end when their gradient is accumulated, so a module whose inputs need no gradien
 is timed too. Torch's full backward hooks would ignore keyword inputs, which is how attention modules are called,
 and would report a near-zero backward for them.
 
-Every training-mode call in an optimizer step counts (all micro-batches; the recomputation of gradient
-checkpointing counts as forward); evaluation calls do not. A module returning something other than a tensor or a
-tuple/list of tensors gets forward times only. Accelerator work is timed with device events, CPU with the wall clock.
+Every training-mode call in an optimizer step counts (all micro-batches); evaluation calls do not. Under gradient
+checkpointing a checkpointed decoder layer's recomputation falls in its own backward time (transformers checkpoints
+the layer's `forward`, inside its hooks), while modules within it count the recomputation as a second forward
+call. A module returning something other than a tensor or a tuple/list of tensors gets forward times only.
+Accelerator work is timed with device events, CPU with the wall clock.
 """
 
 from __future__ import annotations
