@@ -70,7 +70,7 @@ def special_tokens(m: ModelSection) -> tuple[list[str], dict[str, str] | None]:
     """The special tokens to add and their descriptions: from `new_special_tokens_config` when set (it replaces
     `add_special_tokens`, as in LLaMA-Factory), else `add_special_tokens` without descriptions."""
     if m.new_special_tokens_config is None:
-        return split_list(m.add_special_tokens) if m.add_special_tokens else [], None
+        return split_list(m.add_special_tokens), None
     descriptions = token_descriptions(m.new_special_tokens_config)
     if m.add_special_tokens:
         logger.warning("`new_special_tokens_config` is set: its tokens replace `add_special_tokens`.")
@@ -80,12 +80,12 @@ def special_tokens(m: ModelSection) -> tuple[list[str], dict[str, str] | None]:
 def add_configured_tokens(tokenizer: Any, m: ModelSection) -> None:
     """Add the config's tokens to `tokenizer` and remember which ids are new (for `init_new_rows`)."""
     specials, descriptions = special_tokens(m)
-    before = len(tokenizer)
-    if m.add_tokens:
-        tokenizer.add_tokens(split_list(m.add_tokens))
+    plain, before = split_list(m.add_tokens), len(tokenizer)
+    if plain:
+        tokenizer.add_tokens(plain)
     if specials:
         tokenizer.add_special_tokens({"additional_special_tokens": specials})
-    wanted = [*(split_list(m.add_tokens) if m.add_tokens else []), *specials]
+    wanted = [*plain, *specials]
     ids = {token: tokenizer.convert_tokens_to_ids(token) for token in wanted}
     _ADDED[tokenizer] = NewTokens({t: i for t, i in ids.items() if i >= before}, before, descriptions)
     if m.init_special_tokens in DESCRIBED and descriptions is None:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from transformers import TrainerCallback
 
+from tuneforge.config.lists import split_list
 from tuneforge.train.module_times import MODULE_TIMES, ModuleTimes, model_device
 
 if TYPE_CHECKING:
@@ -43,8 +44,7 @@ def profiler_callbacks(cfg: TuneforgeConfig) -> list[TrainerCallback]:
                 "%s have no effect without `enable_torch_profiler: true`.", ", ".join(f"`{k}`" for k in idle)
             )
     if p.profile_modules:
-        patterns = [part.strip() for part in p.profile_modules.split(",") if part.strip()]
-        callbacks.append(ModuleTimes(patterns, out / MODULE_TIMES))
+        callbacks.append(ModuleTimes(split_list(p.profile_modules), out / MODULE_TIMES))
     return callbacks
 
 
